@@ -1,0 +1,1 @@
+"""InsightFace formats and components: RecordIO, .bin sets, loaders, margin heads, backbones, verification."""

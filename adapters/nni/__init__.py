@@ -1,0 +1,1 @@
+"""NNI bridges: model spaces, strategies, nnictl tuners and trials, experiment launching and results."""

@@ -1,0 +1,5 @@
+import sys
+
+from facenas.cli import main
+
+sys.exit(main())

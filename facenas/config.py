@@ -1,0 +1,148 @@
+"""Typed configs: dataclasses that reject unknown or misspelt fields with a suggestion.
+
+Recipes are Python modules in arcface_torch's style (``config.lr = 0.1`` after a base), but the
+object they assign to is a dataclass, so a typo is an error instead of a silently added key
+(house style rule 5). :func:`load_config_module` runs such a module and returns the validated
+config; :meth:`TypedConfig.to_dict` gives the resolved JSON dumped next to every result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import os
+import runpy
+import types
+import typing
+from typing import Any, Mapping, TypeVar
+
+from facenas.errors import ConfigError
+
+C = TypeVar("C", bound="TypedConfig")
+
+
+def _suggest(name: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_type(value: Any, annotation: Any) -> bool:
+    """Best-effort runtime check of ``value`` against a (resolved) type annotation."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check_type(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, set, frozenset):
+        if not isinstance(value, (list, tuple)) and origin in (list, tuple):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_check_type(v, a) for v, a in zip(value, args))
+        inner = args[0] if args else Any
+        return all(_check_type(v, inner) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            return False
+        kt, vt = args if args else (Any, Any)
+        return all(_check_type(k, kt) and _check_type(v, vt) for k, v in value.items())
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+class TypedConfig:
+    """Mixin for ``@dataclass`` configs: strict attribute names, type checks, dict round trip.
+
+    Subclasses are dataclasses; they may override :meth:`check` for cross-field validation.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        fields = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        if name not in fields and not name.startswith("_"):
+            raise ConfigError(
+                f"{type(self).__name__} has no field '{name}'{_suggest(name, fields)}"
+                f" Fields: {', '.join(sorted(fields))}"
+            )
+        object.__setattr__(self, name, value)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
+        """Build from a mapping; unknown keys fail naming ``source`` and the close matches."""
+        names = cls.field_names()
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            parts = [f"'{k}'{_suggest(k, names)}" for k in unknown]
+            raise ConfigError(f"{source}: unknown field(s) for {cls.__name__}: {'; '.join(parts)}")
+        obj = cls(**dict(data))  # type: ignore[call-arg]
+        obj.validate(source)
+        return obj
+
+    def validate(self, source: str = "config") -> None:
+        """Check every field's type, then :meth:`check`; raise :class:`ConfigError` naming the field."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            ann = hints.get(f.name, Any)
+            if not _check_type(value, ann):
+                raise ConfigError(
+                    f"{source}: field '{f.name}' = {value!r} has type {type(value).__name__}, expected {ann}"
+                )
+        self.check(source)
+
+    def check(self, source: str) -> None:
+        """Cross-field validation hook for subclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def replace(self: C, **changes: Any) -> C:
+        data = self.to_dict()
+        data.update(changes)
+        return type(self).from_dict(data, source="replace()")
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def load_config_module(path: str | os.PathLike, cls: type[C], variable: str = "config") -> C:
+    """Run the Python config module at ``path`` and return its ``variable`` as a validated ``cls``.
+
+    The module may assign ``config`` as an instance of ``cls`` (fields set one by one, as in
+    arcface_torch recipes) or as a plain dict. A dotted module name is accepted too.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        namespace = runpy.run_path(path)
+    else:
+        spec = importlib.util.find_spec(path) if not path.endswith(".py") else None
+        if spec is None or spec.origin is None:
+            raise ConfigError(f"config '{path}' is neither a file nor an importable module; give the path to a .py recipe")
+        namespace = runpy.run_path(spec.origin)
+        path = spec.origin
+    if variable not in namespace:
+        raise ConfigError(f"{path}: defines no '{variable}'; a recipe must assign `{variable} = ...`")
+    value = namespace[variable]
+    if isinstance(value, cls):
+        value.validate(path)
+        return value
+    if isinstance(value, Mapping):
+        return cls.from_dict(value, source=path)
+    raise ConfigError(f"{path}: '{variable}' is a {type(value).__name__}, expected {cls.__name__} or dict")

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic files, JSON output, progress, seeding, paths."""

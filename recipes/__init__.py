@@ -1,0 +1,1 @@
+"""What a user runs: config modules (``configs/``) and NNI experiment files (``nni/``)."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real-data folder (skipped with a reason when absent) and small helpers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from facenas.utils.paths import DATA_ENV, shared_data_dir
+
+# Keep torch / BLAS to the 2 cores CI has, and quiet TensorFlow's start-up chatter.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set {DATA_ENV} to a folder laid out like ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or ``$FACENAS_SHARED_DATA``)."""
+    return _require(shared_data_dir())
+
+
+@pytest.fixture(scope="session")
+def celeba299(shared_data: Path) -> Path:
+    """The 299-identity training RecordIO folder (train.rec / train.idx / property)."""
+    return _require(shared_data / "celeba299")
+
+
+@pytest.fixture(scope="session")
+def lfw_devtest_bin(shared_data: Path) -> Path:
+    return _require(shared_data / "lfw_devtest.bin")
+
+
+@pytest.fixture(scope="session")
+def lfw_bin(shared_data: Path) -> Path:
+    return _require(shared_data / "lfw.bin")
