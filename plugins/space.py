@@ -64,6 +64,23 @@ class Choice:
         return self.values.index(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class LatencyBlock:
+    """One entry of a latency lookup table: a block a space's networks are assembled from.
+
+    Args:
+        key: canonical string naming everything that changes the block's latency (op type,
+            input and output shape, kernel, expand ratio, stride, SE, activation), e.g.
+            ``"mbconv|in=16x56x56|out=24x28x28|k=5|e=4|s=2|se=1|act=hswish"``.
+        input_shape: ``(C, H, W)`` of the block's input (batch 1 is used for measuring).
+        build: makes the block as a standalone ``nn.Module`` (random weights are fine).
+    """
+
+    key: str
+    input_shape: tuple[int, int, int]
+    build: Any = dataclasses.field(compare=False, repr=False)
+
+
 class SearchSpace(abc.ABC):
     """Base class of search spaces.
 
@@ -169,6 +186,15 @@ class SearchSpace(abc.ABC):
             "space_config": self.config(),
             "sample": self.validate(sample),
         }
+
+    # -- latency lookup tables (optional; see facenas.adapters.runtime.lut) ------------------------
+    def latency_blocks(self, sample: Mapping[str, Value]) -> list[LatencyBlock]:
+        """The blocks of ``sample``'s network whose summed latency predicts the network's."""
+        raise NotImplementedError(f"space '{self.name}' does not describe its blocks for latency tables")
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every distinct block (by key) any sample of the space can contain."""
+        raise NotImplementedError(f"space '{self.name}' does not describe its blocks for latency tables")
 
     def size(self) -> int:
         """Number of distinct samples (product of candidate counts; labels may be inactive)."""

@@ -140,3 +140,32 @@ def test_cli_help_and_version():
     assert out.stdout.startswith("facenas ")
     res = subprocess.run([sys.executable, "-m", "facenas", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "COMMAND" in res.stdout
+
+
+def test_random_strategy_exhausts_toy_space_and_resumes():
+    from facenas.plugins.strategy import STRATEGIES
+    from facenas.plugins.toy_stages import toy_score
+
+    space = create_space("toy")
+    strat = STRATEGIES.create("random", space=space, seed=1)
+    strat.run(lambda s: {"default": toy_score(s)}, budget=5)
+    state = strat.state_dict()
+    resumed = STRATEGIES.create("random", space=space, seed=99)
+    resumed.load_state_dict(state)
+    strat.run(lambda s: {"default": toy_score(s)}, budget=100)
+    resumed.run(lambda s: {"default": toy_score(s)}, budget=100)
+    assert len(strat.history) == 16 and strat.best()[0][1]["default"] == 1.0
+    assert [s for s, _ in strat.history] == [s for s, _ in resumed.history]
+
+
+def test_toy_stage_reports_locally(tmp_path):
+    from facenas.plugins.stages import run_stage_locally
+
+    space = create_space("toy")
+    final = run_stage_locally("toy.evaluate", {"sample": space.largest(), "epochs": 2}, str(tmp_path))
+    assert final["default"] == 1.0 and final["mflops"] > 0
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["type"] for l in lines] == ["intermediate", "intermediate", "final"]
+    assert json.loads((tmp_path / "final.json").read_text())["toy_score"] == 1.0
+    with pytest.raises(FacenasError, match="injected"):
+        run_stage_locally("toy.evaluate", {"sample": space.largest(), "fail_if": {"stem/width": 16}}, str(tmp_path))
