@@ -19,6 +19,12 @@ from facenas.utils.log import setup_logging
 
 #: Modules that add sub-commands, in the order they appear in ``facenas --help``.
 COMMAND_MODULES: list[str] = [
+    "facenas.adapters.insightface.cli",  # data pack|pairs|synth|info, eval
+    "facenas.plugins.engine.cli",  # train
+    "facenas.plugins.search_cli",  # search ofa|enas|tnas (local, without NNI)
+    "facenas.adapters.nni.cli",  # nni register|create|results|space
+    "facenas.adapters.runtime.cli",  # export, latency, lut build|validate
+    "facenas.recipes.demo",  # demo: the main job on synthetic identities
 ]
 
 log = logging.getLogger("facenas.cli")
@@ -34,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # command group not part of this installation
+            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+                raise
+            continue
+        mod.register(sub)
     return parser
 
 

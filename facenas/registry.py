@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import threading
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from facenas.errors import FacenasError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class UnknownNameError(FacenasError, KeyError):
@@ -50,7 +52,14 @@ class Registry(Generic[T]):
             return
         with self._lock:
             for module in self._modules:
-                importlib.import_module(module)
+                try:
+                    importlib.import_module(module)
+                except ModuleNotFoundError as exc:
+                    # A plugin module that is not part of this installation simply contributes no
+                    # entries; an import error *inside* an existing module still propagates.
+                    if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+                        raise
+                    log.debug("%s registry: module %s is not installed", self.kind, module)
             self._loaded = True
 
     def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[T], T]:

@@ -34,6 +34,9 @@ SPACES: Registry = Registry(
     "search space",
     modules=[
         "facenas.plugins.toy",
+        "facenas.plugins.ofa.space",
+        "facenas.plugins.enas.space",
+        "facenas.plugins.tnas.space",
     ],
 )
 

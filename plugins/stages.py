@@ -18,6 +18,10 @@ STAGES: Registry = Registry(
     "stage",
     modules=[
         "facenas.plugins.toy_stages",
+        "facenas.plugins.engine.stages",
+        "facenas.plugins.ofa.stages",
+        "facenas.plugins.enas.stages",
+        "facenas.plugins.tnas.stages",
     ],
 )
 

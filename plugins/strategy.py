@@ -25,6 +25,8 @@ STRATEGIES: Registry = Registry(
     "strategy",
     modules=[
         "facenas.plugins.strategy",
+        "facenas.plugins.ofa.search",
+        "facenas.plugins.enas.strategy",
     ],
 )
 

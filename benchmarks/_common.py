@@ -1,0 +1,75 @@
+"""Helpers every benchmark uses: machine/version metadata and saving results as JSON.
+
+Each benchmark is one command (``python -m benchmarks.<name>``) that prints its result and saves
+``benchmarks/results/<name>.json`` with the machine, package versions and command line, so the
+summary (``python -m benchmarks.summary``) can be regenerated from recorded JSON alone.
+Performance figures are ratios measured side by side in the same run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+_PACKAGES = ("facenas", "torch", "numpy", "opencv-python", "onnxruntime", "onnx", "lightgbm", "nni", "tensorflow-cpu", "scipy")
+
+
+def machine_info() -> dict[str, Any]:
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None) -> Path:
+    """Write ``result`` with metadata to ``benchmarks/results/<name>.json`` and print it."""
+    from facenas.utils.io import write_json
+
+    record = {
+        "benchmark": name,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine_info(),
+        "result": result,
+    }
+    path = (out_dir or RESULTS_DIR) / f"{name}.json"
+    write_json(path, record)
+    print(json.dumps(result, indent=2, default=str))
+    print(f"saved {path}")
+    return path
+
+
+def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Minimum wall time of ``repeat`` calls (seconds): the least noisy figure on a shared machine."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
