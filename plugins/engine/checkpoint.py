@@ -1,0 +1,72 @@
+"""Training-state checkpoints (``facenas.train/1``): everything a killed run needs to continue.
+
+One file per rank (``checkpoint.pt`` for a single process, ``checkpoint_rank<r>.pt`` under
+DDP, each holding that rank's PartialFC shard), written atomically, loadable with
+``torch.load(weights_only=True)``::
+
+    {"format": "facenas.train/1", "network": {...}, "backbone": state_dict, "head": state_dict,
+     "optimizer": ..., "scheduler": ..., "scaler": ..., "epoch": e, "step_in_epoch": k,
+     "global_step": n, "rng": {...}, "best": {...}, "train_seconds": t, "world_size": w,
+     "config": {...}}
+
+``rng`` holds torch's CPU (and CUDA) generator, numpy's and Python's state at the moment of the
+checkpoint, plus the torch state (and the loader's generator) captured when the current
+epoch's data iterator was created, so the resumed run re-creates that iterator, skips the
+batches already used and continues with exactly the same data and random numbers.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facenas.adapters.insightface.backbones.checkpoint import TRAIN_FORMAT, read_model_file
+from facenas.errors import ConfigError, DataFormatError
+from facenas.utils.io import atomic_torch_save
+
+
+def checkpoint_path(output: str | os.PathLike, rank: int, world_size: int) -> Path:
+    name = "checkpoint.pt" if world_size == 1 else f"checkpoint_rank{rank}.pt"
+    return Path(output) / name
+
+
+def capture_rng() -> dict[str, Any]:
+    """Torch (CPU, CUDA), numpy (legacy global) and Python ``random`` states as plain containers."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_train_state(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    atomic_torch_save({"format": TRAIN_FORMAT, **record}, path)
+
+
+def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"resume=True but there is no training checkpoint at {path}; "
+                          "train without --resume first, or point output at the run to continue")
+    obj = read_model_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != TRAIN_FORMAT:
+        raise DataFormatError(str(path), f"not a facenas training checkpoint (format {TRAIN_FORMAT})")
+    return obj

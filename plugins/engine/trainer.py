@@ -1,0 +1,562 @@
+"""The training loop: arcface_torch's ``train_v2.py`` as a reusable, resumable function.
+
+:func:`train` builds (or takes) the data loader, backbone, PartialFC margin head, optimiser and
+LR schedule from a :class:`~facenas.plugins.engine.config.TrainConfig`, trains with optional
+DDP / AMP / gradient accumulation / clipping, verifies on ``val_targets`` every ``verbose``
+steps and every ``val_every_epoch`` epochs, and writes into ``output``:
+
+* ``checkpoint.pt`` (``checkpoint_rank<r>.pt`` under DDP): the full training state, atomically
+  replaced at every epoch end, verification and ``checkpoint_every`` steps (``--resume``);
+* ``last.pt`` / ``best.pt``: the backbone as ``facenas.model/1`` (best by the first
+  ``val_targets`` accuracy); ``model.pt``: the last backbone's bare state dict, as arcface_torch
+  writes it;
+* ``train_metrics.jsonl``: one JSON line per log step, verification, epoch and the end;
+  ``config.json``: the resolved config.
+
+A search method retraining a found architecture calls ``train(config, model=net,
+reporter=reporter)``; the smaller helpers (:func:`build_head`, :func:`build_training_parts`,
+``build_optimizer`` / ``PolynomialLRWarmup``) serve methods that run their own loops.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from facenas.adapters.insightface.backbones import get_model, load_state_dict_checked, network_spec, save_backbone
+from facenas.adapters.insightface.losses import build_margin_head
+from facenas.adapters.insightface.partial_fc import PartialFC
+from facenas.errors import ConfigError, FacenasError
+from facenas.plugins.report import Reporter
+from facenas.utils.io import append_jsonl, write_json
+from facenas.utils.paths import shared_data_dir
+from facenas.utils.progress import Progress
+from facenas.utils.seed import seed_everything
+
+from . import distributed as D
+from .checkpoint import capture_rng, checkpoint_path, load_train_state, restore_rng, save_train_state
+from .config import TrainConfig
+from .optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(FacenasError):
+    """The loss (or gradient norm) became NaN / inf; the run stopped before updating the weights."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        metrics: final metrics (``loss``, ``<set>_acc``..., ``default``; test sets on the last model).
+        best: the best verification record ``{"step", "metric", "value"}`` or None.
+        output: the output folder.
+        global_step: optimiser iterations done.
+        epochs: epochs done (fractional if stopped by ``max_minutes``).
+        train_seconds: wall time spent in training steps (excluding verification).
+        stopped_early: True if ``max_minutes`` ended the run before ``num_epoch``.
+        model: the trained backbone (unwrapped from DDP), in eval mode.
+    """
+
+    metrics: dict[str, Any]
+    best: dict[str, Any] | None
+    output: str
+    global_step: int
+    epochs: float
+    train_seconds: float
+    stopped_early: bool
+    model: nn.Module = dataclasses.field(repr=False)
+
+
+# -- helpers the search methods use -----------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
+    """The config's backbone (facenas registry, a description, or the user's arcface_torch)."""
+    kwargs: dict[str, Any] = {"num_features": cfg.embedding_size, "fp16": cfg.fp16, "dropout": 0.0}
+    if bridge is not None and bridge.uses("backbones"):
+        if cfg.network_kwargs:
+            raise ConfigError(f"network_kwargs {cfg.network_kwargs} cannot be passed to arcface_torch's get_model")
+        return bridge.get_model(cfg.network, **kwargs)
+    if cfg.network_kwargs and not str(cfg.network).endswith(".json"):
+        kwargs.update(cfg.network_kwargs)
+    if cfg.image_size is not None and "input_size" not in kwargs and not str(cfg.network).endswith(".json"):
+        kwargs["input_size"] = cfg.image_size
+    return get_model(cfg.network, **kwargs)
+
+
+def build_head(cfg: TrainConfig, num_classes: int | None = None, bridge: Any | None = None) -> nn.Module:
+    """PartialFC with the config's margin head (``margin_head``, ``margin_list``, ``margin_scale``)."""
+    n = int(num_classes or cfg.num_classes)
+    if bridge is not None and bridge.uses("losses"):
+        if cfg.margin_head != "combined":
+            raise ConfigError(f"arcface_torch has no '{cfg.margin_head}' head; use margin_head='combined' with the bridge "
+                              "or drop 'losses' from arcface_torch_components")
+        margin = bridge.margin_loss(cfg.margin_scale, cfg.margin_list, cfg.interclass_filtering_threshold)
+    else:
+        margin = build_margin_head(cfg.margin_head, cfg.margin_list, cfg.margin_scale,
+                                   cfg.interclass_filtering_threshold, cfg.margin_grad)
+    if bridge is not None and bridge.uses("partial_fc"):
+        return bridge.partial_fc(margin, cfg.embedding_size, n, cfg.sample_rate, cfg.fp16)
+    return PartialFC(margin, cfg.embedding_size, n, cfg.sample_rate, cfg.fp16, seed=cfg.seed,
+                     label_smoothing=cfg.label_smoothing)
+
+
+def resolve_val_targets(names: list[str], rec: str) -> dict[str, str]:
+    """``{set name: .bin path}``: a path as given, else ``<rec>/<name>.bin``, else the shared data folder."""
+    out: dict[str, str] = {}
+    for name in names:
+        candidates = [Path(name)] if name.endswith(".bin") else []
+        if rec and rec != "synthetic":
+            candidates.append(Path(rec) / f"{name}.bin")
+        candidates.append(shared_data_dir() / f"{name}.bin")
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ConfigError(f"val/test target '{name}' not found; looked at {[str(c) for c in candidates]}")
+        out[Path(found).stem] = str(found)
+    return out
+
+
+def data_num_classes(loader: Any, rec: str) -> int | None:
+    """Number of identities the data holds, when the dataset or InsightFace's ``property`` file says."""
+    dataset = getattr(loader, "dataset", None)
+    for attr in ("num_classes",):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    classes = getattr(dataset, "classes", None)
+    if isinstance(classes, (list, tuple)) and classes:
+        return len(classes)
+    prop = Path(rec) / "property" if rec and rec != "synthetic" else None
+    if prop is not None and prop.is_file():
+        try:
+            return int(prop.read_text().split(",")[0])
+        except ValueError:
+            return None
+    return None
+
+
+def _make_loader(cfg: TrainConfig, dist_info: D.DistInfo) -> Any:
+    from facenas.adapters.insightface.dataset import get_dataloader
+
+    return get_dataloader(cfg.rec, dist_info.local_rank, cfg.batch_size, dali=cfg.dali, seed=cfg.seed,
+                          num_workers=cfg.num_workers, image_size=cfg.image_size)
+
+
+def _make_evaluator(bins: Mapping[str, str], cfg: TrainConfig) -> Callable[[nn.Module], dict[str, float]] | None:
+    if not bins:
+        return None
+    from facenas.adapters.insightface.evaluate import VerificationEvaluator
+
+    return VerificationEvaluator(dict(bins), batch_size=cfg.val_batch_size, flip=True)
+
+
+# -- the loop ---------------------------------------------------------------------------------
+class _Run:
+    """State of one training run (kept in one place so checkpoints capture all of it)."""
+
+    def __init__(self, cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: Path):
+        self.cfg = cfg
+        self.dist = dist_info
+        self.device = device
+        self.out = out
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.train_seconds = 0.0
+        self.best: dict[str, Any] | None = None
+        self.last_metrics: dict[str, Any] = {}
+        self.epoch_rng: dict[str, Any] | None = None
+        self.last_good_checkpoint: str | None = None
+        self.last_good_step: int | None = None
+        self.last_val: tuple[int, dict[str, float]] | None = None
+
+    def log_json(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            append_jsonl(self.out / "train_metrics.jsonl", {"time": round(time.time(), 3), **record})
+
+
+def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporter | None = None,
+          train_loader: Any | None = None, evaluator: Callable[[nn.Module], Mapping[str, float]] | None = None,
+          test_evaluator: Callable[[nn.Module], Mapping[str, float]] | None = None,
+          head: nn.Module | None = None, on_step: Callable[[dict[str, Any]], None] | None = None,
+          report_final: bool = True) -> TrainResult:
+    """Train a backbone with a margin-softmax head; see the module docstring for the outputs.
+
+    Args:
+        config: the validated training config (``config.output`` is the output folder).
+        model: a backbone to train instead of ``config.network`` (e.g. a searched network; built
+            by ``get_model`` or a space, so checkpoints can rebuild it).
+        reporter: receives one intermediate metric dict per epoch and the final one.
+        train_loader: a loader of ``(images, labels)`` instead of ``get_dataloader(config.rec...)``.
+        evaluator: ``model -> metrics`` instead of a ``VerificationEvaluator`` on ``val_targets``.
+        test_evaluator: ``model -> metrics`` run once at the end instead of ``test_targets``'.
+        head: a PartialFC-like ``(embeddings, labels) -> loss`` module instead of :func:`build_head`.
+        on_step: called after every optimiser iteration with ``{"step", "epoch", "loss", "lr"}``
+            (tests use it to interrupt a run).
+        report_final: send the final metrics to ``reporter`` (a stage adding its own sends them itself).
+    """
+    cfg = config
+    cfg.validate("train config")
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    use_amp = cfg.fp16 and device.type == "cuda"
+    if cfg.fp16 and not use_amp:
+        log.warning("fp16=True needs CUDA; training in float32 on %s", device)
+    dist_info = D.init_distributed(device)
+    out = Path(cfg.output or cfg.resolved_output())
+    try:
+        return _train(cfg, dist_info, device, out, use_amp, model, reporter, train_loader, evaluator,
+                      test_evaluator, head, on_step, report_final)
+    finally:
+        D.shutdown(dist_info)
+
+
+def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: Path, use_amp: bool,
+           model: nn.Module | None, reporter: Reporter | None, train_loader: Any | None,
+           evaluator: Callable[[nn.Module], Mapping[str, float]] | None,
+           test_evaluator: Callable[[nn.Module], Mapping[str, float]] | None, head: nn.Module | None,
+           on_step: Callable[[dict[str, Any]], None] | None, report_final: bool) -> TrainResult:
+    from facenas.adapters.insightface.arcface_torch_bridge import bridge_from_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, dist_info, device, out)
+    seed_everything(cfg.seed + dist_info.rank)
+    bridge = bridge_from_config(cfg)
+
+    # data first: a wrong num_classes must fail before any training
+    loader = train_loader if train_loader is not None else _make_loader(cfg, dist_info)
+    found = data_num_classes(loader, cfg.rec)
+    num_classes = cfg.num_classes or found
+    if not num_classes:
+        raise ConfigError(f"num_classes is 0 and the data at {cfg.rec!r} does not say how many identities it has; "
+                          "set num_classes")
+    if found is not None and num_classes < found:
+        raise ConfigError(f"num_classes={num_classes} is smaller than the {found} identities in {cfg.rec!r} "
+                          f"(labels up to {found - 1}); set num_classes={found}")
+    try:
+        loader_len = len(loader)
+    except TypeError:
+        loader_len = None
+    total_batch = cfg.batch_size * dist_info.world_size
+    spe, warmup_steps, total_steps = schedule_steps(cfg.num_image, total_batch, cfg.num_epoch, cfg.warmup_epoch,
+                                                    loader_len)
+
+    backbone = model if model is not None else build_backbone(cfg, bridge)
+    backbone.to(device)
+    head = head if head is not None else build_head(cfg, num_classes, bridge)
+    head.to(device)
+    optimizer = build_optimizer(cfg.optimizer, param_groups(backbone, head), cfg.lr, cfg.weight_decay, cfg.momentum)
+    scheduler = PolynomialLRWarmup(optimizer, warmup_steps, total_steps, cfg.lr_power)
+    scaler = torch.amp.GradScaler("cuda", growth_interval=100, enabled=use_amp)
+    try:
+        spec = network_spec(backbone)
+    except ConfigError:
+        spec = None
+        log.warning("the backbone was not built by get_model/build_from_description; best.pt/last.pt will hold "
+                    "its state dict with no way to rebuild it (pass a model built by get_model or a space)")
+    ckpt_file = checkpoint_path(out, dist_info.rank, dist_info.world_size)
+
+    if cfg.resume:
+        state = load_train_state(ckpt_file)
+        if state.get("world_size", 1) != dist_info.world_size:
+            raise ConfigError(f"{ckpt_file} was written by {state.get('world_size')} process(es); resume with the same "
+                              f"number (now {dist_info.world_size})")
+        load_state_dict_checked(backbone, state["backbone"], str(ckpt_file))
+        load_state_dict_checked(head, state["head"], f"{ckpt_file} (head)",
+                                hint="the margin head / num_classes / embedding_size differ from the run being resumed")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        run.epoch, run.step_in_epoch, run.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        run.train_seconds = float(state["train_seconds"])
+        run.best = state.get("best")
+        run.epoch_rng = state["epoch_rng"]
+        run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
+        resume_rng = state["rng"]
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_file, run.global_step, run.epoch,
+                 run.step_in_epoch)
+    else:
+        resume_rng = None
+
+    if dist_info.is_main:
+        write_json(out / "config.json", {**cfg.to_dict(), "num_classes": num_classes, "world_size": dist_info.world_size,
+                                         "steps_per_epoch": spe, "total_steps": total_steps,
+                                         "warmup_steps": warmup_steps})
+    ddp_model: nn.Module = backbone
+    if dist_info.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            backbone, device_ids=[dist_info.local_rank] if device.type == "cuda" else None,
+            broadcast_buffers=False, bucket_cap_mb=16)
+
+    bins = resolve_val_targets(cfg.val_targets, cfg.rec) if dist_info.is_main else {}
+    if evaluator is None and dist_info.is_main:
+        evaluator = _make_evaluator(bins, cfg) if bridge is None or not bridge.uses("verification") \
+            else bridge.evaluator(bins, cfg)
+    if test_evaluator is None and dist_info.is_main and cfg.test_targets:
+        test_bins = resolve_val_targets(cfg.test_targets, cfg.rec)
+        test_evaluator = _make_evaluator(test_bins, cfg) if bridge is None or not bridge.uses("verification") \
+            else bridge.evaluator(test_bins, cfg)
+
+    def state_record() -> dict[str, Any]:
+        return {
+            "network": spec, "backbone": backbone.state_dict(), "head": head.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": run.epoch, "step_in_epoch": run.step_in_epoch, "global_step": run.global_step,
+            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng, "best": run.best, "train_seconds": run.train_seconds,
+            "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
+        }
+
+    def checkpoint(reason: str) -> None:
+        if run.global_step % cfg.gradient_acc != 0:
+            log.debug("checkpoint skipped at step %d: gradients are being accumulated", run.global_step)
+            return
+        save_train_state(ckpt_file, state_record())
+        run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
+        if dist_info.is_main and spec is not None:
+            meta = {"global_step": run.global_step, "epoch": run.epoch, "reason": reason, "config": cfg.to_dict()}
+            save_backbone(backbone, out / "last.pt", meta=meta, network=spec, embedding_size=cfg.embedding_size)
+            from facenas.utils.io import atomic_torch_save
+
+            atomic_torch_save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, out / "model.pt")
+        D.barrier(dist_info)
+
+    def verify(tag: str) -> dict[str, float]:
+        if evaluator is None:
+            return {}
+        metrics: dict[str, float] = {}
+        if dist_info.is_main:
+            t0 = time.monotonic()
+            backbone.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in evaluator(backbone).items()}
+            backbone.train()
+            key = _primary_metric(metrics)
+            log.info("verification at step %d (%s, %.1fs): %s", run.global_step, tag, time.monotonic() - t0,
+                     {k: round(v, 4) for k, v in metrics.items()})
+            run.last_val = (run.global_step, metrics)
+            run.log_json({"type": "val", "step": run.global_step, "epoch": run.epoch, "tag": tag, **metrics})
+            if key is not None and (run.best is None or metrics[key] > run.best["value"]):
+                run.best = {"step": run.global_step, "epoch": run.epoch, "metric": key, "value": metrics[key]}
+                if spec is not None:
+                    save_backbone(backbone, out / "best.pt", network=spec, embedding_size=cfg.embedding_size,
+                                  meta={"global_step": run.global_step, key: metrics[key], "config": cfg.to_dict()})
+        D.barrier(dist_info)
+        return metrics
+
+    backbone.train()
+    head.train()
+    sampler = getattr(loader, "sampler", None)
+    progress = Progress(total_steps, "train", unit="step", interval=10.0, start=run.global_step)
+    loss_sum, loss_n = 0.0, 0
+    stopped_early = False
+    t_start = time.monotonic()
+    epoch_losses: list[float] = []
+
+    while run.epoch < cfg.num_epoch and not stopped_early:
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(run.epoch)
+        iterator = _epoch_iterator(loader, run, resume_rng)
+        resume_rng = None
+        epoch_losses = []
+        t_last = time.monotonic()  # training time includes data loading, not verification/checkpoints
+        for images, labels in iterator:
+            _check_labels(labels, num_classes, run)
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast("cuda", enabled=use_amp) if use_amp else contextlib.nullcontext():
+                embeddings = ddp_model(images)
+            loss = head(embeddings.float(), labels)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                _diverged(run, "loss", loss_value, optimizer)
+            run.global_step += 1
+            run.step_in_epoch += 1
+            scaler.scale(loss).backward()
+            if run.global_step % cfg.gradient_acc == 0:
+                scaler.unscale_(optimizer)
+                if cfg.clip_grad_norm > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(backbone.parameters(), cfg.clip_grad_norm)
+                    if not use_amp and not math.isfinite(float(norm)):
+                        run.global_step -= 1
+                        run.step_in_epoch -= 1
+                        _diverged(run, "gradient norm", float(norm), optimizer)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():  # stepped every iteration, also between accumulated steps
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                scheduler.step()
+            now = time.monotonic()
+            run.train_seconds += now - t_last
+            t_last = now
+            lr = optimizer.param_groups[0]["lr"]
+            loss_sum += loss_value
+            loss_n += 1
+            epoch_losses.append(loss_value)
+            progress.update(1, loss=loss_value, lr=lr, epoch=run.epoch)
+            if run.global_step % cfg.frequent == 0:
+                run.log_json({"type": "train", "step": run.global_step, "epoch": run.epoch, "loss": loss_sum / loss_n,
+                              "lr": lr, "steps_per_s": round(progress.rate, 4),
+                              "images_per_s": round(progress.rate * total_batch, 2),
+                              "train_seconds": round(run.train_seconds, 2)})
+                loss_sum, loss_n = 0.0, 0
+            if on_step is not None:
+                on_step({"step": run.global_step, "epoch": run.epoch, "loss": loss_value, "lr": lr})
+            if run.global_step % cfg.verbose == 0:
+                verify(f"step {run.global_step}")
+                checkpoint("verification")
+                t_last = time.monotonic()
+            elif cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0:
+                checkpoint("checkpoint_every")
+                t_last = time.monotonic()
+            if cfg.max_minutes is not None and run.train_seconds >= cfg.max_minutes * 60:
+                log.warning("max_minutes=%s reached at step %d (epoch %d); stopping", cfg.max_minutes,
+                            run.global_step, run.epoch)
+                stopped_early = True
+                break
+            if run.global_step >= total_steps:
+                break
+        del iterator
+        if not stopped_early:
+            run.epoch += 1
+            run.step_in_epoch = 0
+            run.epoch_rng = None
+        epoch_metrics: dict[str, Any] = {"epoch": run.epoch, "step": run.global_step,
+                                         "loss": sum(epoch_losses) / max(1, len(epoch_losses)),
+                                         "train_seconds": round(run.train_seconds, 2)}
+        if not stopped_early and cfg.val_every_epoch and run.epoch % cfg.val_every_epoch == 0 \
+                and run.global_step % cfg.verbose != 0:
+            epoch_metrics.update(verify(f"epoch {run.epoch}"))
+        checkpoint("epoch" if not stopped_early else "max_minutes")
+        if cfg.save_all_states and not stopped_early:
+            save_train_state(out / f"epoch_{run.epoch}{'' if dist_info.world_size == 1 else f'_rank{dist_info.rank}'}.pt",
+                             state_record())
+        run.log_json({"type": "epoch", **epoch_metrics})
+        if reporter is not None and dist_info.is_main:
+            reporter.intermediate(_with_default(epoch_metrics))
+        if run.global_step >= total_steps:
+            break
+    progress.close()
+
+    final: dict[str, Any] = {"loss": sum(epoch_losses) / max(1, len(epoch_losses)), "global_step": run.global_step,
+                             "epochs": run.epoch + (run.step_in_epoch / spe if stopped_early else 0.0),
+                             "train_seconds": round(run.train_seconds, 2),
+                             "wall_seconds": round(time.monotonic() - t_start, 2)}
+    if evaluator is not None and dist_info.is_main:
+        final.update(run.last_val[1] if run.last_val and run.last_val[0] == run.global_step else verify("final"))
+    if test_evaluator is not None and dist_info.is_main:
+        backbone.eval()
+        with torch.no_grad():
+            tested = {k: float(v) for k, v in test_evaluator(backbone).items()}
+        backbone.train()
+        final.update(tested)
+        run.log_json({"type": "test", "step": run.global_step, "model": "last", **tested})
+        if run.best is not None and run.best["step"] != run.global_step and (out / "best.pt").is_file():
+            from facenas.adapters.insightface.backbones import load_backbone
+
+            best_model = load_backbone(out / "best.pt").to(device)
+            with torch.no_grad():
+                best_tested = {f"best_{k}": float(v) for k, v in test_evaluator(best_model).items()}
+            final.update(best_tested)
+            run.log_json({"type": "test", "step": run.best["step"], "model": "best", **best_tested})
+    if run.best is not None:
+        final["best_step"] = run.best["step"]
+        final[f"best_{run.best['metric']}"] = run.best["value"]
+    final = _with_default(final)
+    run.log_json({"type": "final", **final})
+    if dist_info.is_main:
+        write_json(out / "final.json", final)
+    if reporter is not None and dist_info.is_main and report_final:
+        reporter.final(final)
+    backbone.eval()
+    return TrainResult(final, run.best, str(out), run.global_step, float(final["epochs"]), run.train_seconds,
+                       stopped_early, backbone)
+
+
+def _loader_generator_state(loader: Any) -> torch.Tensor | None:
+    generator = getattr(loader, "generator", None)
+    return generator.get_state() if isinstance(generator, torch.Generator) else None
+
+
+def _set_loader_generator_state(loader: Any, state: torch.Tensor | None) -> None:
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator) and state is not None:
+        generator.set_state(state)
+
+
+def _epoch_iterator(loader: Any, run: _Run, resume_rng: dict[str, Any] | None) -> Iterator:
+    """A fresh iterator over this epoch's batches, fast-forwarded past those already trained on.
+
+    The torch RNG state (and the loader's generator) when the iterator is created decide worker
+    seeds and shuffling; they are stored in the checkpoint (``epoch_rng``) so a resumed run
+    re-creates the same iterator, skips the ``step_in_epoch`` batches already trained on, and
+    then restores every RNG to its state at the checkpoint.
+    """
+    if resume_rng is not None and run.epoch_rng is not None and run.step_in_epoch > 0:
+        torch.set_rng_state(run.epoch_rng["torch"])
+        _set_loader_generator_state(loader, run.epoch_rng.get("loader"))
+        iterator = iter(loader)
+        for _ in range(run.step_in_epoch):
+            next(iterator)
+        log.info("skipped %d batches already trained on in epoch %d", run.step_in_epoch, run.epoch)
+        restore_rng(resume_rng)
+        _set_loader_generator_state(loader, resume_rng.get("loader"))
+        return iterator
+    if resume_rng is not None:  # checkpoint at an epoch boundary
+        restore_rng(resume_rng)
+        _set_loader_generator_state(loader, resume_rng.get("loader"))
+    run.epoch_rng = {"torch": torch.get_rng_state(), "loader": _loader_generator_state(loader)}
+    return iter(loader)
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, run: _Run) -> None:
+    if labels.numel() and labels.device.type == "cpu":
+        top, low = int(labels.max()), int(labels.min())
+        if top >= num_classes or low < 0:
+            raise ConfigError(f"a batch at step {run.global_step + 1} has label {top if top >= num_classes else low}, "
+                              f"outside [0, num_classes={num_classes}); set num_classes to the number of identities")
+
+
+def _diverged(run: _Run, what: str, value: float, optimizer: torch.optim.Optimizer) -> None:
+    step = run.global_step + 1
+    lr = optimizer.param_groups[0]["lr"]
+    where = (f"the last good checkpoint is {run.last_good_checkpoint} (step {run.last_good_step})"
+             if run.last_good_checkpoint else "no checkpoint was written yet")
+    run.log_json({"type": "diverged", "step": step, "epoch": run.epoch, "what": what, "value": str(value)})
+    raise TrainingDivergedError(
+        f"{what} became {value} at step {step} (epoch {run.epoch}, lr {lr:.4g}); training stopped before updating the "
+        f"weights and {where}. Fix: lower lr (now {run.cfg.lr}) or add warm-up (warmup_epoch), or use the Li-ArcFace "
+        "head (margin_head='li_arcface', margin_list=(1.0, 0.45, 0.0)), which converges where ArcFace diverges for "
+        "small embeddings; then train again or resume with the new settings")
+
+
+def _primary_metric(metrics: Mapping[str, float]) -> str | None:
+    accs = [k for k in metrics if k.endswith("_acc")]
+    return accs[0] if accs else None
+
+
+def _with_default(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(metrics)
+    if "default" not in out:
+        key = _primary_metric({k: v for k, v in out.items() if isinstance(v, (int, float)) and not k.startswith("best_")})
+        out["default"] = float(out[key]) if key else -float(out.get("loss", 0.0))
+    return out
+
