@@ -10,10 +10,13 @@ takes the components listed in ``TrainConfig.arcface_torch_components`` from it:
   (with ``margin_scale`` as ``s``);
 * ``partial_fc`` -- its ``partial_fc_v2.PartialFC_V2`` (needs CUDA and a process group: the
   trainer creates a one-process group when run without ``torchrun``);
-* ``verification`` -- its ``eval/verification.evaluate`` (10-fold accuracy on embeddings);
-  facenas computes the embeddings with flip, as its ``verification.test`` does. That module
-  imports ``mxnet`` at the top only for ``load_bin``; when mxnet is not installed it is imported
-  with a stand-in ``mxnet`` module that raises if anything touches it (``evaluate`` does not).
+* ``verification`` -- its ``eval/verification.calculate_roc`` (10-fold accuracy over the
+  thresholds ``arange(0, 4, 0.01)``, exactly what its ``evaluate`` reports as accuracy); facenas
+  computes the embeddings with flip, as its ``verification.test`` does. ``evaluate`` itself is
+  not called: its VAL@FAR part (``calculate_val``) calls ``scipy.interpolate.interp1d`` on FAR
+  values with duplicates, which SciPy >= 1.14 rejects ("Expect x to not have duplicates").
+  The module imports ``mxnet`` at the top only for ``load_bin``; when mxnet is not installed it
+  is imported with a stand-in ``mxnet`` module that raises if anything touches it.
 
 The checkout's modules are imported under a private package name (``_facenas_arcface_torch``)
 so they never clash with facenas's or other top-level modules; nothing from the checkout is
@@ -38,12 +41,32 @@ _PACKAGE = "_facenas_arcface_torch"
 _REQUIRED = ("losses.py", "partial_fc_v2.py", "backbones/__init__.py")
 
 
+class _Unavailable:
+    """Stands for an mxnet name; using it (call or attribute) raises a clear error."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def _fail(self) -> ConfigError:
+        return ConfigError(f"arcface_torch's verification used {self._name}, but mxnet is not installed; "
+                           "facenas only calls its numpy `evaluate` function")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self._fail()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._fail()
+
+
 class _MxnetStandIn(types.ModuleType):
     """Placeholder for ``mxnet`` while importing arcface_torch's ``eval/verification.py``."""
 
     def __getattr__(self, name: str) -> Any:
-        raise ConfigError(f"arcface_torch's verification touched mxnet.{name}, which is not installed; "
-                          "facenas only calls its numpy `evaluate` function")
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Unavailable(f"mxnet.{name}")
 
 
 class ArcfaceTorchBridge:
@@ -172,7 +195,8 @@ class ArcfaceTorchVerification:
                     batch = images[i:i + self.batch_size].to(device)
                     embs.append((model(batch) + model(torch.flip(batch, dims=[3]))).float().cpu())
             emb = F.normalize(torch.cat(embs)).numpy()
-            _, _, accuracy, _, _, _ = self.verification.evaluate(emb, np.asarray(issame, dtype=bool), nrof_folds=10)
+            _, _, accuracy = self.verification.calculate_roc(np.arange(0, 4, 0.01), emb[0::2], emb[1::2],
+                                                             np.asarray(issame, dtype=bool), nrof_folds=10)
             out[f"{name}_acc"] = float(np.mean(accuracy))
             out[f"{name}_acc_std"] = float(np.std(accuracy))
         return out
