@@ -1,0 +1,8 @@
+"""arcface_torch's ``wf4m_r50`` recipe: IResNet-50 + CosFace on WebFace4M, 20 epochs, fp16.
+
+    torchrun --nproc_per_node=8 -m facenas.cli train recipes/configs/wf4m_r50_gpu.py
+"""
+from facenas.recipes.configs._gpu import gpu_config
+
+config = gpu_config("wf4m")
+config.network = "r50"
