@@ -57,6 +57,7 @@ setup(
         "onnx>=1.15",
         "onnxruntime>=1.17",
         "lightgbm>=4.0",
+        "threadpoolctl>=3",  # one BLAS thread for the OFA search's small matrix products
         "insightface==2.1",
     ],
     extras_require={

@@ -230,7 +230,7 @@ class OFASpace(SearchSpace):
         mask = self.active_mask(genomes)  # (N, S, D)
         k = np.eye(nk, dtype=np.float32)[genomes[:, g.kernel]] * mask[..., None]  # (N, S, D, nK)
         e = np.eye(ne, dtype=np.float32)[genomes[:, g.expand]] * mask[..., None]
-        return np.concatenate([k, e], axis=-1).reshape(n, -1)
+        return np.concatenate([k, e], axis=-1).reshape(n, self.layout.num_stages * self.layout.max_depth * (nk + ne))
 
     def canonical_genomes(self, genomes: np.ndarray) -> np.ndarray:
         """Genomes with inactive blocks' columns set to 0 (the smallest candidate)."""

@@ -1,5 +1,6 @@
-"""OFA tests run torch on one thread: their tensors are tiny, and on a shared 2-core machine two
-threads spend most of the time synchronising (a 48x25 matmul took 2 ms with 2 threads, 4 us with 1)."""
+"""OFA tests run torch and BLAS on one thread: their tensors are tiny, and on a shared 2-core
+machine two threads spend most of the time synchronising (a 48x25 matmul took 2 ms with two
+threads, 4 us with one)."""
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,11 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1):
+        yield
     torch.set_num_threads(before)
