@@ -243,9 +243,9 @@ class ReinforceTrainer:
 
     For a batch of arcs ``a_i`` with rewards ``R_i``: ``r_i = R_i + entropy_weight * H(a_i)``,
     advantage ``r_i - b`` against the baseline ``b`` of the previous batches, loss
-    ``-mean_i (r_i - b) log p(a_i)``; then ``b <- decay * b + (1 - decay) * mean_i r_i``. The
-    baseline starts at the first batch's mean reward (ENAS starts it at 0, which makes the first
-    arcs look good however bad they are).
+    ``-mean_i (r_i - b) log p(a_i)``; then ``b <- decay * b + (1 - decay) * r_i`` for each arc in
+    turn (the average moves once per arc, as in ENAS). The baseline starts at the first batch's
+    mean reward (ENAS starts it at 0, which makes the first arcs look good however bad they are).
     """
 
     def __init__(self, controller: Controller):
@@ -274,7 +274,10 @@ class ReinforceTrainer:
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.controller.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        self.baseline = cfg.baseline_decay * baseline + (1.0 - cfg.baseline_decay) * mean_r
+        # the moving average advances once per arc, as ENAS's (which updates it for every sampled arc)
+        for r in shaped:
+            baseline = cfg.baseline_decay * baseline + (1.0 - cfg.baseline_decay) * r
+        self.baseline = baseline
         self.steps += 1
         return {"controller_loss": float(loss.detach()), "baseline": self.baseline,
                 "entropy": sum(float(e.entropy.detach()) for e in episodes) / len(episodes),

@@ -11,7 +11,6 @@ from facenas.errors import ConfigError
 from facenas.plugins.enas.controller import Controller, ControllerConfig, ReinforceTrainer
 from facenas.plugins.space import create_space, grid
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_samples_follow_the_policy(micro_space):
             p.mul_(20)
     arcs = grid(micro_space)
     probs = {tuple(sorted(a.items())): math.exp(ctrl.log_prob(a)) for a in arcs}
-    n = 3000
+    n = 2000
     counts: dict[tuple, int] = {}
     for _ in range(n):
         key = tuple(sorted(ctrl.sample().items()))
@@ -86,25 +85,23 @@ def test_one_reinforce_update_moves_probability_towards_the_rewarded_arc(micro_s
     assert trainer.baseline == pytest.approx(0.5 + 1e-4 * 0, abs=0.05)
 
 
-def test_reinforce_learns_a_toy_reward():
-    """Reward = fraction of decisions equal to a target arc: REINFORCE raises its probability."""
-    space = create_space("enas_test")
-    ctrl = Controller(space, ControllerConfig(lr=0.01), seed=0)
+def test_reinforce_learns_a_toy_reward(micro_space):
+    """Reward = fraction of decisions equal to a target arc: REINFORCE (ENAS defaults) makes it likelier."""
+    ctrl = Controller(micro_space, seed=0)
     trainer = ReinforceTrainer(ctrl)
-    target = space.sample(np.random.default_rng(123))
+    target = micro_space.sample(np.random.default_rng(123))
 
     def reward(s):
         return sum(s[k] == v for k, v in target.items()) / len(target)
 
-    start_lp = ctrl.log_prob(target)
-    start_reward = np.mean([reward(ctrl.sample()) for _ in range(40)])
-    for _ in range(60):
+    start_p = math.exp(ctrl.log_prob(target))
+    start_entropy = float(ctrl.evaluate(target).entropy.detach())
+    for _ in range(100):
         samples = [ctrl.sample() for _ in range(8)]
         trainer.update(samples, [reward(s) for s in samples])
-    end_reward = np.mean([reward(ctrl.sample()) for _ in range(40)])
-    assert ctrl.log_prob(target) > start_lp + 5.0  # e^5 ~ 150 times likelier
-    assert end_reward > start_reward + 0.15
-    assert reward(ctrl.greedy()) > 0.8
+    assert math.exp(ctrl.log_prob(target)) > 3 * start_p  # 1/128 at the start
+    assert float(ctrl.evaluate(target).entropy.detach()) < start_entropy
+    assert reward(ctrl.greedy()) >= 6 / 7
 
 
 def test_trainer_resumes_exactly(tmp_path):

@@ -12,7 +12,6 @@ from facenas.plugins.enas.ops import OPS, FactorizedReduction
 from facenas.plugins.flops import count_flops
 from facenas.plugins.space import InvalidSampleError, SPACES, build_from_description, create_space
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
