@@ -320,8 +320,8 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
             "network": spec, "backbone": backbone.state_dict(), "head": head.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "epoch": run.epoch, "step_in_epoch": run.step_in_epoch, "global_step": run.global_step,
-            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng, "best": run.best, "train_seconds": run.train_seconds,
-            "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
+            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng,
+            "best": run.best, "train_seconds": run.train_seconds, "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
         }
 
     def checkpoint(reason: str) -> None:
