@@ -59,7 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["output"] = args.output
     cfg = load_train_config(args.config, overrides)
     result = train(cfg)
-    if args.json:
+    if args.json and result.rank == 0:
         emit_json({"output": result.output, "global_step": result.global_step, "stopped_early": result.stopped_early,
                    **result.metrics})
     return 0
