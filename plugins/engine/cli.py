@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 from typing import Any
 
 from facenas.errors import ConfigError
 
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.05", "val_targets=['lfw']"]`` -> typed overrides (ints become floats for float fields)."""
+    float_fields = _float_fields() if items else set()
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
@@ -27,23 +30,21 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
             value: Any = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        if isinstance(value, int) and not isinstance(value, bool) and key.strip() in _FLOAT_FIELDS:
+        if isinstance(value, int) and not isinstance(value, bool) and key.strip() in float_fields:
             value = float(value)
         out[key.strip()] = value
     return out
 
 
-def _float_fields() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _float_fields() -> frozenset[str]:
     import dataclasses
     import typing
 
     from facenas.plugins.engine.config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
-    return {f.name for f in dataclasses.fields(TrainConfig) if hints[f.name] in (float, typing.Optional[float])}
-
-
-_FLOAT_FIELDS: set[str] = set()
+    return frozenset(f.name for f in dataclasses.fields(TrainConfig) if hints[f.name] in (float, typing.Optional[float]))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -51,8 +52,6 @@ def run_train(args: argparse.Namespace) -> int:
     from facenas.plugins.engine.trainer import train
     from facenas.utils.io import emit_json
 
-    global _FLOAT_FIELDS
-    _FLOAT_FIELDS = _float_fields()
     overrides = _parse_set(args.set)
     if args.resume:
         overrides["resume"] = True
@@ -60,7 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["output"] = args.output
     cfg = load_train_config(args.config, overrides)
     result = train(cfg)
-    if args.json:
+    if args.json and result.rank == 0:
         emit_json({"output": result.output, "global_step": result.global_step, "stopped_early": result.stopped_early,
                    **result.metrics})
     return 0
