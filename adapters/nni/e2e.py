@@ -5,7 +5,7 @@ One call for every method's ``recipes/nni/<method>_test.yml``::
     from facenas.adapters.nni.e2e import run_experiment_e2e
 
     result = run_experiment_e2e("recipes/nni/ofa_test.yml", timeout=600, expect_failed=0,
-                                required_metrics=["lfw_devtest_acc", "mflops"])
+                                required_metrics={"retrain": ["lfw_devtest_acc", "mflops", "params_m"]})
 
 What it does, in a temporary NNI home (``HOME``, ``NNI_CONFIG_DIR`` under a temp folder, so
 ``~/nni-experiments`` and the venv's registered algorithms are untouched):
@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from facenas.adapters.nni import launch
 from facenas.adapters.nni.paths import read_manifest
@@ -106,7 +106,8 @@ def _describe(trials: list[dict[str, Any]], output_dir: Path) -> str:
     return "\n".join(rows) or "  (no trials)"
 
 
-def _check(result: E2EResult, expect_failed: int, required_metrics: Sequence[str], min_trials: int,
+def _check(result: E2EResult, expect_failed: int, required_metrics: Sequence[str] | Mapping[str, Sequence[str]],
+           min_trials: int,
            require_done: bool) -> list[str]:
     problems = []
     trials = sorted(result.trials, key=lambda t: t.get("sequence_id") or 0)
@@ -135,7 +136,10 @@ def _check(result: E2EResult, expect_failed: int, required_metrics: Sequence[str
         named = [k for k in final if k != "default"]
         if not named:
             problems.append(f"trial {t['trial_id']}: final metric has no named metric besides 'default': {final}")
-        missing = [m for m in required_metrics if m not in final]
+        step = ((t.get("parameters") or {}).get("facenas") or {}).get("step", "trials")
+        wanted = required_metrics.get(step, required_metrics.get("*", ())) if isinstance(required_metrics, Mapping) \
+            else required_metrics
+        missing = [m for m in wanted if m not in final]
         if missing:
             problems.append(f"trial {t['trial_id']}: final metric lacks {missing}: {sorted(final)}")
     for t in trials:  # NNI 3.0 can record a trial with another trial's parameters (trial.fetch_parameters_in_order)
@@ -163,7 +167,7 @@ def run_experiment_e2e(
     yml_path: str | Path,
     timeout: float = 600,
     expect_failed: int = 0,
-    required_metrics: Sequence[str] = (),
+    required_metrics: Sequence[str] | Mapping[str, Sequence[str]] = (),
     min_trials: int = 1,
     overrides: dict[str, Any] | None = None,
     work_dir: str | Path | None = None,
@@ -177,7 +181,8 @@ def run_experiment_e2e(
         yml_path: the experiment file (``recipes/nni/<method>_test.yml``).
         timeout: seconds to wait for the experiment to finish.
         expect_failed: number of trials that must FAIL (injected failures); all others must SUCCEED.
-        required_metrics: named metrics every successful trial's final result must carry.
+        required_metrics: named metrics every successful trial's final result must carry; or a dict
+            from pipeline step name (``"*"``: any other step) to the metrics that step's trials carry.
         min_trials: fewest trials the experiment must run.
         overrides: top-level fields replacing the file's (e.g. ``{"trialConcurrency": 1}``).
         work_dir: temporary NNI home to use (default: a new temp folder, deleted unless ``keep``).
