@@ -38,3 +38,17 @@ def lfw_devtest_bin(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def lfw_bin(shared_data: Path) -> Path:
     return _require(shared_data / "lfw.bin")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A small synthetic dataset folder (train.rec/.idx/property + val.bin), made once per session.
+
+    24 training identities x 10 images and 120 verification pairs of 20 other identities, 112x112.
+    """
+    from facenas.adapters.insightface.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(out, SyntheticConfig(num_identities=24, images_per_identity=10, val_identities=20,
+                                                 val_pairs=120, seed=0))
+    return out

@@ -164,7 +164,7 @@ def _make_evaluator(bins: Mapping[str, str], cfg: TrainConfig) -> Callable[[nn.M
         return None
     from facenas.adapters.insightface.evaluate import VerificationEvaluator
 
-    return VerificationEvaluator(dict(bins), batch_size=cfg.val_batch_size, flip=True)
+    return VerificationEvaluator(dict(bins), batch_size=cfg.val_batch_size, flip=True, image_size=cfg.image_size)
 
 
 # -- the loop ---------------------------------------------------------------------------------
