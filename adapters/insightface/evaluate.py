@@ -80,7 +80,9 @@ class VerificationEvaluator:
         bins: ``{name: path}`` (or a list of paths, named by file stem), or loaded sets.
         batch_size: images per forward pass.
         flip: flip-test (sum of the image's and its mirror's embeddings), as InsightFace.
-        image_size: resize the 112x112 pairs to this size for networks trained on smaller input.
+        image_size: resize the 112x112 pairs to this size for networks trained on smaller input;
+            ``None``: the model's ``input_size`` attribute when it has one (facenas backbones and
+            ONNX wrappers do), else the pairs' own size.
     """
 
     def __init__(self, bins: Mapping[str, str | os.PathLike | VerificationSet] | list, batch_size: int = 64,
@@ -96,9 +98,20 @@ class VerificationEvaluator:
         self.flip = flip
         self.image_size = image_size
 
+    def input_size(self, model: Any) -> int | tuple[int, int] | None:
+        """The size pairs are resized to for ``model`` (see ``image_size``)."""
+        if self.image_size is not None:
+            return self.image_size
+        size = getattr(model, "input_size", None)
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+            return tuple(size)
+        return None
+
     def evaluate_set(self, model: Any, name: str):
         vs = self.sets[name]
-        emb = embed(model, vs.images, self.batch_size, self.image_size, self.flip)
+        emb = embed(model, vs.images, self.batch_size, self.input_size(model), self.flip)
         return evaluate(emb, vs.issame)
 
     def __call__(self, model: Any) -> dict[str, float]:
