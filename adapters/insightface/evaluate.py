@@ -40,10 +40,16 @@ def preprocess(images: np.ndarray, image_size: int | tuple[int, int] | None = No
 
 
 def embed(model: Any, images: np.ndarray, batch_size: int = 64, image_size: int | tuple[int, int] | None = None,
-          flip: bool = True) -> np.ndarray:
-    """Embeddings of ``images`` (flip-test summed and normalised when ``flip``), float32."""
+          flip: bool = True, desc: str = "embedding") -> np.ndarray:
+    """Embeddings of ``images`` (flip-test summed and normalised when ``flip``), float32.
+
+    Logs progress (rate, ETA) every 10 s for long sets.
+    """
     import torch
 
+    from facenas.utils.progress import Progress
+
+    progress = Progress(len(images), desc, unit="img", interval=10.0, logger=log)
     is_module = isinstance(model, torch.nn.Module)
     was_training = model.training if is_module else False
     if is_module:
@@ -64,6 +70,7 @@ def embed(model: Any, images: np.ndarray, batch_size: int = 64, image_size: int 
                     else:
                         y = np.asarray(model(view.numpy()), dtype=np.float32)
                     sink.append(y)
+                progress.update(len(x))
     finally:
         if is_module:
             model.train(was_training)
@@ -111,7 +118,7 @@ class VerificationEvaluator:
 
     def evaluate_set(self, model: Any, name: str):
         vs = self.sets[name]
-        emb = embed(model, vs.images, self.batch_size, self.input_size(model), self.flip)
+        emb = embed(model, vs.images, self.batch_size, self.input_size(model), self.flip, desc=f"embedding {name}")
         return evaluate(emb, vs.issame)
 
     def __call__(self, model: Any) -> dict[str, float]:
