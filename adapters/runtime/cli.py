@@ -52,9 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="table file (JSON); an existing one is resumed")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds of timed runs per block at least")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=50, help="timed calls per timing (at least)")
+    p.add_argument("--min-time", type=float, default=0.05, help="seconds per timing (at least)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timings per block (statistics: median over rounds)")
+    p.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
+                   help="cpu: thread CPU time (1 thread; immune to preemption on a shared machine); auto: cpu for 1 thread")
+    p.add_argument("--statistic", default="p10_ms", choices=("median_ms", "p10_ms", "p25_ms", "p90_ms", "min_ms", "mean_ms"),
+                   help="per-timing statistic the table predicts")
     p.add_argument("--calibrate", type=int, default=10,
                    help="random subnets measured whole to fit the table's correction (0: no correction)")
     p.add_argument("--seed", type=int, default=0)
@@ -68,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=None, help="default: the table's")
     p.add_argument("--runs", type=int, default=None, help="default: the table's")
     p.add_argument("--min-time", type=float, default=None, help="default: the table's")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (median over rounds)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: the table's)")
     p.add_argument("--out", default=None, help="write the full result (per-subnet latencies) as JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_lut_validate)
@@ -147,8 +152,8 @@ def _lut_build(args) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--space-config is not JSON ({exc}): {args.space_config}") from None
     cfg = BuildConfig(space=args.space, space_config=space_config, runtime=args.runtime, threads=args.threads,
-                      warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, calibrate=args.calibrate,
-                      seed=args.seed)
+                      warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, rounds=args.rounds,
+                      clock=args.clock, statistic=args.statistic, calibrate=args.calibrate, seed=args.seed)
     table = build_table(cfg, args.out)
     summary = {"out": args.out, "space": table.space, "runtime": table.runtime, "threads": table.threads,
                "entries": len(table.entries), "calibration": table.calibration}
