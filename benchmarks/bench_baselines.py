@@ -13,10 +13,14 @@ the run short. Results: ``benchmarks/results/bench_baselines.json`` (with ``--ta
 """
 from __future__ import annotations
 
+import os
+
+# before torch is imported: idle OpenMP threads sleep instead of spinning (shared machine, see PROTOCOL.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import ast
 import logging
-import os
 import shutil
 import time
 from pathlib import Path

@@ -19,6 +19,11 @@ hour of CPU. Results: ``benchmarks/results/bench_li_arcface.json``.
 """
 from __future__ import annotations
 
+import os
+
+# before torch is imported: idle OpenMP threads sleep instead of spinning (shared machine, see PROTOCOL.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import time
 from pathlib import Path
