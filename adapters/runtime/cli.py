@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--min-time", type=float, default=0.0, help="keep measuring for at least this many seconds")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time; cpu: the calling thread's CPU time (1 thread; not inflated by "
+                        "other processes on a shared machine)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_latency)
 
@@ -133,8 +136,10 @@ def _export(args) -> int:
 def _latency(args) -> int:
     from .latency import device_info, measure_latency
 
-    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network)
+    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network,
+                          args.clock)
     out = res.to_dict()
+    out["clock"] = args.clock
     out["device"] = device_info()
     if args.json:
         emit_json(out)

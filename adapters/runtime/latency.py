@@ -163,7 +163,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 # -- the public entry point ---------------------------------------------------------------------------
 def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, warmup: int = 10, runs: int = 50,
-                    min_time_s: float = 0.0, network: str | None = None) -> LatencyResult:
+                    min_time_s: float = 0.0, network: str | None = None, clock: str = "wall") -> LatencyResult:
     """Batch-1 latency of ``model`` in ``runtime``.
 
     Args:
@@ -172,11 +172,13 @@ def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, 
             exported (to a temporary file, at its native input size, batch 1) for onnxruntime / TFLite.
         runtime: ``onnxruntime``, ``tflite`` or ``torch``.
         threads: intra-op threads of the runtime.
-        warmup, runs, min_time_s: see :func:`time_runner`.
+        warmup, runs, min_time_s, clock: see :func:`time_runner` (``clock="cpu"`` needs ``threads=1``).
         network: backbone name for an arcface_torch bare state dict.
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime '{runtime}' is not one of {list(RUNTIMES)}")
+    if clock == "cpu" and threads != 1:
+        raise ConfigError("--clock cpu times the calling thread only; use it with --threads 1")
     label = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
     label = os.fspath(label) if isinstance(label, os.PathLike) else str(label)
     text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else ""
@@ -210,7 +212,7 @@ def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, 
                 from .tflite_export import torch_to_tflite, tflite_runner
 
                 runner, shape = tflite_runner(torch_to_tflite(loaded.module, shape_chw), threads)
-        times = time_runner(runner, warmup, runs, min_time_s)
+        times = time_runner(runner, warmup, runs, min_time_s, clock)
     result = summarize(times, runtime, threads, warmup, shape, label)
     log.info("%s [%s, %d thread(s)]: median %.3f ms, p90 %.3f ms over %d runs", label, runtime, threads,
              result.median_ms, result.p90_ms, result.runs)
