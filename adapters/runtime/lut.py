@@ -183,7 +183,10 @@ def measure_interleaved(measurer: Measurer, items: Sequence[tuple[str, Any, tupl
     prog = Progress(len(pending), f"{desc}: export", unit="model")
     runners = {}
     for name, build, shape in pending:
-        runners[name] = measurer.runner(build(), shape)
+        module = build()
+        rec = records.setdefault(name, {"input_shape": list(shape), "rounds": []})
+        rec["weight_mb"] = sum(p.numel() for p in module.parameters()) * 4 / 1e6  # float32 weights it must stream
+        runners[name] = measurer.runner(module, shape)
         prog.update(1)
     total = sum(rounds - len(records.get(n, {}).get("rounds", [])) for n, _, _ in pending)
     prog = Progress(total, f"{desc}: measure", unit="timing")
@@ -307,12 +310,22 @@ class LatencyTable:
             total -= (len(keys) - 1) * self.latency_of(self.overhead)
         return total
 
+    def weight_mb(self, keys: Sequence[str]) -> float | None:
+        """Float32 weight megabytes of the blocks (``None`` if the table did not record them)."""
+        if any("weight_mb" not in self.entries[k] for k in keys):
+            return None
+        return float(sum(self.entries[k]["weight_mb"] for k in keys))
+
     def predict_keys(self, keys: Sequence[str], corrected: bool = True) -> float:
         if not corrected:
             return self.block_sum(keys)
         x = self.overhead_corrected(keys)
-        if self.calibration:
-            x = self.calibration["offset_ms"] + self.calibration["scale"] * x
+        cal = self.calibration
+        if cal:
+            y = cal["offset_ms"] + cal["scale"] * x
+            if cal.get("per_weight_mb_ms"):
+                y += cal["per_weight_mb_ms"] * self.weight_mb(keys)
+            x = y
         return float(x)
 
     def predict(self, sample: Mapping[str, Any], space=None, corrected: bool = True) -> float:
@@ -431,13 +444,18 @@ def sample_subnets(space, n: int, seed: int) -> list[dict]:
     return out
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``y ~ a + b x`` (b only, through the origin, when x barely varies)."""
+def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Least-squares ``y ~ a + b x + c w`` (``c = 0`` without ``w``, too few points, or a fit with
+    ``b <= 0`` or ``c < 0``, which is not physical); ``y ~ b x`` when ``x`` barely varies."""
+    if w is not None and x.size >= 6 and np.ptp(x) > 1e-9 and np.ptp(w) > 1e-12:
+        coef, *_ = np.linalg.lstsq(np.c_[np.ones_like(x), x, w], y, rcond=None)
+        if coef[1] > 0 and coef[2] >= 0:
+            return float(coef[0]), float(coef[1]), float(coef[2])
     if x.size >= 3 and np.ptp(x) > 1e-9:
         b, a = np.polyfit(x, y, 1)
         if b > 0:
-            return float(a), float(b)
-    return 0.0, float((x @ y) / (x @ x))
+            return float(a), float(b), 0.0
+    return 0.0, float((x @ y) / (x @ x)), 0.0
 
 
 def calibrate_table(table: LatencyTable, space, measurer: Measurer, n: int, seed: int, rounds: int = 5,
@@ -465,13 +483,16 @@ def calibrate_table(table: LatencyTable, space, measurer: Measurer, n: int, seed
     oh = table.latency_of(table.overhead) if table.overhead else 0.0
     x = np.array([c["block_sum_ms"] - (c["num_blocks"] - 1) * oh for c in nets])
     y = np.array([table.latency_of(c) for c in nets])
-    a, b = _fit(x, y)
-    resid = y - (a + b * x)
-    raw = np.array([c["block_sum_ms"] for c in nets])
-    table.calibration = {"offset_ms": a, "scale": b, "num_networks": int(x.size), "seed": seed + 10_000,
-                         "fit_mape": float(np.mean(np.abs(resid) / y)), "uncorrected_mape": float(np.mean(np.abs(raw - y) / y))}
-    log.info("calibration on %d subnets: measured = %.4f ms + %.4f x (sum - overhead); fit MAPE %.2f%%", x.size, a, b,
-             100 * table.calibration["fit_mape"])
+    mbs = [table.weight_mb([blk.key for blk in space.latency_blocks(net["sample"])]) for net in nets]
+    w = None if any(m is None for m in mbs) else np.array(mbs)
+    a, b, per_mb = _fit(x, y, w)
+    resid = y - (a + b * x + (per_mb * w if w is not None else 0.0))
+    raw = np.array([net["block_sum_ms"] for net in nets])
+    table.calibration = {"offset_ms": a, "scale": b, "per_weight_mb_ms": per_mb, "num_networks": int(x.size),
+                         "seed": seed + 10_000, "fit_mape": float(np.mean(np.abs(resid) / y)),
+                         "uncorrected_mape": float(np.mean(np.abs(raw - y) / y))}
+    log.info("calibration on %d subnets: measured = %.4f ms + %.4f x (sum - overhead) + %.4f ms/MB x weights; "
+             "fit MAPE %.2f%%", x.size, a, b, per_mb, 100 * table.calibration["fit_mape"])
     if out:
         table.save(out)
     return table.calibration

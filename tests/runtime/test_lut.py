@@ -76,7 +76,10 @@ def test_predict_sums_blocks_with_correction(toy_table):
     raw = sum(toy_table.entries[k]["rel"][stat] * unit for k in keys)
     assert toy_table.predict(s, corrected=False) == pytest.approx(raw)
     cal = toy_table.calibration
-    expected = cal["offset_ms"] + cal["scale"] * (raw - (len(keys) - 1) * toy_table.overhead["rel"][stat] * unit)
+    weights = sum(toy_table.entries[k]["weight_mb"] for k in keys)
+    assert weights == pytest.approx(sum(p.numel() for p in space.build(s).parameters()) * 4 / 1e6)
+    expected = (cal["offset_ms"] + cal["scale"] * (raw - (len(keys) - 1) * toy_table.overhead["rel"][stat] * unit)
+                + cal["per_weight_mb_ms"] * weights)
     assert toy_table.predict(s) == pytest.approx(expected)
 
 
