@@ -13,6 +13,11 @@ the run short. Results: ``benchmarks/results/bench_baselines.json`` (with ``--ta
 """
 from __future__ import annotations
 
+import os
+
+# before torch is imported: idle OpenMP threads sleep instead of spinning (shared machine, see PROTOCOL.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import ast
 import logging
@@ -48,6 +53,7 @@ def run_one(name: str, out_root: Path, overrides: dict, artifacts: Path | None) 
     size = cfg.input_size()
     probe = build_backbone(cfg).eval()
     mflops, params = count_flops(probe, (1, 3, size, size)) / 1e6, count_params(probe) / 1e6
+    load_before = os.getloadavg()
     t0 = time.monotonic()
     result = train(cfg)
     wall = time.monotonic() - t0
@@ -63,6 +69,8 @@ def run_one(name: str, out_root: Path, overrides: dict, artifacts: Path | None) 
         "train_minutes": round(result.train_seconds / 60, 2), "wall_minutes": round(wall / 60, 2),
         "epochs": result.epochs, "global_step": result.global_step, "stopped_by_budget": result.stopped_early,
         "budget_minutes": cfg.max_minutes, "config": cfg.to_dict(), "output": result.output,
+        # the machine is shared: other sessions' (unlocked) tests slow the run down
+        "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     if artifacts is not None:
         dest = artifacts / recipe.stem

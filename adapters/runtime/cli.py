@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--min-time", type=float, default=0.0, help="keep measuring for at least this many seconds")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time; cpu: the calling thread's CPU time (1 thread; not inflated by "
+                        "other processes on a shared machine)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_latency)
 
@@ -52,9 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="table file (JSON); an existing one is resumed")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds of timed runs per block at least")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=50, help="timed calls per timing (at least)")
+    p.add_argument("--min-time", type=float, default=0.05, help="seconds per timing (at least)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timings per block (statistics: median over rounds)")
+    p.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
+                   help="cpu: thread CPU time (1 thread; immune to preemption on a shared machine); auto: cpu for 1 thread")
+    p.add_argument("--statistic", default="p10_ms", choices=("median_ms", "p10_ms", "p25_ms", "p90_ms", "min_ms", "mean_ms"),
+                   help="per-timing statistic the table predicts")
     p.add_argument("--calibrate", type=int, default=10,
                    help="random subnets measured whole to fit the table's correction (0: no correction)")
     p.add_argument("--seed", type=int, default=0)
@@ -68,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=None, help="default: the table's")
     p.add_argument("--runs", type=int, default=None, help="default: the table's")
     p.add_argument("--min-time", type=float, default=None, help="default: the table's")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (median over rounds)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: the table's)")
     p.add_argument("--out", default=None, help="write the full result (per-subnet latencies) as JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_lut_validate)
@@ -128,8 +136,10 @@ def _export(args) -> int:
 def _latency(args) -> int:
     from .latency import device_info, measure_latency
 
-    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network)
+    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network,
+                          args.clock)
     out = res.to_dict()
+    out["clock"] = args.clock
     out["device"] = device_info()
     if args.json:
         emit_json(out)
@@ -147,8 +157,8 @@ def _lut_build(args) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--space-config is not JSON ({exc}): {args.space_config}") from None
     cfg = BuildConfig(space=args.space, space_config=space_config, runtime=args.runtime, threads=args.threads,
-                      warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, calibrate=args.calibrate,
-                      seed=args.seed)
+                      warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, rounds=args.rounds,
+                      clock=args.clock, statistic=args.statistic, calibrate=args.calibrate, seed=args.seed)
     table = build_table(cfg, args.out)
     summary = {"out": args.out, "space": table.space, "runtime": table.runtime, "threads": table.threads,
                "entries": len(table.entries), "calibration": table.calibration}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import os
+import sys
 from typing import Any
 
 from facenas.errors import ConfigError
@@ -47,9 +49,20 @@ def _float_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(TrainConfig) if hints[f.name] in (float, typing.Optional[float]))
 
 
+def passive_openmp_on_cpu(device: str) -> None:
+    """Let idle OpenMP threads sleep instead of spinning, for CPU training on shared machines.
+
+    Measured on the shared 2-core machine under load (``benchmarks/PROTOCOL.md``): 2 torch
+    threads with OpenMP's default spinning took 12.1 s per step, with ``OMP_WAIT_POLICY=PASSIVE``
+    1.44 s (1 thread: 1.28 s). OpenMP reads the variable when torch is first imported, so this only
+    acts before that and never overrides a value the user set.
+    """
+    if device != "cuda" and "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def run_train(args: argparse.Namespace) -> int:
     from facenas.plugins.engine.config import load_train_config
-    from facenas.plugins.engine.trainer import train
     from facenas.utils.io import emit_json
 
     overrides = _parse_set(args.set)
@@ -58,6 +71,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.output:
         overrides["output"] = args.output
     cfg = load_train_config(args.config, overrides)
+    passive_openmp_on_cpu(cfg.device)
+    from facenas.plugins.engine.trainer import train
+
     result = train(cfg)
     if args.json and result.rank == 0:
         emit_json({"output": result.output, "global_step": result.global_step, "stopped_early": result.stopped_early,

@@ -111,3 +111,18 @@ def test_torchrun_two_processes_train(tmp_path, synthetic_data):
     assert shards == [12, 12]  # 24 identities' centres split over 2 ranks
     final = json.loads((out / "final.json").read_text())
     assert final["global_step"] == 14  # 240 images / (16 x 2) = 7 steps per epoch
+
+
+def test_facenas_eval_loads_an_arcface_torch_model_pt(tmp_path, synthetic_data, capsys):
+    from facenas.adapters.insightface.backbones import get_model
+    from facenas.cli import main
+
+    torch.manual_seed(0)
+    torch.save(get_model("mbf", num_features=128).state_dict(), tmp_path / "model.pt")  # arcface_torch's format
+    args = ["eval", "--model", str(tmp_path / "model.pt"), "--bin", str(synthetic_data / "val.bin"), "--threads", "1"]
+    assert main([*args, "--network", "mbf", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["val_acc"] <= 1.0 and result["image_size"] == 112
+    assert main([*args, "--network", "r18"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the model" in err and "missing key(s)" in err

@@ -9,12 +9,13 @@ import pytest
 from facenas.adapters.runtime.lut import BuildConfig, LatencyTable, MissingKeysError, build_table, validate_table
 
 FAST = dict(warmup=2, runs=5, min_time_s=0.0)
+BUILD = dict(FAST, rounds=2)
 
 
 @pytest.fixture(scope="module")
 def toy_table(tmp_path_factory):
     out = tmp_path_factory.mktemp("lut") / "toy.json"
-    return build_table(BuildConfig(space="toy", space_config={"input_size": 32}, calibrate=4, **FAST), out)
+    return build_table(BuildConfig(space="toy", space_config={"input_size": 32}, calibrate=4, **BUILD), out)
 
 
 def test_toy_space_blocks_cover_its_networks():
@@ -32,10 +33,12 @@ def test_build_table_complete_with_metadata(toy_table):
     assert toy_table.check_space() == []
     assert toy_table.runtime == "onnxruntime" and toy_table.threads == 1
     assert toy_table.device["cpu"] and "onnxruntime" in toy_table.device["versions"]
-    assert toy_table.overhead["median_ms"] > 0
+    assert toy_table.overhead["p10_ms"] > 0 and toy_table.settings["clock"] == "cpu"
+    assert toy_table.probe["sample"] == toy_table.create_space().largest() and toy_table.unit_ms > 0
     assert toy_table.calibration["num_networks"] == 4 and toy_table.calibration["scale"] > 0
     entry = next(iter(toy_table.entries.values()))
-    assert {"median_ms", "p90_ms", "min_ms", "runs", "input_shape"} <= set(entry)
+    assert {"median_ms", "p10_ms", "p90_ms", "min_ms", "input_shape"} <= set(entry) and len(entry["rounds"]) == 2
+    assert entry["p10_ms"] == pytest.approx(np.median([r["p10_ms"] for r in entry["rounds"]]))
     reloaded = LatencyTable.load(toy_table.path)
     assert reloaded.entries == toy_table.entries and reloaded.calibration == toy_table.calibration
 
@@ -50,27 +53,33 @@ def test_build_resumes_only_missing_blocks(toy_table, tmp_path, monkeypatch):
         del partial.entries[k]
     partial.save(path)
     measured = []
-    real = lut.Measurer.measure
+    real = lut.Measurer.runner
 
     def counting(self, module, shape):
         measured.append(tuple(shape))
         return real(self, module, shape)
 
-    monkeypatch.setattr(lut.Measurer, "measure", counting)
-    table = build_table(BuildConfig(space="toy", space_config={"input_size": 32}, calibrate=4, **FAST), path)
-    assert len(measured) == 2 and table.check_space() == []
+    monkeypatch.setattr(lut.Measurer, "runner", counting)
+    table = build_table(BuildConfig(space="toy", space_config={"input_size": 32}, calibrate=4, **BUILD), path)
+    assert len(measured) == 3 and table.check_space() == []  # the 2 dropped blocks + the speed probe
+    assert measured[0] == (3, 32, 32)  # the probe (largest network) is exported first
     with pytest.raises(Exception, match="runtime='onnxruntime', not 'torch'"):
-        build_table(BuildConfig(space="toy", space_config={"input_size": 32}, runtime="torch", **FAST), path)
+        build_table(BuildConfig(space="toy", space_config={"input_size": 32}, runtime="torch", **BUILD), path)
 
 
 def test_predict_sums_blocks_with_correction(toy_table):
     space = toy_table.create_space()
     s = {"stem/width": 16, "block/kernel_size": 5, "block/depth": 2, "block/op": "conv"}
     keys = [b.key for b in space.latency_blocks(s)]
-    raw = sum(toy_table.entries[k]["median_ms"] for k in keys)
+    stat = toy_table.statistic
+    unit = toy_table.probe[stat]  # entries are stored relative to the probe network, in ms at build speed
+    raw = sum(toy_table.entries[k]["rel"][stat] * unit for k in keys)
     assert toy_table.predict(s, corrected=False) == pytest.approx(raw)
     cal = toy_table.calibration
-    expected = cal["offset_ms"] + cal["scale"] * (raw - (len(keys) - 1) * toy_table.overhead["median_ms"])
+    weights = sum(toy_table.entries[k]["weight_mb"] for k in keys)
+    assert weights == pytest.approx(sum(p.numel() for p in space.build(s).parameters()) * 4 / 1e6)
+    expected = (cal["offset_ms"] + cal["scale"] * (raw - (len(keys) - 1) * toy_table.overhead["rel"][stat] * unit)
+                + cal["per_weight_mb_ms"] * weights)
     assert toy_table.predict(s) == pytest.approx(expected)
 
 
@@ -92,7 +101,8 @@ def test_missing_key_lists_keys(toy_table, tmp_path):
 def test_validate_reports_spearman_and_mape(toy_table):
     res = validate_table(toy_table, num_subnets=50, seed=1, rounds=1, **FAST)
     assert res["num_subnets"] == 16  # the toy space has 16 distinct networks
-    for key in ("spearman", "mape", "raw_spearman", "raw_mape", "overhead_spearman", "overhead_mape"):
+    for key in ("spearman", "mape", "raw_spearman", "raw_mape", "overhead_spearman", "overhead_mape", "absolute_spearman",
+                "absolute_mape", "speed_ratio"):
         assert np.isfinite(res[key])
     assert -1 <= res["spearman"] <= 1 and res["mape"] >= 0
     assert all(r["measured_ms"] > 0 for r in res["subnets"])
