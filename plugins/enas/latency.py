@@ -61,12 +61,57 @@ class TableLatency(LatencyModel):
         return {"kind": "table", "source": self.source, "keys": len(self.table), **self.meta}
 
 
+class LutLatency(LatencyModel):
+    """Latency predicted by a lookup table of the runtime package (``facenas lut build``).
+
+    Uses the table's corrected prediction (block sum minus per-call overheads, then the linear
+    correction fitted on whole networks); see :mod:`facenas.adapters.runtime.lut`.
+
+    Args:
+        space: the space being searched; must be the table's space and configuration.
+        table: a :class:`facenas.adapters.runtime.lut.LatencyTable`.
+    """
+
+    def __init__(self, space: Any, table: Any):
+        self.space = space
+        self.table = table
+        source = table.path or "latency table"
+        if table.space != space.name or _canonical(table.space_config) != _canonical(space.config()):
+            raise FacenasError(
+                f"{source} was built for space '{table.space}' with config {table.space_config}, but the search uses "
+                f"'{space.name}' with {space.config()}; build a table for this configuration with `facenas lut build "
+                f"--space {space.name} --space-config '{_canonical(space.config())}'`")
+        missing = table.check_space(space)
+        if missing:
+            from facenas.adapters.runtime.lut import MissingKeysError
+
+            raise MissingKeysError(missing, source)
+        self._cache: dict[tuple, float] = {}
+
+    def __call__(self, sample: Mapping[str, Any]) -> float:
+        key = tuple(sorted((k, str(v)) for k, v in sample.items()))
+        if key not in self._cache:
+            self._cache[key] = float(self.table.predict(sample, self.space))
+        return self._cache[key]
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "lut", "source": self.table.path, "runtime": self.table.runtime,
+                "threads": self.table.threads, "statistic": self.table.statistic,
+                "cpu": (self.table.device or {}).get("cpu"), "calibration": self.table.calibration}
+
+
+def _canonical(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)
+
+
 def build_latency_model(spec: Mapping[str, Any] | None, space: Any) -> LatencyModel | None:
     """A latency model from a search config's ``latency`` field.
 
-    ``{"table": {key: ms, ...}}`` -- an in-line table; ``{"lut": PATH}`` -- a lookup table file
-    written by ``facenas lut build`` (read through :mod:`facenas.adapters.runtime`); None -- no
-    latency (the reward is then accuracy only).
+    ``{"lut": PATH}`` -- a lookup table file written by ``facenas lut build`` for this space and
+    configuration; ``{"table": {key: ms, ...}}`` -- an in-line table (tests, hand-made tables);
+    None -- no latency (the reward is then accuracy only).
     """
     if spec is None:
         return None
@@ -74,20 +119,8 @@ def build_latency_model(spec: Mapping[str, Any] | None, space: Any) -> LatencyMo
     if "table" in spec:
         return TableLatency(space, spec["table"], source="in-line latency table")
     if "lut" in spec:
-        return load_lut(str(spec["lut"]), space)
+        from facenas.adapters.runtime.lut import LatencyTable
+
+        return LutLatency(space, LatencyTable.load(str(spec["lut"])))
     raise ConfigError(f"latency spec {spec} must have 'lut' (a table file from `facenas lut build`) or 'table' "
                       "(a {block key: ms} mapping)")
-
-
-def load_lut(path: str, space: Any) -> TableLatency:
-    """A :class:`TableLatency` from a lookup-table file of the runtime package."""
-    try:
-        from facenas.adapters.runtime import lut as runtime_lut  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise FacenasError(f"reading the latency table {path} needs facenas.adapters.runtime.lut, which this "
-                           f"installation lacks ({exc}); pass an in-line table with latency={{'table': ...}}") from None
-    table = runtime_lut.load_table(path)
-    entries = table.entries if hasattr(table, "entries") else table
-    meta = getattr(table, "meta", {}) or {}
-    return TableLatency(space, {k: (v["ms"] if isinstance(v, Mapping) else v) for k, v in entries.items()},
-                        source=path, meta=meta)
