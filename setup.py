@@ -41,7 +41,8 @@ setup(
     python_requires=">=3.10",
     packages=_packages(),
     package_dir=MAPPED,
-    package_data={"facenas.recipes": ["nni/*.yml", "nni/*.yaml", "configs/*.py"]},
+    package_data={"facenas.recipes": ["nni/*.yml", "nni/*.yaml", "nni/spaces/*.json", "configs/*.py"],
+                  "facenas.adapters": ["nni/*.js"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1",  # install the wheel for your platform first (CPU or CUDA)

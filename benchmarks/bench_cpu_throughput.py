@@ -8,6 +8,11 @@ saves ``benchmarks/results/bench_cpu_throughput.json``. Run it under the heavy-w
 """
 from __future__ import annotations
 
+import os
+
+# before torch is imported: idle OpenMP threads sleep instead of spinning (shared machine, see PROTOCOL.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import time
 

@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "facenas.adapters.insightface.cli",  # data pack|pairs|synth|info, eval
     "facenas.plugins.engine.cli",  # train
     "facenas.plugins.search_cli",  # search ofa|enas|tnas (local, without NNI)
+    "facenas.plugins.tnas.cli",  # tnas search|train (TNAS search and FKD student training)
     "facenas.adapters.nni.cli",  # nni register|create|results|space
     "facenas.adapters.runtime.cli",  # export, latency, lut build|validate
     "facenas.recipes.demo",  # demo: the main job on synthetic identities

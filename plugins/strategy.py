@@ -103,23 +103,44 @@ class Strategy(abc.ABC):
 
 
 class RandomStrategy(Strategy):
-    """Uniform random search without repeats (when the space is small enough to exhaust)."""
+    """Uniform random search without repeats (when the space is small enough to exhaust).
+
+    Samples proposed but not yet told (``pending``: several evaluations run in parallel under NNI)
+    count as seen too, so parallel asks do not propose the same sample twice.
+    """
 
     name = "random"
 
     def __init__(self, space: SearchSpace, seed: int = 0, max_tries: int = 1000):
         super().__init__(space, seed)
         self.max_tries = max_tries
+        self.pending: list[Sample] = []
 
     def ask(self) -> Sample:
-        seen = {tuple(sorted(s.items())) for s, _ in self.history}
+        seen = {tuple(sorted(s.items())) for s, _ in self.history} | {tuple(sorted(s.items())) for s in self.pending}
         if len(seen) >= self.space.size():
-            raise SearchExhausted(f"all {self.space.size()} samples of space '{self.space.name}' were evaluated")
+            raise SearchExhausted(f"all {self.space.size()} samples of space '{self.space.name}' were proposed")
         for _ in range(self.max_tries):
             sample = self.space.sample(self.rng)
             if tuple(sorted(sample.items())) not in seen:
+                self.pending.append(sample)
                 return sample
         raise SearchExhausted(f"no unseen sample found in {self.max_tries} draws ({len(seen)} seen)")
+
+    def tell(self, sample: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+        super().tell(sample, metrics)
+        key = tuple(sorted(sample.items()))
+        for i, p in enumerate(self.pending):
+            if tuple(sorted(p.items())) == key:
+                del self.pending[i]
+                break
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "pending": copy.deepcopy(self.pending)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.pending = [dict(s) for s in state.get("pending", [])]
 
 
 STRATEGIES.register("random")(RandomStrategy)

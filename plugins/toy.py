@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from facenas.plugins.space import SPACES, Choice, SearchSpace, Value
+from facenas.plugins.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
 
 
 class ToySpace(SearchSpace):
@@ -40,12 +40,68 @@ class ToySpace(SearchSpace):
 
         s = self.validate(sample)
         width, k = int(s["stem/width"]), int(s["block/kernel_size"])
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        layers: list[nn.Module] = self._stem(width)
         for _ in range(int(s["block/depth"])):
-            groups = width if s["block/op"] == "dwconv" else 1
-            layers += [nn.Conv2d(width, width, k, 1, k // 2, groups=groups, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, self.embedding_size)]
+            layers += self._block(width, k, str(s["block/op"]))
+        layers += self._head(width)
         return nn.Sequential(*layers)
+
+    # -- parts (shared by build and the latency blocks, so a table's blocks are the network's) --------
+    @staticmethod
+    def _stem(width: int) -> list:
+        from torch import nn
+
+        return [nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+
+    @staticmethod
+    def _block(width: int, kernel_size: int, op: str) -> list:
+        from torch import nn
+
+        groups = width if op == "dwconv" else 1
+        return [nn.Conv2d(width, width, kernel_size, 1, kernel_size // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(width), nn.ReLU()]
+
+    def _head(self, width: int) -> list:
+        from torch import nn
+
+        return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, self.embedding_size)]
+
+    # -- latency lookup tables -----------------------------------------------------------------------
+    def _latency_parts(self, width: int) -> tuple[LatencyBlock, LatencyBlock, tuple[int, int]]:
+        from torch import nn
+
+        h, w = self.input_size
+        fh, fw = -(-h // 2), -(-w // 2)
+        stem = LatencyBlock(f"conv|in=3x{h}x{w}|out={width}x{fh}x{fw}|k=3|s=2|act=relu", (3, h, w),
+                            lambda: nn.Sequential(*self._stem(width)))
+        head = LatencyBlock(f"head|in={width}x{fh}x{fw}|out={self.embedding_size}", (width, fh, fw),
+                            lambda: nn.Sequential(*self._head(width)))
+        return stem, head, (fh, fw)
+
+    def _latency_block(self, width: int, k: int, op: str, size: tuple[int, int]) -> LatencyBlock:
+        from torch import nn
+
+        shape = f"{width}x{size[0]}x{size[1]}"
+        return LatencyBlock(f"{op}|in={shape}|out={shape}|k={k}|s=1|act=relu", (width, *size),
+                            lambda: nn.Sequential(*self._block(width, k, op)))
+
+    def latency_blocks(self, sample: Mapping[str, Value]) -> list[LatencyBlock]:
+        s = self.validate(sample)
+        width = int(s["stem/width"])
+        stem, head, size = self._latency_parts(width)
+        block = self._latency_block(width, int(s["block/kernel_size"]), str(s["block/op"]), size)
+        return [stem] + [block] * int(s["block/depth"]) + [head]
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        out: dict[str, LatencyBlock] = {}
+        for width in self.choice_map()["stem/width"].values:
+            stem, head, size = self._latency_parts(int(width))
+            out[stem.key], out[head.key] = stem, head
+            for k in self.choice_map()["block/kernel_size"].values:
+                for op in self.choice_map()["block/op"].values:
+                    block = self._latency_block(int(width), int(k), str(op), size)
+                    out[block.key] = block
+        return list(out.values())
 
 
 @SPACES.register("toy")

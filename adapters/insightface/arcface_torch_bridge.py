@@ -177,26 +177,21 @@ class ArcfaceTorchVerification:
         if name not in self._cache:
             from facenas.adapters.insightface import binset
 
-            self._cache[name] = binset.load_bin(path, image_size=self.image_size)
+            self._cache[name] = binset.load_bin(path)
         return self._cache[name]
 
     def __call__(self, model) -> dict[str, float]:
         import numpy as np
-        import torch
-        import torch.nn.functional as F
 
-        device = next(model.parameters()).device
+        from facenas.adapters.insightface.evaluate import embed
+
         out: dict[str, float] = {}
         for name, path in self.bins.items():
-            images, issame = self._load(name, path)
-            embs = []
-            with torch.no_grad():
-                for i in range(0, len(images), self.batch_size):
-                    batch = images[i:i + self.batch_size].to(device)
-                    embs.append((model(batch) + model(torch.flip(batch, dims=[3]))).float().cpu())
-            emb = F.normalize(torch.cat(embs)).numpy()
+            vs = self._load(name, path)
+            # flip-summed, L2-normalised embeddings, as arcface_torch's verification.test computes them
+            emb = embed(model, vs.images, self.batch_size, self.image_size, flip=True)
             _, _, accuracy = self.verification.calculate_roc(np.arange(0, 4, 0.01), emb[0::2], emb[1::2],
-                                                             np.asarray(issame, dtype=bool), nrof_folds=10)
+                                                             vs.issame, nrof_folds=10)
             out[f"{name}_acc"] = float(np.mean(accuracy))
             out[f"{name}_acc_std"] = float(np.std(accuracy))
         return out

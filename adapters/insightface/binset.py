@@ -129,7 +129,8 @@ def _decode_all(images: Sequence[bytes], source: str, threads: int) -> np.ndarra
         try:
             return decode_image(images[i], source)
         except DataFormatError:
-            raise DataFormatError(source, f"image {i} (pair {i // 2}) is not a decodable image") from None
+            raise DataFormatError(source, f"image {i} (pair {i // 2}) is not a decodable image "
+                                  f"(expected JPEG or PNG bytes, got {len(images[i])} bytes)") from None
 
     if not images:
         return np.zeros((0, 112, 112, 3), np.uint8)

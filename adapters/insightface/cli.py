@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("pack", help="pack an image folder (one sub-folder per identity) into train.rec/.idx/property")
     p.add_argument("image_dir")
     p.add_argument("out_dir")
+    p.add_argument("--no-check", action="store_true", help="do not decode every image while packing (faster)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(handler=_pack)
 
@@ -68,26 +69,9 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def _pack(args) -> int:
-    from facenas.adapters.insightface.dataset import ImageFolderDataset
-    from facenas.adapters.insightface.recordio import write_insightface_rec
-    from facenas.utils.progress import Progress
+    from facenas.adapters.insightface.pack import pack_image_folder
 
-    ds = ImageFolderDataset(args.image_dir, flip=False)
-    images, labels = [], []
-    prog = Progress(len(ds), "reading images", unit="img")
-    size = None
-    for path, label in ds.samples:
-        data = Path(path).read_bytes()
-        if size is None:
-            from facenas.adapters.insightface.recordio import decode_image
-
-            size = decode_image(data, path).shape[:2]
-        images.append(data)
-        labels.append(label)
-        prog.update()
-    info = write_insightface_rec(args.out_dir, images, labels, size)
-    info.update({"out_dir": str(args.out_dir), "image_size": list(size), "classes": ds.classes[:5] + (["..."] if len(ds.classes) > 5 else [])})
-    _print(info, args.json)
+    _print(pack_image_folder(args.image_dir, args.out_dir, check=not args.no_check), args.json)
     return 0
 
 

@@ -40,10 +40,16 @@ def preprocess(images: np.ndarray, image_size: int | tuple[int, int] | None = No
 
 
 def embed(model: Any, images: np.ndarray, batch_size: int = 64, image_size: int | tuple[int, int] | None = None,
-          flip: bool = True) -> np.ndarray:
-    """Embeddings of ``images`` (flip-test summed and normalised when ``flip``), float32."""
+          flip: bool = True, desc: str = "embedding") -> np.ndarray:
+    """Embeddings of ``images`` (flip-test summed and normalised when ``flip``), float32.
+
+    Logs progress (rate, ETA) every 10 s for long sets.
+    """
     import torch
 
+    from facenas.utils.progress import Progress
+
+    progress = Progress(len(images), desc, unit="img", interval=10.0, logger=log)
     is_module = isinstance(model, torch.nn.Module)
     was_training = model.training if is_module else False
     if is_module:
@@ -64,6 +70,7 @@ def embed(model: Any, images: np.ndarray, batch_size: int = 64, image_size: int 
                     else:
                         y = np.asarray(model(view.numpy()), dtype=np.float32)
                     sink.append(y)
+                progress.update(len(x))
     finally:
         if is_module:
             model.train(was_training)
@@ -80,7 +87,9 @@ class VerificationEvaluator:
         bins: ``{name: path}`` (or a list of paths, named by file stem), or loaded sets.
         batch_size: images per forward pass.
         flip: flip-test (sum of the image's and its mirror's embeddings), as InsightFace.
-        image_size: resize the 112x112 pairs to this size for networks trained on smaller input.
+        image_size: resize the 112x112 pairs to this size for networks trained on smaller input;
+            ``None``: the model's ``input_size`` attribute when it has one (facenas backbones and
+            ONNX wrappers do), else the pairs' own size.
     """
 
     def __init__(self, bins: Mapping[str, str | os.PathLike | VerificationSet] | list, batch_size: int = 64,
@@ -96,9 +105,20 @@ class VerificationEvaluator:
         self.flip = flip
         self.image_size = image_size
 
+    def input_size(self, model: Any) -> int | tuple[int, int] | None:
+        """The size pairs are resized to for ``model`` (see ``image_size``)."""
+        if self.image_size is not None:
+            return self.image_size
+        size = getattr(model, "input_size", None)
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+            return tuple(size)
+        return None
+
     def evaluate_set(self, model: Any, name: str):
         vs = self.sets[name]
-        emb = embed(model, vs.images, self.batch_size, self.image_size, self.flip)
+        emb = embed(model, vs.images, self.batch_size, self.input_size(model), self.flip, desc=f"embedding {name}")
         return evaluate(emb, vs.issame)
 
     def __call__(self, model: Any) -> dict[str, float]:

@@ -27,7 +27,7 @@ import numbers
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -105,10 +105,14 @@ def decode_image(payload: bytes, source: str = "<record>", to_rgb: bool = True) 
     """Decode JPEG/PNG bytes to an ``HxWx3`` uint8 array (RGB unless ``to_rgb=False``)."""
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10: the decoder writes RGB directly
+    flag = rgb_flag if to_rgb and rgb_flag is not None else cv2.IMREAD_COLOR
+    img = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
     if img is None:
         raise DataFormatError(source, f"payload of {len(payload)} bytes is not a decodable image (expected JPEG or PNG)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if to_rgb else img
+    if to_rgb and rgb_flag is None:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 # -- record framing -------------------------------------------------------------------------------
@@ -136,45 +140,78 @@ def encode_record(payload: bytes) -> bytes:
     return bytes(out)
 
 
-def read_record_at(fh: BinaryIO, offset: int, source: str, key: object = None) -> bytes:
-    """Read the (possibly split) record starting at byte ``offset`` of an open ``.rec`` file."""
+#: bytes read past a record header in the same call (most face JPEGs are smaller: one read per record)
+_READ_AHEAD = 1 << 14
+
+
+def read_record_from(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> bytes:
+    """Read the (possibly split) record starting at byte ``offset``; ``read(pos, n)`` returns file bytes."""
+    return _read_record(read, offset, source, key)[0]
+
+
+def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> tuple[bytes, int]:
+    """The record at ``offset`` and the offset just past it."""
     where = f"record {key} at offset {offset}" if key is not None else f"record at offset {offset}"
-    fh.seek(offset)
     parts: list[bytes] = []
+    pos = offset
     while True:
-        head = fh.read(8)
-        if len(head) < 8:
+        chunk = read(pos, 8 + _READ_AHEAD)
+        if len(chunk) < 8:
             raise DataFormatError(source, f"{where}: file ends inside a record header (truncated .rec?)",
                                   "re-copy the file or rebuild it with `facenas data pack`")
-        magic, lrec = _HEADER.unpack(head)
+        magic, lrec = _HEADER.unpack_from(chunk, 0)
         if magic != MAGIC:
             raise DataFormatError(source, f"{where}: wrong magic number 0x{magic:08x} (expected 0x{MAGIC:08x}); "
                                           "not a RecordIO file, or the .idx offset does not point at a record",
                                   "check that the .idx belongs to this .rec")
         cflag, length = lrec >> 29, lrec & _LENGTH_MASK
         padded = (length + 3) & ~3
-        data = fh.read(padded)
-        if len(data) < padded:
-            raise DataFormatError(source, f"{where}: payload of {length} bytes is cut off after {len(data)} bytes (truncated .rec?)",
+        if 8 + padded <= len(chunk):
+            data = chunk[8:8 + length]
+            got = padded
+        else:
+            data = chunk[8:] + read(pos + len(chunk), 8 + padded - len(chunk))
+            got = len(data)
+            data = data[:length]
+        if got < padded:
+            raise DataFormatError(source, f"{where}: payload of {length} bytes is cut off after {got} bytes (truncated .rec?)",
                                   "re-copy the file or rebuild it with `facenas data pack`")
-        parts.append(data[:length])
+        parts.append(data)
+        pos += 8 + padded
         if cflag in (0, 3):
             break
         if cflag not in (1, 2):  # 3 bits can hold 4..7, which dmlc never writes
             raise DataFormatError(source, f"{where}: invalid continuation flag {cflag}")
-    return _MAGIC_BYTES.join(parts) if len(parts) > 1 else parts[0]
+    return (_MAGIC_BYTES.join(parts) if len(parts) > 1 else parts[0]), pos
+
+
+def encoded_length(payload: bytes) -> int:
+    """Bytes the record of ``payload`` takes in a ``.rec`` file (headers of every part, padding)."""
+    return len(encode_record(payload))
+
+
+def read_record_at(fh: BinaryIO, offset: int, source: str, key: object = None) -> bytes:
+    """Read the (possibly split) record starting at byte ``offset`` of an open ``.rec`` file."""
+    def read(pos: int, n: int) -> bytes:
+        fh.seek(pos)
+        return fh.read(n)
+
+    return read_record_from(read, offset, source, key)
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
     """Yield ``(offset, record)`` for every record of a ``.rec`` file, in file order."""
     source = os.fspath(path)
     size = os.path.getsize(source)
-    with open(source, "rb") as fh:
+    with open(source, "rb", buffering=0) as fh:
+        def read(pos: int, n: int) -> bytes:
+            return os.pread(fh.fileno(), n, pos)
+
         offset = 0
         while offset < size:
-            record = read_record_at(fh, offset, source)
+            record, end = _read_record(read, offset, source)
             yield offset, record
-            offset = fh.tell()
+            offset = end
 
 
 def read_index(path: str | os.PathLike) -> dict[int, int]:
@@ -239,9 +276,12 @@ class IndexedRecordIO:
     def _handle(self) -> BinaryIO:
         pid = os.getpid()
         if self._fh is None or self._pid != pid:
-            self._fh = open(self.rec_path, "rb")
+            self._fh = open(self.rec_path, "rb", buffering=0)
             self._pid = pid
         return self._fh
+
+    def _pread(self, pos: int, n: int) -> bytes:
+        return os.pread(self._handle().fileno(), n, pos)
 
     def read_idx(self, key: int) -> bytes:
         """The record stored under ``key``."""
@@ -250,7 +290,7 @@ class IndexedRecordIO:
         except KeyError:
             raise DataFormatError(self.idx_path, f"no record with key {key} (the index has {len(self.idx)} keys)",
                                   "the .idx is incomplete; rebuild it with `facenas data pack`") from None
-        return read_record_at(self._handle(), offset, self.rec_path, key)
+        return read_record_from(self._pread, offset, self.rec_path, key)
 
     # writing
     def write_idx(self, key: int, payload: bytes) -> None:

@@ -19,8 +19,8 @@ TAR@FAR interpolation: the reference calls ``scipy.interpolate.interp1d(far, thr
 kind="slinear")``. ``far`` repeats values (it is a step function of the threshold), which SciPy
 >= 1.9 rejects ("Expect x to not have duplicates", InsightFace issue #2152). SciPy <= 1.8 built
 a degree-1 B-spline directly on the stably sorted points, ``t = [x0, x0..xn, xn]`` with
-coefficients ``y`` and evaluated it with de Boor's rule; :func:`slinear_interp` reproduces that
-exactly, so TAR@FAR matches what the reference printed before SciPy 1.9.
+coefficients ``y`` and evaluated it with de Boor's rule; :func:`slinear_interp` repeats those
+float operations in the same order, so TAR@FAR is what the reference printed before SciPy 1.9.
 """
 from __future__ import annotations
 
@@ -117,27 +117,34 @@ def _accuracy_stats(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarray
 def slinear_interp(x: np.ndarray, y: np.ndarray, x_new: float) -> float:
     """``scipy.interpolate.interp1d(x, y, kind='slinear')(x_new)`` as SciPy <= 1.8 computed it.
 
-    SciPy <= 1.8 sorted ``x`` stably (mergesort), built the degree-1 B-spline with knots
-    ``t = r_[x[0], x, x[-1]]`` and coefficients ``y`` (no duplicate check), and evaluated it
-    in the knot interval ``t[l] <= x_new < t[l+1]`` found by ``find_interval`` (clamped to
-    ``k <= l <= n-1``): ``((t[l+1]-x) * c[l-1] + (x-t[l]) * c[l]) / (t[l+1]-t[l])``, and 0 for
-    an empty span (``x_new`` at a repeated maximum), as SciPy's de Boor code does.
+    SciPy 1.8.1's ``interp1d`` sorts ``x`` stably (``argsort(kind="mergesort")``) and calls
+    ``make_interp_spline(x, y, k=1)``, which (with no duplicate check) returns the degree-1
+    B-spline with knots ``t = r_[x[0], x, x[-1]]`` and coefficients ``y``. Evaluation
+    (``_bspl.evaluate_spline``) finds the knot interval ``t[l] <= x_new < t[l+1]`` like
+    ``find_interval`` (clamped to ``k <= l <= n-1``) and runs de Boor's recursion
+    (``_deBoor_D``): ``w = 1/(t[l+1]-t[l])``, ``h0 = w*(t[l+1]-x_new)``, ``h1 = w*(x_new-t[l])``,
+    value ``= (0 + c[l-1]*h0) + c[l]*h1``; an empty span (``x_new`` at a repeated maximum)
+    gives both weights 0. The same operations in the same order give bit-identical results.
     ``x_new`` outside ``[min(x), max(x)]`` raises, as interp1d's default ``bounds_error``.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     order = np.argsort(x, kind="mergesort")
     xs, c = x[order], y[order]
+    x_new = float(x_new)
     if x_new < xs[0] or x_new > xs[-1]:
         raise ValueError(f"A value ({x_new}) in x_new is outside the interpolation range [{xs[0]}, {xs[-1]}].")
     t = np.r_[xs[0], xs, xs[-1]]
     n = c.size
     l = int(np.searchsorted(t, x_new, side="right")) - 1
     l = min(max(l, 1), n - 1)
-    h = t[l + 1] - t[l]
-    if h == 0.0:  # de Boor's rule in SciPy's _bspl skips zero-length knot spans: both weights are 0
+    xa, xb = float(t[l]), float(t[l + 1])
+    if xb == xa:  # _deBoor_D: h[1] = 0 and h[0] stays 0
         return 0.0
-    return float(((t[l + 1] - x_new) * c[l - 1] + (x_new - t[l]) * c[l]) / h)
+    w = 1.0 / (xb - xa)
+    h0 = w * (xb - x_new)
+    h1 = w * (x_new - xa)
+    return (0.0 + float(c[l - 1]) * h0) + float(c[l]) * h1
 
 
 def _val_far(dist: np.ndarray, issame: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -207,6 +214,11 @@ def evaluate(embeddings: np.ndarray, issame: np.ndarray, n_folds: int = 10, far_
         val[f], far[f] = _val_far(dist[test], issame[test], threshold)
 
     tpr, fpr = np.mean(tprs, 0), np.mean(fprs, 0)
+    if any(not issame[test].any() or issame[test].all() for _, test in folds):
+        # Class-pure folds (pairs sorted by class, e.g. lfw_devtest.bin) put TPR = 0 (FPR = 0) into
+        # the fold mean, which caps the mean ROC and makes AUC/EER meaningless (AUC 0.22 at 72%
+        # accuracy). The ROC over all pairs pooled, on the same threshold grid, is used instead.
+        tpr, fpr, _ = _accuracy_stats(dist, issame, ACC_THRESHOLDS)
     return VerificationResult(
         accuracy=float(np.mean(accuracy)),
         accuracy_std=float(np.std(accuracy)),

@@ -7,23 +7,32 @@
   :func:`build_optimizer`, :func:`param_groups`, :class:`PolynomialLRWarmup`,
   :func:`schedule_steps`, :func:`resolve_val_targets`;
 * ``facenas train CONFIG`` (:mod:`.cli`) and the ``engine.train`` stage (:mod:`.stages`).
+
+Names are imported lazily, so ``import facenas.plugins.engine`` (done by the CLI to list its
+commands and by recipes for ``TrainConfig``) does not import torch.
 """
 from __future__ import annotations
 
-from .config import TrainConfig, load_train_config
-from .optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
-from .trainer import (
-    TrainingDivergedError,
-    TrainResult,
-    build_backbone,
-    build_head,
-    resolve_device,
-    resolve_val_targets,
-    train,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "TrainConfig", "load_train_config", "PolynomialLRWarmup", "build_optimizer", "param_groups", "schedule_steps",
-    "TrainingDivergedError", "TrainResult", "build_backbone", "build_head", "resolve_device", "resolve_val_targets",
-    "train",
-]
+_EXPORTS = {
+    "TrainConfig": ".config", "load_train_config": ".config",
+    "PolynomialLRWarmup": ".optim", "build_optimizer": ".optim", "param_groups": ".optim", "schedule_steps": ".optim",
+    "TrainingDivergedError": ".trainer", "TrainResult": ".trainer", "build_backbone": ".trainer",
+    "build_head": ".trainer", "resolve_device": ".trainer", "resolve_val_targets": ".trainer", "train": ".trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import time
@@ -66,6 +67,7 @@ class TrainResult:
         train_seconds: wall time spent in training steps (excluding verification).
         stopped_early: True if ``max_minutes`` ended the run before ``num_epoch``.
         model: the trained backbone (unwrapped from DDP), in eval mode.
+        rank: this process's rank (only rank 0 verifies and writes the model files).
     """
 
     metrics: dict[str, Any]
@@ -76,6 +78,7 @@ class TrainResult:
     train_seconds: float
     stopped_early: bool
     model: nn.Module = dataclasses.field(repr=False)
+    rank: int = 0
 
 
 # -- helpers the search methods use -----------------------------------------------------------
@@ -302,10 +305,16 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
                                          "warmup_steps": warmup_steps})
     ddp_model: nn.Module = backbone
     if dist_info.distributed:
+        # as arcface_torch: BN buffers stay per-rank (no sync at every forward)
+        no_sync = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
         ddp_model = nn.parallel.DistributedDataParallel(
-            backbone, device_ids=[dist_info.local_rank] if device.type == "cuda" else None,
-            broadcast_buffers=False, bucket_cap_mb=16)
+            backbone, device_ids=[dist_info.local_rank] if device.type == "cuda" else None, bucket_cap_mb=16,
+            **no_sync)
 
+    # every rank takes part in verification's barriers, so the decision must not depend on the rank
+    has_val = evaluator is not None or bool(cfg.val_targets)
     bins = resolve_val_targets(cfg.val_targets, cfg.rec) if dist_info.is_main else {}
     if evaluator is None and dist_info.is_main:
         evaluator = _make_evaluator(bins, cfg) if bridge is None or not bridge.uses("verification") \
@@ -320,8 +329,8 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
             "network": spec, "backbone": backbone.state_dict(), "head": head.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "epoch": run.epoch, "step_in_epoch": run.step_in_epoch, "global_step": run.global_step,
-            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng, "best": run.best, "train_seconds": run.train_seconds,
-            "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
+            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng,
+            "best": run.best, "train_seconds": run.train_seconds, "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
         }
 
     def checkpoint(reason: str) -> None:
@@ -339,10 +348,11 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         D.barrier(dist_info)
 
     def verify(tag: str) -> dict[str, float]:
-        if evaluator is None:
+        if not has_val:
             return {}
         metrics: dict[str, float] = {}
-        if dist_info.is_main:
+        run.last_val = (run.global_step, metrics)
+        if dist_info.is_main and evaluator is not None:
             t0 = time.monotonic()
             backbone.eval()
             with torch.no_grad():
@@ -364,7 +374,10 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
     backbone.train()
     head.train()
     sampler = getattr(loader, "sampler", None)
-    progress = Progress(total_steps, "train", unit="step", interval=10.0, start=run.global_step)
+    progress_log = logging.getLogger("facenas.progress" if dist_info.is_main else f"facenas.progress.rank{dist_info.rank}")
+    if not dist_info.is_main:
+        progress_log.setLevel(logging.WARNING)  # one progress line per step count, from rank 0
+    progress = Progress(total_steps, "train", unit="step", interval=10.0, start=run.global_step, logger=progress_log)
     loss_sum, loss_n = 0.0, 0
     stopped_early = False
     t_start = time.monotonic()
@@ -454,13 +467,14 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
             reporter.intermediate(_with_default(epoch_metrics))
         if run.global_step >= total_steps:
             break
-    progress.close()
+    if dist_info.is_main:
+        progress.close()
 
     final: dict[str, Any] = {"loss": sum(epoch_losses) / max(1, len(epoch_losses)), "global_step": run.global_step,
                              "epochs": run.epoch + (run.step_in_epoch / spe if stopped_early else 0.0),
                              "train_seconds": round(run.train_seconds, 2),
                              "wall_seconds": round(time.monotonic() - t_start, 2)}
-    if evaluator is not None and dist_info.is_main:
+    if has_val:
         final.update(run.last_val[1] if run.last_val and run.last_val[0] == run.global_step else verify("final"))
     if test_evaluator is not None and dist_info.is_main:
         backbone.eval()
@@ -488,7 +502,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         reporter.final(final)
     backbone.eval()
     return TrainResult(final, run.best, str(out), run.global_step, float(final["epochs"]), run.train_seconds,
-                       stopped_early, backbone)
+                       stopped_early, backbone, dist_info.rank)
 
 
 def _loader_generator_state(loader: Any) -> torch.Tensor | None:

@@ -205,3 +205,25 @@ def test_stage_accepts_an_architecture_description(tmp_path):
     assert cfg.network.endswith("arch.json") and cfg.output == str(tmp_path / "train")
     model = get_model(cfg.network, num_features=16)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+
+
+def test_fp16_on_cpu_trains_in_float32_with_a_warning(tmp_path, caplog):
+    cfg = tiny_config(tmp_path, fp16=True, num_epoch=1, device="cpu")
+    with caplog.at_level("WARNING"):
+        result = train(cfg, train_loader=tiny_loader())
+    assert "fp16=True needs CUDA" in caplog.text and math.isfinite(result.metrics["loss"])
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        if not torch.cuda.is_available():
+            train(cfg.replace(device="cuda"), train_loader=tiny_loader())
+        else:  # pragma: no cover - GPU machines
+            raise ConfigError("CUDA is not available (skipped on GPU machines)")
+
+
+def test_cli_set_parses_literals():
+    from facenas.plugins.engine import cli
+
+    parsed = cli._parse_set(["lr=1", "network_kwargs={'width_mult': 0.5}", "network=mbf", "val_targets=['lfw']"])
+    assert parsed == {"lr": 1.0, "network_kwargs": {"width_mult": 0.5}, "network": "mbf", "val_targets": ["lfw"]}
+    assert isinstance(parsed["lr"], float)
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        cli._parse_set(["lr"])

@@ -95,3 +95,32 @@ def test_eval_random_onnx_model_is_near_chance(tmp_path, lfw_devtest_bin):
         assert key in res
     assert 0.4 <= res["lfw_devtest_acc"] <= 0.65
     assert 0.0 <= res["lfw_devtest_tar_at_far_1e-3"] < 0.1 and 0.3 < res["lfw_devtest_eer"] < 0.7
+
+
+def test_eval_facenas_checkpoint_and_arcface_torch_state_dict(tmp_path, synthetic_data, capsys):
+    """MODEL as a facenas.model/1 file, and as a bare state dict (arcface_torch model.pt) with --network."""
+    from facenas.adapters.insightface.backbones import get_model
+    from facenas.adapters.insightface.backbones.checkpoint import save_backbone
+
+    torch.manual_seed(0)
+    model = get_model("mbf", width_mult=0.25, input_size=48, num_features=32).eval()
+    save_backbone(model, tmp_path / "best.pt")
+    val = str(synthetic_data / "val.bin")
+    assert main(["eval", "--model", str(tmp_path / "best.pt"), "--bin", val, "--json"]) == 0
+    from_checkpoint = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert from_checkpoint["image_size"] == 48  # pairs resized to the network's input
+    for key in ("val_acc", "val_acc_std", "val_tar_at_far_1e-3", "val_auc", "val_eer"):
+        assert 0.0 <= from_checkpoint[key] <= 1.0
+    # arcface_torch's model.pt of its mbf (112x112 input), on a 20-pair cut of the same set
+    from facenas.adapters.insightface.binset import read_bin_raw, write_bin
+
+    images, issame = read_bin_raw(val)
+    write_bin(tmp_path / "small.bin", images[:40], issame[:20].tolist())
+    torch.save(get_model("mbf", num_features=32).state_dict(), tmp_path / "model.pt")
+    assert main(["eval", "--model", str(tmp_path / "model.pt"), "--network", "mbf", "--bin", str(tmp_path / "small.bin"),
+                 "--json"]) == 0
+    from_state_dict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert from_state_dict["image_size"] == 112 and 0.0 <= from_state_dict["small_acc"] <= 1.0
+    # a bare state dict without --network is a user error naming the fix
+    assert main(["eval", "--model", str(tmp_path / "model.pt"), "--bin", str(tmp_path / "small.bin")]) == 2
+    assert "--network" in capsys.readouterr().err

@@ -100,7 +100,8 @@ def _worker(rank: int, world: int, port: int, sample_smoothing: float, queue) ->
     loss.backward()
     # DDP averages the backbone gradient over ranks; emulate that here
     grad = xl.grad.clone()
-    queue.put((rank, loss.item(), grad, pfc.weight.grad.clone(), pfc.class_start))
+    # numpy arrays travel by value (tensors would be shared memory the exiting worker takes away)
+    queue.put((rank, loss.item(), grad.numpy(), pfc.weight.grad.numpy(), pfc.class_start))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -122,6 +123,7 @@ def test_two_process_gloo_equals_one_process(smoothing):
     for p in procs:
         p.join(timeout=60)
     for rank, dist_loss, grad, wgrad, start in results:
+        grad, wgrad = torch.from_numpy(grad), torch.from_numpy(wgrad)
         assert dist_loss == pytest.approx(loss.item(), rel=1e-5)
         # each rank's embedding gradient is world_size x its rows' gradient; DDP's averaging undoes the factor
         assert torch.allclose(grad / 2, xs.grad[rank * 4:(rank + 1) * 4], atol=1e-6)

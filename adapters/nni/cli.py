@@ -1,0 +1,203 @@
+"""``facenas nni ...``: run facenas searches as NNI experiments (portal kept on loopback).
+
+    facenas nni register                                 # register the facenas advisors with NNI (idempotent)
+    facenas nni create recipes/nni/toy_test.yml --port 8080
+    facenas nni results EXPERIMENT_ID [--json]           # summary table, best architectures
+    facenas nni space toy [--output recipes/nni/spaces/toy.json]
+    facenas nni stop|resume|view EXPERIMENT_ID [--port 8080]
+    facenas nni run-local recipes/nni/toy_test.yml --output /tmp/run   # the pipeline without NNI
+    facenas nni e2e recipes/nni/toy_test.yml --expect-failed 1          # the end-to-end check
+
+``create`` wraps ``nnictl create``: it makes the NNI web server bind 127.0.0.1 (NNI's default is
+every interface; ``--bind-host`` / ``$FACENAS_NNI_BIND_HOST`` choose another), generates the
+search space shown in the portal from the space the pipeline samples, validates the pipeline
+before starting, and prints the portal URL. See docs/nni.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from facenas.errors import FacenasError
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    from facenas.adapters.nni.launch import nni_env
+
+    return nni_env(output_root=getattr(args, "output_root", None), bind_host=getattr(args, "bind_host", None))
+
+
+def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
+    from facenas.utils.io import emit_json
+
+    if getattr(args, "json", False):
+        emit_json(obj)
+    else:
+        print(text)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.launch import nni_config_dir, register
+    from facenas.adapters.nni.pipeline import ALGORITHMS
+
+    env = _env(args)
+    done = register(env, force=args.force)
+    names = [a["builtinName"] for a in ALGORITHMS]
+    where = str(nni_config_dir(env))
+    msg = (f"registered {', '.join(done)}" if done else f"already registered: {', '.join(names)}") + f" (in {where})"
+    _emit(args, {"registered": done, "algorithms": names, "config_dir": where}, msg)
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni import launch
+
+    env = _env(args)
+    launch.register(env)
+    overrides = {"experimentWorkingDirectory": str(Path(args.experiment_dir).resolve())} if args.experiment_dir else None
+    info = launch.create(args.config, port=args.port, env=env, overrides=overrides, debug=args.debug)
+    text = (f"experiment {info['experiment_id']} started\n"
+            f"  portal:  {info['url']}   (bound to {launch.bind_host(env)} only; from elsewhere use an SSH tunnel, see docs/nni.md)\n"
+            f"  outputs: {info['output_dir']}\n"
+            f"  results: facenas nni results {info['experiment_id']}\n"
+            f"  stop:    facenas nni stop {info['experiment_id']}")
+    _emit(args, info, text)
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.paths import find_experiment_output
+    from facenas.adapters.nni.results import format_summary, write_summary
+
+    out = find_experiment_output(args.experiment_id, args.experiment_dir)
+    summary = write_summary(out, args.experiment_id)
+    _emit(args, summary, format_summary(summary).rstrip())
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.space import search_space_json
+    from facenas.utils.io import write_json
+
+    config = json.loads(args.config) if args.config else {}
+    space = search_space_json(args.name, config)
+    if args.output:
+        write_json(args.output, space)
+    if args.json or not args.output:
+        print(json.dumps(space, indent=None if args.json else 2))
+    else:
+        print(f"wrote {args.output} ({len(space)} choices)")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.launch import stop
+
+    stop(args.experiment_id, env=_env(args))
+    _emit(args, {"stopped": args.experiment_id}, f"experiment {args.experiment_id} stopped")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.launch import register, resume
+
+    env = _env(args)
+    register(env)
+    url = resume(args.experiment_id, port=args.port, env=env)
+    _emit(args, {"experiment_id": args.experiment_id, "url": url}, f"experiment {args.experiment_id} resumed: {url}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.launch import view
+
+    url = view(args.experiment_id, port=args.port, env=_env(args))
+    _emit(args, {"experiment_id": args.experiment_id, "url": url},
+          f"experiment {args.experiment_id} (read-only): {url}   stop with: facenas nni stop {args.experiment_id}")
+    return 0
+
+
+def cmd_run_local(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.launch import load_yaml
+    from facenas.adapters.nni.pipeline import pipeline_config_of, run_pipeline_locally
+    from facenas.adapters.nni.results import SUMMARY_MD
+
+    cfg = load_yaml(args.config)
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    if pipeline is None:
+        raise FacenasError(f"{args.config}: its tuner is not a facenas advisor (FacenasPipeline / FacenasSearch)")
+    sched = run_pipeline_locally(pipeline, args.output)
+    out = Path(args.output)
+    _emit(args, {"status": sched.status(), "output_dir": str(out)},
+          (out / SUMMARY_MD).read_text(encoding="utf-8").rstrip())
+    return 0
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.e2e import run_experiment_e2e
+
+    res = run_experiment_e2e(args.config, timeout=args.timeout, expect_failed=args.expect_failed,
+                             required_metrics=args.require, keep=args.keep)
+    _emit(args, {"experiment_id": res.experiment_id, "status": res.status, "trials": len(res.trials),
+                 "failed": len(res.failed()), "duration_s": res.duration_s, "output_dir": res.output_dir},
+          f"OK: experiment {res.experiment_id} {res.status}: {len(res.trials)} trials, {len(res.failed())} failed "
+          f"as expected, {res.duration_s} s, no process left")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("nni", help="run searches as NNI experiments (register, create, results, space ...)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="nni_command", metavar="ACTION")
+
+    def add(name: str, fn, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("--json", action="store_true", help="print the result as one JSON line")
+        q.set_defaults(handler=fn)
+        return q
+
+    q = add("register", cmd_register, "register the facenas advisors with NNI (wraps nnictl algo register --meta)")
+    q.add_argument("--force", action="store_true", help="register again even if already registered")
+
+    q = add("create", cmd_create, "start an experiment from a facenas experiment file, portal on loopback")
+    q.add_argument("config", help="experiment file, e.g. recipes/nni/toy_test.yml")
+    q.add_argument("--port", type=int, default=8080, help="portal / REST port (default 8080)")
+    q.add_argument("--experiment-dir", help="NNI experiment working directory (default ~/nni-experiments)")
+    q.add_argument("--output-root", help="root of facenas outputs (default <experiment dir>/<id>/facenas)")
+    q.add_argument("--bind-host", help="interface the NNI server binds (default 127.0.0.1)")
+    q.add_argument("--debug", action="store_true", help="NNI debug logging")
+
+    q = add("results", cmd_results, "print (and refresh) an experiment's summary and best architectures")
+    q.add_argument("experiment_id")
+    q.add_argument("--experiment-dir", help="the experiment's output folder or NNI working directory")
+    q.add_argument("--output-root", help=argparse.SUPPRESS)
+
+    q = add("space", cmd_space, "print a space as an NNI search-space JSON (choice format)")
+    q.add_argument("name", help="registered search space, e.g. toy")
+    q.add_argument("--config", help="the space's config as JSON")
+    q.add_argument("--output", help="write the JSON to this file")
+
+    for name, fn, text in (("stop", cmd_stop, "stop an experiment (nnictl stop)"),
+                           ("resume", cmd_resume, "resume a stopped experiment, portal on loopback (nnictl resume)"),
+                           ("view", cmd_view, "open a stopped experiment read-only, portal on loopback (nnictl view)")):
+        q = add(name, fn, text)
+        q.add_argument("experiment_id")
+        if name != "stop":
+            q.add_argument("--port", type=int, default=8080)
+            q.add_argument("--bind-host", help="interface the NNI server binds (default 127.0.0.1)")
+
+    q = add("run-local", cmd_run_local, "run an experiment file's pipeline in this process, without NNI (debugging)")
+    q.add_argument("config")
+    q.add_argument("--output", required=True, help="output folder")
+
+    q = add("e2e", cmd_e2e, "the end-to-end nnictl check of an experiment file (temporary NNI home)")
+    q.add_argument("config")
+    q.add_argument("--timeout", type=float, default=600)
+    q.add_argument("--expect-failed", type=int, default=0, help="number of trials that must fail (injected)")
+    q.add_argument("--require", action="append", default=[], metavar="METRIC", help="named metric every final result needs")
+    q.add_argument("--keep", action="store_true", help="keep the temporary NNI home")
+
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])

@@ -1,0 +1,462 @@
+"""Launching facenas experiments with ``nnictl``, on loopback, and talking to them.
+
+What ``facenas nni create`` adds around ``nnictl create`` (everything else is plain nnictl):
+
+1. **Loopback only.** NNI 3.0's manager (a Node.js web server: portal + REST API without
+   authentication) listens on all interfaces and has no option to change that. The launcher
+   loads ``loopback.js`` into it (``NODE_OPTIONS=--require ...``), which makes its servers bind
+   ``127.0.0.1`` (or ``$FACENAS_NNI_BIND_HOST``), and prints only the loopback URL.
+2. **Our search space in the portal.** For a facenas advisor the search space is generated from
+   the space the pipeline samples (:func:`facenas.adapters.nni.space.search_space_json`).
+3. **The right Python.** The trial command's ``python`` resolves to the interpreter running
+   facenas (its folder goes first on ``PATH``), so trials import this facenas.
+4. **Checked before start.** The pipeline of a facenas advisor is validated (steps, stages,
+   references' syntax) before NNI starts, so mistakes fail here, not in the dispatcher's log.
+5. **Isolation on request.** ``home`` / ``config_dir`` / ``output_root`` set ``HOME`` (NNI's
+   manifest and default working directory), ``NNI_CONFIG_DIR`` (registered algorithms) and
+   ``FACENAS_NNI_OUTPUT`` (facenas outputs) for the NNI processes: tests use this to stay in a
+   temporary folder.
+
+nnictl itself runs as ``python -m nni.tools.nnictl.nnictl`` with this interpreter, with no stdin
+and ``CI=true`` (no prompts, no colour).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from facenas.adapters.nni.paths import BIND_HOST_ENV, OUTPUT_ENV
+from facenas.errors import ConfigError, FacenasError
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_JS = Path(__file__).with_name("loopback.js")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+TRIAL_MODULE = "facenas.adapters.nni.trial"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class NNICommandError(FacenasError):
+    """An ``nnictl`` command failed; the message carries its output."""
+
+
+# -- environment ------------------------------------------------------------------------------------
+def nni_env(
+    base: Mapping[str, str] | None = None,
+    *,
+    home: str | os.PathLike | None = None,
+    config_dir: str | os.PathLike | None = None,
+    output_root: str | os.PathLike | None = None,
+    bind_host: str | None = None,
+) -> dict[str, str]:
+    """Environment for nnictl and the NNI processes it starts (see the module docstring)."""
+    env = dict(os.environ if base is None else base)
+    require = f"--require {LOOPBACK_JS}"
+    if " " in str(LOOPBACK_JS):
+        raise FacenasError(f"the facenas install path {LOOPBACK_JS} contains a space, which NODE_OPTIONS cannot carry")
+    if require not in env.get("NODE_OPTIONS", ""):
+        env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " " + require).strip()
+    if bind_host:
+        env[BIND_HOST_ENV] = bind_host
+    bin_dir = str(Path(sys.executable).parent)
+    paths = env.get("PATH", "").split(os.pathsep)
+    if not paths or paths[0] != bin_dir:
+        env["PATH"] = os.pathsep.join([bin_dir, *[p for p in paths if p and p != bin_dir]])
+    env["CI"] = "true"  # nnictl: no interactive prompts
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if home is not None:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(Path(home).resolve())
+    if config_dir is not None:
+        Path(config_dir).mkdir(parents=True, exist_ok=True)
+        env["NNI_CONFIG_DIR"] = str(Path(config_dir).resolve())
+    if output_root is not None:
+        env[OUTPUT_ENV] = str(Path(output_root).resolve())
+    return env
+
+
+def bind_host(env: Mapping[str, str] | None = None) -> str:
+    return (env or os.environ).get(BIND_HOST_ENV) or "127.0.0.1"
+
+
+def nni_config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where NNI keeps registered algorithms for ``env`` (NNI 3.0's rule, for this interpreter)."""
+    env = env if env is not None else os.environ
+    if env.get("NNI_CONFIG_DIR"):
+        return Path(env["NNI_CONFIG_DIR"])
+    if sys.prefix != sys.base_prefix or Path(sys.prefix, "conda-meta").is_dir():
+        return Path(sys.prefix, "nni")
+    return Path(env.get("HOME", os.path.expanduser("~"))) / ".config" / "nni"
+
+
+def nnictl(args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 120, check: bool = True,
+           cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Run ``nnictl ARGS`` with this interpreter, no stdin; raise :class:`NNICommandError` on failure."""
+    cmd = [sys.executable, "-m", "nni.tools.nnictl.nnictl", *map(str, args)]
+    log.debug("running %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, env=dict(env) if env is not None else nni_env(), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise NNICommandError(f"nnictl {' '.join(map(str, args))} did not finish in {timeout} s") from exc
+    proc.stdout = _ANSI.sub("", proc.stdout or "")
+    proc.stderr = _ANSI.sub("", proc.stderr or "")
+    failed = proc.returncode != 0 or re.search(r"^ERROR:", proc.stdout + proc.stderr, re.M)
+    if check and failed:
+        tail = (proc.stdout + proc.stderr).strip()[-3000:]
+        raise NNICommandError(f"nnictl {' '.join(map(str, args))} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+# -- algorithm registration ------------------------------------------------------------------------
+def registered_algorithms(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """builtinName -> className of the algorithms registered for ``env``."""
+    import yaml
+
+    path = nni_config_dir(env) / "registered_algorithms.yml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {a["builtinName"]: a["className"] for kind in ("tuners", "advisors", "assessors") for a in data.get(kind) or []}
+
+
+def register(env: Mapping[str, str] | None = None, force: bool = False) -> list[str]:
+    """Register the facenas advisors with NNI (idempotent; wraps ``nnictl algo register --meta``).
+
+    Returns the names that were (re-)registered; nothing when they already are, unless ``force``.
+    """
+    import yaml
+
+    from facenas.adapters.nni.pipeline import ALGORITHMS
+
+    env = dict(env) if env is not None else nni_env()
+    have = registered_algorithms(env)
+    todo = [a for a in ALGORITHMS if force or have.get(a["builtinName"]) != a["className"]]
+    if not todo:
+        return []
+    with tempfile.TemporaryDirectory(prefix="facenas-nni-meta-") as tmp:
+        meta = Path(tmp) / "facenas_algorithms.yml"
+        meta.write_text(yaml.safe_dump({"algorithms": todo}, sort_keys=False), encoding="utf-8")
+        nnictl(["algo", "register", "--meta", meta], env=env)
+    have = registered_algorithms(env)
+    missing = [a["builtinName"] for a in todo if have.get(a["builtinName"]) != a["className"]]
+    if missing:
+        raise NNICommandError(f"nnictl algo register did not register {missing} in {nni_config_dir(env)}")
+    return [a["builtinName"] for a in todo]
+
+
+# -- experiment config ------------------------------------------------------------------------------
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FacenasError(f"experiment file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected an NNI v2 experiment config (a mapping), got {type(data).__name__}")
+    if "trainingServicePlatform" in data:
+        raise ConfigError(f"{p}: NNI v1 config format; facenas experiment files use the v2 schema (trainingService: ...)")
+    return data
+
+
+def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The experiment config to launch (paths absolute, search space generated); plus warnings."""
+    from facenas.adapters.nni.pipeline import PipelineScheduler, pipeline_config_of
+    from facenas.adapters.nni.space import search_space_json
+
+    src = Path(path).resolve()
+    cfg = copy.deepcopy(load_yaml(src))
+    cfg.update(dict(overrides or {}))
+    warnings: list[str] = []
+    base = src.parent
+    for key in ("trialCodeDirectory", "searchSpaceFile"):
+        if cfg.get(key) and not Path(os.path.expanduser(str(cfg[key]))).is_absolute():
+            cfg[key] = str((base / str(cfg[key])).resolve())
+    cfg.setdefault("trialCodeDirectory", str(base))
+    if cfg.get("advisor") and not cfg.get("tuner"):
+        cfg["tuner"] = cfg.pop("advisor")
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    if pipeline is not None:
+        PipelineScheduler(pipeline, Path(tempfile.gettempdir()) / "facenas-validate")  # stage names checked
+        spaces = pipeline.spaces()
+        if spaces:
+            name, space_config = spaces[0]
+            generated = search_space_json(name, space_config)
+            if len({(n, json.dumps(c, sort_keys=True)) for n, c in spaces}) > 1:
+                warnings.append(f"the pipeline samples from several spaces; the portal shows the first one, '{name}'")
+            given = cfg.get("searchSpace")
+            if given is None and cfg.get("searchSpaceFile"):
+                given = json.loads(Path(cfg["searchSpaceFile"]).read_text(encoding="utf-8"))
+            if given is not None and given != generated:
+                warnings.append(f"the experiment file's search space differs from space '{name}'s; using the generated one")
+            cfg.pop("searchSpaceFile", None)
+            cfg["searchSpace"] = generated
+        elif cfg.get("searchSpace") is None and not cfg.get("searchSpaceFile"):
+            cfg["searchSpace"] = {}
+        command = str(cfg.get("trialCommand") or "")
+        if TRIAL_MODULE not in command:
+            warnings.append(f"trialCommand {command!r} does not run {TRIAL_MODULE}; facenas advisors send its parameters")
+    return cfg, warnings
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` whose successor is free too (some NNI platforms use port + 1)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port < 65535 and _port_free(host, port + 1):
+            return port
+    raise FacenasError("no free port pair found on loopback")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def create(
+    path: str | os.PathLike,
+    port: int = 8080,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    debug: bool = False,
+    timeout: float = 180,
+) -> dict[str, Any]:
+    """``nnictl create`` a facenas experiment on loopback; returns id, port, URL, output folder."""
+    import yaml
+
+    env = dict(env) if env is not None else nni_env()
+    cfg, warnings = prepare_config(path, overrides)
+    for w in warnings:
+        log.warning("%s: %s", path, w)
+    if not _port_free(bind_host(env), port):
+        raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
+    with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:
+        resolved = Path(tmp) / Path(path).name
+        resolved.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        args = ["create", "--config", resolved, "--port", port] + (["--debug"] if debug else [])
+        proc = nnictl(args, env=env, timeout=timeout)
+    text = proc.stdout + proc.stderr
+    match = re.search(r"Experiment ID:\s*(\w+)", text)
+    if not match:
+        raise NNICommandError(f"nnictl create printed no experiment id:\n{text[-3000:]}")
+    exp_id = match.group(1)
+    workdir = os.path.expanduser(str(cfg.get("experimentWorkingDirectory") or "")) or None
+    if workdir is None:
+        workdir = str(Path(env.get("HOME", os.path.expanduser("~"))) / "nni-experiments")
+    out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.yml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    host = bind_host(env)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    return {"experiment_id": exp_id, "port": port, "url": url, "output_dir": str(out),
+            "working_directory": workdir, "warnings": warnings}
+
+
+def stop(experiment_id: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> None:
+    nnictl(["stop", experiment_id], env=env, timeout=timeout)
+
+
+def resume(experiment_id: str, port: int = 8080, env: Mapping[str, str] | None = None, timeout: float = 180) -> str:
+    """``nnictl resume`` on loopback; returns the portal URL."""
+    env = dict(env) if env is not None else nni_env()
+    nnictl(["resume", experiment_id, "--port", port], env=env, timeout=timeout)
+    return f"http://{bind_host(env)}:{port}"
+
+
+def view(experiment_id: str, port: int = 8080, env: Mapping[str, str] | None = None, timeout: float = 180) -> str:
+    """``nnictl view`` (read-only portal of a stopped experiment) on loopback; returns the URL."""
+    env = dict(env) if env is not None else nni_env()
+    nnictl(["view", experiment_id, "--port", port], env=env, timeout=timeout)
+    return f"http://{bind_host(env)}:{port}"
+
+
+# -- REST API (loopback only) -----------------------------------------------------------------------
+class RestClient:
+    """Minimal client of NNI's REST API (``/api/v1/nni/...``) on a loopback address."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", url_prefix: str = "", timeout: float = 10.0):
+        if host not in LOOPBACK_HOSTS:
+            raise FacenasError(f"refusing to contact {host}: facenas only talks to NNI on loopback")
+        prefix = ("/" + url_prefix.strip("/")) if url_prefix.strip("/") else ""
+        h = f"[{host}]" if ":" in host else host
+        self.base = f"http://{h}:{port}{prefix}/api/v1/nni"
+        self.timeout = timeout
+
+    def get(self, route: str) -> Any:
+        with urllib.request.urlopen(self.base + route, timeout=self.timeout) as resp:  # noqa: S310 - loopback only
+            text = resp.read().decode()
+        return json.loads(text) if text else None
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/check-status")
+
+    def experiment(self) -> dict[str, Any]:
+        return self.get("/experiment")
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Trial jobs with ``parameters`` and ``final`` decoded (NNI encodes final metrics twice)."""
+        out = []
+        for job in self.get("/trial-jobs") or []:
+            params = None
+            if job.get("hyperParameters"):
+                params = json.loads(job["hyperParameters"][-1]).get("parameters")
+            final = None
+            if job.get("finalMetricData"):
+                final = decode_metric(job["finalMetricData"][-1]["data"])
+            out.append({"trial_id": job["trialJobId"], "status": job["status"], "sequence_id": job.get("sequenceId"),
+                        "parameters": params, "final": final, "log_path": job.get("logPath"), "raw": job})
+        return out
+
+    def intermediates(self, trial_id: str) -> list[Any]:
+        return [decode_metric(m["data"]) for m in self.get(f"/metric-data/{trial_id}") or [] if m.get("type") == "PERIODICAL"]
+
+    def wait_reachable(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.status()
+                return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.time() > deadline:
+                    raise FacenasError(f"NNI REST API at {self.base} not reachable within {timeout} s") from None
+                time.sleep(0.5)
+
+
+def decode_metric(data: Any) -> Any:
+    """A metric from the REST API: JSON text of JSON text of the reported value."""
+    value = data
+    for _ in range(3):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            break
+    return value
+
+
+# -- processes -------------------------------------------------------------------------------------
+def _proc_children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (Linux ``/proc``)."""
+    children = _proc_children()
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def experiment_processes(experiment_id: str, extra_pids: Sequence[int] = ()) -> list[int]:
+    """Live processes of an experiment: given pids, and any whose command line or environment names it."""
+    live = []
+    needle_cmd = f"--experiment-id {experiment_id}"
+    needle_env = f"NNI_EXP_ID={experiment_id}".encode()
+    log_dir = f"/{experiment_id}/log".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if pid in extra_pids or needle_cmd in cmd or needle_env in environ or b"NNI_LOG_DIRECTORY=" in environ and log_dir in environ:
+            live.append(pid)
+    return sorted(set(live) | {p for p in extra_pids if _alive(p)})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def terminate(pids: Sequence[int], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, the given processes (ones we started)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + grace
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def listening_sockets(port: int) -> list[str]:
+    """Local addresses listening on TCP ``port`` (from ``/proc/net/tcp*``), e.g. ``127.0.0.1``."""
+    out = []
+    for name, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state != "0A":  # LISTEN
+                continue
+            addr_hex, port_hex = local.split(":")
+            if int(port_hex, 16) != port:
+                continue
+            out.append(_decode_addr(addr_hex, family))
+    return out
+
+
+def _decode_addr(addr_hex: str, family: int) -> str:
+    raw = bytes.fromhex(addr_hex)
+    if family == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def which_nnictl() -> str:
+    """How to run nnictl with this interpreter (for messages)."""
+    exe = shutil.which("nnictl")
+    return exe or f"{sys.executable} -m nni.tools.nnictl.nnictl"

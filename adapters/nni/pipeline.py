@@ -1,0 +1,650 @@
+"""Pipelines of stages: what the facenas NNI advisors schedule as trials.
+
+A pipeline is a list of *steps*; each step runs one ``STAGES`` entry as one or more NNI trials.
+Steps run in order (a step starts when every trial of the previous one has ended); the trials of
+one step run in parallel, up to NNI's ``trialConcurrency``. A method's whole search becomes one
+experiment in the portal, e.g. for OFA: supernet training (1 trial, per-epoch intermediate
+results) -> N candidate evaluations -> search (1 trial) -> retrain of the k chosen architectures.
+
+Step fields (``StepConfig``): ``name``, ``stage``, ``params`` (JSON; may hold references, below),
+``trials`` (how many; the budget of a ``sample`` step), ``foreach`` (a list, literal or a
+reference: one trial per item), ``sample`` (each trial gets ``params["sample"]`` from a facenas
+ask/tell strategy over a space, told every trial's final metrics -- this is how a search over a
+space runs as HPO trials), ``retries`` (re-runs of a failed trial), ``space``/``space_config``
+(the space of ``params["sample"]`` when it is not a ``sample`` step, for architecture records).
+
+References inside ``params`` (and ``foreach``) pass earlier steps' results and artefact paths into
+later steps. ``${...}`` alone in a string is replaced by the value itself (any JSON type); inside a
+longer string, by its text. ``$${`` writes a literal ``${``.
+
+- ``${STEP.out_dir}``, ``${STEP.result.checkpoint}``, ``${STEP.metrics.default}``,
+  ``${STEP.arch}``, ``${STEP.params.sample}`` -- the one successful trial of STEP (its trial record:
+  ``result.json`` of :mod:`facenas.adapters.nni.trial`);
+- ``${STEP[best]...}`` -- the successful trial with the highest ``default``; ``${STEP[3]...}`` --
+  trial index 3; ``${STEP[*]...}`` -- the list over all successful trials (keys apply to each);
+- ``${item}``, ``${item.sample}`` -- the current ``foreach`` item; ``${index}`` -- the trial's
+  index in its step; ``${seed}`` -- pipeline seed + index; ``${sample}`` -- the trial's sample;
+  ``${experiment.id}``, ``${experiment.output_dir}``.
+
+A failed trial is recorded (FAILED in NNI, ``status: FAILED`` in its ``result.json``) and the
+pipeline goes on; references see successful trials only. A step whose references cannot be
+resolved (e.g. every trial it depends on failed) is skipped with a note, and the summary says so.
+
+:class:`PipelineScheduler` holds the schedule without any NNI dependency, so it can be tested and
+run locally (:func:`run_pipeline_locally`); :mod:`facenas.adapters.nni.advisor` drives it from NNI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from facenas.config import TypedConfig
+from facenas.errors import ConfigError, FacenasError
+from facenas.adapters.nni.envelope import TrialSpec
+from facenas.utils.io import read_json
+
+log = logging.getLogger(__name__)
+
+_REF = re.compile(r"\$\{([^${}]+)\}")
+_ROOT = re.compile(r"^(?P<name>[A-Za-z_][\w\-]*)(?:\[(?P<sel>\*|best|\d+)\])?$")
+#: unit statuses
+ISSUED, SUCCEEDED, FAILED, LOST = "issued", "succeeded", "failed", "lost"
+
+
+@dataclasses.dataclass
+class SampleConfig(TypedConfig):
+    """Samples for a step's trials, proposed by a facenas strategy (ask) and told the results.
+
+    Args:
+        space: ``SPACES`` name.
+        space_config: the space's constructor kwargs.
+        strategy: ``STRATEGIES`` name (``random``; OFA's and ENAS's strategies register theirs).
+        strategy_args: extra constructor kwargs of the strategy.
+        seed: the strategy's seed.
+    """
+
+    space: str = ""
+    space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    strategy: str = "random"
+    strategy_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+
+    def check(self, source: str) -> None:
+        if not self.space:
+            raise ConfigError(f"{source}: 'sample' needs a 'space' (a registered search space, e.g. 'toy')")
+
+
+@dataclasses.dataclass
+class StepConfig(TypedConfig):
+    """One step of a pipeline (see the module docstring)."""
+
+    name: str = ""
+    stage: str = ""
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trials: int = 1
+    foreach: Any = None
+    sample: dict[str, Any] | None = None
+    retries: int = 0
+    space: str | None = None
+    space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def check(self, source: str) -> None:
+        if not self.name or not re.match(r"^[A-Za-z_][\w\-]*$", self.name):
+            raise ConfigError(f"{source}: step name {self.name!r} must be a word (letters, digits, _ or -)")
+        if not self.stage:
+            raise ConfigError(f"{source}: step '{self.name}' has no 'stage' (a STAGES name such as 'toy.evaluate')")
+        if self.trials < 1:
+            raise ConfigError(f"{source}: step '{self.name}': trials={self.trials}, expected >= 1")
+        if self.retries < 0:
+            raise ConfigError(f"{source}: step '{self.name}': retries={self.retries}, expected >= 0")
+        if self.foreach is not None and self.sample is not None:
+            raise ConfigError(f"{source}: step '{self.name}' has both 'foreach' and 'sample'; use one")
+        if self.foreach is not None and not isinstance(self.foreach, (list, str)):
+            raise ConfigError(f"{source}: step '{self.name}': foreach must be a list or a '${{...}}' reference")
+        if self.sample is not None:
+            SampleConfig.from_dict(self.sample, source=f"{source}: step '{self.name}' sample")
+
+    def sample_config(self) -> SampleConfig | None:
+        return None if self.sample is None else SampleConfig.from_dict(self.sample, source=f"step '{self.name}' sample")
+
+
+@dataclasses.dataclass
+class PipelineConfig(TypedConfig):
+    """A pipeline: its steps plus where and how it runs.
+
+    Args:
+        steps: list of step dicts (:class:`StepConfig` fields).
+        name: a label for logs and the summary.
+        seed: base of ``${seed}``.
+        output_dir: experiment output folder (default: see :mod:`facenas.adapters.nni.paths`);
+            ``{experiment_id}`` in it is replaced.
+        finish_experiment: when the pipeline is done, lower the experiment's ``maxTrialNumber`` to
+            the trials it ran (through the local NNI REST API, as ``nnictl update trialnum``) so
+            the experiment ends as DONE instead of waiting in "no more trial".
+    """
+
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    name: str = "facenas"
+    seed: int = 0
+    output_dir: str | None = None
+    finish_experiment: bool = True
+
+    def check(self, source: str) -> None:
+        if not self.steps:
+            raise ConfigError(f"{source}: a pipeline needs at least one step")
+        names = [s.name for s in self.step_configs(source)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"{source}: step names must be unique; repeated: {dup}")
+        reserved = sorted(set(names) & {"item", "index", "seed", "sample", "experiment"})
+        if reserved:
+            raise ConfigError(f"{source}: step names {reserved} are reserved words in references; rename them")
+
+    def step_configs(self, source: str = "pipeline") -> list[StepConfig]:
+        out = []
+        for i, step in enumerate(self.steps):
+            if not isinstance(step, Mapping):
+                raise ConfigError(f"{source}: step {i} is {type(step).__name__}, expected a dict of step fields")
+            out.append(StepConfig.from_dict(step, source=f"{source}: step {i}"))
+        return out
+
+    def spaces(self) -> list[tuple[str, dict[str, Any]]]:
+        """The spaces the pipeline samples from (for the portal's search space), in step order."""
+        out = []
+        for step in self.step_configs():
+            sc = step.sample_config()
+            if sc is not None:
+                out.append((sc.space, dict(sc.space_config)))
+            elif step.space:
+                out.append((step.space, dict(step.space_config)))
+        return out
+
+
+def search_pipeline(
+    space: str,
+    stage: str,
+    budget: int,
+    params: Mapping[str, Any] | None = None,
+    space_config: Mapping[str, Any] | None = None,
+    strategy: str = "random",
+    strategy_args: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    retries: int = 0,
+    output_dir: str | None = None,
+    finish_experiment: bool = True,
+) -> PipelineConfig:
+    """A one-step pipeline: ``budget`` trials of ``stage`` on samples a facenas strategy proposes."""
+    step = {"name": "search", "stage": stage, "params": dict(params or {}), "trials": int(budget), "retries": int(retries),
+            "sample": {"space": space, "space_config": dict(space_config or {}), "strategy": strategy,
+                       "strategy_args": dict(strategy_args or {}), "seed": int(seed)}}
+    return PipelineConfig.from_dict({"steps": [step], "name": f"search-{space}", "seed": int(seed),
+                                     "output_dir": output_dir, "finish_experiment": finish_experiment},
+                                    source="search tuner classArgs")
+
+
+#: what ``facenas nni register`` registers (``nnictl algo register --meta`` format)
+ALGORITHMS = [
+    {"algoType": "advisor", "builtinName": "FacenasPipeline",
+     "className": "facenas.adapters.nni.advisor.PipelineAdvisor"},
+    {"algoType": "advisor", "builtinName": "FacenasSearch",
+     "className": "facenas.adapters.nni.advisor.SearchAdvisor"},
+]
+_SEARCH_ARGS = ("space", "stage", "budget", "params", "space_config", "strategy", "strategy_args", "seed", "retries",
+                "output_dir", "finish_experiment")
+
+
+def config_from_tuner(name: str, class_args: Mapping[str, Any] | None) -> PipelineConfig:
+    """The pipeline of a facenas advisor from its registered name and ``classArgs``."""
+    args = dict(class_args or {})
+    if name.lower() == "facenaspipeline":
+        return PipelineConfig.from_dict(args, source="FacenasPipeline classArgs")
+    if name.lower() == "facenassearch":
+        unknown = sorted(set(args) - set(_SEARCH_ARGS))
+        if unknown:
+            raise ConfigError(f"FacenasSearch classArgs: unknown field(s) {unknown}; known: {list(_SEARCH_ARGS)}")
+        missing = [k for k in ("space", "stage", "budget") if k not in args]
+        if missing:
+            raise ConfigError(f"FacenasSearch classArgs: missing {missing} (space, stage and budget are required)")
+        return search_pipeline(**args)
+    raise ConfigError(f"'{name}' is not a facenas advisor; facenas advisors: {[a['builtinName'] for a in ALGORITHMS]}")
+
+
+def pipeline_config_of(tuner: Mapping[str, Any] | None) -> PipelineConfig | None:
+    """The pipeline a yml ``tuner`` entry describes, or None if it names another tuner."""
+    if not tuner:
+        return None
+    name = str(tuner.get("name") or "")
+    if name.lower() not in {a["builtinName"].lower() for a in ALGORITHMS}:
+        return None
+    return config_from_tuner(name, tuner.get("classArgs") or tuner.get("class_args"))
+
+
+class ReferenceError_(FacenasError):
+    """A ``${...}`` reference cannot be resolved (unknown step, no successful trial, missing key)."""
+
+
+@dataclasses.dataclass
+class Unit:
+    """One issued trial of a step."""
+
+    param_id: int
+    step: str
+    index: int
+    attempt: int
+    out_dir: str
+    params: dict[str, Any]
+    sample: dict[str, Any] | None = None
+    status: str = ISSUED
+    trial_job_id: str | None = None
+    metrics: dict[str, Any] | None = None
+    nni_status: str | None = None
+
+
+class PipelineScheduler:
+    """The state machine of a pipeline run; not thread-safe (callers hold a lock)."""
+
+    def __init__(self, config: PipelineConfig, output_dir: str | Path, experiment_id: str | None = None):
+        from facenas.plugins.stages import STAGES
+
+        self.config = config
+        self.steps = config.step_configs()
+        for step in self.steps:
+            STAGES.get(step.stage)  # unknown stage names fail at start-up, with close matches
+        self.output_dir = Path(output_dir)
+        self.experiment_id = experiment_id
+        self.units: dict[int, Unit] = {}
+        self.next_param_id = 0
+        self.current = -1  # index of the running step
+        self.step_state: dict[str, dict[str, Any]] = {
+            s.name: {"status": "waiting", "note": None, "total": None, "items": None, "next_index": 0,
+                     "queue": [], "exhausted": False, "strategy_state": None}
+            for s in self.steps
+        }
+        self.strategies: dict[str, Any] = {}
+        self._interrupted: set[int] = set()
+
+    # -- queries ---------------------------------------------------------------------------------
+    def step(self, name: str) -> StepConfig:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise ReferenceError_(f"unknown step '{name}'; steps: {[s.name for s in self.steps]}")
+
+    def pending_units(self) -> list[Unit]:
+        return [u for u in self.units.values() if u.status == ISSUED]
+
+    @property
+    def finished(self) -> bool:
+        return self.current >= len(self.steps) and not self.pending_units()
+
+    def status(self) -> str:
+        if not self.finished:
+            return "running"
+        skipped = [s.name for s in self.steps if self.step_state[s.name]["status"] == "skipped"]
+        failed = sum(1 for u in self.units.values() if u.status == FAILED)
+        if skipped:
+            return f"incomplete (skipped steps: {', '.join(skipped)})"
+        return "finished" + (f" ({failed} failed trial(s))" if failed else "")
+
+    def records(self, step: str) -> list[dict[str, Any]]:
+        """Trial records of a step's successful trials, by index (``result.json`` when readable)."""
+        self.step(step)
+        out = []
+        for unit in sorted(self.units.values(), key=lambda u: (u.index, u.attempt)):
+            if unit.step != step or unit.status != SUCCEEDED:
+                continue
+            rec = None
+            path = Path(unit.out_dir) / "result.json"
+            if path.is_file():
+                try:
+                    rec = read_json(path)
+                except (OSError, json.JSONDecodeError) as exc:
+                    log.warning("cannot read %s: %s", path, exc)
+            if rec is None:  # e.g. a remote trial without shared storage: what NNI told us
+                rec = {"metrics": unit.metrics or {}, "params": unit.params, "arch": None, "result": {}}
+            rec.setdefault("out_dir", unit.out_dir)
+            rec["index"] = unit.index
+            out.append(rec)
+        return out
+
+    # -- references ------------------------------------------------------------------------------
+    def _lookup(self, path: str, ctx: Mapping[str, Any]) -> Any:
+        parts = path.strip().split(".")
+        m = _ROOT.match(parts[0])
+        if not m:
+            raise ReferenceError_(f"bad reference '${{{path}}}': expected STEP, STEP[*], STEP[best], STEP[i] or a context name")
+        name, sel = m.group("name"), m.group("sel")
+        if name in ctx and sel is None:
+            value: Any = ctx[name]
+        else:
+            recs = self.records(name)
+            if sel == "*":
+                value = recs
+            elif sel == "best":
+                if not recs:
+                    raise ReferenceError_(f"'${{{path}}}': step '{name}' has no successful trial")
+                value = max(recs, key=lambda r: (r.get("metrics") or {}).get("default", -math.inf))
+            elif sel is not None:
+                match = [r for r in recs if r["index"] == int(sel)]
+                if not match:
+                    raise ReferenceError_(f"'${{{path}}}': step '{name}' has no successful trial with index {sel}")
+                value = match[0]
+            else:
+                if len(recs) != 1:
+                    raise ReferenceError_(
+                        f"'${{{path}}}': step '{name}' has {len(recs)} successful trials; "
+                        f"use {name}[*], {name}[best] or {name}[INDEX]"
+                    )
+                value = recs[0]
+        over_list = sel == "*"
+        for key in parts[1:]:
+            value = [self._key(v, key, path) for v in value] if over_list else self._key(value, key, path)
+        return value
+
+    @staticmethod
+    def _key(value: Any, key: str, path: str) -> Any:
+        if isinstance(value, Mapping):
+            if key not in value:
+                raise ReferenceError_(f"'${{{path}}}': no key '{key}' (keys: {sorted(value)})")
+            return value[key]
+        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            return value[int(key)]
+        raise ReferenceError_(f"'${{{path}}}': cannot take '{key}' of a {type(value).__name__}")
+
+    def resolve(self, obj: Any, ctx: Mapping[str, Any]) -> Any:
+        """``obj`` with every ``${...}`` reference replaced (recursively through dicts and lists)."""
+        if isinstance(obj, Mapping):
+            return {k: self.resolve(v, ctx) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.resolve(v, ctx) for v in obj]
+        if not isinstance(obj, str) or "${" not in obj:
+            return obj
+        text = obj.replace("$${", "\0")
+        whole = _REF.fullmatch(text)
+        if whole:
+            return self._lookup(whole.group(1), ctx)
+        out = _REF.sub(lambda m: str(self._lookup(m.group(1), ctx)), text)
+        return out.replace("\0", "${")
+
+    # -- scheduling ------------------------------------------------------------------------------
+    def _context(self, step: StepConfig, index: int, sample: Mapping[str, Any] | None) -> dict[str, Any]:
+        st = self.step_state[step.name]
+        ctx: dict[str, Any] = {"index": index, "seed": self.config.seed + index,
+                               "experiment": {"id": self.experiment_id, "output_dir": str(self.output_dir)}}
+        if st["items"] is not None:
+            ctx["item"] = st["items"][index]
+        if sample is not None:
+            ctx["sample"] = dict(sample)
+        return ctx
+
+    def _start(self, k: int) -> None:
+        from facenas.plugins.space import create_space
+        from facenas.plugins.strategy import STRATEGIES
+
+        step = self.steps[k]
+        st = self.step_state[step.name]
+        st["status"] = "running"
+        try:
+            if step.foreach is not None:
+                items = self.resolve(step.foreach, {"experiment": {"id": self.experiment_id, "output_dir": str(self.output_dir)}})
+                if not isinstance(items, list):
+                    raise ReferenceError_(f"foreach of step '{step.name}' gave a {type(items).__name__}, expected a list")
+                st["items"] = items
+                st["total"] = len(items)
+            else:
+                st["total"] = step.trials
+            sc = step.sample_config()
+            if sc is not None and step.name not in self.strategies:
+                space = create_space(sc.space, **sc.space_config)
+                strategy = STRATEGIES.create(sc.strategy, space=space, seed=sc.seed, **sc.strategy_args)
+                if st["strategy_state"] is not None:
+                    strategy.load_state_dict(st["strategy_state"])
+                self.strategies[step.name] = strategy
+        except FacenasError as exc:
+            self._skip(step, str(exc))
+            return
+        log.info("pipeline %s: step '%s' (%s) starts: %s trial(s)", self.config.name, step.name, step.stage, st["total"])
+        if st["total"] == 0:
+            st["status"], st["note"] = "done", "no items"
+
+    def _skip(self, step: StepConfig, reason: str) -> None:
+        st = self.step_state[step.name]
+        st["status"], st["note"] = "skipped", reason
+        log.warning("pipeline %s: step '%s' skipped: %s", self.config.name, step.name, reason)
+
+    def _step_done(self, step: StepConfig) -> bool:
+        st = self.step_state[step.name]
+        if st["status"] in ("done", "skipped"):
+            return True
+        if st["queue"] or any(u.step == step.name and u.status == ISSUED for u in self.units.values()):
+            return False
+        return st["exhausted"] or st["next_index"] >= st["total"]
+
+    def _advance(self) -> None:
+        while self.current < len(self.steps):
+            if self.current >= 0:
+                step = self.steps[self.current]
+                if not self._step_done(step):
+                    return
+                st = self.step_state[step.name]
+                if st["status"] == "running":
+                    ok = sum(1 for u in self.units.values() if u.step == step.name and u.status == SUCCEEDED)
+                    total = st["next_index"] if st["exhausted"] else st["total"]
+                    st["status"], st["note"] = "done", f"{ok}/{total} succeeded"
+                    log.info("pipeline %s: step '%s' done: %s", self.config.name, step.name, st["note"])
+            self.current += 1
+            if self.current < len(self.steps):
+                self._start(self.current)
+
+    def _out_dir(self, step: StepConfig, index: int, attempt: int) -> str:
+        name = f"{index:03d}" + (f"-retry{attempt}" if attempt else "")
+        return str(self.output_dir / step.name / name)
+
+    def next_trial(self) -> tuple[int, TrialSpec] | None:
+        """The next trial to run (parameter id, spec), or None if none can start now."""
+        from facenas.plugins.strategy import SearchExhausted
+
+        self._advance()
+        if self.current >= len(self.steps):
+            return None
+        step = self.steps[self.current]
+        st = self.step_state[step.name]
+        if st["status"] != "running":
+            return None
+        if st["queue"]:
+            index, attempt, sample = st["queue"].pop(0)
+        elif not st["exhausted"] and st["next_index"] < st["total"]:
+            index, attempt, sample = st["next_index"], 0, None
+            if step.name in self.strategies:
+                try:
+                    sample = self.strategies[step.name].ask()
+                except SearchExhausted as exc:
+                    log.info("pipeline %s: step '%s': %s", self.config.name, step.name, exc)
+                    st["exhausted"] = True
+                    self._advance()
+                    return self.next_trial() if self.current < len(self.steps) else None
+            st["next_index"] += 1
+        else:
+            return None
+        try:
+            params = self.resolve(step.params, self._context(step, index, sample))
+        except FacenasError as exc:
+            self._skip(step, f"trial {index}: {exc}")
+            self._advance()
+            return self.next_trial() if self.current < len(self.steps) else None
+        if sample is not None:
+            params.setdefault("sample", dict(sample))
+        sc = step.sample_config()
+        space = sc.space if sc else step.space
+        space_config = dict(sc.space_config if sc else step.space_config)
+        param_id = self.next_param_id
+        self.next_param_id += 1
+        unit = Unit(param_id=param_id, step=step.name, index=index, attempt=attempt,
+                    out_dir=self._out_dir(step, index, attempt), params=params,
+                    sample=dict(sample) if sample is not None else None)
+        self.units[param_id] = unit
+        spec = TrialSpec(stage=step.stage, params=params, out_dir=unit.out_dir, step=step.name, index=index,
+                         attempt=attempt, space=space, space_config=space_config if space else None)
+        return param_id, spec
+
+    def unit_of_trial(self, trial_job_id: str) -> Unit | None:
+        """The unit an NNI trial really ran: by its reported metrics, else by its ``params.json``."""
+        for unit in self.units.values():
+            if unit.trial_job_id == trial_job_id:
+                return unit
+        for unit in self.units.values():
+            if unit.status != ISSUED:
+                continue
+            path = Path(unit.out_dir) / "params.json"
+            if path.is_file():
+                try:
+                    if (read_json(path).get("nni") or {}).get("trial_id") == trial_job_id:
+                        return unit
+                except (OSError, json.JSONDecodeError, AttributeError):
+                    continue
+        return None
+
+    def on_final(self, param_id: int, metrics: Any) -> None:
+        unit = self.units.get(param_id)
+        if unit is None:
+            log.warning("final metric for unknown parameter id %s ignored", param_id)
+            return
+        unit.metrics = dict(metrics) if isinstance(metrics, Mapping) else {"default": metrics}
+
+    def on_end(self, param_id: int, succeeded: bool, nni_status: str | None = None, trial_job_id: str | None = None) -> None:
+        """A trial ended; a failure is retried (``retries``) or recorded, and the pipeline goes on."""
+        unit = self.units.get(param_id)
+        if unit is None:
+            log.warning("end of unknown parameter id %s ignored", param_id)
+            return
+        if unit.status != ISSUED:
+            return
+        unit.nni_status, unit.trial_job_id = nni_status, trial_job_id or unit.trial_job_id
+        step = self.step(unit.step)
+        st = self.step_state[step.name]
+        if succeeded:
+            unit.status = SUCCEEDED
+            if unit.metrics is None:
+                unit.metrics = self._metrics_from_file(unit)
+        else:
+            unit.status = FAILED
+            log.warning("pipeline %s: trial %s/%d (attempt %d) %s", self.config.name, step.name, unit.index,
+                        unit.attempt, nni_status or "failed")
+            if unit.attempt < step.retries:
+                st["queue"].append((unit.index, unit.attempt + 1, unit.sample))
+                return
+        strategy = self.strategies.get(step.name)
+        if strategy is not None and unit.sample is not None:
+            if succeeded and unit.metrics and "default" in unit.metrics:
+                strategy.tell(unit.sample, unit.metrics)
+            else:
+                strategy.tell(unit.sample, {"default": -math.inf, "error": nni_status or "failed"})
+            st["strategy_state"] = strategy.state_dict()
+        self._advance()
+
+    @staticmethod
+    def _metrics_from_file(unit: Unit) -> dict[str, Any] | None:
+        path = Path(unit.out_dir) / "result.json"
+        try:
+            return dict(read_json(path).get("metrics") or {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
+    # -- persistence and resume ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        for name, strategy in self.strategies.items():
+            self.step_state[name]["strategy_state"] = strategy.state_dict()
+        return {
+            "format": "facenas.pipeline_state/1",
+            "name": self.config.name,
+            "experiment_id": self.experiment_id,
+            "status": self.status(),
+            "config": self.config.to_dict(),
+            "next_param_id": self.next_param_id,
+            "current": self.current,
+            "steps": [{"name": s.name, "stage": s.stage, **self.step_state[s.name]} for s in self.steps],
+            "units": [dataclasses.asdict(u) for u in sorted(self.units.values(), key=lambda u: u.param_id)],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != "facenas.pipeline_state/1":
+            raise FacenasError(f"not a facenas pipeline state (format {state.get('format')!r})")
+        names = [s["name"] for s in state["steps"]]
+        if names != [s.name for s in self.steps]:
+            raise FacenasError(f"saved pipeline has steps {names}, the configured one {[s.name for s in self.steps]}")
+        self.next_param_id = int(state["next_param_id"])
+        self.current = int(state["current"])
+        for saved in state["steps"]:
+            st = {k: v for k, v in saved.items() if k not in ("name", "stage")}
+            st["queue"] = [tuple(q) for q in st.get("queue", [])]
+            self.step_state[saved["name"]] = st
+        self.units = {int(u["param_id"]): Unit(**u) for u in state["units"]}
+        self.strategies = {}
+        if 0 <= self.current < len(self.steps):
+            step = self.steps[self.current]
+            if step.sample is not None and self.step_state[step.name]["status"] == "running":
+                self._start_strategy_only(step)
+        self._interrupted = {u.param_id for u in self.units.values() if u.status == ISSUED}
+
+    def _start_strategy_only(self, step: StepConfig) -> None:
+        from facenas.plugins.space import create_space
+        from facenas.plugins.strategy import STRATEGIES
+
+        sc = step.sample_config()
+        assert sc is not None
+        strategy = STRATEGIES.create(sc.strategy, space=create_space(sc.space, **sc.space_config), seed=sc.seed,
+                                     **sc.strategy_args)
+        saved = self.step_state[step.name]["strategy_state"]
+        if saved is not None:
+            strategy.load_state_dict(saved)
+        self.strategies[step.name] = strategy
+
+    def keep_resumed(self, param_ids: list[int]) -> None:
+        """NNI re-queued these interrupted trials on resume: wait for them instead of re-issuing."""
+        self._interrupted -= set(param_ids)
+
+    def reissue_interrupted(self) -> list[int]:
+        """Trials that were running when the experiment stopped and that NNI did not re-queue: run again."""
+        lost = sorted(self._interrupted)
+        for pid in lost:
+            unit = self.units[pid]
+            unit.status = LOST
+            self.step_state[unit.step]["queue"].append((unit.index, unit.attempt + 1, unit.sample))
+        self._interrupted = set()
+        if lost:
+            log.info("pipeline %s: re-running %d trial(s) interrupted by the stop", self.config.name, len(lost))
+        return lost
+
+
+def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir: str | Path) -> PipelineScheduler:
+    """Run a pipeline in this process, one trial after another, without NNI (debugging, tests).
+
+    Trials run through the same :func:`facenas.adapters.nni.trial.run_trial` as under NNI (their
+    ``nni.report_*`` calls only log), leave the same files, and the summary is written at the end.
+    """
+    from facenas.adapters.nni.results import write_summary
+    from facenas.adapters.nni.trial import run_trial
+    from facenas.utils.io import write_json
+
+    cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(dict(config), source="pipeline")
+    out = Path(output_dir)
+    sched = PipelineScheduler(cfg, out, experiment_id="local")
+    while not sched.finished:
+        nxt = sched.next_trial()
+        if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again
+            raise FacenasError(f"pipeline '{cfg.name}' is stuck: no trial to run and {len(sched.pending_units())} pending")
+        param_id, spec = nxt
+        code = run_trial(spec, spec.out_dir or out / "trials" / str(param_id), {"trial_id": f"local-{param_id}", "local": True})
+        metrics = sched._metrics_from_file(sched.units[param_id])
+        if metrics is not None:
+            sched.on_final(param_id, metrics)
+        sched.on_end(param_id, code == 0, "SUCCEEDED" if code == 0 else "FAILED", f"local-{param_id}")
+        write_json(out / "advisor_state.json", sched.state_dict())
+    write_json(out / "advisor_state.json", sched.state_dict())
+    write_summary(out, "local")
+    return sched

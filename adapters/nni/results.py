@@ -1,0 +1,219 @@
+"""An experiment's outcome, read from its facenas output folder (``facenas nni results``).
+
+Every facenas trial leaves ``result.json`` in its folder (:mod:`facenas.adapters.nni.trial`); the
+facenas advisors also keep ``advisor_state.json``. From these files (no NNI server needed, so it
+works for running, stopped and finished experiments alike) this module builds:
+
+- ``summary.json`` -- steps, one row per trial (status, metrics, trial id, folder, checkpoint) and
+  the best architectures;
+- ``summary.md`` -- the same as a Markdown table;
+- ``best_architectures.json`` -- architecture descriptions (``facenas.arch/1``, loadable with
+  :func:`facenas.plugins.space.build_from_description` / ``get_model``) ranked by ``default``,
+  from the last pipeline step that produced architectures, with their metrics and checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from facenas.utils.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+BEST_ARCHS_JSON = "best_architectures.json"
+STATE_FILE = "advisor_state.json"
+#: result keys that name a checkpoint / output folder of a trial, in order of preference
+CHECKPOINT_KEYS = ("checkpoint", "best_checkpoint", "output", "model")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def trial_records(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every trial folder under ``output_dir``: its ``result.json``, or ``params.json`` if still running."""
+    root = Path(output_dir)
+    records = []
+    seen: set[Path] = set()
+    for params_path in sorted(list(root.glob("*/params.json")) + list(root.glob("*/*/params.json"))):
+        folder = params_path.parent
+        if folder in seen:
+            continue
+        seen.add(folder)
+        rec = _read(folder / "result.json") if (folder / "result.json").is_file() else None
+        if rec is None:
+            rec = _read(params_path) or {}
+            rec["status"] = "RUNNING"
+        rec.setdefault("out_dir", str(folder))
+        records.append(rec)
+    return records
+
+
+def checkpoint_of(record: Mapping[str, Any]) -> str | None:
+    result = record.get("result") or {}
+    for key in CHECKPOINT_KEYS:
+        value = result.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _default(record: Mapping[str, Any]) -> float:
+    value = (record.get("metrics") or {}).get("default")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else -math.inf
+
+
+def _step_order(records: Iterable[Mapping[str, Any]], state: Mapping[str, Any] | None) -> list[str]:
+    if state and state.get("steps"):
+        return [s["name"] for s in state["steps"]]
+    order: list[str] = []
+    for rec in records:
+        if rec.get("step") not in order:
+            order.append(rec.get("step", "trials"))
+    return order
+
+
+def row_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One summary-table row of a trial record."""
+    nni = record.get("nni") or {}
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        "step": record.get("step", "trials"),
+        "index": record.get("index", 0),
+        "attempt": record.get("attempt", 0),
+        "status": record.get("status"),
+        "stage": record.get("stage"),
+        "trial_id": nni.get("trial_id"),
+        "default": metrics.get("default"),
+        "metrics": metrics,
+        "duration_s": record.get("duration_s"),
+        "out_dir": record.get("out_dir"),
+        "checkpoint": checkpoint_of(record),
+        "error": record.get("error"),
+    }
+
+
+def best_architectures(records: list[Mapping[str, Any]], order: list[str], top_k: int | None = None) -> dict[str, Any]:
+    """Architectures of successful trials ranked by ``default``: per step, and for the last such step."""
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get("status") != "SUCCEEDED" or not isinstance(rec.get("arch"), Mapping):
+            continue
+        entry = {
+            "step": rec.get("step", "trials"), "index": rec.get("index", 0),
+            "trial_id": (rec.get("nni") or {}).get("trial_id"), "default": _default(rec),
+            "metrics": rec.get("metrics"), "arch": rec["arch"], "out_dir": rec.get("out_dir"),
+            "checkpoint": checkpoint_of(rec),
+        }
+        by_step.setdefault(entry["step"], []).append(entry)
+    for entries in by_step.values():
+        entries.sort(key=lambda e: e["default"], reverse=True)
+        for rank, entry in enumerate(entries, 1):
+            entry["rank"] = rank
+    final_step = None
+    for name in order:
+        if name in by_step:
+            final_step = name
+    for name in by_step:  # steps not in the recorded order (other tuners)
+        if final_step is None:
+            final_step = name
+    ranking = by_step.get(final_step, []) if final_step else []
+    return {"step": final_step, "ranking": ranking[:top_k] if top_k else ranking, "by_step": by_step}
+
+
+def summarize(output_dir: str | os.PathLike, experiment_id: str | None = None) -> dict[str, Any]:
+    """The outcome of an experiment, from its output folder (see the module docstring)."""
+    root = Path(output_dir)
+    state = _read(root / STATE_FILE) if (root / STATE_FILE).is_file() else None
+    records = trial_records(root)
+    order = _step_order(records, state)
+    rows = sorted((row_of(r) for r in records), key=lambda r: (order.index(r["step"]) if r["step"] in order else len(order),
+                                                                r["index"], r["attempt"]))
+    steps = []
+    for name in order:
+        mine = [r for r in rows if r["step"] == name]
+        ok = [r for r in mine if r["status"] == "SUCCEEDED"]
+        step_state = next((s for s in (state or {}).get("steps", []) if s["name"] == name), {})
+        steps.append({
+            "name": name, "stage": step_state.get("stage") or (mine[0]["stage"] if mine else None),
+            "status": step_state.get("status", "done" if mine and len(ok) + sum(r["status"] == "FAILED" for r in mine) == len(mine) else "running"),
+            "trials": len(mine), "succeeded": len(ok), "failed": sum(r["status"] == "FAILED" for r in mine),
+            "best_default": max((r["default"] for r in ok if r["default"] is not None), default=None),
+            "note": step_state.get("note"),
+        })
+    archs = best_architectures(records, order)
+    return {
+        "experiment_id": experiment_id or (state or {}).get("experiment_id"),
+        "output_dir": str(root),
+        "status": (state or {}).get("status", "unknown (no facenas advisor state)"),
+        "steps": steps,
+        "trials": rows,
+        "best_architectures": archs["ranking"],
+        "best_architectures_step": archs["step"],
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(summary: Mapping[str, Any], metric_limit: int = 5) -> str:
+    """The trials of a summary as a Markdown table (named metrics: the first few)."""
+    names: list[str] = []
+    for row in summary["trials"]:
+        for key in row["metrics"]:
+            if key != "default" and key not in names:
+                names.append(key)
+    names = names[:metric_limit]
+    head = ["step", "index", "status", "trial", "default", *names, "seconds", "checkpoint / folder"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in summary["trials"]:
+        idx = f"{row['index']}" + (f" (retry {row['attempt']})" if row["attempt"] else "")
+        cells = [row["step"], idx, row["status"], row["trial_id"], row["default"],
+                 *[row["metrics"].get(n) for n in names], row["duration_s"], row["checkpoint"] or row["out_dir"]]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Human-readable report: status, steps, trial table, best architectures."""
+    out = [f"# facenas experiment {summary.get('experiment_id') or ''}".rstrip(), "",
+           f"status: {summary['status']}", f"output: {summary['output_dir']}", "", "## steps", ""]
+    for s in summary["steps"]:
+        note = f" -- {s['note']}" if s.get("note") else ""
+        out.append(f"- {s['name']} ({s['stage']}): {s['status']}, {s['succeeded']}/{s['trials']} succeeded, "
+                   f"best default {_fmt(s['best_default'])}{note}")
+    out += ["", "## trials", "", format_table(summary), ""]
+    if summary["best_architectures"]:
+        out += [f"## best architectures (step {summary['best_architectures_step']})", ""]
+        for entry in summary["best_architectures"]:
+            out.append(f"{entry['rank']}. default {_fmt(entry['default'])}: {json.dumps(entry['arch']['sample'])}"
+                       + (f" -- checkpoint {entry['checkpoint']}" if entry["checkpoint"] else ""))
+    return "\n".join(out) + "\n"
+
+
+def write_summary(output_dir: str | os.PathLike, experiment_id: str | None = None) -> dict[str, Any]:
+    """Write ``summary.json``, ``summary.md`` and ``best_architectures.json``; return the summary."""
+    root = Path(output_dir)
+    summary = summarize(root, experiment_id)
+    write_json(root / SUMMARY_JSON, summary)
+    write_json(root / BEST_ARCHS_JSON, {"step": summary["best_architectures_step"], "ranking": summary["best_architectures"]})
+    tmp = root / (SUMMARY_MD + ".tmp")
+    tmp.write_text(format_summary(summary), encoding="utf-8")
+    os.replace(tmp, root / SUMMARY_MD)
+    return summary

@@ -1,0 +1,207 @@
+"""The facenas NNI trial: ``python -m facenas.adapters.nni.trial`` (the ``trialCommand`` of our experiments).
+
+It takes its parameters from NNI (``nni.get_next_parameter()``), runs the ``STAGES`` entry they
+name (a supernet training, a one-shot search, a candidate evaluation, a retrain ...) with an
+:class:`~facenas.adapters.nni.reporter.NNIReporter` (per-epoch intermediate results, one final dict
+metric with ``default`` plus named metrics) and leaves in its folder:
+
+- ``params.json`` -- the stage, its parameters and the NNI ids of the trial;
+- ``metrics.jsonl`` / ``final.json`` -- every reported metric (:class:`LocalReporter` format);
+- ``result.json`` -- status (``SUCCEEDED`` / ``FAILED``), final metrics, the stage's full return
+  value (artefact paths ...), the architecture description when the trial had a sample, and the
+  error with its traceback when it failed;
+- whatever the stage writes (checkpoints, architectures ...).
+
+A failing stage makes the process exit with status 1, which NNI records as a FAILED trial; the
+facenas advisors then go on with the rest of the experiment.
+
+With a facenas tuner the parameters carry the stage (:mod:`facenas.adapters.nni.envelope`). With any
+other NNI tuner over our generated search space, name the stage on the command line::
+
+    trialCommand: python -m facenas.adapters.nni.trial --stage toy.evaluate --space toy --params '{"epochs": 3}'
+
+Outside NNI (debugging) give the parameters yourself::
+
+    python -m facenas.adapters.nni.trial --parameters '{"facenas": {"stage": "toy.evaluate", "params": {}},
+        "stem/width": 16, "block/kernel_size": 5, "block/depth": 2, "block/op": "dwconv"}' --output /tmp/t
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from facenas.adapters.nni import _imports
+from facenas.adapters.nni.envelope import TrialSpec, from_parameters
+from facenas.errors import FacenasError
+from facenas.utils.io import dumps, write_json
+
+log = logging.getLogger("facenas.adapters.nni.trial")
+
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+#: seconds a local trial waits for the trial before it (by sequence id) to take its parameters
+FETCH_WAIT_ENV = "FACENAS_NNI_FETCH_WAIT"
+ORDER_DIR = ".parameter-order"
+
+
+def fetch_parameters_in_order(nni: Any) -> Any:
+    """``nni.get_next_parameter()``, taken in sequence-id order on NNI's local training service.
+
+    NNI 3.0's local training service (the v3 compatibility layer) hands queued parameters to
+    trials in the order the trial *processes ask*, not to the trial they were created for; when two
+    trials start together, each may run the other's parameters while NNI records them the other
+    way round (the portal then shows swapped parameters). Asking in creation order avoids it: a
+    trial with sequence id ``s`` waits (at most ``$FACENAS_NNI_FETCH_WAIT`` s, default 30) until
+    trial ``s - 1`` has taken its parameters, marked by a file in the experiment output folder.
+    Other platforms fetch directly (the facenas advisors also cope with swapped parameters, see
+    :mod:`facenas.adapters.nni.advisor`).
+    """
+    from facenas.adapters.nni.paths import output_dir_in_trial
+
+    seq = os.environ.get("NNI_TRIAL_SEQ_ID", "")
+    if os.environ.get("NNI_PLATFORM") != "local" or not seq.lstrip("-").isdigit() or int(seq) < 0:
+        return nni.get_next_parameter()
+    marker_dir = output_dir_in_trial() / ORDER_DIR
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    previous = marker_dir / str(int(seq) - 1)
+    deadline = time.time() + float(os.environ.get(FETCH_WAIT_ENV, "30"))
+    if int(seq) > 0:
+        while not previous.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        if not previous.exists():
+            log.warning("trial %s: the trial before it never took its parameters; asking anyway", seq)
+    try:
+        return nni.get_next_parameter()
+    finally:
+        (marker_dir / seq).touch()
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` made JSON-safe (numpy unwrapped, unknown objects as strings, non-finite floats as None)."""
+
+    def fallback(o: Any) -> Any:
+        try:
+            return json.loads(dumps(o))
+        except TypeError:
+            return str(o)
+
+    text = json.dumps(obj, default=fallback, allow_nan=True)
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def _architecture(spec: TrialSpec, result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The architecture description of the trial's network, when it can be told."""
+    from facenas.plugins.space import ARCH_FORMAT, create_space
+
+    if result and isinstance(result.get("arch"), Mapping) and result["arch"].get("format") == ARCH_FORMAT:
+        return dict(result["arch"])
+    sample = spec.params.get("sample")
+    if spec.space and isinstance(sample, Mapping):
+        space = create_space(spec.space, **(spec.space_config or {}))
+        return space.describe(sample)
+    if isinstance(sample, Mapping) and isinstance(spec.params.get("arch"), Mapping):
+        return dict(spec.params["arch"])
+    return None
+
+
+def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None) -> int:
+    """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status."""
+    from facenas.adapters.nni.reporter import NNIReporter
+    from facenas.plugins.stages import STAGES
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = dict(nni_info or {})
+    record: dict[str, Any] = {
+        "stage": spec.stage, "step": spec.step, "index": spec.index, "attempt": spec.attempt,
+        "out_dir": str(out), "params": jsonable(spec.params), "nni": info,
+        "space": spec.space, "space_config": spec.space_config,
+    }
+    write_json(out / PARAMS_FILE, record)
+    started = time.time()
+    reporter = NNIReporter(out)
+    try:
+        stage = STAGES.get(spec.stage)
+        returned = dict(stage(spec.params, reporter) or {})
+        if reporter.final_metrics is None:
+            reporter.final(returned)
+        arch = _architecture(spec, returned)
+    except Exception as exc:  # the trial fails, the experiment goes on
+        log.error("stage %s failed: %s", spec.stage, exc, exc_info=not isinstance(exc, FacenasError))
+        record.update(status="FAILED", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                      metrics=jsonable(reporter.final_metrics), intermediates=len(reporter.intermediates),
+                      duration_s=round(time.time() - started, 3))
+        write_json(out / RESULT_FILE, record)
+        return 1
+    record.update(status="SUCCEEDED", metrics=jsonable(reporter.final_metrics), result=jsonable(returned),
+                  arch=jsonable(arch), intermediates=len(reporter.intermediates),
+                  duration_s=round(time.time() - started, 3))
+    write_json(out / RESULT_FILE, record)
+    log.info("stage %s done in %.1f s: default=%s", spec.stage, record["duration_s"], reporter.final_metrics.get("default"))
+    return 0
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if not text:
+        return None
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FacenasError(f"{what}: cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FacenasError(f"{what}: not valid JSON ({exc}): {text[:200]!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m facenas.adapters.nni.trial", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", help="STAGES entry to run when the parameters carry no facenas envelope")
+    p.add_argument("--params", help="stage parameters as JSON (or @file.json); the envelope's take precedence")
+    p.add_argument("--space", help="space of the sample (for the architecture description), e.g. toy")
+    p.add_argument("--space-config", help="the space's config as JSON (or @file.json)")
+    p.add_argument("--parameters", help="run outside NNI with these NNI-style parameters (JSON or @file.json)")
+    p.add_argument("--output", help="trial folder (default: from the envelope, else <experiment output>/trials/<trial id>)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from facenas.adapters.nni.paths import output_dir_in_trial
+    from facenas.utils.log import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(0)
+    try:
+        nni = _imports.nni()
+        if args.parameters:
+            parameters = _json_arg(args.parameters, "--parameters")
+            info: dict[str, Any] = {"standalone": True}
+        else:
+            parameters = fetch_parameters_in_order(nni)
+            info = {"experiment_id": nni.get_experiment_id(), "trial_id": nni.get_trial_id(),
+                    "sequence_id": nni.get_sequence_id()}
+            if parameters is None:
+                raise FacenasError("NNI gave this trial no parameters (is it running under NNI? use --parameters to run it alone)")
+        spec = from_parameters(parameters, stage=args.stage, params=_json_arg(args.params, "--params"),
+                               space=args.space, space_config=_json_arg(args.space_config, "--space-config"))
+        out_dir = spec.out_dir or args.output
+        if not out_dir:
+            out_dir = output_dir_in_trial() / "trials" / str(info.get("trial_id") or "standalone")
+    except FacenasError as exc:
+        print(f"facenas trial: error: {exc}", file=sys.stderr)
+        return 2
+    return run_trial(spec, out_dir, info)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

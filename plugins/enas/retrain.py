@@ -1,0 +1,70 @@
+"""Algorithm 2 of Zhu 2019: retrain a searched architecture from scratch and test it.
+
+The paper retrains each of the top three architectures from random initialisation with the
+child network's settings and reports test accuracy; here the training engine
+(:func:`facenas.plugins.engine.train`) retrains under the shared CPU-scale protocol
+(``benchmarks/PROTOCOL.md``: celeba299 at 64 x 64, ArcFace, SGD, 20 epochs, 60-minute cap) unless
+another recipe is given, verifies on ``lfw_devtest.bin`` during training and tests on ``lfw.bin``
+at the end. :func:`retrain_arch` adds the paper's table columns: parameters, MFLOPs, latency.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from facenas.errors import ConfigError
+from facenas.plugins.report import Reporter
+from facenas.plugins.space import create_space, load_description
+
+log = logging.getLogger(__name__)
+
+
+def protocol_config_dict() -> dict[str, Any]:
+    """The CPU-scale protocol's training config (``recipes/configs/_celeba299_cpu.py``) as a dict."""
+    from facenas.recipes.configs._celeba299_cpu import protocol_config
+
+    return protocol_config().to_dict()
+
+
+def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Path, reporter: Reporter | None = None,
+                 config: Mapping[str, Any] | str | None = None, overrides: Mapping[str, Any] | None = None,
+                 latency: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``arch`` (an architecture description or its JSON path) from scratch; return the metrics.
+
+    Args:
+        arch: the architecture (``facenas.arch/1``).
+        out_dir: output folder (the engine writes into ``out_dir/train``).
+        reporter: per-epoch and final metrics.
+        config: a recipe path or a dict of ``TrainConfig`` fields (default: the CPU-scale protocol).
+        overrides: ``TrainConfig`` fields replacing the config's (``num_epoch``, ``max_minutes``...).
+        latency: ``{"lut": path}`` / ``{"table": ...}`` to add the predicted ``latency_ms``.
+    """
+    from facenas.plugins.engine.stages import config_from_params
+    from facenas.plugins.engine.trainer import train
+    from facenas.plugins.flops import count_flops, count_params
+
+    from .latency import build_latency_model
+
+    desc = load_description(arch if isinstance(arch, Mapping) else os.fspath(arch))
+    space = create_space(desc["space"], **desc["space_config"])
+    sample = space.validate(desc["sample"])
+    params: dict[str, Any] = {"config": config if config is not None else protocol_config_dict(), "arch": desc,
+                              **dict(overrides or {})}
+    cfg = config_from_params(params, out_dir)
+    size = cfg.input_size()
+    if size != space.input_size[0]:
+        raise ConfigError(f"the training config's input size {size} differs from the architecture's input_size "
+                          f"{space.input_size[0]}; set image_size={space.input_size[0]} or search at {size}")
+    result = train(cfg, reporter=reporter, report_final=False)
+    model = result.model.cpu()
+    final = dict(result.metrics)
+    final["mflops"] = count_flops(model, (1, 3, size, size)) / 1e6
+    final["params_m"] = count_params(model) / 1e6
+    model_latency = build_latency_model(latency, space) if latency is not None else None
+    if model_latency is not None:
+        final["latency_ms"] = float(model_latency(sample))
+    final["output"] = result.output
+    final["train_seconds"] = result.train_seconds
+    return final

@@ -1,0 +1,492 @@
+"""The alternating ENAS search (Zhu 2019, Algorithm 1) and the ranking of its architectures.
+
+Each epoch
+
+1. trains the shared child weights for one pass over the training split (or ``steps_per_epoch``
+   minibatches): the controller samples a fresh arc for every minibatch, which is trained with
+   cross-entropy (a linear softmax classifier, Eq. 1; a margin head optionally) and momentum SGD;
+   the learning rate warms up linearly and then follows the paper's warped cosine (Eq. 6);
+2. trains the controller for ``controller_steps`` (S) steps: each step draws a minibatch of the
+   held-out *validation* images of the training identities and ``arcs_per_step`` (Q) arcs,
+   measures each arc's top-1 identity accuracy on that minibatch with the shared weights (batch
+   statistics in BN, as ENAS evaluates its child model) and its latency from the lookup table,
+   and updates the controller by REINFORCE with the reward of :mod:`.reward`: per arc
+   (``reward_mode="per_arc"``, the default), or -- Algorithm 1 literally -- one reward from the Q
+   arcs' mean accuracy and mean latency shared by all of them (``"batch_mean"``).
+
+Per-epoch reward, accuracy, latency and policy entropy go to the reporter (NNI's intermediate
+results); the whole state (supernet, classifier, both optimisers, baseline, generators, history)
+is checkpointed atomically after each epoch and ``resume=True`` continues from it.
+
+At the end (Algorithm 2's first step) ``candidates`` distinct arcs are sampled from the trained
+policy, each is scored on the *whole* validation split with the shared weights, and they are
+ranked by validation accuracy; the top ``top_k`` are written as architecture descriptions for
+retraining from scratch (:mod:`.retrain`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facenas.config import TypedConfig
+from facenas.errors import ConfigError, FacenasError
+from facenas.plugins.report import Reporter
+from facenas.plugins.space import create_space
+from facenas.utils.io import atomic_torch_save, write_json
+from facenas.utils.paths import shared_data_dir
+from facenas.utils.progress import Progress
+from facenas.utils.seed import torch_generator
+
+from .controller import Controller, ControllerConfig, ReinforceTrainer
+from .data import SearchData, load_search_data
+from .latency import LatencyModel, build_latency_model
+from .model import batch_stat_bn
+from .reward import RewardConfig, latency_reward
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "search_checkpoint.pt"
+
+
+@dataclasses.dataclass
+class SearchConfig(TypedConfig):
+    """Configuration of an ENAS search (see the module docstring; defaults: CPU scale).
+
+    Attributes:
+        space, space_config: the registered space and its config.
+        rec: training data: a RecordIO folder, an image folder, ``"synthetic"``, or the name of a
+            folder in the shared data directory (``"celeba299"``).
+        image_size: input resolution (default: the space's ``input_size``).
+        split, split_seed: train / val / test fractions of every identity's images, and their seed.
+        epochs: alternating epochs.
+        batch_size: child training minibatch.
+        steps_per_epoch: child steps per epoch (0 = one pass over the training split).
+        child_lr, child_lr_min, child_warmup_epochs: warm-up to ``child_lr``, then Eq. 6 down to ``child_lr_min``.
+        child_momentum, child_weight_decay, child_grad_clip: SGD settings (clip 0 = off).
+        child_head: ``"softmax"`` (cross-entropy on a linear classifier, as the paper) or a
+            margin head of the engine (``"combined"``, ``"arcface"``, ...) with ``margin_list`` / ``margin_scale``.
+        controller: :class:`~facenas.plugins.enas.controller.ControllerConfig` fields.
+        controller_steps: S, controller updates per epoch.
+        arcs_per_step: Q, arcs evaluated per controller update.
+        val_batch_size: validation images per controller step (and per batch when ranking).
+        reward: :class:`~facenas.plugins.enas.reward.RewardConfig` fields (``target_ms``, ``exponent``, ...).
+        reward_mode: ``"per_arc"`` or ``"batch_mean"`` (see the module docstring).
+        latency: ``{"lut": path}`` or ``{"table": {key: ms}}``; None = no latency term.
+        candidates: arcs sampled from the final policy and ranked on the validation split.
+        top_k: how many of them are kept for retraining.
+        seed: seeds the supernet, the controller and the data order.
+        threads: torch CPU threads (None = leave as is).
+        max_minutes: stop after the epoch during which this much time has passed.
+        resume: continue from ``search_checkpoint.pt`` in the output folder if it exists.
+    """
+
+    space: str = "enas"
+    space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rec: str = "celeba299"
+    image_size: int | None = None
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    epochs: int = 10
+    batch_size: int = 64
+    steps_per_epoch: int = 0
+    child_lr: float = 0.1
+    child_lr_min: float = 1e-4
+    child_warmup_epochs: float = 1.0
+    child_momentum: float = 0.9
+    child_weight_decay: float = 1e-4
+    child_grad_clip: float = 5.0
+    child_head: str = "softmax"
+    margin_list: tuple[float, float, float] = (1.0, 0.5, 0.0)
+    margin_scale: float = 64.0
+    controller: dict[str, Any] = dataclasses.field(default_factory=dict)
+    controller_steps: int = 20
+    arcs_per_step: int = 10
+    val_batch_size: int = 128
+    reward: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reward_mode: Literal["per_arc", "batch_mean"] = "per_arc"
+    latency: dict[str, Any] | None = None
+    candidates: int = 100
+    top_k: int = 3
+    seed: int = 0
+    threads: int | None = 2
+    max_minutes: float | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("split", "margin_list"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def check(self, source: str) -> None:
+        for name in ("epochs", "batch_size", "controller_steps", "arcs_per_step", "val_batch_size", "candidates", "top_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{source}: {name} = {getattr(self, name)} must be >= 1")
+        if self.top_k > self.candidates:
+            raise ConfigError(f"{source}: top_k = {self.top_k} cannot exceed candidates = {self.candidates}")
+        if self.steps_per_epoch < 0 or self.child_lr <= 0 or self.child_lr_min < 0 or self.child_lr_min > self.child_lr:
+            raise ConfigError(f"{source}: need steps_per_epoch >= 0 and 0 <= child_lr_min <= child_lr "
+                              f"(got {self.steps_per_epoch}, {self.child_lr_min}, {self.child_lr})")
+        if self.reward.get("target_ms") is not None and self.latency is None:
+            raise ConfigError(f"{source}: reward.target_ms = {self.reward['target_ms']} needs a latency model: set "
+                              "latency = {'lut': PATH} (a table from `facenas lut build --space enas`)")
+        ControllerConfig.from_dict(self.controller, source=f"{source} controller")
+        RewardConfig.from_dict(self.reward, source=f"{source} reward")
+
+    def resolved_rec(self) -> str:
+        if self.rec == "synthetic" or Path(self.rec).exists():
+            return self.rec
+        shared = shared_data_dir() / self.rec
+        if shared.exists():
+            return str(shared)
+        raise ConfigError(f"rec = {self.rec!r} is neither 'synthetic', an existing folder, nor a folder of the shared "
+                          f"data directory {shared_data_dir()}")
+
+
+def warped_cosine(progress: float) -> float:
+    """Zhu 2019 Eq. 6's decay factor: ``(2^((1 + cos(pi p)) / 2 + 1) - 2) / 2``; 1 at p = 0, 0 at p = 1."""
+    p = min(max(progress, 0.0), 1.0)
+    return (2.0 ** ((1.0 + math.cos(math.pi * p)) / 2.0 + 1.0) - 2.0) / 2.0
+
+
+def child_lr_at(step: int, total: int, warmup: int, lr_max: float, lr_min: float) -> float:
+    """Linear warm-up from ``lr_max / warmup`` to ``lr_max``, then Eq. 6 down to ``lr_min``."""
+    if step < warmup:
+        return lr_max * (step + 1) / warmup
+    span = max(1, total - warmup)
+    return lr_min + (lr_max - lr_min) * warped_cosine((step - warmup) / span)
+
+
+class _SoftmaxHead(nn.Module):
+    """Linear classifier trained with cross-entropy (Eq. 1)."""
+
+    def __init__(self, embedding_size: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(embedding_size, num_classes)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.fc(embeddings), labels)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.fc(embeddings)
+
+
+class _MarginHead(nn.Module):
+    """The engine's PartialFC margin head; classification by cosine to the class centres."""
+
+    def __init__(self, partial_fc: nn.Module):
+        super().__init__()
+        self.partial_fc = partial_fc
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.partial_fc(embeddings, labels)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(embeddings) @ F.normalize(self.partial_fc.weight).t()
+
+
+def _make_head(cfg: SearchConfig, embedding_size: int, num_classes: int) -> nn.Module:
+    if cfg.child_head == "softmax":
+        return _SoftmaxHead(embedding_size, num_classes)
+    from facenas.plugins.engine import TrainConfig, build_head
+
+    tc = TrainConfig()
+    tc.embedding_size = embedding_size
+    tc.margin_head = cfg.child_head
+    tc.margin_list = tuple(cfg.margin_list)
+    tc.margin_scale = float(cfg.margin_scale)
+    tc.sample_rate = 1.0
+    tc.seed = cfg.seed
+    return _MarginHead(build_head(tc, num_classes))
+
+
+class EnasSearch:
+    """One ENAS search run (see the module docstring).
+
+    Args:
+        config: the search configuration.
+        out_dir: where checkpoints and results go.
+        reporter: receives per-epoch and final metrics (optional).
+        latency_model: overrides ``config.latency`` (e.g. a table built in a test).
+        data: pre-loaded search data (default: read ``config.rec``).
+    """
+
+    def __init__(self, config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,
+                 latency_model: LatencyModel | None = None, data: SearchData | None = None):
+        cfg = config
+        cfg.validate("search config")
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.reporter = reporter
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.space = create_space(cfg.space, **cfg.space_config)
+        image_size = cfg.image_size or self.space.input_size[0]
+        if image_size != self.space.input_size[0]:
+            raise ConfigError(f"image_size {image_size} differs from the space's input_size {self.space.input_size[0]}; "
+                              "set space_config.input_size to the image size")
+        self.reward_cfg = RewardConfig.from_dict(cfg.reward, source="search config reward")
+        self.latency = latency_model if latency_model is not None else build_latency_model(cfg.latency, self.space)
+        if self.reward_cfg.target_ms is not None and self.latency is None:
+            raise ConfigError("reward.target_ms is set but there is no latency model (config.latency)")
+        self.data = data if data is not None else load_search_data(cfg.resolved_rec(), image_size, cfg.split,
+                                                                    cfg.split_seed)
+        if len(self.data.val) == 0:
+            raise FacenasError(f"the validation split of {cfg.rec} is empty (identities with < 3 images get none); "
+                               "use data with more images per identity or larger split fractions")
+        torch.manual_seed(cfg.seed)
+        self.supernet = self.space.supernet()
+        self.head = _make_head(cfg, self.space.cfg.embedding_size, self.data.num_classes)
+        params = list(self.supernet.parameters()) + list(self.head.parameters())
+        self.child_opt = torch.optim.SGD(params, lr=cfg.child_lr, momentum=cfg.child_momentum,
+                                         weight_decay=cfg.child_weight_decay)
+        n_batches = len(self.data.train) // cfg.batch_size
+        if n_batches < 1:
+            raise FacenasError(f"the training split has {len(self.data.train)} images, fewer than one batch of "
+                               f"{cfg.batch_size}; lower batch_size")
+        self.steps_per_epoch = min(n_batches, cfg.steps_per_epoch) if cfg.steps_per_epoch else n_batches
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = min(int(self.steps_per_epoch * cfg.child_warmup_epochs), self.total_steps - 1)
+        self.controller = Controller(self.space, ControllerConfig.from_dict(cfg.controller), seed=cfg.seed)
+        self.trainer = ReinforceTrainer(self.controller)
+        self.data_gen = torch_generator(cfg.seed + 101)
+        self.val_gen = torch_generator(cfg.seed + 202)
+        self.epoch = 0
+        self.global_step = 0
+        self.controller_step = 0
+        self.seconds = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.epoch_log: list[dict[str, Any]] = []
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def latency_of(self, sample: Mapping[str, Any]) -> float | None:
+        return None if self.latency is None else float(self.latency(sample))
+
+    def _set_lr(self) -> float:
+        cfg = self.cfg
+        lr = child_lr_at(self.global_step, self.total_steps, self.warmup_steps, cfg.child_lr, cfg.child_lr_min)
+        for group in self.child_opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_child_epoch(self) -> dict[str, float]:
+        """Algorithm 1 lines 3-6: a fresh arc per minibatch, shared weights updated by SGD."""
+        cfg = self.cfg
+        self.supernet.train()
+        self.head.train()
+        losses, correct, seen, lr = [], 0, 0, 0.0
+        progress = Progress(self.steps_per_epoch, f"epoch {self.epoch + 1} child", unit="batch", interval=30)
+        batches = self.data.train.batches(cfg.batch_size, generator=self.data_gen, flip=True, drop_last=True)
+        for i, (x, y) in enumerate(batches):
+            if i >= self.steps_per_epoch:
+                break
+            sample = self.controller.sample()
+            self.supernet.activate(sample)
+            lr = self._set_lr()
+            emb = self.supernet(x)
+            loss = self.head(emb, y)
+            if not torch.isfinite(loss):
+                raise FacenasError(f"child loss became {float(loss)} at step {self.global_step + 1} (lr {lr:.4g}); "
+                                   f"lower child_lr (now {cfg.child_lr}) or raise child_warmup_epochs")
+            self.child_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.child_grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.supernet.parameters(), cfg.child_grad_clip)
+            self.child_opt.step()
+            self.global_step += 1
+            losses.append(float(loss.detach()))
+            with torch.no_grad():
+                correct += int((self.head.logits(emb.detach()).argmax(1) == y).sum())
+            seen += len(y)
+            progress.update(loss=round(losses[-1], 3))
+        progress.close()
+        return {"child_loss": sum(losses) / max(1, len(losses)), "child_train_acc": correct / max(1, seen), "lr": lr}
+
+    @torch.no_grad()
+    def accuracy(self, sample: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> float:
+        """Top-1 identity accuracy of ``sample`` on ``(x, y)`` with the shared weights (batch-stat BN)."""
+        self.supernet.activate(sample)
+        with batch_stat_bn(self.supernet):
+            logits = self.head.logits(self.supernet(x))
+        return float((logits.argmax(1) == y).float().mean())
+
+    def rewards(self, accs: list[float], lats: list[float | None]) -> list[float]:
+        if self.cfg.reward_mode == "per_arc":
+            return [latency_reward(a, lat, self.reward_cfg) for a, lat in zip(accs, lats)]
+        mean_acc = sum(accs) / len(accs)
+        mean_lat = None if lats[0] is None else sum(lats) / len(lats)  # type: ignore[arg-type]
+        return [latency_reward(mean_acc, mean_lat, self.reward_cfg)] * len(accs)
+
+    def _val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.data.val)
+        idx = torch.randperm(n, generator=self.val_gen)[:min(n, self.cfg.val_batch_size)]
+        return self.data.val.images[idx], self.data.val.labels[idx]
+
+    def train_controller_epoch(self) -> dict[str, float]:
+        """Algorithm 1 lines 7-12: S REINFORCE steps, each over Q arcs on one validation minibatch."""
+        cfg = self.cfg
+        stats: dict[str, list[float]] = {k: [] for k in ("reward", "accuracy", "latency_ms", "entropy", "controller_loss")}
+        for _ in range(cfg.controller_steps):
+            x, y = self._val_batch()
+            samples = [self.controller.sample() for _ in range(cfg.arcs_per_step)]
+            accs = [self.accuracy(s, x, y) for s in samples]
+            lats = [self.latency_of(s) for s in samples]
+            rewards = self.rewards(accs, lats)
+            step = self.trainer.update(samples, rewards)
+            self.controller_step += 1
+            for s, a, lat, r in zip(samples, accs, lats, rewards):
+                self.history.append({"epoch": self.epoch + 1, "controller_step": self.controller_step, "sample": s,
+                                     "accuracy": a, "latency_ms": lat, "reward": r})
+            stats["reward"].append(sum(rewards) / len(rewards))
+            stats["accuracy"].append(sum(accs) / len(accs))
+            if lats[0] is not None:
+                stats["latency_ms"].append(sum(lats) / len(lats))  # type: ignore[arg-type]
+            stats["entropy"].append(step["entropy"])
+            stats["controller_loss"].append(step["controller_loss"])
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        out["baseline"] = float(self.trainer.baseline or 0.0)
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": "facenas.enas_search/1", "config": self.cfg.to_dict(), "epoch": self.epoch,
+                "global_step": self.global_step, "controller_step": self.controller_step, "seconds": self.seconds,
+                "supernet": self.supernet.state_dict(), "head": self.head.state_dict(),
+                "child_opt": self.child_opt.state_dict(), "controller": self.trainer.state_dict(),
+                "data_gen": self.data_gen.get_state(), "val_gen": self.val_gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": self.history, "epoch_log": self.epoch_log}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != "facenas.enas_search/1":
+            raise FacenasError(f"{self.out / CHECKPOINT} is not an ENAS search checkpoint")
+        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "resume", "max_minutes", "threads")}
+        now = {k: v for k, v in self.cfg.to_dict().items() if k not in ("epochs", "resume", "max_minutes", "threads")}
+        differ = sorted(k for k in now if now[k] != saved.get(k))
+        if differ:
+            raise ConfigError(f"{self.out / CHECKPOINT} was written by a search with different settings {differ}; "
+                              "resume with the same config (only epochs / max_minutes / threads may change) or use "
+                              "a new output folder")
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.controller_step, self.seconds = int(state["controller_step"]), float(state["seconds"])
+        self.supernet.load_state_dict(state["supernet"])
+        self.head.load_state_dict(state["head"])
+        self.child_opt.load_state_dict(state["child_opt"])
+        self.trainer.load_state_dict(state["controller"])
+        self.data_gen.set_state(state["data_gen"])
+        self.val_gen.set_state(state["val_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        self.epoch_log = list(state["epoch_log"])
+
+    def checkpoint(self) -> None:
+        atomic_torch_save(self.state_dict(), self.out / CHECKPOINT)
+        write_json(self.out / "search_epochs.json", self.epoch_log)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Alternate child and controller epochs, then rank candidates; returns the final metrics."""
+        cfg = self.cfg
+        ckpt = self.out / CHECKPOINT
+        if cfg.resume and ckpt.is_file():
+            self.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False))
+            log.info("resumed the ENAS search from %s after epoch %d", ckpt, self.epoch)
+        write_json(self.out / "search_config.json", {**cfg.to_dict(), "space_config": self.space.config(),
+                                                     "latency_model": self.latency.info() if self.latency else None,
+                                                     "data": self.data.summary()})
+        t_start = time.monotonic()
+        seconds_at_start = self.seconds
+        while self.epoch < cfg.epochs:
+            t0 = time.monotonic()
+            child = self.train_child_epoch()
+            ctrl = self.train_controller_epoch()
+            self.epoch += 1
+            greedy = self.controller.greedy()
+            metrics = {"epoch": self.epoch, **child, **ctrl, "seconds": round(time.monotonic() - t0, 2)}
+            if self.latency is not None:
+                metrics["greedy_latency_ms"] = self.latency_of(greedy)
+            metrics["default"] = metrics["reward"]
+            self.seconds = seconds_at_start + time.monotonic() - t_start
+            self.epoch_log.append(metrics)
+            self.checkpoint()
+            log.info("epoch %d/%d: reward %.4f acc %.4f latency %s entropy %.3f (%.0f s)", self.epoch, cfg.epochs,
+                     metrics["reward"], metrics["accuracy"], metrics.get("latency_ms"), metrics["entropy"],
+                     metrics["seconds"])
+            if self.reporter is not None:
+                self.reporter.intermediate(metrics)
+            if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
+                log.warning("max_minutes=%s reached after epoch %d of %d; ranking candidates now", cfg.max_minutes,
+                            self.epoch, cfg.epochs)
+                break
+        return self.finish()
+
+    def sample_candidates(self, n: int) -> list[dict[str, Any]]:
+        """``n`` distinct arcs from the policy (bounded: 50 n draws, then whatever was found)."""
+        seen: dict[tuple, dict[str, Any]] = {}
+        for _ in range(50 * n):
+            s = self.controller.sample()
+            seen.setdefault(tuple(str(s[k]) for k in sorted(s)), s)
+            if len(seen) >= n:
+                break
+        if len(seen) < n:
+            log.warning("the policy produced only %d distinct arcs in %d draws (asked for %d)", len(seen), 50 * n, n)
+        return list(seen.values())
+
+    @torch.no_grad()
+    def validation_accuracy(self, sample: Mapping[str, Any], split: str = "val") -> float:
+        part = getattr(self.data, split)
+        correct = 0
+        for x, y in part.batches(self.cfg.val_batch_size):
+            correct += self.accuracy(sample, x, y) * len(y)
+        return correct / len(part)
+
+    def finish(self) -> dict[str, Any]:
+        """Rank ``candidates`` sampled arcs by validation accuracy; write the top ``top_k``."""
+        from facenas.plugins.flops import count_flops
+
+        cfg = self.cfg
+        samples = self.sample_candidates(cfg.candidates)
+        progress = Progress(len(samples), "ranking candidate arcs", unit="arc", interval=30)
+        ranked = []
+        for s in samples:
+            acc = self.validation_accuracy(s)
+            lat = self.latency_of(s)
+            net = self.space.build(s)
+            ranked.append({"sample": s, "val_acc": acc, "latency_ms": lat,
+                           "reward": latency_reward(acc, lat, self.reward_cfg),
+                           "log_prob": self.controller.log_prob(s),
+                           "mflops": count_flops(net, (1, 3, *self.space.input_size)) / 1e6,
+                           "params_m": sum(p.numel() for p in net.parameters()) / 1e6})
+            progress.update()
+        progress.close()
+        ranked.sort(key=lambda r: r["val_acc"], reverse=True)
+        for i, r in enumerate(ranked, 1):
+            r["rank"] = i
+        write_json(self.out / "candidates.json", ranked)
+        write_json(self.out / "arcs_history.json", self.history)
+        top = []
+        for i, r in enumerate(ranked[:cfg.top_k], 1):
+            desc = self.space.describe(r["sample"])
+            path = self.out / f"top{i}_arch.json"
+            write_json(path, desc)
+            top.append({**{k: v for k, v in r.items() if k != "sample"}, "arch": str(path)})
+        best = ranked[0]
+        final = {"default": best["val_acc"], "val_acc": best["val_acc"], "latency_ms": best["latency_ms"],
+                 "mflops": best["mflops"], "params_m": best["params_m"], "epochs": self.epoch,
+                 "reward": self.epoch_log[-1]["reward"] if self.epoch_log else None,
+                 "search_seconds": round(self.seconds, 1), "top": top, "out_dir": str(self.out)}
+        write_json(self.out / "search_result.json", final)
+        return final
+
+
+def run_search(config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,
+               latency_model: LatencyModel | None = None, data: SearchData | None = None) -> dict[str, Any]:
+    """Run (or resume) an ENAS search; see :class:`EnasSearch`."""
+    return EnasSearch(config, out_dir, reporter, latency_model, data).run()

@@ -1,0 +1,87 @@
+"""Trial stages of the ENAS method (``STAGES``): ``enas.search`` and ``enas.retrain``.
+
+``enas.search`` runs the one-shot alternating search (Algorithm 1) as one trial: its per-epoch
+reward, accuracy, latency and entropy are the trial's intermediate results (curves in the NNI
+portal); it returns the top-k architectures, which ``enas.retrain`` trials (Algorithm 2) train
+from scratch. Parameters (JSON):
+
+* ``enas.search``: ``config`` -- a recipe path (a module assigning ``config = SearchConfig(...)``)
+  or a dict of :class:`~facenas.plugins.enas.search.SearchConfig` fields -- plus any field as an
+  override (``epochs``, ``seed`` ...). Output: ``<trial>/search``.
+* ``enas.retrain``: ``arch`` -- an architecture description (dict or JSON path; e.g.
+  ``${item.arch}`` of the search's ``architectures``); ``config`` -- a training recipe or dict
+  (default: the CPU-scale protocol); ``latency`` -- ``{"lut": path}`` to add ``latency_ms``;
+  ``search`` -- the search's record of this architecture (its validation accuracy and latency are
+  copied into the result as ``search_val_acc`` / ``latency_ms``); any other key overrides a
+  ``TrainConfig`` field (``num_epoch``, ``max_minutes`` ...).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from facenas.plugins.report import Reporter
+from facenas.plugins.stages import STAGES
+
+
+def search_config_from_params(params: Mapping[str, Any]):
+    """The :class:`SearchConfig` a stage's parameters describe."""
+    from facenas.config import load_config_module
+
+    from .search import SearchConfig
+
+    params = dict(params)
+    base = params.pop("config", None)
+    if base is None:
+        data: dict[str, Any] = params
+    elif isinstance(base, Mapping):
+        data = {**dict(base), **params}
+    else:
+        data = {**load_config_module(str(base), SearchConfig).to_dict(), **params}
+    return SearchConfig.from_dict(data, source="enas.search parameters")
+
+
+@STAGES.register("enas.search")
+def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Algorithm 1 as one trial; returns the top-k ``architectures`` for retraining."""
+    from facenas.utils.io import read_json
+
+    from .search import run_search
+
+    cfg = search_config_from_params(params)
+    out = reporter.out_dir / "search"
+    result = run_search(cfg, out, reporter=reporter)
+    architectures = []
+    for entry in result["top"]:
+        desc = read_json(entry["arch"])
+        architectures.append({"sample": desc["sample"], "arch": desc, "arch_path": entry["arch"],
+                              **{k: entry[k] for k in ("rank", "val_acc", "latency_ms", "reward", "mflops", "params_m")}})
+    final = {k: v for k, v in result.items() if k not in ("top",)}
+    final.update({"architectures": architectures, "arch": architectures[0]["arch"],
+                  "checkpoint": str(out / "search_checkpoint.pt")})
+    return final
+
+
+@STAGES.register("enas.retrain")
+def enas_retrain(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Algorithm 2 for one architecture: train from scratch, verify, test; params / MFLOPs / latency."""
+    from facenas.errors import ConfigError
+
+    from .retrain import retrain_arch
+
+    params = dict(params)
+    if "arch" not in params:
+        raise ConfigError(f"enas.retrain needs 'arch' (an architecture description or its path); got {sorted(params)}")
+    arch = params.pop("arch")
+    config = params.pop("config", None)
+    latency = params.pop("latency", None)
+    search = params.pop("search", None) or {}
+    final = retrain_arch(arch, reporter.out_dir, reporter=reporter, config=config, overrides=params, latency=latency)
+    if "val_acc" in search:
+        final["search_val_acc"] = float(search["val_acc"])
+    if "latency_ms" not in final and search.get("latency_ms") is not None:
+        final["latency_ms"] = float(search["latency_ms"])
+    for key in ("lfw_acc", "lfw_devtest_acc"):
+        if key in final:
+            final["default"] = float(final[key])
+            break
+    return final

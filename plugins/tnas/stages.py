@@ -1,0 +1,70 @@
+"""Trial stages of TNAS (``STAGES``), run locally or as NNI trials.
+
+``tnas.search``
+    The search (Algorithm 1) as one trial: per-epoch intermediate metrics ``arch_entropy``,
+    ``expected_mflops``, ``argmax_mflops``, ``distill_loss``, ``val_distill_loss``,
+    ``cost_loss`` (``default`` = minus the validation distillation loss); final metrics describe
+    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``, ``arch`` =
+    path of its ``arch.json``). Parameters: ``config`` (a recipe path or a dict of
+    :class:`~facenas.plugins.tnas.search.TnasSearchConfig` fields) plus any field as an override.
+    Output: ``<out_dir>/search`` unless ``output`` is set.
+
+``tnas.train``
+    Train an architecture from scratch by feature distillation through the training engine.
+    Parameters: ``config`` (a :class:`~facenas.plugins.engine.TrainConfig` recipe path or dict)
+    plus TrainConfig overrides; ``arch`` (a description dict, an ``arch.json`` path, or a
+    ``tnas.search`` output folder) *or* ``uniform_ratio`` + ``space`` (the uniformly narrowed
+    student); ``distill``: :class:`~facenas.plugins.tnas.distill.DistillSettings` fields
+    (``teacher``, ``distill_weight``, ``margin_weight``, ...). Reports per-epoch training
+    metrics and the final verification accuracies, ``mflops``, ``params_m``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from facenas.errors import ConfigError
+from facenas.plugins.report import Reporter
+from facenas.plugins.stages import STAGES
+
+
+@STAGES.register("tnas.search")
+def tnas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Run a TNAS search; the derived architecture is ``<output>/arch.json``."""
+    from facenas.plugins.tnas.search import load_search_config, run_search
+
+    params = dict(params)
+    base = params.pop("config", None)
+    cfg = load_search_config(base if base is not None else {}, params)
+    if not cfg.output:
+        cfg.output = os.path.join(os.fspath(reporter.out_dir), "search")
+    result = run_search(cfg, reporter=reporter)
+    return dict(reporter.final_metrics or result.metrics)
+
+
+@STAGES.register("tnas.train")
+def tnas_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Train a (searched or uniformly narrowed) student by FKD (+ optional margin loss)."""
+    from facenas.plugins.engine.stages import config_from_params
+    from facenas.plugins.tnas.distill import DistillSettings, resolve_arch, train_student, uniform_description
+
+    params = dict(params)
+    settings = DistillSettings.from_dict(params.pop("distill", None))
+    ratio = params.pop("uniform_ratio", None)
+    space = params.pop("space", None)
+    arch = params.pop("arch", None)
+    if (arch is None) == (ratio is None):
+        raise ConfigError("tnas.train needs exactly one of 'arch' (a description, arch.json or search folder) and "
+                          "'uniform_ratio' (with 'space', the TnasSpace config)")
+    if ratio is not None:
+        if not isinstance(space, Mapping):
+            raise ConfigError("tnas.train: 'uniform_ratio' needs 'space' (the TnasSpace config dict)")
+        arch = uniform_description(space, float(ratio))
+    params["arch"] = resolve_arch(arch)
+    cfg = config_from_params(params, reporter.out_dir)
+    result = train_student(cfg, cfg.network, settings, reporter=reporter)
+    final = dict(result.metrics)
+    final["distill_weight"] = settings.distill_weight
+    final["margin_weight"] = settings.margin_weight
+    reporter.final(final)
+    return dict(reporter.final_metrics or final)

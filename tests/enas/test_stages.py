@@ -1,0 +1,41 @@
+"""The enas.search -> enas.retrain stages end to end on synthetic identities (local reporter)."""
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from facenas.plugins.space import create_space
+from facenas.plugins.stages import STAGES, run_stage_locally
+
+from .test_search import flops_table
+
+
+
+def test_search_then_retrain(synthetic_data, tmp_path):
+    assert {"enas.search", "enas.retrain"} <= set(STAGES.names())
+    space = create_space("enas_test")
+    search = run_stage_locally("enas.search", {
+        "config": {"threads": None, "space": "enas_test", "rec": str(synthetic_data), "batch_size": 16, "steps_per_epoch": 2,
+                   "controller_steps": 2, "arcs_per_step": 2, "val_batch_size": 16, "candidates": 3, "top_k": 2,
+                   "reward": {"target_ms": 0.3, "exponent": -0.5}, "latency": {"table": flops_table(space)}},
+        "epochs": 1}, str(tmp_path / "search"))
+    assert len(search["architectures"]) == 2
+    lines = [json.loads(l) for l in (tmp_path / "search" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["type"] for l in lines] == ["intermediate", "final"]
+    assert {"reward", "accuracy", "latency_ms", "entropy"} <= set(lines[0])
+
+    record = search["architectures"][0]
+    retrain = run_stage_locally("enas.retrain", {
+        "arch": record["arch"], "search": record,
+        "config": {"rec": str(synthetic_data), "num_classes": 0, "num_image": 0, "image_size": 32,
+                   "embedding_size": 16, "batch_size": 16, "num_epoch": 1, "warmup_epoch": 0, "lr": 0.05,
+                   "val_targets": [str(synthetic_data / "val.bin")], "test_targets": [str(synthetic_data / "val.bin")],
+                   "num_workers": 0, "threads": None, "verbose": 10_000, "frequent": 10},
+        "latency": {"table": flops_table(space)}}, str(tmp_path / "retrain"))
+    for key in ("val_acc", "mflops", "params_m", "latency_ms", "search_val_acc"):
+        assert math.isfinite(retrain[key]), key
+    assert retrain["search_val_acc"] == record["val_acc"]
+    assert retrain["latency_ms"] == record["latency_ms"]
+    assert retrain["default"] == retrain["val_acc"]

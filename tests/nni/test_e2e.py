@@ -1,0 +1,124 @@
+"""End-to-end: real ``nnictl`` experiments on loopback with the facenas advisors and trial.
+
+``test_toy_pipeline_end_to_end`` is the essential check of the NNI area (kept in the fast suite);
+the others are slow. Every method's ``recipes/nni/<method>_test.yml`` runs through the same
+:func:`facenas.adapters.nni.e2e.run_experiment_e2e`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from facenas.adapters.nni import launch
+from facenas.adapters.nni.e2e import run_experiment_e2e
+from facenas.adapters.nni.results import summarize
+from facenas.plugins.space import create_space
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "nni"
+
+pytestmark = pytest.mark.nni
+
+
+def test_toy_pipeline_end_to_end():
+    """nnictl create -> FacenasPipeline advisor -> 8 trials (one injected failure) -> DONE -> stop, nothing left."""
+    res = run_experiment_e2e(RECIPES / "toy_test.yml", timeout=600, expect_failed=1, required_metrics={
+        "candidates": ["toy_score", "mflops", "params_m"], "retrain": ["toy_score", "mflops", "params_m"],
+        "supernet": ["loss"], "search": ["best_score"]})
+    assert res.status == "DONE" and res.bound_addresses == ["127.0.0.1"] and res.leftover_processes == []
+    by_step: dict[str, list] = {}
+    for t in res.trials:
+        env = t["parameters"]["facenas"]
+        by_step.setdefault(env["step"], []).append(t)
+    assert {k: len(v) for k, v in by_step.items()} == {"supernet": 1, "candidates": 4, "search": 1, "retrain": 2}
+    # the failure was the injected one, and the pipeline went on after it
+    (failed,) = res.failed()
+    assert failed["parameters"]["facenas"]["step"] == "candidates" and failed["parameters"]["block/op"] == "conv"
+    # supernet training and the one-shot-like search show per-epoch intermediate results in the portal
+    assert len(by_step["supernet"][0]["intermediates"]) == 3 and len(by_step["search"][0]["intermediates"]) == 3
+    # final metrics carry named fields (beyond 'default')
+    for t in by_step["candidates"] + by_step["retrain"]:
+        if t["status"] == "SUCCEEDED":
+            assert {"default", "toy_score", "mflops", "params_m"} <= set(t["final"])
+    # the outcome: best architecture = the toy optimum, from the retrain step, with a summary
+    assert res.summary["status"] == "finished (1 failed trial(s))"
+    best = res.summary["best_architectures"][0]
+    assert best["arch"]["sample"] == create_space("toy").largest() and best["step"] == "retrain"
+
+
+@pytest.mark.slow
+def test_facenas_search_tuner_end_to_end():
+    res = run_experiment_e2e(RECIPES / "toy_search_test.yml", timeout=600, required_metrics=["toy_score"])
+    samples = [tuple(sorted((k, v) for k, v in t["parameters"].items() if k != "facenas")) for t in res.trials]
+    assert len(res.trials) == 6 and len(set(samples)) == 6  # distinct samples although 2 ran at a time
+    state = json.loads((Path(res.output_dir) / "advisor_state.json").read_text())
+    assert len(state["steps"][0]["strategy_state"]["history"]) == 6  # the strategy was told every result
+
+
+@pytest.mark.slow
+def test_nni_tpe_tuner_with_the_facenas_trial_end_to_end():
+    """Plain HPO: NNI's TPE over our generated search space, stage named on the trial command line."""
+    res = run_experiment_e2e(RECIPES / "toy_tpe_test.yml", timeout=600, required_metrics=["toy_score"], min_trials=4)
+    assert len(res.trials) == 4
+    summary = summarize(res.output_dir)
+    assert len(summary["trials"]) == 4 and summary["best_architectures_step"] == "trials"
+
+
+def _wait(client, predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, trials = client.status()["status"], client.trials()
+        if predicate(status, trials):
+            return status, trials
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}: {status}, {[t['status'] for t in trials]}")
+
+
+@pytest.mark.slow
+def test_stop_resume_and_view(tmp_path):
+    """Stop a pipeline mid-way, resume it to the end (killed trials run again), then view it read-only."""
+    env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
+    launch.register(env)
+    port = launch.free_port()
+    info = launch.create(RECIPES / "toy_test.yml", port=port, env=env)
+    exp_id, out = info["experiment_id"], Path(info["output_dir"])
+    client = launch.RestClient(port)
+    try:
+        client.wait_reachable()
+        _wait(client, lambda s, t: any(x["parameters"]["facenas"]["step"] == "candidates" and x["status"] == "RUNNING"
+                                       for x in t), 300, "a running candidate trial")
+        launch.stop(exp_id, env=env)
+        before = json.loads((out / "advisor_state.json").read_text())
+        interrupted = [u for u in before["units"] if u["status"] == "issued"]
+        assert interrupted, "the stop interrupted running trials"
+        port2 = launch.free_port()
+        launch.resume(exp_id, port=port2, env=env)
+        client = launch.RestClient(port2)
+        client.wait_reachable()
+        status, trials = _wait(client, lambda s, t: s == "DONE", 600, "the resumed experiment to finish")
+        assert launch.listening_sockets(port2) == ["127.0.0.1"]
+        summary = summarize(out, exp_id)
+        assert [(s["name"], s["status"]) for s in summary["steps"]] == [
+            ("supernet", "done"), ("candidates", "done"), ("search", "done"), ("retrain", "done")]
+        after = json.loads((out / "advisor_state.json").read_text())
+        lost = [u for u in after["units"] if u["status"] == "lost"]
+        assert {(u["step"], u["index"]) for u in lost} == {(u["step"], u["index"]) for u in interrupted}
+        assert summary["best_architectures"][0]["arch"]["sample"] == create_space("toy").largest()
+        launch.stop(exp_id, env=env)
+        port3 = launch.free_port()
+        launch.view(exp_id, port=port3, env=env)
+        client = launch.RestClient(port3)
+        client.wait_reachable()
+        assert client.status()["status"] == "VIEWED"
+        assert len(client.trials()) == len(trials)
+        assert launch.listening_sockets(port3) == ["127.0.0.1"]
+    finally:
+        launch.nnictl(["stop", exp_id], env=env, check=False)
+        time.sleep(2)
+        left = launch.experiment_processes(exp_id)
+        if left:
+            launch.terminate(left)
+        assert left == [], f"processes left behind: {left}"
