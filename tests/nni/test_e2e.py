@@ -122,3 +122,24 @@ def test_stop_resume_and_view(tmp_path):
         if left:
             launch.terminate(left)
         assert left == [], f"processes left behind: {left}"
+
+
+METHOD_TEST_FILES = sorted(p for p in RECIPES.glob("*_test.yml") if not p.name.startswith("toy"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", METHOD_TEST_FILES, ids=[p.stem for p in METHOD_TEST_FILES])
+def test_every_method_test_experiment_passes_the_end_to_end_check(path):
+    """Each search method's test-scale experiment: every trial SUCCEEDED, DONE, named final metrics, nothing left."""
+    res = run_experiment_e2e(path, timeout=900)
+    assert res.status == "DONE" and not res.failed() and res.leftover_processes == []
+    for t in res.succeeded():
+        assert set(t["final"]) - {"default"}, (path.name, t["final"])
+
+
+def test_every_method_ships_a_test_scale_experiment():
+    names = {p.stem.split("_")[0] for p in METHOD_TEST_FILES}
+    assert "tnas" in names, names
+    for path in METHOD_TEST_FILES:
+        space_file = path.read_text().split("searchSpaceFile:")[1].split()[0]
+        assert (path.parent / space_file).is_file(), f"{path.name}: search space file {space_file} is missing"
