@@ -18,6 +18,7 @@ STAGES: Registry = Registry(
     "stage",
     modules=[
         "facenas.plugins.toy_stages",
+        "facenas.adapters.insightface.stages",
         "facenas.plugins.engine.stages",
         "facenas.plugins.ofa.stages",
         "facenas.plugins.enas.stages",

@@ -150,6 +150,7 @@ class OFAFaceNet(nn.Module):
         super().__init__()
         self.layout = layout
         self.arch = tuple(arch)
+        self.input_size = tuple(layout.input_size)  # deployment (export, latency) reads the native resolution
         self.first_conv = ConvBNAct(3, layout.stem_channels, 3, 2, activation="hswish")
         self.first_block = MBConv(layout.first_block_spec())
         self.stages = nn.ModuleList(nn.Sequential(*[MBConv(s) for s in specs]) for specs in layout.active_specs(arch))
@@ -230,6 +231,7 @@ class OFASupernet(nn.Module):
         nn.Module.__init__(net)
         net.layout = self.layout
         net.arch = tuple(arch)
+        net.input_size = tuple(self.layout.input_size)
         net.first_conv = copy.deepcopy(self.first_conv)
         net.first_block = copy.deepcopy(self.first_block)
         net.stages = nn.ModuleList(

@@ -1,0 +1,240 @@
+"""Regenerate the results tables and the accuracy-vs-latency plot from the recorded benchmark JSON.
+
+    python -m benchmarks.summary [--results benchmarks/results]   # -> summary.md, summary.png there
+
+Reads only what the benchmarks recorded (``benchmarks/results/*.json``); a benchmark that has not
+been run is listed as missing, never filled in. Sections: data-layer speed ratios, LUT prediction
+error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
+budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA, deployment latency.
+The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
+latency (``bench_deploy``) and marks the Pareto front.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    f = results / f"{name}.json"
+    if not f.is_file():
+        return None
+    data = json.loads(f.read_text(encoding="utf-8"))
+    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _acc(acc: Any, std: Any) -> str:
+    return "–" if acc is None else f"{acc:.4f} ± {std:.4f}" if isinstance(std, (int, float)) else f"{acc:.4f}"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _missing(name: str, how: str) -> str:
+    return f"_missing: `benchmarks/results/{name}.json` has not been recorded (run `{how}`)._"
+
+
+# -- sections ------------------------------------------------------------------------------------
+def section_data(results: Path) -> str:
+    lines = ["## Data layer speed (ratios measured side by side in one run)"]
+    rows = []
+    r = _load(results, "bench_recordio")
+    if r:
+        rows.append(["RecordIO read + decode vs mxnet 1.9.1 `MXIndexedRecordIO` + `imdecode`", r.get("speedup_vs_mxnet"),
+                     f"CPU-time ratio {_f(r.get('cpu_time_ratio_vs_mxnet'), 2)}; vs image files {_f(r.get('facenas_vs_image_files'), 2)}",
+                     r.get("goal_speedup_vs_mxnet")])
+    r = _load(results, "bench_verification")
+    if r:
+        rows.append(["verification metrics vs the reference loops (12,000 embeddings)", r.get("speedup"),
+                     f"bit-identical: {_f(r.get('all_bit_identical'))}", r.get("goal_speedup")])
+    r = _load(results, "bench_load_bin")
+    if r:
+        rows.append(["loading lfw.bin vs arcface_torch `load_bin`", r.get("speedup_1_thread"),
+                     f"2 threads {_f(r.get('speedup_2_threads'), 2)}x; pixels identical: {_f(r.get('pixels_identical_to_reference'))}",
+                     r.get("goal_speedup")])
+    r = _load(results, "bench_cpu_throughput")
+    if r and isinstance(r.get("ratio_supernet_vs_static"), (int, float)):
+        rows.append(["supernet step vs static subnet step", r["ratio_supernet_vs_static"], "", None])
+    lines.append(_table(["what", "speed-up (x)", "notes", "goal (x)"], rows) if rows else
+                 _missing("bench_recordio", "python -m benchmarks.bench_recordio"))
+    return "\n\n".join(lines)
+
+
+def section_lut(results: Path) -> str:
+    r = _load(results, "bench_lut")
+    head = "## Latency lookup tables: prediction vs measurement"
+    if not r:
+        return head + "\n\n" + _missing("bench_lut", "python -m benchmarks.bench_lut")
+    rows = [[rt, v.get("num_subnets"), v.get("spearman"), 100 * v["mape"] if isinstance(v.get("mape"), float) else None,
+             v.get("raw_spearman"), v.get("goal_met")] for rt, v in r.get("runtimes", {}).items()]
+    return head + f"\n\n{r.get('space')} space {json.dumps(r.get('space_config'))}, {r.get('threads')} thread(s); " \
+                  "goal Spearman >= 0.95, MAPE <= 10%.\n\n" + \
+        _table(["runtime", "subnets", "Spearman", "MAPE %", "uncorrected Spearman", "goal met"], rows)
+
+
+def _report_rows(results: Path) -> list[dict[str, Any]]:
+    """One row per network of the accuracy report (CPU scale, celeba299 -> lfw.bin)."""
+    rows: list[dict[str, Any]] = []
+    r = _load(results, "bench_baselines")
+    if r:
+        for name, run in r.get("runs", {}).items():
+            rows.append({"method": "baseline (hand-designed)", "network": f"{run.get('network')} {json.dumps(run.get('network_kwargs') or {})}",
+                         "lfw_acc": run.get("lfw_acc"), "lfw_acc_std": run.get("lfw_acc_std"),
+                         "tar": run.get("lfw_tar_at_far_1e-3"), "mflops": run.get("mflops"), "params_m": run.get("params_m"),
+                         "time_min": run.get("train_minutes"), "checkpoint": (run.get("artifacts") or "") + "/best.pt",
+                         "budget": f"{run.get('epochs')} epochs, {run.get('config', {}).get('threads')} thread(s)"})
+    r = _load(results, "bench_tnas_table3")
+    if r:
+        for name, step in r.get("steps", {}).items():
+            if name == "search":
+                continue
+            rows.append({"method": {"teacher": "TNAS teacher", "tnas_fkd": "TNAS (searched, FKD)",
+                                    "uniform_fkd": "uniform narrowing (FKD)", "uniform_margin": "uniform narrowing (margin loss)"}.get(name, name),
+                         "network": name, "lfw_acc": step.get("lfw_acc"), "lfw_acc_std": step.get("lfw_acc_std"),
+                         "tar": step.get("lfw_tar_at_far_1e-3"), "mflops": step.get("mflops"), "params_m": step.get("params_m"),
+                         "time_min": step.get("train_minutes"), "budget": f"{step.get('epochs')} epochs"})
+    r = _load(results, "bench_enas")
+    if r:
+        for name, row in (r.get("retrain") or {}).items():
+            if row:
+                rows.append({"method": "ENAS-style (retrained)" if name.startswith("top") else "random arc (same budget)",
+                             "network": name, "lfw_acc": row.get("lfw_acc"), "lfw_acc_std": row.get("lfw_acc_std"),
+                             "tar": row.get("lfw_tar_at_far_1e-3"), "mflops": row.get("mflops"), "params_m": row.get("params_m"),
+                             "latency_lut_ms": row.get("latency_ms"), "time_min": row.get("wall_minutes"),
+                             "budget": f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"})
+    r = _load(results, "bench_ofa")
+    if r:
+        for row in r.get("report_rows", []):
+            rows.append(row)
+    return rows
+
+
+def _deploy_latency(results: Path) -> dict[str, float]:
+    r = _load(results, "bench_deploy")
+    out = {}
+    for m in (r or {}).get("models", []):
+        out[os.path.normpath(m["model"])] = m["latency"]["onnxruntime"]["median_ms"]
+    return out
+
+
+def section_report(results: Path) -> tuple[str, list[dict[str, Any]]]:
+    rows = _report_rows(results)
+    lat = _deploy_latency(results)
+    for row in rows:
+        ck = os.path.normpath(row.get("checkpoint") or "")
+        if ck in lat:
+            row["latency_ms"] = lat[ck]
+    head = "## Accuracy report at CPU scale (celeba299 -> lfw.bin, benchmarks/PROTOCOL.md)"
+    if not rows:
+        return head + "\n\n_missing: no method or baseline results recorded yet._", rows
+    table = _table(["method", "network", "LFW acc ± std (10 folds)", "TAR@FAR=1e-3", "latency ms (ORT, 1 thread)",
+                    "MFLOPs", "params (M)", "train min", "budget"],
+                   [[r["method"], r["network"], _acc(r.get("lfw_acc"), r.get("lfw_acc_std")), r.get("tar"),
+                     r.get("latency_ms", r.get("latency_lut_ms")), r.get("mflops"), r.get("params_m"), r.get("time_min"),
+                     r.get("budget")] for r in rows])
+    note = ("Latency: measured by `bench_deploy` where present; ENAS rows without it show the lookup-table "
+            "prediction. Methods without a row have not been run at CPU scale yet.")
+    return f"{head}\n\n{table}\n\n{note}", rows
+
+
+def section_li_arcface(results: Path) -> str:
+    r = _load(results, "bench_li_arcface")
+    head = "## Li-ArcFace vs ArcFace (MobileFaceNet, 128-d, from scratch, same settings)"
+    if not r:
+        return head + "\n\n" + _missing("bench_li_arcface", "python -m benchmarks.bench_li_arcface")
+    rows = [[name, run.get("diverged", run.get("nan")), _acc(run.get("lfw_acc"), run.get("lfw_acc_std")), run.get("train_minutes")]
+            for name, run in r.get("runs", {}).items()]
+    return head + "\n\n" + _table(["head", "diverged (NaN/inf)", "LFW acc ± std", "train min"], rows)
+
+
+def section_enas(results: Path) -> str:
+    r = _load(results, "bench_enas")
+    head = "## ENAS-style search: controller learning and the latency term"
+    if not r:
+        return head + "\n\n" + _missing("bench_enas", "python -m benchmarks.bench_enas report")
+    lines = [head, f"Targets (ms): {json.dumps(r.get('targets_ms'))}; mean sampled latency over the last epochs: "
+                   f"{json.dumps(r.get('sampled_latency_last_epochs_ms'))}; tight below loose: {_f(r.get('tight_below_loose'))}; "
+                   f"mean LFW acc top-3 vs random: {json.dumps(r.get('mean_lfw_acc'))}."]
+    if r.get("curves_png"):
+        lines.append(f"![ENAS curves]({Path(r['curves_png']).name})")
+    return "\n\n".join(lines)
+
+
+def section_ofa(results: Path) -> str:
+    r = _load(results, "bench_ofa")
+    head = "## OFA + LightGBM comparator vs MLP predictor"
+    if not r:
+        return head + "\n\n" + _missing("bench_ofa", "python -m benchmarks.bench_ofa")
+    return head + "\n\n```json\n" + json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, indent=1)[:3000] + "\n```"
+
+
+def section_deploy(results: Path) -> str:
+    r = _load(results, "bench_deploy")
+    head = "## Deployment: latency of the final networks (batch 1) next to LFW accuracy"
+    if not r:
+        return head + "\n\n" + _missing("bench_deploy", "python -m benchmarks.bench_deploy --models ...")
+    rows = [[os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"]), m.get("mflops"),
+             m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
+             (m.get("torch") or {}).get("lfw_acc"), (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
+    return head + f"\n\n{r.get('threads')} thread(s).\n\n" + _table(
+        ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch)", "LFW acc (TFLite fp32)"], rows)
+
+
+def render(results: Path) -> dict[str, Any]:
+    """Write ``summary.md`` and (when there are points) ``summary.png`` into ``results``."""
+    from facenas.utils.plot import pareto_front, plot_accuracy_latency
+
+    report, rows = section_report(results)
+    sections: list[Callable[[Path], str]] = [section_data, section_lut]
+    parts = ["# facenas benchmark summary", "Regenerate with `python -m benchmarks.summary`; every number comes from "
+             "the JSON in this folder (machine, versions and command line are recorded there)."]
+    parts += [s(results) for s in sections]
+    parts.append(report)
+    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results)]
+    points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
+    out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
+    if points:
+        png = plot_accuracy_latency([f"{p['method']}: {p['network']}"[:40] for p in points],
+                                    [p["latency_ms"] for p in points], [p["lfw_acc"] for p in points],
+                                    results / "summary.png", title="CPU scale: LFW accuracy vs latency",
+                                    ylabel="LFW accuracy (lfw.bin)", groups=[p["method"] for p in points])
+        front = pareto_front([(p["latency_ms"], p["lfw_acc"]) for p in points])
+        out["summary_png"] = str(png)
+        out["pareto"] = [f"{points[i]['method']}: {points[i]['network']}" for i in front]
+        parts.append("## Accuracy vs latency\n\n![accuracy vs latency](summary.png)\n\nPareto front: " +
+                     "; ".join(out["pareto"]))
+    else:
+        parts.append("## Accuracy vs latency\n\n_missing: no network has both a recorded LFW accuracy and a measured "
+                     "latency (bench_deploy)._")
+    (results / "summary.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    out = render(Path(args.results))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

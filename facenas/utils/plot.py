@@ -1,0 +1,51 @@
+"""Accuracy-versus-latency plots with the Pareto front marked (demo summary, benchmarks/summary.py)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (lower-or-equal latency and higher-or-equal accuracy,
+    strictly better in one), sorted by latency. ``points`` are ``(latency, accuracy)``."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        dominated = any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def plot_accuracy_latency(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Sequence[float],
+                          path: str | os.PathLike, title: str, xlabel: str = "latency (ms, onnxruntime, 1 thread)",
+                          ylabel: str = "verification accuracy", groups: Sequence[str] | None = None) -> Path:
+    """Scatter of the networks, the Pareto front as a line, each point labelled; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = list(zip(map(float, latency_ms), map(float, accuracy)))
+    front = pareto_front(pts)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = list(groups) if groups is not None else ["network"] * len(pts)
+    for g in dict.fromkeys(groups):
+        idx = [i for i, gi in enumerate(groups) if gi == g]
+        ax.scatter([pts[i][0] for i in idx], [pts[i][1] for i in idx], label=g, zorder=3)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, zorder=2)
+    ax.scatter([pts[i][0] for i in front], [pts[i][1] for i in front], s=160, facecolors="none", edgecolors="k",
+               label="Pareto front", zorder=4)
+    for i, label in enumerate(labels):
+        ax.annotate(label, pts[i], textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

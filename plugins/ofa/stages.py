@@ -1,0 +1,157 @@
+"""Trial stages of the OFA + comparator method (``STAGES``), run locally or as NNI trials.
+
+``ofa.train_supernet``
+    Progressive-shrinking supernet training (:mod:`.train`) as one trial, per-epoch intermediate
+    results; ``config``: a dict of :class:`~.train.SupernetTrainConfig` fields (or a recipe path)
+    plus overrides. Final: the phases' metrics and ``checkpoint`` (``supernet.pt``).
+``ofa.evaluate``
+    One subnet of a trained supernet (``supernet``: its ``supernet.pt``; ``sample``: the subnet),
+    BN recalibrated on ``calibration_images`` training images of ``rec``, verified on ``val``
+    (``.bin`` paths; ``flip``). ``default`` = ``target`` (e.g. ``lfw_devtest_auc``); also MFLOPs,
+    params. Used for the accuracy set (a ``sample`` step) and for the final architectures.
+``ofa.search``
+    Fits the LightGBM comparator (or OFA's MLP predictor, ``ranker: mlp``) on ``candidates``
+    (``${evaluate[*]}``: the accuracy set's trial records) and runs Algorithm 1 (QuickSelect
+    evolution) under ``bound`` on ``cost`` (``mflops``, or ``{"lut": table.json}`` for latency).
+    Final: ``architectures`` (top-k samples) for ``ofa.evaluate`` trials, and the search time.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Mapping
+
+from facenas.errors import ConfigError, FacenasError
+from facenas.plugins.report import Reporter
+from facenas.plugins.stages import STAGES
+
+
+@STAGES.register("ofa.train_supernet")
+def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
+    from facenas.config import load_config_module
+
+    from .train import SupernetTrainConfig, save_supernet, train_supernet
+
+    params = dict(params)
+    base = params.pop("config", None)
+    if base is None:
+        data: dict[str, Any] = params
+    elif isinstance(base, Mapping):
+        data = {**dict(base), **params}
+    else:
+        data = {**load_config_module(str(base), SupernetTrainConfig).to_dict(), **params}
+    data.setdefault("output", os.path.join(os.fspath(reporter.out_dir), "supernet"))
+    cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
+    res = train_supernet(cfg, reporter=reporter)
+    path = os.path.join(res.output, "supernet.pt")
+    save_supernet(path, res.space, res.supernet)
+    final = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    final.update({"checkpoint": path, "train_seconds": float(res.train_seconds), "global_step": float(res.global_step)})
+    final.setdefault("default", float(final.get("largest_" + next(iter(cfg.val_targets), "") + "_acc", 0.0))
+                     if cfg.val_targets else 0.0)
+    return final
+
+
+def _val_sets(val: Any) -> dict[str, str]:
+    from pathlib import Path
+
+    paths = [val] if isinstance(val, str) else list(val or [])
+    if not paths:
+        raise ConfigError("ofa.evaluate needs 'val': one or more verification .bin paths")
+    return {Path(p).stem: str(p) for p in paths}
+
+
+@STAGES.register("ofa.evaluate")
+def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Verify one subnet of a trained supernet (BN recalibrated); ``default`` = the ``target`` metric."""
+    import torch
+
+    from facenas.adapters.insightface.evaluate import VerificationEvaluator
+    from facenas.plugins.flops import count_params
+
+    from .calibrate import load_calibration_images, recalibrate_bn
+    from .train import load_supernet
+
+    for key in ("supernet", "sample", "rec"):
+        if key not in params:
+            raise ConfigError(f"ofa.evaluate needs '{key}'; got {sorted(params)}")
+    space, supernet = load_supernet(params["supernet"])
+    sample = space.canonical(space.validate(params["sample"]))
+    size = space.input_size[0]
+    images = load_calibration_images(str(params["rec"]), int(params.get("calibration_images", 256)), size,
+                                     seed=int(params.get("seed", 0)))
+    supernet.set_active(space.arch(sample))
+    subnet = recalibrate_bn(supernet.get_active_subnet(), images).eval()
+    bins = _val_sets(params.get("val"))
+    ev = VerificationEvaluator(bins, batch_size=int(params.get("batch_size", 200)), flip=bool(params.get("flip", True)),
+                               image_size=(size, size))
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in ev(subnet).items()}
+    target = params.get("target") or f"{next(iter(bins))}_acc"
+    if target not in metrics:
+        raise ConfigError(f"ofa.evaluate: target '{target}' is not one of {sorted(metrics)}")
+    final = {**metrics, "default": metrics[target], "mflops": space.flops(sample) / 1e6,
+             "params_m": count_params(subnet) / 1e6}
+    if params.get("export"):
+        from facenas.utils.io import atomic_torch_save
+
+        path = os.path.join(os.fspath(reporter.out_dir), "model.pt")
+        atomic_torch_save({"format": "facenas.model/1", "network": {"arch": space.describe(sample)},
+                           "state_dict": subnet.state_dict(), "embedding_size": space.embedding_size, "input_size": [size, size],
+                           "meta": {"stage": "ofa.evaluate"}}, path)
+        final["checkpoint"] = path
+    return final
+
+
+@STAGES.register("ofa.search")
+def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Fit the ranker on the evaluated candidates and run Algorithm 1 under the bound; top-k architectures."""
+    import numpy as np
+
+    from .costs import AdditiveCost
+    from .predictors import Comparator, ComparatorConfig, MLPPredictor
+    from .search import EvolutionConfig, evolution_search, make_ranker
+    from .train import load_supernet
+
+    if "supernet" not in params or "bound" not in params:
+        raise ConfigError(f"ofa.search needs 'supernet' and 'bound'; got {sorted(params)}")
+    space, _ = load_supernet(params["supernet"])
+    samples, scores = [], []
+    for cand in params.get("candidates") or []:
+        sample = (cand.get("arch") or {}).get("sample") or (cand.get("params") or {}).get("sample")
+        default = (cand.get("metrics") or {}).get("default")
+        if sample is None or default is None:
+            raise FacenasError(f"ofa.search: a candidate record has no sample or no metrics.default: {sorted(cand)}")
+        samples.append(space.canonical(space.validate(sample)))
+        scores.append(float(default))
+    if len(samples) < 4:
+        raise FacenasError(f"ofa.search needs at least 4 evaluated candidates to fit a ranker, got {len(samples)}")
+    enc = np.stack([space.encode(s) for s in samples]).astype(np.float32)
+    acc = np.asarray(scores)
+    kind = str(params.get("ranker", "comparator"))
+    t0 = time.monotonic()
+    if kind == "mlp":
+        predictor: Any = MLPPredictor.fit(enc, acc)
+    else:
+        predictor = Comparator.fit(enc, acc, ComparatorConfig(num_pairs=min(20_000, len(acc) * (len(acc) - 1))))
+    fit_s = time.monotonic() - t0
+    cost_spec = params.get("cost", "mflops")
+    if cost_spec == "mflops":
+        cost = AdditiveCost.flops(space)
+    elif isinstance(cost_spec, Mapping) and "lut" in cost_spec:
+        from facenas.adapters.runtime.lut import LatencyTable
+
+        table = LatencyTable.load(cost_spec["lut"])
+        cost = AdditiveCost.latency(space, {k: table.latency_of(r) for k, r in table.entries.items()})
+    else:
+        raise ConfigError(f"ofa.search: cost must be 'mflops' or {{'lut': path}}, got {cost_spec!r}")
+    evo = EvolutionConfig.from_dict(dict(params.get("evolution") or {}), source="ofa.search evolution")
+    res = evolution_search(space, make_ranker(kind, space, predictor), cost, float(params["bound"]), evo, ranker_name=kind)
+    architectures = [{"sample": t["sample"], "arch": space.describe(t["sample"]), "cost": t["cost"], "score": t["score"]}
+                     for t in res.top]
+    reporter.intermediate({"default": float(len(samples)), "candidates": float(len(samples))})
+    return {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": float(params["bound"]),
+            "search_seconds": float(res.seconds), "fit_seconds": float(fit_s), "comparator_calls": float(res.comparator_calls),
+            "candidates": float(len(samples)), "architectures": architectures, "arch": architectures[0]["arch"],
+            "ranker": kind}
