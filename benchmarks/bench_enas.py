@@ -138,7 +138,8 @@ def _row(final: dict[str, Any]) -> dict[str, Any]:
 
 def step_report(art: Path, args) -> dict[str, Any]:
     result: dict[str, Any] = {"space_config": SPACE_CONFIG, "budget": {
-        "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps, "controller_steps": args.controller_steps,
+        "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps,
+        "controller_steps": args.controller_steps,
         "arcs_per_controller_step": 8, "exponent_q": args.exponent, "candidates_ranked": args.candidates,
         "retrain_epochs": args.epochs_retrain, "threads": 1, "data": "celeba299 8:1:1 per-identity split (search), "
         "full celeba299 (retrain)", "test": "lfw.bin (10 folds, flip)"}}
@@ -210,14 +211,14 @@ def main(argv=None) -> None:
     ap.add_argument("--target", choices=tuple(PERCENTILES), default="tight")
     ap.add_argument("--which", choices=("top", "random"), default="top")
     ap.add_argument("--artifacts", default="/work/artifacts/enas")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--max-minutes", type=float, default=10.0,
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop the alternating epochs after the one during which this much time passed")
     ap.add_argument("--steps", type=int, default=30, help="child minibatches per epoch")
     ap.add_argument("--controller-steps", type=int, default=8)
     ap.add_argument("--candidates", type=int, default=30)
     ap.add_argument("--exponent", type=float, default=-0.5)
-    ap.add_argument("--epochs-retrain", type=int, default=3)
+    ap.add_argument("--epochs-retrain", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     setup_logging(0)
