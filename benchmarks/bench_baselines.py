@@ -63,6 +63,7 @@ def run_one(name: str, out_root: Path, overrides: dict, artifacts: Path | None) 
         "network": cfg.network, "network_kwargs": cfg.network_kwargs, "input_size": size,
         "mflops": round(mflops, 2), "params_m": round(params, 4),
         "lfw_acc": m.get("lfw_acc"), "lfw_acc_std": m.get("lfw_acc_std"),
+        "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "lfw_auc": m.get("lfw_auc"),
         "best_model_lfw_acc": m.get("best_lfw_acc", m.get("lfw_acc")),
         "best_lfw_devtest_acc": m.get("best_lfw_devtest_acc"), "best_step": m.get("best_step"),
         "lfw_devtest_acc_last": m.get("lfw_devtest_acc"),

@@ -89,7 +89,7 @@ def step_search(art: Path, target: str, args) -> dict[str, Any]:
                        steps_per_epoch=args.steps, controller_steps=args.controller_steps, arcs_per_step=8,
                        reward={"target_ms": t_ms, "exponent": args.exponent, "exponent_faster": 0.0},
                        latency={"lut": str(_lut_path(art))}, candidates=args.candidates, top_k=3, seed=args.seed,
-                       threads=1, resume=(out / "search_checkpoint.pt").is_file())
+                       threads=1, max_minutes=args.max_minutes, resume=(out / "search_checkpoint.pt").is_file())
     log.info("search %s: target %.3f ms", target, t_ms)
     return run_search(cfg, out)
 
@@ -137,8 +137,9 @@ def _row(final: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_report(art: Path, args) -> dict[str, Any]:
-    result: dict[str, Any] = {"space_config": SPACE_CONFIG, "budget": {
-        "search_epochs": args.epochs, "child_steps_per_epoch": args.steps, "controller_steps": args.controller_steps,
+    result: dict[str, Any] = {"space_config": SPACE_CONFIG, "artifacts": str(art), "budget": {
+        "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps,
+        "controller_steps": args.controller_steps,
         "arcs_per_controller_step": 8, "exponent_q": args.exponent, "candidates_ranked": args.candidates,
         "retrain_epochs": args.epochs_retrain, "threads": 1, "data": "celeba299 8:1:1 per-identity split (search), "
         "full celeba299 (retrain)", "test": "lfw.bin (10 folds, flip)"}}
@@ -211,6 +212,8 @@ def main(argv=None) -> None:
     ap.add_argument("--which", choices=("top", "random"), default="top")
     ap.add_argument("--artifacts", default="/work/artifacts/enas")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop the alternating epochs after the one during which this much time passed")
     ap.add_argument("--steps", type=int, default=30, help="child minibatches per epoch")
     ap.add_argument("--controller-steps", type=int, default=8)
     ap.add_argument("--candidates", type=int, default=30)

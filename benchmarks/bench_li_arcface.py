@@ -44,9 +44,18 @@ VARIANTS = {
 }
 
 
+#: override fields that do not change what is trained (where it is written, CPU threads)
+NEUTRAL_FIELDS = ("output", "threads", "num_workers")
+
+
+def _training_overrides(overrides: dict) -> dict:
+    return {k: v for k, v in overrides.items() if k not in NEUTRAL_FIELDS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=["li_arcface", "arcface_textbook"], choices=list(VARIANTS))
+    parser.add_argument("--only", nargs="*", default=["li_arcface", "arcface_textbook"], choices=list(VARIANTS),
+                        help="variants to train now (none: only merge recorded rows and the baseline)")
     parser.add_argument("--out", default="work_dirs/bench_li_arcface")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE")
     args = parser.parse_args()
@@ -69,10 +78,17 @@ def main() -> None:
             rows[name] = {"nan": True, "message": str(exc)}
         rows[name].update({"head": VARIANTS[name], "wall_minutes": round((time.monotonic() - t0) / 60, 2),
                            "config": cfg.to_dict()})
+    previous = RESULTS / "bench_li_arcface.json"
+    if previous.is_file():  # keep variants recorded earlier with the same recipe and settings
+        old = read_json(previous)["result"]
+        if _training_overrides(old.get("overrides") or {}) == _training_overrides(overrides):
+            for name, row in old.get("runs", {}).items():
+                rows.setdefault(name, row)
     baseline = RESULTS / "bench_baselines.json"
-    if "arcface_torch" not in rows and not overrides and baseline.is_file():
-        run = read_json(baseline)["result"]["runs"].get("mbf")
-        if run and not read_json(baseline)["result"].get("overrides"):
+    if "arcface_torch" not in rows and baseline.is_file():
+        result = read_json(baseline)["result"]
+        run = result["runs"].get("mbf")
+        if run and _training_overrides(result.get("overrides") or {}) == _training_overrides(overrides):
             rows["arcface_torch"] = {"nan": False, "lfw_acc": run["lfw_acc"], "lfw_acc_std": run["lfw_acc_std"],
                                      "best_lfw_devtest_acc": run["best_lfw_devtest_acc"],
                                      "global_step": run["global_step"], "train_minutes": run["train_minutes"],

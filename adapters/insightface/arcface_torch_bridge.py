@@ -14,7 +14,7 @@ takes the components listed in ``TrainConfig.arcface_torch_components`` from it:
   thresholds ``arange(0, 4, 0.01)``, exactly what its ``evaluate`` reports as accuracy); facenas
   computes the embeddings with flip, as its ``verification.test`` does. ``evaluate`` itself is
   not called: its VAL@FAR part (``calculate_val``) calls ``scipy.interpolate.interp1d`` on FAR
-  values with duplicates, which SciPy >= 1.14 rejects ("Expect x to not have duplicates").
+  values with duplicates, which SciPy >= 1.9 rejects (InsightFace #2152) ("Expect x to not have duplicates").
   The module imports ``mxnet`` at the top only for ``load_bin``; when mxnet is not installed it
   is imported with a stand-in ``mxnet`` module that raises if anything touches it.
 

@@ -137,3 +137,32 @@ def test_update_rejects_bad_rewards():
         trainer.update([ctrl.sample()], [float("nan")])
     with pytest.raises(ValueError, match="as many"):
         trainer.update([ctrl.sample()], [0.1, 0.2])
+
+
+def test_latency_reward_steers_the_policy_to_faster_arcs():
+    """Eq. 5 with accuracy held at 1 and a tight target: REINFORCE lowers the sampled arcs' latency,
+    while a constant reward (no target) leaves it where it was (bench_enas_latency_controller in small)."""
+    from facenas.plugins.enas.latency import TableLatency
+    from facenas.plugins.enas.reward import RewardConfig, latency_reward
+
+    space = create_space("enas_test")
+    cost = {"sep_conv_5x5": 3.0, "sep_conv_3x3": 2.0, "skip": 1.0}
+    latency = TableLatency(space, {b.key: next((v for k, v in cost.items() if f".{k}|" in b.key), 0.5)
+                                   for b in space.all_latency_blocks()})
+    rng = np.random.default_rng(0)
+    tight = float(np.percentile([latency(space.sample(rng)) for _ in range(200)], 20))
+
+    def mean_latency_after(target_ms):
+        ctrl = Controller(space, ControllerConfig(lr=0.05), seed=0)
+        trainer = ReinforceTrainer(ctrl)
+        reward_cfg = RewardConfig(target_ms=target_ms, exponent=-0.5)
+        for _ in range(25):
+            samples = [ctrl.sample() for _ in range(8)]
+            trainer.update(samples, [latency_reward(1.0, latency(s), reward_cfg) for s in samples])
+        return float(np.mean([latency(ctrl.sample()) for _ in range(64)]))
+
+    fresh = Controller(space, seed=0)
+    start = float(np.mean([latency(fresh.sample()) for _ in range(64)]))
+    steered, control = mean_latency_after(tight), mean_latency_after(None)
+    assert steered < tight < start
+    assert control == pytest.approx(start, rel=0.1)
