@@ -220,16 +220,19 @@ def section_ofa(results: Path) -> str:
     return "\n\n".join(parts)
 
 
-def section_deploy(results: Path) -> str:
+def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = None) -> str:
     r = _load(results, "bench_deploy")
+    recorded = {os.path.normpath(x["checkpoint"]): x.get("lfw_acc") for x in report_rows or [] if x.get("checkpoint")}
     head = "## Deployment: latency of the final networks (batch 1) next to LFW accuracy"
     if not r:
         return head + "\n\n" + _missing("bench_deploy", "python -m benchmarks.bench_deploy --models ...")
     rows = [[os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"]), m.get("mflops"),
              m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
-             (m.get("torch") or {}).get("lfw_acc"), (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
+             (m.get("torch") or {}).get("lfw_acc", recorded.get(os.path.normpath(m["model"]))),
+             (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
     return head + f"\n\n{r.get('threads')} thread(s).\n\n" + _table(
-        ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch)", "LFW acc (TFLite fp32)"], rows)
+        ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch; from its record if not re-measured)",
+         "LFW acc (TFLite fp32)"], rows)
 
 
 def render(results: Path) -> dict[str, Any]:
@@ -242,7 +245,7 @@ def render(results: Path) -> dict[str, Any]:
              "the JSON in this folder (machine, versions and command line are recorded there)."]
     parts += [s(results) for s in sections]
     parts.append(report)
-    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results)]
+    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
     if points:
