@@ -69,7 +69,9 @@ def measure_model(source: str, threads: int, rounds: int, runs: int, min_time: f
     row = {"model": source, "kind": loaded.kind, "input_size": list(size),
            "mflops": count_flops(model, (1, *shape)) / 1e6, "params_m": count_params(model) / 1e6,
            "latency": latency}
-    if loaded.trained and lfw and os.path.isfile(lfw):
+    if lfw == "skip":
+        row["accuracy"] = "not measured here (--skip-accuracy): see the method's own record"
+    elif loaded.trained and lfw and os.path.isfile(lfw):
         row["torch"] = _lfw_acc(model, lfw, size)
         row["tflite_float32"] = _lfw_acc(TFLiteEmbedder(forms["tflite_float32"]), lfw, size)
         if int8:
@@ -90,11 +92,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--int8", action="store_true", help="also TFLite int8 (calibrated on celeba299 faces)")
     ap.add_argument("--lfw", default=None, help="default: ../shared/data/lfw.bin")
     ap.add_argument("--name", default="bench_deploy", help="result file name")
+    ap.add_argument("--skip-accuracy", action="store_true",
+                    help="latency only (the LFW accuracy of each checkpoint is in its training / search record)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from facenas.utils.paths import shared_data_dir
 
-    lfw = args.lfw or str(shared_data_dir() / "lfw.bin")
+    lfw = "skip" if args.skip_accuracy else (args.lfw or str(shared_data_dir() / "lfw.bin"))
     t0 = time.perf_counter()
     rows = [measure_model(m, args.threads, args.rounds, args.runs, args.min_time, args.int8, lfw) for m in args.models]
     result = {"threads": args.threads, "models": rows, "wall_s": round(time.perf_counter() - t0, 1)}

@@ -137,7 +137,7 @@ def _row(final: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_report(art: Path, args) -> dict[str, Any]:
-    result: dict[str, Any] = {"space_config": SPACE_CONFIG, "budget": {
+    result: dict[str, Any] = {"space_config": SPACE_CONFIG, "artifacts": str(art), "budget": {
         "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps,
         "controller_steps": args.controller_steps,
         "arcs_per_controller_step": 8, "exponent_q": args.exponent, "candidates_ranked": args.candidates,

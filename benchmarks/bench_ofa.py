@@ -47,7 +47,7 @@ from facenas.utils.paths import shared_data_dir
 log = logging.getLogger("bench_ofa")
 SPACE_CONFIG: dict[str, Any] = {"input_size": 64, "embedding_size": 128}
 TARGET = "lfw_devtest_auc"  # what the predictors learn to rank (see step_accuracy_set)
-PHASE_EPOCHS = {"full": 4, "kernel": 1, "depth_1": 0.5, "depth_2": 0.5, "expand_1": 0.5, "expand_2": 1}
+PHASE_EPOCHS = {"full": 1.0, "kernel": 0.25, "depth_1": 0.15, "depth_2": 0.15, "expand_1": 0.15, "expand_2": 0.25}
 
 
 def step_supernet(art: Path, minutes: float):

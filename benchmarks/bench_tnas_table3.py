@@ -42,6 +42,8 @@ RECIPES = ROOT / "recipes" / "configs"
 STEPS = ("teacher", "search", "tnas_fkd", "uniform_fkd", "uniform_margin")
 UNIFORM_RATIO = 0.5
 log = logging.getLogger("bench_tnas_table3")
+#: lfw.bin metrics kept next to the accuracy in every training row
+VERIFICATION_EXTRAS = ("lfw_tar_at_far_1e-3", "lfw_tar_at_far_1e-3_std", "lfw_auc", "lfw_eer")
 
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
@@ -56,14 +58,24 @@ def _overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def _done(step_dir: Path) -> dict[str, Any] | None:
+    """The step's ``final.json``; its row gets the lfw.bin extras from the step's metrics when it
+    was written without them (rows of runs recorded before the extras were kept)."""
     f = step_dir / "final.json"
-    return read_json(f) if f.is_file() else None
+    if not f.is_file():
+        return None
+    done = read_json(f)
+    row = done.get("row", {})
+    for key in VERIFICATION_EXTRAS:
+        if row.get(key) is None and done.get(key) is not None:
+            row[key] = done[key]
+    return done
 
 
 def _train_row(metrics: dict[str, Any], cfg: Any, wall: float) -> dict[str, Any]:
     return {
         "mflops": round(metrics.get("mflops", 0.0), 3), "params_m": round(metrics.get("params_m", 0.0), 4),
         "lfw_acc": metrics.get("lfw_acc"), "lfw_acc_std": metrics.get("lfw_acc_std"),
+        **{k: metrics.get(k) for k in VERIFICATION_EXTRAS},
         "best_model_lfw_acc": metrics.get("best_lfw_acc", metrics.get("lfw_acc")),
         "best_lfw_devtest_acc": metrics.get("best_lfw_devtest_acc"), "lfw_devtest_acc_last": metrics.get("lfw_devtest_acc"),
         "train_minutes": round(metrics.get("train_seconds", 0.0) / 60, 2), "wall_minutes": round(wall / 60, 2),
@@ -169,7 +181,8 @@ def main() -> None:
         else:
             rows[step] = run_student(art, step, train_over)
     table = [{"method": name, "mflops": rows[name].get("mflops"), "lfw_acc": rows[name].get("lfw_acc"),
-              "lfw_acc_std": rows[name].get("lfw_acc_std"), "best_model_lfw_acc": rows[name].get("best_model_lfw_acc")}
+              "lfw_acc_std": rows[name].get("lfw_acc_std"),
+              "lfw_tar_at_far_1e-3": rows[name].get("lfw_tar_at_far_1e-3"), "best_model_lfw_acc": rows[name].get("best_model_lfw_acc")}
              for name in ("teacher", "uniform_margin", "uniform_fkd", "tnas_fkd") if name in rows]
     save_result("bench_tnas_table3" + (f"_{args.tag}" if args.tag else ""), {
         "protocol": "benchmarks/PROTOCOL.md", "artifacts": str(art), "train_overrides": train_over,

@@ -70,10 +70,20 @@ def section_data(results: Path) -> str:
         rows.append(["loading lfw.bin vs arcface_torch `load_bin`", r.get("speedup_1_thread"),
                      f"2 threads {_f(r.get('speedup_2_threads'), 2)}x; pixels identical: {_f(r.get('pixels_identical_to_reference'))}",
                      r.get("goal_speedup")])
-    r = _load(results, "bench_cpu_throughput")
+    r = _load(results, "bench_supernet_step")
     if r and isinstance(r.get("ratio_supernet_vs_static"), (int, float)):
-        rows.append(["supernet step vs static subnet step", r["ratio_supernet_vs_static"], "", None])
-    lines.append(_table(["what", "speed-up (x)", "notes", "goal (x)"], rows) if rows else
+        rows.append(["OFA supernet training step time / extracted static subnet's (largest subnet; a time ratio, not a speed-up)",
+                     r["ratio_supernet_vs_static"],
+                     "; ".join(f"{k}: {v['ratio']}x time" for k, v in r.get("subnets", {}).items()), None])
+    r = _load(results, "bench_ofa")
+    if r:
+        runs = (r.get("search") or {}).get("runs") or {}
+        comp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/comparator")]
+        mlp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/mlp")]
+        if comp and mlp:
+            rows.append(["QuickSelect evolution with the comparator vs with the MLP predictor (search time)",
+                         round(sum(mlp) / sum(comp), 2), f"comparator {sum(comp) / len(comp):.2f} s, MLP {sum(mlp) / len(mlp):.2f} s per search", None])
+    lines.append(_table(["what", "ratio (x)", "notes", "goal (x)"], rows) if rows else
                  _missing("bench_recordio", "python -m benchmarks.bench_recordio"))
     return "\n\n".join(lines)
 
@@ -106,7 +116,9 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
         for name, step in r.get("steps", {}).items():
             if name == "search":
                 continue
-            rows.append({"method": {"teacher": "TNAS teacher", "tnas_fkd": "TNAS (searched, FKD)",
+            art = r.get("artifacts") or ""
+            rows.append({"checkpoint": os.path.join(art, name, "best.pt") if art else None,
+                         "method": {"teacher": "TNAS teacher (= MobileFaceNet baseline)", "tnas_fkd": "TNAS (searched, FKD)",
                                     "uniform_fkd": "uniform narrowing (FKD)", "uniform_margin": "uniform narrowing (margin loss)"}.get(name, name),
                          "network": name, "lfw_acc": step.get("lfw_acc"), "lfw_acc_std": step.get("lfw_acc_std"),
                          "tar": step.get("lfw_tar_at_far_1e-3"), "mflops": step.get("mflops"), "params_m": step.get("params_m"),
@@ -115,15 +127,22 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
     if r:
         for name, row in (r.get("retrain") or {}).items():
             if row:
-                rows.append({"method": "ENAS-style (retrained)" if name.startswith("top") else "random arc (same budget)",
+                art = r.get("artifacts") or ""
+                rows.append({"checkpoint": os.path.join(art, "retrain", name, "train", "best.pt") if art else None,"method": "ENAS-style (retrained)" if name.startswith("top") else "random arc (same budget)",
                              "network": name, "lfw_acc": row.get("lfw_acc"), "lfw_acc_std": row.get("lfw_acc_std"),
                              "tar": row.get("lfw_tar_at_far_1e-3"), "mflops": row.get("mflops"), "params_m": row.get("params_m"),
                              "latency_lut_ms": row.get("latency_ms"), "time_min": row.get("wall_minutes"),
                              "budget": f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"})
     r = _load(results, "bench_ofa")
     if r:
-        for row in r.get("report_rows", []):
-            rows.append(row)
+        for name, run in ((r.get("search") or {}).get("runs") or {}).items():
+            bound, ranker = name.split("/", 1)
+            rows.append({"method": "OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor",
+                         "network": f"bound {bound}", "lfw_acc": run.get("lfw_acc"), "lfw_acc_std": run.get("lfw_acc_std"),
+                         "tar": run.get("lfw_tar_at_far_1e-3"), "mflops": run.get("mflops"),
+                         "latency_ms": run.get("latency_ms_measured"), "checkpoint": run.get("checkpoint"),
+                         "time_min": round(((r.get("supernet") or {}).get("train_seconds") or 0) / 60, 1),
+                         "budget": "supernet weights, BN recalibrated, no fine-tuning"})
     return rows
 
 
@@ -183,19 +202,37 @@ def section_ofa(results: Path) -> str:
     head = "## OFA + LightGBM comparator vs MLP predictor"
     if not r:
         return head + "\n\n" + _missing("bench_ofa", "python -m benchmarks.bench_ofa")
-    return head + "\n\n```json\n" + json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, indent=1)[:3000] + "\n```"
+    p = r.get("predictors") or {}
+    rows = [[kind, (p.get(kind) or {}).get("pairwise_accuracy"), (p.get(kind) or {}).get("kendall_tau"),
+             (p.get(kind) or {}).get("spearman"), (p.get(kind) or {}).get("fit_seconds")] for kind in ("comparator", "mlp")]
+    acc = r.get("accuracy_set") or {}
+    parts = [head, f"Accuracy set: {acc.get('n')} subnets, target `{acc.get('target')}` on {acc.get('set')}; hold-out "
+                   f"{p.get('holdout')} subnets (trained on {p.get('train')}).",
+             _table(["ranker", "pairwise accuracy", "Kendall tau", "Spearman", "fit s"], rows)]
+    runs = (r.get("search") or {}).get("runs") or {}
+    parts.append(_table(["bound / ranker", "LFW acc ± std", "latency ms (measured)", "MFLOPs", "search s"],
+                        [[n, _acc(v.get("lfw_acc"), v.get("lfw_acc_std")), v.get("latency_ms_measured"), v.get("mflops"),
+                          v.get("search_seconds")] for n, v in runs.items()]))
+    if r.get("vs_baseline"):
+        parts.append("Versus the hand-designed baseline: " + json.dumps(r["vs_baseline"]))
+    if r.get("front_png"):
+        parts.append(f"![OFA front]({Path(r['front_png']).name})")
+    return "\n\n".join(parts)
 
 
-def section_deploy(results: Path) -> str:
+def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = None) -> str:
     r = _load(results, "bench_deploy")
+    recorded = {os.path.normpath(x["checkpoint"]): x.get("lfw_acc") for x in report_rows or [] if x.get("checkpoint")}
     head = "## Deployment: latency of the final networks (batch 1) next to LFW accuracy"
     if not r:
         return head + "\n\n" + _missing("bench_deploy", "python -m benchmarks.bench_deploy --models ...")
     rows = [[os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"]), m.get("mflops"),
              m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
-             (m.get("torch") or {}).get("lfw_acc"), (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
+             (m.get("torch") or {}).get("lfw_acc", recorded.get(os.path.normpath(m["model"]))),
+             (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
     return head + f"\n\n{r.get('threads')} thread(s).\n\n" + _table(
-        ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch)", "LFW acc (TFLite fp32)"], rows)
+        ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch; from its record if not re-measured)",
+         "LFW acc (TFLite fp32)"], rows)
 
 
 def render(results: Path) -> dict[str, Any]:
@@ -208,7 +245,7 @@ def render(results: Path) -> dict[str, Any]:
              "the JSON in this folder (machine, versions and command line are recorded there)."]
     parts += [s(results) for s in sections]
     parts.append(report)
-    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results)]
+    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
     if points:

@@ -2,7 +2,7 @@
 
     facenas nni register                                 # register the facenas advisors with NNI (idempotent)
     facenas nni create recipes/nni/toy_test.yml --port 8080
-    facenas nni results EXPERIMENT_ID [--json]           # summary table, best architectures
+    facenas nni results EXPERIMENT_ID_or_DIR [--json]    # summary table, best architectures
     facenas nni space toy [--output recipes/nni/spaces/toy.json]
     facenas nni stop|resume|view EXPERIMENT_ID [--port 8080]
     facenas nni run-local recipes/nni/toy_test.yml --output /tmp/run   # the pipeline without NNI
@@ -72,8 +72,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     from facenas.adapters.nni.paths import find_experiment_output
     from facenas.adapters.nni.results import format_summary, write_summary
 
-    out = find_experiment_output(args.experiment_id, args.experiment_dir)
-    summary = write_summary(out, args.experiment_id)
+    experiment_id, experiment_dir = args.experiment_id, args.experiment_dir
+    if experiment_dir is None and Path(experiment_id).expanduser().is_dir():
+        # a folder instead of an id: an experiment output folder (or NNI's folder of the experiment,
+        # or a `run-local --output` folder); the id then comes from the advisor state, if any
+        experiment_id, experiment_dir = Path(experiment_id).expanduser().resolve().name, Path(experiment_id).expanduser()
+        if experiment_id == "facenas":
+            experiment_id = experiment_dir.resolve().parent.name
+        out = find_experiment_output(experiment_id, experiment_dir)
+        summary = write_summary(out)
+    else:
+        out = find_experiment_output(experiment_id, experiment_dir)
+        summary = write_summary(out, experiment_id)
     _emit(args, summary, format_summary(summary).rstrip())
     return 0
 
@@ -171,7 +181,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--debug", action="store_true", help="NNI debug logging")
 
     q = add("results", cmd_results, "print (and refresh) an experiment's summary and best architectures")
-    q.add_argument("experiment_id")
+    q.add_argument("experiment_id", metavar="EXPERIMENT_ID_or_DIR",
+                   help="an experiment id (found through NNI's manifest) or its output folder")
     q.add_argument("--experiment-dir", help="the experiment's output folder or NNI working directory")
     q.add_argument("--output-root", help=argparse.SUPPRESS)
 

@@ -30,7 +30,7 @@ def test_summary_renders_recorded_results_and_marks_missing_ones(tmp_path):
          "torch": {"lfw_acc": 0.85}}]})
     out = render(tmp_path)
     md = (tmp_path / "summary.md").read_text()
-    assert "| RecordIO read + decode" in md and "5.1000" in md
+    assert "| RecordIO read + decode" in md and "5.1000" in md and "ratio (x)" in md
     assert "0.8500 ± 0.0100" in md and "| 2.0000 |" in md  # latency joined from bench_deploy by checkpoint path
     assert "_missing: `benchmarks/results/bench_lut.json` has not been recorded" in md
     assert "_missing: `benchmarks/results/bench_ofa.json`" in md

@@ -215,3 +215,19 @@ def test_toy_test_pipeline_runs_locally_and_summarises(tmp_path):
         assert (tmp_path / name).is_file(), name
     failed = [r for r in summary["trials"] if r["status"] == "FAILED"]
     assert len(failed) == 1 and "injected failure" in failed[0]["error"]
+
+
+def test_results_cli_takes_an_output_folder_and_prints_the_trial_table(tmp_path, capsys):
+    """`facenas nni results DIR --json`: one row per trial with its named metrics; the text form is a table."""
+    from facenas.cli import main as facenas_main
+
+    run_pipeline_locally(pipeline_config_of(load_yaml(TOY_TEST)["tuner"]), tmp_path / "run")
+    capsys.readouterr()
+    assert facenas_main(["nni", "results", str(tmp_path / "run"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["output_dir"] == str(tmp_path / "run") and len(summary["trials"]) == 8
+    ok = [r for r in summary["trials"] if r["step"] == "candidates" and r["status"] == "SUCCEEDED"]
+    assert len(ok) == 3 and all({"default", "toy_score", "mflops", "params_m"} <= set(r["metrics"]) for r in ok)
+    assert facenas_main(["nni", "results", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "| step | index | status |" in text and "toy_score" in text and "## best architectures (step retrain)" in text
