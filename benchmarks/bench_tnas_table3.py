@@ -21,7 +21,6 @@ All students use the same seed, batches and flips; the teacher's embeddings are 
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks._common import save_result
+from benchmarks.bench_baselines import _overrides
 from facenas.plugins.engine import build_backbone, load_train_config, train
 from facenas.plugins.flops import count_flops, count_params
 from facenas.plugins.tnas.distill import DistillSettings, train_student, uniform_description
@@ -44,17 +44,6 @@ UNIFORM_RATIO = 0.5
 log = logging.getLogger("bench_tnas_table3")
 #: lfw.bin metrics kept next to the accuracy in every training row
 VERIFICATION_EXTRAS = ("lfw_tar_at_far_1e-3", "lfw_tar_at_far_1e-3_std", "lfw_auc", "lfw_eer")
-
-
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, text = item.split("=", 1)
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
-    return out
 
 
 def _done(step_dir: Path) -> dict[str, Any] | None:

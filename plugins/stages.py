@@ -39,3 +39,17 @@ def run_stage(name: str, params: Mapping[str, Any], reporter: Reporter) -> dict[
 def run_stage_locally(name: str, params: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     """Run a stage without NNI, reporting to ``out_dir`` (metrics.jsonl, final.json)."""
     return run_stage(name, params, LocalReporter(out_dir))
+
+
+def config_fields_from_params(params: Mapping[str, Any], config_cls: type) -> dict[str, Any]:
+    """The config fields a stage's parameters describe: ``config`` (a recipe path or a dict of
+    ``config_cls`` fields, optional) with every other parameter as an override."""
+    from facenas.config import load_config_module
+
+    params = dict(params)
+    base = params.pop("config", None)
+    if base is None:
+        return params
+    if isinstance(base, Mapping):
+        return {**dict(base), **params}
+    return {**load_config_module(str(base), config_cls).to_dict(), **params}

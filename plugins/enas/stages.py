@@ -25,19 +25,11 @@ from facenas.plugins.stages import STAGES
 
 def search_config_from_params(params: Mapping[str, Any]):
     """The :class:`SearchConfig` a stage's parameters describe."""
-    from facenas.config import load_config_module
+    from facenas.plugins.stages import config_fields_from_params
 
     from .search import SearchConfig
 
-    params = dict(params)
-    base = params.pop("config", None)
-    if base is None:
-        data: dict[str, Any] = params
-    elif isinstance(base, Mapping):
-        data = {**dict(base), **params}
-    else:
-        data = {**load_config_module(str(base), SearchConfig).to_dict(), **params}
-    return SearchConfig.from_dict(data, source="enas.search parameters")
+    return SearchConfig.from_dict(config_fields_from_params(params, SearchConfig), source="enas.search parameters")
 
 
 @STAGES.register("enas.search")

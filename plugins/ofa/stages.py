@@ -29,18 +29,11 @@ from facenas.plugins.stages import STAGES
 @STAGES.register("ofa.train_supernet")
 def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
-    from facenas.config import load_config_module
+    from facenas.plugins.stages import config_fields_from_params
 
     from .train import SupernetTrainConfig, save_supernet, train_supernet
 
-    params = dict(params)
-    base = params.pop("config", None)
-    if base is None:
-        data: dict[str, Any] = params
-    elif isinstance(base, Mapping):
-        data = {**dict(base), **params}
-    else:
-        data = {**load_config_module(str(base), SupernetTrainConfig).to_dict(), **params}
+    data = config_fields_from_params(params, SupernetTrainConfig)
     data.setdefault("output", os.path.join(os.fspath(reporter.out_dir), "supernet"))
     cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
     res = train_supernet(cfg, reporter=reporter)
