@@ -249,7 +249,7 @@ def render(results: Path) -> dict[str, Any]:
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
     if points:
-        png = plot_accuracy_latency([f"{p['method']}: {p['network']}"[:40] for p in points],
+        png = plot_accuracy_latency([str(p["network"])[:16] for p in points],
                                     [p["latency_ms"] for p in points], [p["lfw_acc"] for p in points],
                                     results / "summary.png", title="CPU scale: LFW accuracy vs latency",
                                     ylabel="LFW accuracy (lfw.bin)", groups=[p["method"] for p in points])
