@@ -50,8 +50,10 @@ def test_toy_pipeline_end_to_end():
 
 
 @pytest.mark.slow
-def test_facenas_search_tuner_end_to_end():
-    res = run_experiment_e2e(RECIPES / "toy_search_test.yml", timeout=600, required_metrics=["toy_score"])
+def test_facenas_search_tuner_end_to_end(tmp_path):
+    # a work_dir of the test's own: the check deletes a temporary one, and the outputs are read below
+    res = run_experiment_e2e(RECIPES / "toy_search_test.yml", timeout=600, required_metrics=["toy_score"],
+                             work_dir=tmp_path / "nni")
     samples = [tuple(sorted((k, v) for k, v in t["parameters"].items() if k != "facenas")) for t in res.trials]
     assert len(res.trials) == 6 and len(set(samples)) == 6  # distinct samples although 2 ran at a time
     state = json.loads((Path(res.output_dir) / "advisor_state.json").read_text())
@@ -59,9 +61,10 @@ def test_facenas_search_tuner_end_to_end():
 
 
 @pytest.mark.slow
-def test_nni_tpe_tuner_with_the_facenas_trial_end_to_end():
+def test_nni_tpe_tuner_with_the_facenas_trial_end_to_end(tmp_path):
     """Plain HPO: NNI's TPE over our generated search space, stage named on the trial command line."""
-    res = run_experiment_e2e(RECIPES / "toy_tpe_test.yml", timeout=600, required_metrics=["toy_score"], min_trials=4)
+    res = run_experiment_e2e(RECIPES / "toy_tpe_test.yml", timeout=600, required_metrics=["toy_score"], min_trials=4,
+                             work_dir=tmp_path / "nni")
     assert len(res.trials) == 4
     summary = summarize(res.output_dir)
     assert len(summary["trials"]) == 4 and summary["best_architectures_step"] == "trials"
