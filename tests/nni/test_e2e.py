@@ -107,8 +107,13 @@ def test_stop_resume_and_view(tmp_path):
         assert [(s["name"], s["status"]) for s in summary["steps"]] == [
             ("supernet", "done"), ("candidates", "done"), ("search", "done"), ("retrain", "done")]
         after = json.loads((out / "advisor_state.json").read_text())
-        lost = [u for u in after["units"] if u["status"] == "lost"]
-        assert {(u["step"], u["index"]) for u in lost} == {(u["step"], u["index"]) for u in interrupted}
+        # every trial the stop interrupted ran again: NNI re-queues some on resume (the advisor waits for them),
+        # the others the advisor marks lost and re-issues; either way each ran to an end (candidate 0 is the
+        # injected failure, so it ends failed)
+        done = {(u["step"], u["index"]) for u in after["units"] if u["status"] in ("succeeded", "failed")}
+        assert {(u["step"], u["index"]) for u in interrupted} <= done
+        lost = {(u["step"], u["index"]) for u in after["units"] if u["status"] == "lost"}
+        assert lost <= {(u["step"], u["index"]) for u in interrupted}
         assert summary["best_architectures"][0]["arch"]["sample"] == create_space("toy").largest()
         launch.stop(exp_id, env=env)
         port3 = launch.free_port()
