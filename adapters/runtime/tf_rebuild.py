@@ -17,8 +17,8 @@ pool), kept for the comparison in ``benchmarks/bench_tflite.py``.
 The op set covers facenas's backbones (MobileFaceNet, IResNet, AirFace/CBAM, the OFA, ENAS and
 TNAS spaces' blocks): Conv (any groups), BatchNormalization, Relu, PRelu, Clip, HardSwish,
 HardSigmoid, Sigmoid, Tanh, elementwise arithmetic, Global/Reduce pooling, Max/AveragePool,
-Flatten, Reshape, Gemm, MatMul, Concat, Pad, Transpose, Squeeze/Unsqueeze, Identity, Dropout
-and constant shape arithmetic. Anything else fails with the list of unsupported ops.
+Flatten, Reshape, Gemm, MatMul, Concat, Pad, Slice (constant bounds), Transpose, Squeeze/Unsqueeze,
+Identity, Dropout and constant shape arithmetic (Shape, Gather, ConstantOfShape, Cast...). Anything else fails with the list of unsupported ops.
 """
 from __future__ import annotations
 
@@ -440,8 +440,7 @@ class OnnxToTF:
         if mode == "edge":
             raise UnsupportedOpError(f"Pad {node.name}: mode 'edge' is not translated")
         if x.nhwc:
-            pairs = [pairs[i] for i in NHWC_TO_NCHW]
-            pairs = [pairs[0], pairs[2], pairs[3], pairs[1]]
+            pairs = [pairs[i] for i in NCHW_TO_NHWC]  # logical N, C, H, W pairs -> stored N, H, W, C
             return Value(self.tf.pad(x.data, pairs, mode=tf_mode, constant_values=value), nhwc=True)
         return Value(self.tf.pad(self.plain(x), pairs, mode=tf_mode, constant_values=value))
 
@@ -497,6 +496,34 @@ class OnnxToTF:
             if key in at:
                 return Value(np.asarray(list(at[key])))
         raise UnsupportedOpError(f"Constant {node.name}: attribute {list(at)} is not translated")
+
+    def op_ConstantOfShape(self, node, a, at):
+        from onnx import numpy_helper
+
+        if not a[0].is_const:
+            raise UnsupportedOpError(f"ConstantOfShape {node.name}: a shape computed at run time is not translated")
+        value = numpy_helper.to_array(at["value"]) if "value" in at else np.zeros(1, dtype=np.float32)
+        return Value(np.full([int(v) for v in np.asarray(a[0].data).ravel()], value.ravel()[0], dtype=value.dtype))
+
+    def op_Slice(self, node, a, at):
+        """ONNX Slice (opset >= 10: starts, ends, axes, steps as inputs); NHWC maps keep their layout."""
+        x = a[0]
+        for v in a[1:]:
+            if v.data is not None and not v.is_const:
+                raise UnsupportedOpError(f"Slice {node.name}: slice bounds computed at run time are not translated")
+        starts, ends = (np.asarray(v.data).ravel().astype(np.int64) for v in a[1:3])
+        r = self.rank(x)
+        axes = np.asarray(a[3].data).ravel().astype(np.int64) if len(a) > 3 and a[3].data is not None else np.arange(len(starts))
+        steps = np.asarray(a[4].data).ravel().astype(np.int64) if len(a) > 4 and a[4].data is not None else np.ones(len(starts), np.int64)
+        index = [slice(None)] * r
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            # ONNX clamps out-of-range bounds (INT64_MAX means "to the end"), as Python slicing does
+            index[int(ax) % r] = slice(int(st), int(en), int(sp))
+        if x.is_const:
+            return Value(x.data[tuple(index)])
+        if x.nhwc:
+            return Value(x.data[tuple(index[i] for i in NCHW_TO_NHWC)], nhwc=True)
+        return Value(self.plain(x)[tuple(index)])
 
     def op_Cast(self, node, a, at):
         from onnx import helper

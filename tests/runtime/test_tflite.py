@@ -92,3 +92,46 @@ def test_unsupported_op_is_named():
     with pytest.raises(UnsupportedOpError, match="LpNormalization"):
         OnnxToTF(helper.make_model(graph))
     assert onnx
+
+
+def test_enas_arcs_rebuild_with_factorized_reduction(faces):
+    """ENAS cells: factorized reduction exports an asymmetric Pad (bounds from ConstantOfShape / Slice shape
+    arithmetic) and a Slice of the padded map; both must land on H and W of the NHWC tensor."""
+    from facenas.adapters.runtime.onnx_export import compare
+    from facenas.adapters.runtime.tflite_export import TFLiteEmbedder, torch_to_tflite
+    from facenas.plugins.space import create_space
+
+    space = create_space("enas", input_size=64, embedding_size=32, channels=8)
+    x = normalise(faces, (64, 64))
+    for seed in range(2):
+        net = realistic(space.build(space.sample(np.random.default_rng(seed))), seed)
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        out = TFLiteEmbedder(torch_to_tflite(net, (3, 64, 64)))(x)
+        assert compare(ref, out, "enas", "faces").max_rel_diff < 1e-5, seed
+
+
+def test_slice_and_asymmetric_pad_on_nhwc_maps():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from facenas.adapters.runtime.tf_rebuild import OnnxToTF
+
+    x = np.ascontiguousarray(np.arange(1 * 2 * 3 * 5, dtype=np.float32).reshape(1, 2, 3, 5))
+    inits = [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 2], np.int64), "pads"),
+             numpy_helper.from_array(np.array([1, 1], np.int64), "starts"),
+             numpy_helper.from_array(np.array([np.iinfo(np.int64).max, 6], np.int64), "ends"),
+             numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "steps")]
+    conv_w = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "w")  # depthwise identity: keeps NHWC
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], group=2),
+             helper.make_node("Pad", ["c", "pads"], ["p"]),
+             helper.make_node("Slice", ["p", "starts", "ends", "axes", "steps"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [*inits, conv_w])
+    conv = OnnxToTF(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    fn = conv.function()
+    got = fn(np.transpose(x, (0, 2, 3, 1))).numpy()
+    want = np.pad(x, [(0, 0), (0, 0), (0, 1), (0, 2)])[:, :, 1:, 1:6:2]
+    np.testing.assert_array_equal(got, want)
+    assert onnx
