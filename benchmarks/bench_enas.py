@@ -89,6 +89,8 @@ def step_search(art: Path, target: str, args) -> dict[str, Any]:
                        steps_per_epoch=args.steps, controller_steps=args.controller_steps, arcs_per_step=8,
                        reward={"target_ms": t_ms, "exponent": args.exponent, "exponent_faster": 0.0},
                        latency={"lut": str(_lut_path(art))}, candidates=args.candidates, top_k=3, seed=args.seed,
+                       controller={"lr": args.controller_lr, "advantage": args.advantage},
+                       val_batch_size=args.val_batch_size,
                        threads=1, max_minutes=args.max_minutes, resume=(out / "search_checkpoint.pt").is_file())
     log.info("search %s: target %.3f ms", target, t_ms)
     return run_search(cfg, out)
@@ -139,7 +141,8 @@ def _row(final: dict[str, Any]) -> dict[str, Any]:
 def step_report(art: Path, args) -> dict[str, Any]:
     result: dict[str, Any] = {"space_config": SPACE_CONFIG, "artifacts": str(art), "budget": {
         "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps,
-        "controller_steps": args.controller_steps,
+        "controller_steps": args.controller_steps, "controller_lr": args.controller_lr, "advantage": args.advantage,
+        "val_batch_size": args.val_batch_size,
         "arcs_per_controller_step": 8, "exponent_q": args.exponent, "candidates_ranked": args.candidates,
         "retrain_epochs": args.epochs_retrain, "threads": 1, "data": "celeba299 8:1:1 per-identity split (search), "
         "full celeba299 (retrain)", "test": "lfw.bin (10 folds, flip)"}}
@@ -218,6 +221,10 @@ def main(argv=None) -> None:
     ap.add_argument("--controller-steps", type=int, default=8)
     ap.add_argument("--candidates", type=int, default=30)
     ap.add_argument("--exponent", type=float, default=-0.5)
+    ap.add_argument("--val-batch-size", type=int, default=128, help="validation images per controller step")
+    ap.add_argument("--controller-lr", type=float, default=0.0035, help="Adam LR of the controller (ENAS: 0.0035)")
+    ap.add_argument("--advantage", choices=("ema", "batch_norm"), default="batch_norm",
+                    help="REINFORCE advantage (ControllerConfig.advantage; ENAS: ema)")
     ap.add_argument("--epochs-retrain", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
