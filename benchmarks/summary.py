@@ -100,49 +100,69 @@ def section_lut(results: Path) -> str:
         _table(["runtime", "subnets", "Spearman", "MAPE %", "uncorrected Spearman", "goal met"], rows)
 
 
+def _row(method: str, network: str, rec: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A report row: accuracy, MFLOPs and params from ``rec`` unless ``fields`` give them."""
+    row = {"method": method, "network": network, "lfw_acc": rec.get("lfw_acc"), "lfw_acc_std": rec.get("lfw_acc_std"),
+           "mflops": rec.get("mflops"), "params_m": rec.get("params_m")}
+    row.update(fields)
+    return row
+
+
 def _report_rows(results: Path) -> list[dict[str, Any]]:
     """One row per network of the accuracy report (CPU scale, celeba299 -> lfw.bin)."""
     rows: list[dict[str, Any]] = []
-    r = _load(results, "bench_baselines")
-    if r:
-        for name, run in r.get("runs", {}).items():
-            rows.append({"method": "baseline (hand-designed)", "network": f"{run.get('network')} {json.dumps(run.get('network_kwargs') or {})}",
-                         "lfw_acc": run.get("lfw_acc"), "lfw_acc_std": run.get("lfw_acc_std"),
-                         "tar": run.get("lfw_tar_at_far_1e-3"), "mflops": run.get("mflops"), "params_m": run.get("params_m"),
-                         "time_min": run.get("train_minutes"), "checkpoint": (run.get("artifacts") or "") + "/best.pt",
-                         "budget": f"{run.get('epochs')} epochs, {run.get('config', {}).get('threads')} thread(s)"})
+    baseline_files = ["bench_baselines"] + sorted(f.stem for f in results.glob("bench_baselines_*.json"))
+    for file in baseline_files:  # the untagged run and the tagged ones (`bench_baselines --tag T`)
+        for name, run in ((_load(results, file) or {}).get("runs") or {}).items():
+            rows.append(_row("baseline (hand-designed)", f"{run.get('network')} {json.dumps(run.get('network_kwargs') or {})}",
+                             run, tar=run.get("lfw_tar_at_far_1e-3"), time_min=run.get("train_minutes"),
+                             checkpoint=(run.get("artifacts") or "") + "/best.pt",
+                             budget=f"{run.get('epochs')} epochs, {run.get('config', {}).get('threads')} thread(s)"))
     r = _load(results, "bench_tnas_table3")
     if r:
+        search_min = ((r.get("steps") or {}).get("search") or {}).get("search_minutes")
+        names = {"teacher": "TNAS teacher (= MobileFaceNet baseline)", "tnas_fkd": "TNAS (searched, FKD)",
+                 "uniform_fkd": "uniform narrowing (FKD)", "uniform_margin": "uniform narrowing (margin loss)"}
         for name, step in r.get("steps", {}).items():
             if name == "search":
                 continue
             art = r.get("artifacts") or ""
-            rows.append({"checkpoint": os.path.join(art, name, "best.pt") if art else None,
-                         "method": {"teacher": "TNAS teacher (= MobileFaceNet baseline)", "tnas_fkd": "TNAS (searched, FKD)",
-                                    "uniform_fkd": "uniform narrowing (FKD)", "uniform_margin": "uniform narrowing (margin loss)"}.get(name, name),
-                         "network": name, "lfw_acc": step.get("lfw_acc"), "lfw_acc_std": step.get("lfw_acc_std"),
-                         "tar": step.get("lfw_tar_at_far_1e-3"), "mflops": step.get("mflops"), "params_m": step.get("params_m"),
-                         "time_min": step.get("train_minutes"), "budget": f"{step.get('epochs')} epochs"})
+            rows.append(_row(names.get(name, name), name, step, tar=step.get("lfw_tar_at_far_1e-3"),
+                             time_min=step.get("train_minutes"), search_min=search_min if name == "tnas_fkd" else None,
+                             checkpoint=os.path.join(art, name, "best.pt") if art else None,
+                             budget=f"{step.get('epochs')} epochs"))
     r = _load(results, "bench_enas")
     if r:
+        search_s = (r.get("search_tight") or {}).get("search_seconds")
         for name, row in (r.get("retrain") or {}).items():
             if row:
                 art = r.get("artifacts") or ""
-                rows.append({"checkpoint": os.path.join(art, "retrain", name, "train", "best.pt") if art else None,"method": "ENAS-style (retrained)" if name.startswith("top") else "random arc (same budget)",
-                             "network": name, "lfw_acc": row.get("lfw_acc"), "lfw_acc_std": row.get("lfw_acc_std"),
-                             "tar": row.get("lfw_tar_at_far_1e-3"), "mflops": row.get("mflops"), "params_m": row.get("params_m"),
-                             "latency_lut_ms": row.get("latency_ms"), "time_min": row.get("wall_minutes"),
-                             "budget": f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"})
+                top = name.startswith("top")
+                rows.append(_row("ENAS-style (retrained)" if top else "random arc (same budget)", f"enas {name}", row,
+                                 tar=row.get("lfw_tar_at_far_1e-3"), latency_lut_ms=row.get("latency_ms"),
+                                 time_min=row.get("wall_minutes"),
+                                 search_min=round(search_s / 60, 1) if top and isinstance(search_s, (int, float)) else None,
+                                 checkpoint=os.path.join(art, "retrain", name, "train", "best.pt") if art else None,
+                                 budget=f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"))
     r = _load(results, "bench_ofa")
     if r:
+        supernet_min = round(((r.get("supernet") or {}).get("train_seconds") or 0) / 60, 1)
         for name, run in ((r.get("search") or {}).get("runs") or {}).items():
             bound, ranker = name.split("/", 1)
-            rows.append({"method": "OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor",
-                         "network": f"bound {bound}", "lfw_acc": run.get("lfw_acc"), "lfw_acc_std": run.get("lfw_acc_std"),
-                         "tar": run.get("lfw_tar_at_far_1e-3"), "mflops": run.get("mflops"),
-                         "latency_ms": run.get("latency_ms_measured"), "checkpoint": run.get("checkpoint"),
-                         "time_min": round(((r.get("supernet") or {}).get("train_seconds") or 0) / 60, 1),
-                         "budget": "supernet weights, BN recalibrated, no fine-tuning"})
+            rows.append(_row("OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor", f"ofa bound {bound}",
+                             run, tar=run.get("lfw_tar_at_far_1e-3"), latency_ms=run.get("latency_ms_measured"),
+                             checkpoint=run.get("checkpoint"), time_min=supernet_min,
+                             search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
+                             budget="supernet weights, BN recalibrated, no fine-tuning"))
+        ft = r.get("finetune")
+        run = ((r.get("search") or {}).get("runs") or {}).get(ft.get("run", "")) if ft else None
+        if ft and run:
+            rows.append(_row("OFA + comparator, fine-tuned", "ofa bound baseline, fine-tuned", ft,
+                             tar=ft.get("lfw_tar_at_far_1e-3"), mflops=run.get("mflops"),
+                             latency_ms=run.get("latency_ms_measured"), checkpoint=ft.get("checkpoint"),
+                             time_min=round(supernet_min + (ft.get("train_minutes") or 0), 1),
+                             search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
+                             budget=f"supernet + {ft.get('epochs')} epochs fine-tuning"))
     return rows
 
 
@@ -165,12 +185,15 @@ def section_report(results: Path) -> tuple[str, list[dict[str, Any]]]:
     if not rows:
         return head + "\n\n_missing: no method or baseline results recorded yet._", rows
     table = _table(["method", "network", "LFW acc ± std (10 folds)", "TAR@FAR=1e-3", "latency ms (ORT, 1 thread)",
-                    "MFLOPs", "params (M)", "train min", "budget"],
+                    "MFLOPs", "params (M)", "train min", "search min", "budget"],
                    [[r["method"], r["network"], _acc(r.get("lfw_acc"), r.get("lfw_acc_std")), r.get("tar"),
                      r.get("latency_ms", r.get("latency_lut_ms")), r.get("mflops"), r.get("params_m"), r.get("time_min"),
-                     r.get("budget")] for r in rows])
+                     r.get("search_min"), r.get("budget")] for r in rows])
     note = ("Latency: measured by `bench_deploy` where present; ENAS rows without it show the lookup-table "
-            "prediction. Methods without a row have not been run at CPU scale yet.")
+            "prediction. Train min: training time of the network (OFA: the supernet's, plus fine-tuning where done); "
+            "search min: the search itself (TNAS: the Gumbel search; ENAS: the controller search; OFA: one evolution "
+            "with the ranker, on top of the supernet and the accuracy set). Methods without a row have not been run "
+            "at CPU scale yet.")
     return f"{head}\n\n{table}\n\n{note}", rows
 
 
@@ -223,10 +246,12 @@ def section_ofa(results: Path) -> str:
 def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = None) -> str:
     r = _load(results, "bench_deploy")
     recorded = {os.path.normpath(x["checkpoint"]): x.get("lfw_acc") for x in report_rows or [] if x.get("checkpoint")}
+    labels = {os.path.normpath(x["checkpoint"]): f"{x['method']}: {x['network']}" for x in report_rows or [] if x.get("checkpoint")}
     head = "## Deployment: latency of the final networks (batch 1) next to LFW accuracy"
     if not r:
         return head + "\n\n" + _missing("bench_deploy", "python -m benchmarks.bench_deploy --models ...")
-    rows = [[os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"]), m.get("mflops"),
+    rows = [[labels.get(os.path.normpath(m["model"]), os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"])),
+             m.get("mflops"),
              m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
              (m.get("torch") or {}).get("lfw_acc", recorded.get(os.path.normpath(m["model"]))),
              (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
