@@ -5,9 +5,9 @@ One command (run it under the heavy lock; it measures for several minutes)::
     flock /work/tools/heavy.lock .venv/bin/python -m benchmarks.bench_lut
 
 For each runtime (onnxruntime and TFLite, 1 thread by default) it builds -- or resumes --
-``benchmarks/results/lut_<space>_<runtime>_t<threads>.json`` (every distinct block timed in 5
+``benchmarks/results/lut_<space>_<runtime>_t<threads>.json`` (every distinct block timed in 10
 interleaved rounds on the thread-CPU clock, relative to a speed probe; the per-call overhead; a
-calibration on 10 subnets of a seed of their own), then ``lut validate`` on 50 other random
+calibration on 20 subnets of a seed of their own), then ``lut validate`` on 50 other random
 subnets, and records Spearman rank correlation and MAPE of the corrected prediction next to the
 plain block sum's and the absolute (not speed-normalised) figures, in
 ``benchmarks/results/bench_lut.json``.
@@ -31,8 +31,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--runtimes", nargs="+", default=["onnxruntime", "tflite"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--num-subnets", type=int, default=50)
-    ap.add_argument("--calibrate", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved timings of every block / network")
+    ap.add_argument("--calibrate", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=10, help="interleaved timings of every block / network")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--min-time", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=1, help="validation subnets' seed")

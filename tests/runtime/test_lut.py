@@ -106,6 +106,12 @@ def test_validate_reports_spearman_and_mape(toy_table):
         assert np.isfinite(res[key])
     assert -1 <= res["spearman"] <= 1 and res["mape"] >= 0
     assert all(r["measured_ms"] > 0 for r in res["subnets"])
+    assert res["measurement_retest_spearman"] is None  # one round: nothing to compare
+
+
+def test_validate_reports_the_measurements_own_repeatability(toy_table):
+    res = validate_table(toy_table, num_subnets=6, seed=1, rounds=2, **FAST)
+    assert -1 <= res["measurement_retest_spearman"] <= 1
 
 
 def test_lut_cli(tmp_path, capsys):
@@ -141,3 +147,26 @@ def test_nni_profiler_and_range_filter(toy_table):
     assert p_small < p_large
     keep = RangeProfilerFilter(prof, max=(p_small + p_large) / 2)
     assert keep(small) and not keep(large)
+
+
+def test_calibration_keeps_a_term_only_when_it_predicts_held_out_networks_better():
+    from facenas.adapters.runtime.lut import _fit
+
+    def data(seed):
+        rng = np.random.default_rng(seed)
+        return (rng.uniform(0.5, 1.5, 20), rng.uniform(1.0, 5.0, 20), rng.integers(10, 20, 20).astype(float),
+                rng.normal(0.0, 0.02, 20))
+
+    plain = 0
+    for seed in range(20):  # neither plays a part: a term would fit the noise (kept only by chance correlation)
+        x, w, n, noise = data(seed)
+        a, b, c, d = _fit(x, 0.1 + 1.7 * x + noise, w, n)
+        plain += c == 0.0 and d == 0.0
+        assert b == pytest.approx(1.7, rel=0.1)
+    assert plain >= 15
+    x, w, n, noise = data(0)
+    a, b, c, d = _fit(x, 0.1 + 1.7 * x + 0.08 * w + noise, w, n)  # streaming the weights costs time
+    assert c == pytest.approx(0.08, rel=0.3) and b == pytest.approx(1.7, rel=0.1)
+    a, b, c, d = _fit(x, 0.1 + 1.7 * x + 0.05 * n + noise, w, n)  # every block boundary costs time
+    assert d == pytest.approx(0.05, rel=0.3) and c == 0.0
+    assert _fit(x[:2], 2 * x[:2])[1] == pytest.approx(2.0)  # too few networks: a scale only
