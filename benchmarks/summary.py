@@ -166,12 +166,19 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _deploy_latency(results: Path) -> dict[str, float]:
-    r = _load(results, "bench_deploy")
-    out = {}
-    for m in (r or {}).get("models", []):
-        out[os.path.normpath(m["model"])] = m["latency"]["onnxruntime"]["median_ms"]
+def _deploy_models(results: Path) -> dict[str, dict[str, Any]]:
+    """Every model timed by ``bench_deploy`` (``bench_deploy*.json``, ``--name``), by path; a later run's
+    measurement of the same file replaces an earlier one."""
+    runs = [r for r in (_load(results, f.stem) for f in results.glob("bench_deploy*.json")) if r]
+    out: dict[str, dict[str, Any]] = {}
+    for r in sorted(runs, key=lambda r: r.get("_date") or ""):
+        for m in r.get("models", []):
+            out[os.path.normpath(m["model"])] = {**m, "_threads": r.get("threads")}
     return out
+
+
+def _deploy_latency(results: Path) -> dict[str, float]:
+    return {k: m["latency"]["onnxruntime"]["median_ms"] for k, m in _deploy_models(results).items()}
 
 
 def section_report(results: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -244,18 +251,18 @@ def section_ofa(results: Path) -> str:
 
 
 def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = None) -> str:
-    r = _load(results, "bench_deploy")
+    models = _deploy_models(results)
     recorded = {os.path.normpath(x["checkpoint"]): x.get("lfw_acc") for x in report_rows or [] if x.get("checkpoint")}
     labels = {os.path.normpath(x["checkpoint"]): f"{x['method']}: {x['network']}" for x in report_rows or [] if x.get("checkpoint")}
     head = "## Deployment: latency of the final networks (batch 1) next to LFW accuracy"
-    if not r:
+    if not models:
         return head + "\n\n" + _missing("bench_deploy", "python -m benchmarks.bench_deploy --models ...")
-    rows = [[labels.get(os.path.normpath(m["model"]), os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"])),
-             m.get("mflops"),
-             m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
-             (m.get("torch") or {}).get("lfw_acc", recorded.get(os.path.normpath(m["model"]))),
-             (m.get("tflite_float32") or {}).get("lfw_acc")] for m in r.get("models", [])]
-    return head + f"\n\n{r.get('threads')} thread(s).\n\n" + _table(
+    rows = [[labels.get(path, os.path.basename(os.path.dirname(m["model"])) + "/" + os.path.basename(m["model"])),
+             m.get("mflops"), m["latency"]["onnxruntime"]["median_ms"], m["latency"].get("tflite_float32", {}).get("median_ms"),
+             (m.get("torch") or {}).get("lfw_acc", recorded.get(path)), (m.get("tflite_float32") or {}).get("lfw_acc")]
+            for path, m in models.items()]
+    threads = sorted({m.get("_threads") for m in models.values()}, key=str)
+    return head + f"\n\n{', '.join(map(str, threads))} thread(s).\n\n" + _table(
         ["model", "MFLOPs", "ORT ms", "TFLite ms", "LFW acc (torch; from its record if not re-measured)",
          "LFW acc (TFLite fp32)"], rows)
 
