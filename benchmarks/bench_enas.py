@@ -80,7 +80,7 @@ def _targets(art: Path) -> dict[str, float]:
 def step_search(art: Path, target: str, args) -> dict[str, Any]:
     from facenas.plugins.enas.search import SearchConfig, run_search
 
-    out = art / f"search_{target}"
+    out = art / (f"search_{target}_{args.variant}" if args.variant else f"search_{target}")
     if (out / "search_result.json").is_file():
         log.info("search %s: done before", target)
         return read_json(out / "search_result.json")
@@ -93,6 +93,10 @@ def step_search(art: Path, target: str, args) -> dict[str, Any]:
                        val_batch_size=args.val_batch_size,
                        threads=1, max_minutes=args.max_minutes, resume=(out / "search_checkpoint.pt").is_file())
     log.info("search %s: target %.3f ms", target, t_ms)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "bench_args.json", {"target": target, "target_ms": t_ms, "exponent": args.exponent,
+                                         "variant": args.variant, "controller_lr": args.controller_lr,
+                                         "advantage": args.advantage})
     return run_search(cfg, out)
 
 
@@ -154,7 +158,8 @@ def step_report(art: Path, args) -> dict[str, Any]:
     except FileNotFoundError:
         result["targets_ms"] = None
     curves = {}
-    for target in PERCENTILES:
+    searches = sorted(p.name[len("search_"):] for p in art.glob("search_*") if p.is_dir())  # tight, loose, variants
+    for target in searches:
         epochs_file = art / f"search_{target}" / "search_epochs.json"
         if epochs_file.is_file():
             ep = read_json(epochs_file)
@@ -164,9 +169,21 @@ def step_report(art: Path, args) -> dict[str, Any]:
         if res_file.is_file():
             r = read_json(res_file)
             result[f"search_{target}"] = {k: r.get(k) for k in ("val_acc", "latency_ms", "search_seconds")}
+            args_file = art / f"search_{target}" / "bench_args.json"
+            if args_file.is_file():
+                result[f"search_{target}"]["settings"] = read_json(args_file)
+            elif target in PERCENTILES:  # searches run before bench_args.json existed: the report's own settings
+                result[f"search_{target}"]["settings"] = {"target": target, "exponent": args.exponent,
+                                                          "controller_lr": args.controller_lr, "advantage": args.advantage}
             result[f"search_{target}"]["top"] = [{k: t.get(k) for k in ("rank", "val_acc", "latency_ms", "mflops",
                                                                          "params_m")} for t in r["top"]]
     result["curves"] = curves
+    if curves:
+        # mean LUT latency of the arcs the controller sampled: first two epochs vs last two, per search
+        result["sampled_latency_first_last_ms"] = {t: [float(np.mean([c["latency_ms"] for c in rows[:2]])),
+                                                       float(np.mean([c["latency_ms"] for c in rows[-2:]]))]
+                                                   for t, rows in curves.items() if rows}
+        result["entropy_first_last"] = {t: [rows[0]["entropy"], rows[-1]["entropy"]] for t, rows in curves.items() if rows}
     if all(t in curves and curves[t] for t in PERCENTILES):
         last = {t: [c["latency_ms"] for c in curves[t][-2:]] for t in PERCENTILES}
         result["sampled_latency_last_epochs_ms"] = {t: float(np.mean(v)) for t, v in last.items()}
@@ -212,6 +229,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=("lut", "search", "retrain", "report"))
     ap.add_argument("--target", choices=tuple(PERCENTILES), default="tight")
+    ap.add_argument("--variant", default="", help="a second search of the same target with other settings "
+                    "(e.g. --exponent -3): written to search_<target>_<variant>/")
     ap.add_argument("--which", choices=("top", "random"), default="top")
     ap.add_argument("--artifacts", default="/work/artifacts/enas")
     ap.add_argument("--epochs", type=int, default=5)

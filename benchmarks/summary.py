@@ -219,9 +219,24 @@ def section_enas(results: Path) -> str:
     head = "## ENAS-style search: controller learning and the latency term"
     if not r:
         return head + "\n\n" + _missing("bench_enas", "python -m benchmarks.bench_enas report")
-    lines = [head, f"Targets (ms): {json.dumps(r.get('targets_ms'))}; mean sampled latency over the last epochs: "
-                   f"{json.dumps(r.get('sampled_latency_last_epochs_ms'))}; tight below loose: {_f(r.get('tight_below_loose'))}; "
-                   f"mean LFW acc top-3 vs random: {json.dumps(r.get('mean_lfw_acc'))}."]
+    lines = [head]
+    first_last = r.get("sampled_latency_first_last_ms") or {}
+    entropy = r.get("entropy_first_last") or {}
+    targets = r.get("targets_ms") or {}
+    rows = []
+    for name in first_last:
+        search = r.get(f"search_{name}") or {}
+        st = search.get("settings") or {}
+        rows.append([name, st.get("target_ms", targets.get(st.get("target", name))), st.get("exponent"),
+                     f"{first_last[name][0]:.4f} -> {first_last[name][1]:.4f}",
+                     f"{entropy.get(name, [None, None])[0]:.2f} -> {entropy.get(name, [None, None])[1]:.2f}"
+                     if name in entropy else "–", search.get("val_acc"),
+                     round(search["search_seconds"] / 60, 1) if search.get("search_seconds") else None])
+    if rows:
+        lines.append(_table(["search", "target T (ms)", "q", "sampled latency ms (first 2 -> last 2 epochs)",
+                             "policy entropy (first -> last)", "best arc val acc", "min"], rows))
+    lines.append(f"Mean LFW accuracy of the retrained top-3 vs random arcs of similar latency: "
+                 f"{json.dumps(r.get('mean_lfw_acc'))}.")
     if r.get("curves_png"):
         lines.append(f"![ENAS curves]({Path(r['curves_png']).name})")
     return "\n\n".join(lines)
