@@ -29,6 +29,19 @@ class InfeasibleConstraintError(FacenasError):
     """No subnet of the space meets the constraint; the message gives the smallest reachable cost."""
 
 
+def _block_table(space: OFASpace, cost) -> np.ndarray:
+    """``cost(block spec, input size)`` of every (stage, depth, kernel, expand) block choice, as an array."""
+    lay = space.layout
+    table = np.zeros((lay.num_stages, lay.max_depth, len(space.kernel_sizes), len(space.expand_ratios)))
+    for s in range(lay.num_stages):
+        for d in range(lay.max_depth):
+            size = lay.block_input_size(s, d)
+            for i, k in enumerate(space.kernel_sizes):
+                for j, e in enumerate(space.expand_ratios):
+                    table[s, d, i, j] = cost(space.block_spec(s, d, k, e), size)
+    return table
+
+
 @dataclasses.dataclass
 class AdditiveCost:
     """Cost of a subnet = ``fixed`` + the sum of its active blocks' entries of ``table``.
@@ -50,14 +63,7 @@ class AdditiveCost:
     @classmethod
     def flops(cls, space: OFASpace) -> "AdditiveCost":
         """MFLOPs (multiply-accumulates / 1e6), analytic: equals ``count_flops`` of the built subnet."""
-        lay = space.layout
-        table = np.zeros((lay.num_stages, lay.max_depth, len(space.kernel_sizes), len(space.expand_ratios)))
-        for s in range(lay.num_stages):
-            for d in range(lay.max_depth):
-                size = lay.block_input_size(s, d)
-                for i, k in enumerate(space.kernel_sizes):
-                    for j, e in enumerate(space.expand_ratios):
-                        table[s, d, i, j] = space.block_flops(space.block_spec(s, d, k, e), size) / 1e6
+        table = _block_table(space, lambda spec, size: space.block_flops(spec, size) / 1e6)
         return cls(space, "mflops", space.fixed_flops() / 1e6, table, "MFLOPs")
 
     @classmethod
@@ -74,14 +80,7 @@ class AdditiveCost:
                 f"{source} lacks {len(missing)} of the {len(needed)} blocks of space '{space.name}' "
                 f"(config {space.config()}): {shown}. Build a table for this space and config "
                 "(facenas lut build --space ofa ...) or pass the space config the table was built for")
-        lay = space.layout
-        table = np.zeros((lay.num_stages, lay.max_depth, len(space.kernel_sizes), len(space.expand_ratios)))
-        for s in range(lay.num_stages):
-            for d in range(lay.max_depth):
-                size = lay.block_input_size(s, d)
-                for i, k in enumerate(space.kernel_sizes):
-                    for j, e in enumerate(space.expand_ratios):
-                        table[s, d, i, j] = float(lut[space.block_key(space.block_spec(s, d, k, e), size)])
+        table = _block_table(space, lambda spec, size: float(lut[space.block_key(spec, size)]))
         fixed = sum(float(lut[b.key]) for b in space.fixed_latency_blocks())
         return cls(space, "latency_ms", fixed, table, "ms")
 

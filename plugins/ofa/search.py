@@ -366,14 +366,13 @@ class GenomeSampler:
         out[bad] = target  # only reachable through float round-off at the bound
         return out
 
-    def mutate(self, parents: np.ndarray) -> np.ndarray:
-        p = self.config.mutation_prob
-        out = np.empty_like(parents)
-        todo = np.arange(len(parents))
+    def _resample(self, draw, n: int, fallback: np.ndarray) -> np.ndarray:
+        """``n`` feasible genomes: ``draw(rows)`` proposes candidates for the row indices still
+        infeasible, for at most ``max_resample_rounds`` rounds; rows never feasible keep ``fallback``."""
+        out = np.empty_like(fallback)
+        todo = np.arange(n)
         for _ in range(self.config.max_resample_rounds):
-            mask = self.rng.random((len(todo), parents.shape[1])) < p
-            fresh = self.space.random_genomes(self.rng, len(todo))
-            cand = np.where(mask, fresh, parents[todo])
+            cand = draw(todo)
             ok = self.feasible(cand)
             out[todo[ok]] = cand[ok]
             todo = todo[~ok]
@@ -381,24 +380,24 @@ class GenomeSampler:
                 return out
             self.stats["resampled"] += len(todo)
         self.stats["fallback_to_parent"] += len(todo)
-        out[todo] = parents[todo]
+        out[todo] = fallback[todo]
         return out
 
+    def mutate(self, parents: np.ndarray) -> np.ndarray:
+        p = self.config.mutation_prob
+
+        def draw(rows: np.ndarray) -> np.ndarray:
+            mask = self.rng.random((len(rows), parents.shape[1])) < p
+            return np.where(mask, self.space.random_genomes(self.rng, len(rows)), parents[rows])
+
+        return self._resample(draw, len(parents), parents)
+
     def crossover(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        out = np.empty_like(first)
-        todo = np.arange(len(first))
-        for _ in range(self.config.max_resample_rounds):
-            pick = self.rng.random((len(todo), first.shape[1])) < 0.5
-            cand = np.where(pick, first[todo], second[todo])
-            ok = self.feasible(cand)
-            out[todo[ok]] = cand[ok]
-            todo = todo[~ok]
-            if not len(todo):
-                return out
-            self.stats["resampled"] += len(todo)
-        self.stats["fallback_to_parent"] += len(todo)
-        out[todo] = first[todo]
-        return out
+        def draw(rows: np.ndarray) -> np.ndarray:
+            pick = self.rng.random((len(rows), first.shape[1])) < 0.5
+            return np.where(pick, first[rows], second[rows])
+
+        return self._resample(draw, len(first), first)
 
     def children(self, parents: np.ndarray) -> np.ndarray:
         cfg = self.config

@@ -16,26 +16,13 @@ path or dict), ``distill`` (DistillSettings fields) and ``space`` (the TnasSpace
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import runpy
 from typing import Any
 
 from facenas.errors import ConfigError
-
-
-def _parse_set(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set num_epoch=4")
-        key, text = item.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = text
-    return out
+from facenas.plugins.engine.cli import _parse_set  # --set FIELD=VALUE, as `facenas train`
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
