@@ -3,7 +3,7 @@
 One command, resumable step by step (a finished step's file is reused)::
 
     python -m benchmarks.bench_ofa [--artifacts /work/artifacts/ofa] [--supernet-minutes 45] [--num-subnets 36]
-        [--lut benchmarks/results/lut_ofa_onnxruntime_t1.json] [--phase-epochs '{"full": 8}'] [--finetune-epochs 6]
+        [--lut benchmarks/results/lut_ofa_onnxruntime_t1.json] [--phase-epochs '{"full": 8}'] [--finetune-epochs 12] [--finetune-lr 0.1]
 
 Steps (outputs under ``--artifacts``):
 
@@ -26,7 +26,7 @@ Steps (outputs under ``--artifacts``):
    with onnxruntime (1 thread);
 6. ``finetune/`` -- the comparator's subnet under the baseline's latency extracted with its supernet
    weights and the supernet's ArcFace head, fine-tuned ``--finetune-epochs`` as a static network
-   through the training engine (SGD lr 0.02, label smoothing 0.1), tested on lfw.bin;
+   through the training engine (SGD ``--finetune-lr``, label smoothing 0.1), tested on lfw.bin;
 7. ``benchmarks/results/bench_ofa.json`` and ``bench_ofa_front.png`` (accuracy-latency front).
 """
 from __future__ import annotations
@@ -243,7 +243,8 @@ def step_search(art: Path, space, supernet, lut_path: Path, comp, mlp, images) -
     return out
 
 
-def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float, minutes: float) -> dict[str, Any]:
+def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float, minutes: float,
+                  lr: float = 0.1) -> dict[str, Any]:
     """Paper Sec. IV-C / OFA: the chosen subnet extracted with its supernet weights (and the supernet's trained
     ArcFace head) and fine-tuned as a static network through the training engine, then tested on lfw.bin."""
     from facenas.plugins.engine.config import TrainConfig
@@ -257,7 +258,7 @@ def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float
     subnet = supernet.get_active_subnet()
     subnet.facenas_network = {"arch": space.describe(run["sample"])}
     cfg = TrainConfig(network="ofa_subnet", rec=str(shared_data_dir() / "celeba299"), embedding_size=SPACE_CONFIG["embedding_size"],
-                      image_size=64, batch_size=64, lr=0.02, warmup_epoch=0.2, num_epoch=epochs,
+                      image_size=64, batch_size=64, lr=lr, warmup_epoch=0.5, num_epoch=epochs,
                       margin_head="combined", margin_list=(1.0, 0.5, 0.0), label_smoothing=0.1,
                       val_targets=["lfw_devtest"], val_every_epoch=2, test_targets=["lfw"], output=str(out), threads=1,
                       num_workers=1, max_minutes=minutes, verbose=100000, resume=(out / "checkpoint.pt").is_file())
@@ -331,9 +332,10 @@ def main(argv=None) -> dict[str, Any]:
     ap.add_argument("--num-subnets", type=int, default=50)
     ap.add_argument("--lut", default=None, help="an existing OFA lookup table (default: build one)")
     ap.add_argument("--phase-epochs", default=None, help="JSON {phase: epochs} over PHASE_EPOCHS")
-    ap.add_argument("--finetune-epochs", type=float, default=6.0,
+    ap.add_argument("--finetune-epochs", type=int, default=12,
                     help="fine-tune the subnet chosen under the baseline's latency (0 = off)")
-    ap.add_argument("--finetune-minutes", type=float, default=30.0)
+    ap.add_argument("--finetune-minutes", type=float, default=40.0)
+    ap.add_argument("--finetune-lr", type=float, default=0.1)
     args = ap.parse_args(argv)
     setup_logging(0)
     torch.set_num_threads(1)
@@ -376,7 +378,7 @@ def main(argv=None) -> dict[str, Any]:
                                  "matches_or_beats": run["lfw_acc"] >= base["lfw_acc"]}
     if args.finetune_epochs > 0 and "baseline/comparator" in search["runs"]:
         ft = step_finetune(art, space, supernet, search["runs"]["baseline/comparator"], args.finetune_epochs,
-                           args.finetune_minutes)
+                           args.finetune_minutes, args.finetune_lr)
         result["finetune"] = ft
         run = search["runs"]["baseline/comparator"]
         result["vs_baseline"].update({"ofa_finetuned_lfw_acc": ft["lfw_acc"], "ofa_finetuned_lfw_acc_std": ft["lfw_acc_std"],
