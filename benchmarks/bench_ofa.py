@@ -270,7 +270,7 @@ def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float
     m = res.metrics
     record = {"run": run.get("name", "baseline/comparator"), "epochs": res.epochs, "lr": cfg.lr, "train_minutes": round(res.train_seconds / 60, 2),
               "wall_minutes": round((time.monotonic() - t0) / 60, 2), "lfw_acc": m.get("lfw_acc"), "lfw_acc_std": m.get("lfw_acc_std"),
-              "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "best": res.best, "checkpoint": str(out / "model.pt"),
+              "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "best": res.best, "checkpoint": str(out / "last.pt"),  # the model lfw_acc was measured on
               "stopped_early": res.stopped_early}
     write_json(done, record)
     return record
