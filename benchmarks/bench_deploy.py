@@ -6,7 +6,9 @@ One command for any list of trained checkpoints or architecture descriptions (un
 
 Per model: MFLOPs (MACs) and parameters at its native input size; batch-1 latency (median and p90,
 ``--threads`` threads) in onnxruntime, TFLite float32 (facenas's NHWC rebuild) and, with
-``--int8``, TFLite int8; all forms timed in interleaved rounds. For a trained checkpoint also the
+``--int8``, TFLite int8; all forms timed in interleaved rounds (thread CPU clock for 1 thread, ``--clock``).
+``--arch-of FILE=CHECKPOINT`` times an architecture-only file in place of a checkpoint whose weights
+were not kept (recorded as ``stands_for``). For a trained checkpoint also the
 LFW accuracy (``../shared/data/lfw.bin``, 10 folds, flip-test, at the network's input size: the
 CPU-scale protocol's) of the torch model and of the TFLite float32 file. An architecture
 description has fresh weights, so its accuracy is reported as not applicable.
@@ -36,7 +38,7 @@ def _lfw_acc(model, lfw: str, size) -> dict:
 
 
 def measure_model(source: str, threads: int, rounds: int, runs: int, min_time: float, int8: bool,
-                  lfw: str | None) -> dict:
+                  lfw: str | None, clock: str = "wall") -> dict:
     from facenas.adapters.runtime.latency import onnx_runner, time_runner
     from facenas.adapters.runtime.models import load_model
     from facenas.adapters.runtime.onnx_export import torch_export
@@ -68,13 +70,13 @@ def measure_model(source: str, threads: int, rounds: int, runs: int, min_time: f
     times = {k: [] for k in runners}
     for _ in range(rounds):
         for k, run in runners.items():
-            times[k].append(time_runner(run, 10, runs, min_time) * 1e3)
+            times[k].append(time_runner(run, 10, runs, min_time, clock) * 1e3)
     latency = {}
     for k, parts in times.items():
         medians = [float(np.median(t)) for t in parts]
         latency[k] = {"median_ms": float(np.median(medians)), "p90_ms": float(np.percentile(np.concatenate(parts), 90)),
                       "round_medians_ms": medians}
-    row = {"model": source, "kind": loaded.kind, "input_size": list(size),
+    row = {"model": source, "kind": loaded.kind, "input_size": list(size), "clock": clock,
            "mflops": count_flops(model, (1, *shape)) / 1e6, "params_m": count_params(model) / 1e6,
            "latency": latency, **({"tflite_error": tflite_error} if tflite_error else {})}
     if lfw == "skip":
@@ -101,6 +103,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--int8", action="store_true", help="also TFLite int8 (calibrated on celeba299 faces)")
     ap.add_argument("--lfw", default=None, help="default: ../shared/data/lfw.bin")
     ap.add_argument("--name", default="bench_deploy", help="result file name")
+    ap.add_argument("--clock", choices=("wall", "cpu", "auto"), default="auto",
+                    help="latency clock: thread CPU time (immune to preemption on a busy machine; 1 thread only) "
+                         "or wall; auto = cpu for 1 thread")
+    ap.add_argument("--arch-of", nargs="*", default=[], metavar="FILE=CHECKPOINT[,CHECKPOINT]",
+                    help="FILE has the architecture of CHECKPOINT(s) whose weights were not kept: it is timed and "
+                         "recorded as standing for them (latency depends on the architecture only)")
     ap.add_argument("--skip-accuracy", action="store_true",
                     help="latency only (the LFW accuracy of each checkpoint is in its training / search record)")
     args = ap.parse_args(argv)
@@ -109,7 +117,23 @@ def main(argv=None) -> dict:
 
     lfw = "skip" if args.skip_accuracy else (args.lfw or str(shared_data_dir() / "lfw.bin"))
     t0 = time.perf_counter()
-    rows = [measure_model(m, args.threads, args.rounds, args.runs, args.min_time, args.int8, lfw) for m in args.models]
+    from facenas.adapters.runtime.lut import resolve_clock
+
+    clock = resolve_clock(args.clock, args.threads)
+    stands_for: dict[str, list[str]] = {}
+    for item in args.arch_of:
+        if "=" not in item:
+            raise SystemExit(f"--arch-of {item!r}: expected FILE=CHECKPOINT[,CHECKPOINT]")
+        file, targets = item.split("=", 1)
+        stands_for[file] = targets.split(",")
+    rows = []
+    for m in [*args.models, *stands_for]:
+        row = measure_model(m, args.threads, args.rounds, args.runs, args.min_time, args.int8,
+                            "skip" if m in stands_for else lfw, clock)
+        if m in stands_for:
+            row["stands_for"] = stands_for[m]
+            row["accuracy"] = "architecture only (untrained weights): accuracy in the stood-for checkpoint's record"
+        rows.append(row)
     result = {"threads": args.threads, "models": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     print(f"{'model':40s} {'MFLOPs':>8s} {'ORT ms':>8s} {'TFLite ms':>10s} {'LFW acc':>8s}")
     for r in rows:

@@ -173,7 +173,8 @@ def _deploy_models(results: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in sorted(runs, key=lambda r: r.get("_date") or ""):
         for m in r.get("models", []):
-            out[os.path.normpath(m["model"])] = {**m, "_threads": r.get("threads")}
+            for path in m.get("stands_for") or [m["model"]]:  # an architecture-only file times a lost checkpoint
+                out[os.path.normpath(path)] = {**m, "_threads": r.get("threads")}
     return out
 
 
