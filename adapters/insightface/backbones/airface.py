@@ -78,16 +78,23 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """CBAM spatial attention: 7x7 conv over the channel-wise mean and max maps, gated."""
+    """CBAM spatial attention: 7x7 conv + BN over the channel-wise mean and max maps, gated.
+
+    The BatchNorm is CBAM's (its reference spatial gate is a conv with BN, no activation). Without
+    it the gate's logits follow the scale of the feature maps: in a CPU-scale run they drifted to
+    about -27, ``1 + tanh`` saturated at 0, the first (non-residual) block's output was zero for
+    every input and the network never trained (LFW 0.5, identical embeddings).
+    """
 
     def __init__(self, kernel_size: int = 7):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1)
         self.gate = OnePlusTanh()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return x * self.gate(self.conv(maps))
+        return x * self.gate(self.bn(self.conv(maps)))
 
 
 class CBAM(nn.Module):
