@@ -161,3 +161,18 @@ def test_onnx_teacher_wraps_onnxruntime(tmp_path):
     assert out.shape == (3, 32) and not out.requires_grad
     assert torch.allclose(out, model(x).detach(), atol=1e-4)
     assert list(teacher.parameters()) == []
+
+
+def test_airface_spatial_gate_is_normalised_and_does_not_saturate():
+    """CBAM's spatial gate normalises its logits (conv + BN): feature maps of any scale give gates spread
+    around 1, not a 1+tanh saturated at 0 that zeroes the block for every input."""
+    from facenas.adapters.insightface.backbones.airface import SpatialAttention
+
+    torch.manual_seed(0)
+    att = SpatialAttention().train()
+    x = 100.0 * torch.randn(8, 16, 8, 8) - 300.0
+    gate = att.gate(att.bn(att.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))))
+    assert 0.5 < float(gate.mean()) < 1.5
+    assert float((gate < 0.01).float().mean()) < 0.05
+    out = att(x)
+    assert float(out.std()) > 0.1 * float(x.std())
