@@ -117,7 +117,7 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
             rows.append(_row("baseline (hand-designed)", f"{run.get('network')} {json.dumps(run.get('network_kwargs') or {})}",
                              run, tar=run.get("lfw_tar_at_far_1e-3"), time_min=run.get("train_minutes"),
                              checkpoint=(run.get("artifacts") or "") + "/best.pt",
-                             budget=f"{run.get('epochs')} epochs, {run.get('config', {}).get('threads')} thread(s)"))
+                             budget=f"{run.get('epochs')} epochs, lr {run.get('config', {}).get('lr')}, {run.get('config', {}).get('threads')} thread(s)"))
     r = _load(results, "bench_tnas_table3")
     if r:
         search_min = ((r.get("steps") or {}).get("search") or {}).get("search_minutes")
