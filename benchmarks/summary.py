@@ -76,7 +76,14 @@ def section_data(results: Path) -> str:
                      r["ratio_supernet_vs_static"],
                      "; ".join(f"{k}: {v['ratio']}x time" for k, v in r.get("subnets", {}).items()), None])
     r = _load(results, "bench_ofa")
-    if r:
+    speed = (r or {}).get("search_speed")
+    if speed:
+        rows.append(["Algorithm 1 (T=500, P=100, latency table) with the comparator: time vs the MLP predictor's",
+                     speed["comparator_vs_mlp_time"],
+                     f"comparator {speed['comparator']['seconds']:.2f} s (goal <= 3 s: {_f(speed.get('goal_met'))}), "
+                     f"MLP {speed['mlp']['seconds']:.2f} s; at most {speed['comparator']['max_calls_per_generation']} "
+                     "comparator calls per generation (linear)", None])
+    elif r:
         runs = (r.get("search") or {}).get("runs") or {}
         comp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/comparator")]
         mlp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/mlp")]
@@ -158,7 +165,7 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
         run = ((r.get("search") or {}).get("runs") or {}).get(ft.get("run", "")) if ft else None
         if ft and run:
             rows.append(_row("OFA + comparator, fine-tuned", "ofa bound baseline, fine-tuned", ft,
-                             tar=ft.get("lfw_tar_at_far_1e-3"), mflops=run.get("mflops"),
+                             tar=ft.get("lfw_tar_at_far_1e-3"), mflops=run.get("mflops"), params_m=run.get("params_m"),
                              latency_ms=run.get("latency_ms_measured"), checkpoint=ft.get("checkpoint"),
                              time_min=round(supernet_min + (ft.get("train_minutes") or 0), 1),
                              search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
@@ -174,7 +181,7 @@ def _deploy_models(results: Path) -> dict[str, dict[str, Any]]:
     for r in sorted(runs, key=lambda r: r.get("_date") or ""):
         for m in r.get("models", []):
             for path in m.get("stands_for") or [m["model"]]:  # an architecture-only file times a lost checkpoint
-                out[os.path.normpath(path)] = {**m, "_threads": r.get("threads")}
+                out[os.path.normpath(path)] = {**m, "_threads": r.get("threads"), "_date": r.get("_date")}
     return out
 
 
@@ -197,7 +204,10 @@ def section_report(results: Path) -> tuple[str, list[dict[str, Any]]]:
                    [[r["method"], r["network"], _acc(r.get("lfw_acc"), r.get("lfw_acc_std")), r.get("tar"),
                      r.get("latency_ms", r.get("latency_lut_ms")), r.get("mflops"), r.get("params_m"), r.get("time_min"),
                      r.get("search_min"), r.get("budget")] for r in rows])
-    note = ("Latency: measured by `bench_deploy` where present; ENAS rows without it show the lookup-table "
+    dates = sorted({str(m.get("_date", ""))[:10] for m in _deploy_models(results).values()} - {""})
+    note = ("Latency: measured by `bench_deploy` where present (runs of " + ", ".join(dates) + "; a network timed in "
+            "an earlier run than the others, e.g. one whose weights and architecture file were not kept, compares "
+            "only roughly: this shared VM's speed drifts between days); ENAS rows without it show the lookup-table "
             "prediction. Train min: training time of the network (OFA: the supernet's, plus fine-tuning where done); "
             "search min: the search itself (TNAS: the Gumbel search; ENAS: the controller search; OFA: one evolution "
             "with the ranker, on top of the supernet and the accuracy set). Methods without a row have not been run "
