@@ -129,7 +129,8 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
     if r:
         search_min = ((r.get("steps") or {}).get("search") or {}).get("search_minutes")
         names = {"teacher": "TNAS teacher (= MobileFaceNet baseline)", "tnas_fkd": "TNAS (searched, FKD)",
-                 "uniform_fkd": "uniform narrowing (FKD)", "uniform_margin": "uniform narrowing (margin loss)"}
+                 "uniform_fkd": "uniformly narrowed IResNet-18 x0.25 (FKD)",
+                 "uniform_margin": "baseline: uniformly narrowed IResNet-18 x0.25 (margin loss)"}
         for name, step in r.get("steps", {}).items():
             if name == "search":
                 continue

@@ -35,7 +35,9 @@ def test_recipe_loads_and_builds(path):
     cfg = load_train_config(path)
     assert cfg.output == str(Path("work_dirs") / path.stem)
     if path.stem.endswith("_cpu"):
-        assert (cfg.image_size, cfg.embedding_size, cfg.batch_size, cfg.num_epoch, cfg.lr) == (64, 128, 64, 20, 0.1)
+        # the protocol's settings; AirFace's stated deviation: lr 0.02 (its 1+tanh gates die at 0.1)
+        lr = 0.02 if "airface" in path.stem else 0.1
+        assert (cfg.image_size, cfg.embedding_size, cfg.batch_size, cfg.num_epoch, cfg.lr) == (64, 128, 64, 20, lr)
         assert tuple(cfg.margin_list) == (1.0, 0.5, 0.0) and cfg.max_minutes == 60.0
         assert cfg.rec.endswith("celeba299") and cfg.num_classes == 299
         if str(cfg.network).endswith(".json") and not Path(cfg.network).is_file():
