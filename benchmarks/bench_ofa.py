@@ -36,6 +36,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -164,8 +165,6 @@ def _largest_arch(space):
 
 
 def _baseline() -> dict[str, Any] | None:
-    import json
-
     f = Path("/work/artifacts/baselines/summary.json")
     if f.is_file():
         return json.loads(f.read_text())
@@ -193,20 +192,24 @@ def _architecture_checkpoint(run: dict[str, Any]) -> Path:
     return path
 
 
+def _latency_cost_and_bounds(space, lut_path: Path):
+    """The LUT's additive latency cost, and the 35th / 75th percentiles of 300 random subnets' cost (seed 7)."""
+    from facenas.adapters.runtime.lut import LatencyTable
+    from facenas.plugins.ofa.costs import AdditiveCost
+
+    table = LatencyTable.load(lut_path)
+    cost = AdditiveCost.latency(space, {key: table.latency_of(rec) for key, rec in table.entries.items()})
+    rng = np.random.default_rng(7)
+    rand_cost = cost.of_genomes(np.stack([space.genome(space.canonical(space.sample(rng))) for _ in range(300)]))
+    return cost, {"p35": float(np.percentile(rand_cost, 35)), "p75": float(np.percentile(rand_cost, 75))}
+
+
 def step_search(art: Path, space, supernet, lut_path: Path, comp, mlp, images) -> dict[str, Any]:
     from facenas.adapters.insightface.evaluate import VerificationEvaluator
     from facenas.adapters.runtime.latency import measure_latency
-    from facenas.adapters.runtime.lut import LatencyTable
-    from facenas.plugins.ofa.costs import AdditiveCost
     from facenas.plugins.ofa.search import EvolutionConfig, evolution_search, make_ranker
 
-    table = LatencyTable.load(lut_path)
-    lut = {key: table.latency_of(rec) for key, rec in table.entries.items()}
-    cost = AdditiveCost.latency(space, lut)
-    rng = np.random.default_rng(7)
-    rand = [space.canonical(space.sample(rng)) for _ in range(300)]
-    rand_cost = cost.of_genomes(np.stack([space.genome(s) for s in rand]))
-    bounds = {"p35": float(np.percentile(rand_cost, 35)), "p75": float(np.percentile(rand_cost, 75))}
+    cost, bounds = _latency_cost_and_bounds(space, lut_path)
     lfw = VerificationEvaluator({"lfw": str(shared_data_dir() / "lfw.bin")}, batch_size=200, flip=True, image_size=(64, 64))
     evo = EvolutionConfig(generations=100, population_size=100, seed=0)
     out: dict[str, Any] = {"bounds_lut_ms": bounds, "evolution": evo.to_dict(), "runs": {}}
@@ -279,15 +282,10 @@ def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float
 def step_search_speed(space, lut_path: Path, comp, mlp) -> dict[str, Any]:
     """The paper's full Algorithm 1 (T=500, P=100) with each ranker under the same latency bound, timed side by
     side on one thread (the issue's goal: <= 3 s with the comparator; comparator calls must stay linear)."""
-    from facenas.adapters.runtime.lut import LatencyTable
-    from facenas.plugins.ofa.costs import AdditiveCost
     from facenas.plugins.ofa.search import EvolutionConfig, evolution_search, make_ranker
 
-    table = LatencyTable.load(lut_path)
-    cost = AdditiveCost.latency(space, {key: table.latency_of(rec) for key, rec in table.entries.items()})
-    rng = np.random.default_rng(7)
-    bound = float(np.percentile(cost.of_genomes(np.stack([space.genome(space.canonical(space.sample(rng)))
-                                                          for _ in range(300)])), 75))
+    cost, bounds = _latency_cost_and_bounds(space, lut_path)
+    bound = bounds["p75"]
     evo = EvolutionConfig(generations=500, population_size=100, seed=0)
     out: dict[str, Any] = {"evolution": evo.to_dict(), "bound_lut_ms": bound}
     for kind, pred in (("comparator", comp), ("mlp", mlp)):
@@ -369,8 +367,6 @@ def main(argv=None) -> dict[str, Any]:
     art = Path(args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    import json
-
     phase_epochs = {**PHASE_EPOCHS, **(json.loads(args.phase_epochs) if args.phase_epochs else {})}
     space, supernet = step_supernet(art, args.supernet_minutes, phase_epochs)
     supernet.eval()
