@@ -2,15 +2,19 @@
 
 One command, resumable step by step (a finished step's file is reused)::
 
-    python -m benchmarks.bench_ofa [--artifacts /work/artifacts/ofa] [--supernet-minutes 45] [--num-subnets 36]
-        [--lut benchmarks/results/lut_ofa_onnxruntime_t1.json] [--phase-epochs '{"full": 8}'] [--finetune-epochs 12] [--finetune-lr 0.1]
+    python -m benchmarks.bench_ofa [--artifacts /work/artifacts/ofa_face] [--supernet-minutes 45] [--num-subnets 50]
+        [--lut FILE] [--phase-epochs '{"full": 14}'] [--finetune-epochs 20] [--finetune-lr 0.1]
+        [--space-config JSON] [--device cpu|cuda] [--threads 1] [--workers 1] [--only supernet|finetune]
+
+The space is the ``ofa`` face layout at 64x64 (SPACE_CONFIG: stage strides 1-2-2-2-1, a 4x4 final map as
+MobileFaceNet's, GDC head, 128-d). The two training steps can run on a GPU machine (``--only supernet`` /
+``--only finetune --device cuda``) and the rest here: only their output files travel.
 
 Steps (outputs under ``--artifacts``):
 
-1. ``supernet/`` -- the face supernet (MobileNetV3 space ``ofa`` at 64x64, 128-d) trained on
-   celeba299 by progressive shrinking capped at ``--supernet-minutes`` of 1-thread CPU time
-   (epochs per phase: PHASE_EPOCHS, overridden by ``--phase-epochs``), ArcFace + label smoothing,
-   KD from the largest network;
+1. ``supernet/`` -- the face supernet trained on celeba299 by progressive shrinking (epochs per phase:
+   PHASE_EPOCHS, overridden by ``--phase-epochs``; capped at ``--supernet-minutes`` of training),
+   ArcFace + label smoothing, KD from the largest network; ``head.pt`` keeps its ArcFace head;
 2. ``lut_ofa_onnxruntime_t1.json`` -- the per-block latency lookup table (onnxruntime, 1 thread,
    thread-CPU clock), unless ``--lut`` names an existing one;
 3. ``accuracy_set.json`` -- ``--num-subnets`` random subnets, BN recalibrated on 512 training images,
@@ -21,12 +25,13 @@ Steps (outputs under ``--artifacts``):
    MLP accuracy predictor, hold-out ranking quality (Kendall tau, Spearman, pairwise accuracy);
 5. Algorithm 1 (QuickSelect evolution) with each ranker under two latency bounds (LUT block sum:
    the 35th and 75th percentiles of random subnets) and under the measured latency of the
-   hand-designed baseline (``/work/artifacts/baselines/summary`` of issue 3, if present), each
-   chosen subnet verified on lfw.bin (BN recalibrated, supernet weights, no fine-tuning) and timed
-   with onnxruntime (1 thread);
-6. ``finetune/`` -- the comparator's subnet under the baseline's latency extracted with its supernet
-   weights and the supernet's ArcFace head, fine-tuned ``--finetune-epochs`` as a static network
-   through the training engine (SGD ``--finetune-lr``, label smoothing 0.1), tested on lfw.bin;
+   hand-designed baseline (MobileFaceNet, ``bench_baselines.json``), each chosen subnet verified on
+   lfw.bin (BN recalibrated, supernet weights, no fine-tuning), timed with onnxruntime (1 thread) and
+   written to ``chosen/`` as a facenas.model/1 file;
+6. ``finetune/`` -- the comparator's subnet under the baseline's latency (``chosen/baseline_comparator.pt``)
+   with the supernet's ArcFace head, fine-tuned ``--finetune-epochs`` as a static network through the
+   training engine (SGD ``--finetune-lr``, label smoothing 0.1), tested on lfw.bin (here, if it was
+   trained where lfw.bin is absent);
 7. ``benchmarks/results/bench_ofa.json`` and ``bench_ofa_front.png`` (accuracy-latency front).
 """
 from __future__ import annotations
@@ -46,12 +51,16 @@ import numpy as np
 import torch
 
 from benchmarks._common import RESULTS_DIR, save_result
-from facenas.utils.io import read_json, write_json
+from facenas.utils.io import atomic_torch_save, read_json, write_json
 from facenas.utils.log import setup_logging
 from facenas.utils.paths import shared_data_dir
 
 log = logging.getLogger("bench_ofa")
-SPACE_CONFIG: dict[str, Any] = {"input_size": 64, "embedding_size": 128}
+# the face layout at 64x64: stage strides 1, 2, 2, 2, 1 (OFA's 2, 2, 2, 1, 2 reach stride 32, a 2x2 map at 64 px, and
+# lose to MobileFaceNet by 11 points of LFW even fine-tuned; this keeps MobileFaceNet's stride 16 / 4x4 map) and the
+# GDC head; ``--space-config`` overrides any field
+SPACE_CONFIG: dict[str, Any] = {"input_size": 64, "embedding_size": 128, "stage_strides": [1, 2, 2, 2, 1], "head": "gdc"}
+RUN: dict[str, Any] = {"device": "cpu", "threads": 1, "workers": 1}  # where training runs (--device / --threads / --workers)
 TARGET = "lfw_devtest_auc"  # what the predictors learn to rank (see step_accuracy_set)
 # most of the CPU budget goes to the full network (the search under the baseline's latency picks near-largest
 # subnets); the shrinking phases keep smaller subnets usable for the Table 5 comparison
@@ -67,16 +76,26 @@ def step_supernet(art: Path, minutes: float, phase_epochs: dict[str, float]):
         return load_supernet(final)
     cfg = SupernetTrainConfig(space="ofa", space_config=dict(SPACE_CONFIG), rec=str(shared_data_dir() / "celeba299"),
                               image_size=64, batch_size=64, phases=progressive_shrinking_phases(phase_epochs),
-                              val_targets=["lfw_devtest"], output=str(out), threads=1, max_minutes=minutes,
-                              resume=(out / "checkpoint.pt").is_file(), num_workers=1)
+                              val_targets=["lfw_devtest"], output=str(out), threads=RUN["threads"], max_minutes=minutes,
+                              resume=(out / "checkpoint.pt").is_file(), num_workers=RUN["workers"], device=RUN["device"])
     res = train_supernet(cfg)
+    # the trained ArcFace head (class centres) on its own: fine-tuning starts from it, without the resume checkpoint
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    atomic_torch_save({"head": state["head"]}, out / "head.pt")
     write_json(out / "final.json", {"metrics": res.metrics, "train_seconds": res.train_seconds,
                                     "stopped_early": res.stopped_early, "phase_epochs": phase_epochs,
-                                    "budget_minutes": minutes})
+                                    "budget_minutes": minutes, "device": _device_name(RUN["device"]),
+                                    "threads": RUN["threads"], "workers": RUN["workers"]})
     from facenas.plugins.ofa.train import save_supernet
 
-    save_supernet(final, res.space, res.supernet)
-    return res.space, res.supernet
+    save_supernet(final, res.space, res.supernet.cpu())
+    return load_supernet(final)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
 
 
 def step_lut(art: Path, given: str | None) -> Path:
@@ -246,10 +265,13 @@ def step_search(art: Path, space, supernet, lut_path: Path, comp, mlp, images) -
     return out
 
 
-def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float, minutes: float,
+def step_finetune(art: Path, name: str, run: dict[str, Any], epochs: float, minutes: float,
                   lr: float = 0.1) -> dict[str, Any]:
-    """Paper Sec. IV-C / OFA: the chosen subnet extracted with its supernet weights (and the supernet's trained
-    ArcFace head) and fine-tuned as a static network through the training engine, then tested on lfw.bin."""
+    """Paper Sec. IV-C / OFA: the chosen subnet ``name`` as extracted from the supernet (its weights, BN
+    recalibrated: ``chosen/<name>.pt``, the file the search wrote), with the supernet's trained ArcFace head,
+    fine-tuned as a static network through the training engine, then tested on lfw.bin. Needs only those two
+    small files and the data, not the supernet (so it can run on another machine)."""
+    from facenas.adapters.insightface.backbones import load_backbone
     from facenas.plugins.engine.config import TrainConfig
     from facenas.plugins.engine.trainer import build_head, train
 
@@ -257,25 +279,47 @@ def step_finetune(art: Path, space, supernet, run: dict[str, Any], epochs: float
     done = out / "finetune.json"
     if done.is_file():
         return read_json(done)
-    supernet.set_active(space.arch(run["sample"]))
-    subnet = supernet.get_active_subnet()
-    subnet.facenas_network = {"arch": space.describe(run["sample"])}
+    subnet = load_backbone(art / "chosen" / f"{name.replace('/', '_')}.pt").train()
+    subnet.facenas_network = dict(subnet.facenas_checkpoint["network"])  # {"arch": ...}, as the search wrote it
+    # LFW View 2 is tested here if it is on this machine, else on the next run where it is (_finetune_lfw)
+    lfw_here = (shared_data_dir() / "lfw.bin").is_file()
     cfg = TrainConfig(network="ofa_subnet", rec=str(shared_data_dir() / "celeba299"), embedding_size=SPACE_CONFIG["embedding_size"],
                       image_size=64, batch_size=64, lr=lr, warmup_epoch=0.5, num_epoch=epochs,
                       margin_head="combined", margin_list=(1.0, 0.5, 0.0), label_smoothing=0.1,
-                      val_targets=["lfw_devtest"], val_every_epoch=2, test_targets=["lfw"], output=str(out), threads=1,
-                      num_workers=1, max_minutes=minutes, verbose=100000, resume=(out / "checkpoint.pt").is_file())
-    state = torch.load(art / "supernet" / "checkpoint.pt", map_location="cpu", weights_only=False)
+                      val_targets=["lfw_devtest"], val_every_epoch=2, test_targets=["lfw"] if lfw_here else [],
+                      output=str(out), threads=RUN["threads"], num_workers=RUN["workers"], device=RUN["device"],
+                      max_minutes=minutes, verbose=100000, resume=(out / "checkpoint.pt").is_file())
+    head_file = art / "supernet" / "head.pt"
+    state = torch.load(head_file if head_file.is_file() else art / "supernet" / "checkpoint.pt", map_location="cpu",
+                       weights_only=False)
     head = build_head(cfg, 299)
     head.load_state_dict(state["head"])
     t0 = time.monotonic()
     res = train(cfg, model=subnet, head=head)
     m = res.metrics
-    record = {"run": run.get("name", "baseline/comparator"), "epochs": res.epochs, "lr": cfg.lr, "train_minutes": round(res.train_seconds / 60, 2),
+    record = {"run": name, "epochs": res.epochs, "lr": cfg.lr, "train_minutes": round(res.train_seconds / 60, 2),
               "wall_minutes": round((time.monotonic() - t0) / 60, 2), "lfw_acc": m.get("lfw_acc"), "lfw_acc_std": m.get("lfw_acc_std"),
               "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "best": res.best, "checkpoint": str(out / "last.pt"),  # the model lfw_acc was measured on
-              "stopped_early": res.stopped_early}
+              "stopped_early": res.stopped_early, "device": _device_name(RUN["device"]), "threads": RUN["threads"]}
     write_json(done, record)
+    return record
+
+
+def _finetune_lfw(art: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Test a fine-tuned network that was trained where lfw.bin was absent (a GPU machine) on lfw.bin here."""
+    from facenas.adapters.insightface.backbones import load_backbone
+    from facenas.adapters.insightface.evaluate import VerificationEvaluator
+
+    ckpt = art / "finetune" / "last.pt"
+    if record.get("lfw_acc") is not None or not ckpt.is_file():
+        return record
+    model = load_backbone(ckpt).eval()
+    ev = VerificationEvaluator({"lfw": str(shared_data_dir() / "lfw.bin")}, batch_size=200, flip=True, image_size=(64, 64))
+    with torch.no_grad():
+        m = {k: float(v) for k, v in ev(model).items()}
+    record = {**record, "lfw_acc": m["lfw_acc"], "lfw_acc_std": m["lfw_acc_std"],
+              "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "checkpoint": str(ckpt), "lfw_tested_on": "cpu"}
+    write_json(art / "finetune" / "finetune.json", record)
     return record
 
 
@@ -357,19 +401,35 @@ def main(argv=None) -> dict[str, Any]:
     ap.add_argument("--num-subnets", type=int, default=50)
     ap.add_argument("--lut", default=None, help="an existing OFA lookup table (default: build one)")
     ap.add_argument("--phase-epochs", default=None, help="JSON {phase: epochs} over PHASE_EPOCHS")
-    ap.add_argument("--finetune-epochs", type=int, default=12,
+    ap.add_argument("--finetune-epochs", type=int, default=20,
                     help="fine-tune the subnet chosen under the baseline's latency (0 = off)")
     ap.add_argument("--finetune-minutes", type=float, default=40.0)
     ap.add_argument("--finetune-lr", type=float, default=0.1)
+    ap.add_argument("--space-config", default=None, help="JSON fields over SPACE_CONFIG (the face layout at 64x64)")
+    ap.add_argument("--device", default="cpu", help="where the supernet and the fine-tuning train (cpu, cuda)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the CPU-scale protocol)")
+    ap.add_argument("--workers", type=int, default=1, help="data-loading workers")
+    ap.add_argument("--only", choices=("supernet", "finetune"), default=None,
+                    help="run one training step and stop (e.g. on a GPU machine; the rest of the run reuses its files)")
     args = ap.parse_args(argv)
     setup_logging(0)
-    torch.set_num_threads(1)
+    SPACE_CONFIG.update(json.loads(args.space_config) if args.space_config else {})
+    RUN.update(device=args.device, threads=args.threads, workers=args.workers)
+    torch.set_num_threads(args.threads)
     art = Path(args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     phase_epochs = {**PHASE_EPOCHS, **(json.loads(args.phase_epochs) if args.phase_epochs else {})}
+    if args.only == "finetune":  # needs search.json, chosen/ and supernet/head.pt only
+        return step_finetune(art, "baseline/comparator", read_json(art / "search.json")["runs"]["baseline/comparator"],
+                             args.finetune_epochs, args.finetune_minutes, args.finetune_lr)
     space, supernet = step_supernet(art, args.supernet_minutes, phase_epochs)
+    if any(space.config().get(k) != v for k, v in SPACE_CONFIG.items()):
+        raise SystemExit(f"{art / 'supernet' / 'supernet.pt'} was trained for space config {space.config()}, not "
+                         f"{SPACE_CONFIG}; pass --space-config to match it or use another --artifacts folder")
     supernet.eval()
+    if args.only == "supernet":
+        return {}
     lut = step_lut(art, args.lut)
     images = _calibration()
     acc_set = step_accuracy_set(art, space, supernet, args.num_subnets, images)
@@ -401,8 +461,9 @@ def main(argv=None) -> dict[str, Any]:
                                  "within_latency": run["latency_ms_measured"] <= base["latency_ms_measured"],
                                  "matches_or_beats": run["lfw_acc"] >= base["lfw_acc"]}
     if args.finetune_epochs > 0 and "baseline/comparator" in search["runs"]:
-        ft = step_finetune(art, space, supernet, search["runs"]["baseline/comparator"], args.finetune_epochs,
+        ft = step_finetune(art, "baseline/comparator", search["runs"]["baseline/comparator"], args.finetune_epochs,
                            args.finetune_minutes, args.finetune_lr)
+        ft = _finetune_lfw(art, ft)
         result["finetune"] = ft
         run = search["runs"]["baseline/comparator"]
         result["vs_baseline"].update({"ofa_finetuned_lfw_acc": ft["lfw_acc"], "ofa_finetuned_lfw_acc_std": ft["lfw_acc_std"],

@@ -154,14 +154,17 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
                                  budget=f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"))
     r = _load(results, "bench_ofa")
     if r:
-        supernet_min = round(((r.get("supernet") or {}).get("train_seconds") or 0) / 60, 1)
+        sup = r.get("supernet") or {}
+        supernet_min = round((sup.get("train_seconds") or 0) / 60, 1)
+        # where the supernet trained (older records: this CPU, 1 thread) and for how many epochs
+        sup_where = f"{sum((sup.get('phase_epochs') or {}).values()):g} epochs on {sup.get('device', '1 CPU thread')}"
         for name, run in ((r.get("search") or {}).get("runs") or {}).items():
             bound, ranker = name.split("/", 1)
             rows.append(_row("OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor", f"ofa bound {bound}",
                              run, tar=run.get("lfw_tar_at_far_1e-3"), latency_ms=run.get("latency_ms_measured"),
                              checkpoint=run.get("checkpoint"), time_min=supernet_min,
                              search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
-                             budget="supernet weights, BN recalibrated, no fine-tuning"))
+                             budget=f"supernet ({sup_where}) weights, BN recalibrated, no fine-tuning"))
         ft = r.get("finetune")
         run = ((r.get("search") or {}).get("runs") or {}).get(ft.get("run", "")) if ft else None
         if ft and run:
@@ -170,7 +173,8 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
                              latency_ms=run.get("latency_ms_measured"), checkpoint=ft.get("checkpoint"),
                              time_min=round(supernet_min + (ft.get("train_minutes") or 0), 1),
                              search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
-                             budget=f"supernet + {ft.get('epochs')} epochs fine-tuning"))
+                             budget=f"supernet ({sup_where}) + {ft.get('epochs'):g} epochs fine-tuning on "
+                                    f"{ft.get('device', '1 CPU thread')}"))
     return rows
 
 

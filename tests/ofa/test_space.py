@@ -53,7 +53,8 @@ def test_sample_build_forward(name, config):
         assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("config", [{}, {"head": "gdc", "width_mult": 1.2}, {"stage_strides": [2, 2, 2, 1, 1]}])
+@pytest.mark.parametrize("config", [{}, {"head": "gdc", "width_mult": 1.2}, {"stage_strides": [2, 2, 2, 1, 1]},
+                                    {"stage_strides": [1, 2, 2, 2, 1], "head": "gdc"}])  # the face layout of bench_ofa
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_extracted_subnet_equals_supernet(config, train_mode):
     """The issue's first must-show: extracted == supernet output under the same sample."""
@@ -124,7 +125,8 @@ def test_channel_sorting_keeps_the_function():
     assert torch.all(importance[:-1] >= importance[1:])
 
 
-@pytest.mark.parametrize("config", [{}, {"head": "gdc"}, {"width_mult": 1.2, "input_size": 48}])
+@pytest.mark.parametrize("config", [{}, {"head": "gdc"}, {"width_mult": 1.2, "input_size": 48},
+                                    {"stage_strides": [1, 2, 2, 2, 1], "head": "gdc"}])
 def test_analytic_flops_equal_counted(config):
     space = create_space("ofa_tiny", **config)
     rng = np.random.default_rng(2)
