@@ -128,7 +128,7 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
     r = _load(results, "bench_tnas_table3")
     if r:
         search_min = ((r.get("steps") or {}).get("search") or {}).get("search_minutes")
-        names = {"teacher": "TNAS teacher (= MobileFaceNet baseline)", "tnas_fkd": "TNAS (searched, FKD)",
+        names = {"teacher": "TNAS teacher (MobileFaceNet, the baseline recipe: its Nov-22 run)", "tnas_fkd": "TNAS (searched, FKD)",
                  "uniform_fkd": "uniformly narrowed IResNet-18 x0.25 (FKD)",
                  "uniform_margin": "baseline: uniformly narrowed IResNet-18 x0.25 (margin loss)"}
         for name, step in r.get("steps", {}).items():
@@ -157,7 +157,7 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
         sup = r.get("supernet") or {}
         supernet_min = round((sup.get("train_seconds") or 0) / 60, 1)
         # where the supernet trained (older records: this CPU, 1 thread) and for how many epochs
-        sup_where = f"{sum((sup.get('phase_epochs') or {}).values()):g} epochs on {sup.get('device', '1 CPU thread')}"
+        sup_where = f"{sum((sup.get('phase_epochs') or {}).values()):g} epochs on {_where(sup.get('device'), sup.get('threads'))}"
         for name, run in ((r.get("search") or {}).get("runs") or {}).items():
             bound, ranker = name.split("/", 1)
             rows.append(_row("OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor", f"ofa bound {bound}",
@@ -174,7 +174,7 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
                              time_min=round(supernet_min + (ft.get("train_minutes") or 0), 1),
                              search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
                              budget=f"supernet ({sup_where}) + {ft.get('epochs'):g} epochs fine-tuning on "
-                                    f"{ft.get('device', '1 CPU thread')}"))
+                                    f"{_where(ft.get('device'), ft.get('threads'))}"))
     return rows
 
 
@@ -256,6 +256,13 @@ def section_enas(results: Path) -> str:
     if r.get("curves_png"):
         lines.append(f"![ENAS curves]({Path(r['curves_png']).name})")
     return "\n\n".join(lines)
+
+
+def _where(device: str | None, threads: int | None) -> str:
+    """Where a recorded training ran: a GPU's name, else N CPU threads (records before the field: 1 thread)."""
+    if device and device != "cpu":
+        return device
+    return f"{threads or 1} CPU thread(s)"
 
 
 def section_ofa(results: Path) -> str:
