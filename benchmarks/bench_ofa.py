@@ -397,7 +397,7 @@ def _plot(result: dict[str, Any]) -> str | None:
 
 def main(argv=None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--artifacts", default="/work/artifacts/ofa")
+    ap.add_argument("--artifacts", default="/work/artifacts/ofa_face")
     ap.add_argument("--supernet-minutes", type=float, default=18.0)
     ap.add_argument("--num-subnets", type=int, default=50)
     ap.add_argument("--lut", default=None, help="an existing OFA lookup table (default: build one)")
