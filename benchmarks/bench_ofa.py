@@ -89,8 +89,9 @@ def step_supernet(art: Path, minutes: float, phase_epochs: dict[str, float]):
                                     "threads": RUN["threads"], "workers": RUN["workers"]})
     from facenas.plugins.ofa.train import save_supernet
 
-    save_supernet(final, res.space, res.supernet.cpu())
-    return load_supernet(final)
+    supernet = res.supernet.cpu()  # the rest of the benchmark (BN recalibration, ONNX timing) runs on the CPU
+    save_supernet(final, res.space, supernet)
+    return res.space, supernet
 
 
 def _device_name(device: str) -> str:
@@ -114,6 +115,13 @@ def _calibration():
     from facenas.plugins.ofa.calibrate import load_calibration_images
 
     return load_calibration_images(str(shared_data_dir() / "celeba299"), 512, 64, seed=0)
+
+
+def _lfw_evaluator():
+    """LFW View 2 (lfw.bin, 10 folds, flip test) at the benchmark's 64x64: the final numbers."""
+    from facenas.adapters.insightface.evaluate import VerificationEvaluator
+
+    return VerificationEvaluator({"lfw": str(shared_data_dir() / "lfw.bin")}, batch_size=200, flip=True, image_size=(64, 64))
 
 
 def _evaluate(space, supernet, sample: dict, images: torch.Tensor, evaluator) -> dict[str, float]:
@@ -225,12 +233,11 @@ def _latency_cost_and_bounds(space, lut_path: Path):
 
 
 def step_search(art: Path, space, supernet, lut_path: Path, comp, mlp, images) -> dict[str, Any]:
-    from facenas.adapters.insightface.evaluate import VerificationEvaluator
     from facenas.adapters.runtime.latency import measure_latency
     from facenas.plugins.ofa.search import EvolutionConfig, evolution_search, make_ranker
 
     cost, bounds = _latency_cost_and_bounds(space, lut_path)
-    lfw = VerificationEvaluator({"lfw": str(shared_data_dir() / "lfw.bin")}, batch_size=200, flip=True, image_size=(64, 64))
+    lfw = _lfw_evaluator()
     evo = EvolutionConfig(generations=100, population_size=100, seed=0)
     out: dict[str, Any] = {"bounds_lut_ms": bounds, "evolution": evo.to_dict(), "runs": {}}
     base = _baseline()
@@ -309,15 +316,13 @@ def step_finetune(art: Path, name: str, run: dict[str, Any], epochs: float, minu
 def _finetune_lfw(art: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Test a fine-tuned network that was trained where lfw.bin was absent (a GPU machine) on lfw.bin here."""
     from facenas.adapters.insightface.backbones import load_backbone
-    from facenas.adapters.insightface.evaluate import VerificationEvaluator
 
     ckpt = art / "finetune" / "last.pt"
     if record.get("lfw_acc") is not None or not ckpt.is_file():
         return record
     model = load_backbone(ckpt).eval()
-    ev = VerificationEvaluator({"lfw": str(shared_data_dir() / "lfw.bin")}, batch_size=200, flip=True, image_size=(64, 64))
     with torch.no_grad():
-        m = {k: float(v) for k, v in ev(model).items()}
+        m = {k: float(v) for k, v in _lfw_evaluator()(model).items()}
     record = {**record, "lfw_acc": m["lfw_acc"], "lfw_acc_std": m["lfw_acc_std"],
               "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"), "checkpoint": str(ckpt), "lfw_tested_on": "cpu"}
     write_json(art / "finetune" / "finetune.json", record)
