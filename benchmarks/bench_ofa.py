@@ -81,7 +81,7 @@ def step_supernet(art: Path, minutes: float, phase_epochs: dict[str, float]):
                               resume=(out / "checkpoint.pt").is_file(), num_workers=RUN["workers"], device=RUN["device"])
     res = train_supernet(cfg)
     # the trained ArcFace head (class centres) on its own: fine-tuning starts from it, without the resume checkpoint
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     atomic_torch_save({"head": state["head"]}, out / "head.pt")
     write_json(out / "final.json", {"metrics": res.metrics, "train_seconds": res.train_seconds,
                                     "stopped_early": res.stopped_early, "phase_epochs": phase_epochs,
@@ -299,7 +299,7 @@ def step_finetune(art: Path, name: str, run: dict[str, Any], epochs: float, minu
                       max_minutes=minutes, verbose=100000, resume=(out / "checkpoint.pt").is_file())
     head_file = art / "supernet" / "head.pt"
     state = torch.load(head_file if head_file.is_file() else art / "supernet" / "checkpoint.pt", map_location="cpu",
-                       weights_only=False)
+                       weights_only=True)
     head = build_head(cfg, 299)
     head.load_state_dict(state["head"])
     t0 = time.monotonic()

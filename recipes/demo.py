@@ -237,9 +237,9 @@ def _checkpoint_file(path: str) -> str:
 
 def _arch_of(row: dict[str, Any]) -> dict[str, Any] | None:
     """The student's sample (depths and width ratios) from its checkpoint's architecture description."""
-    import torch
+    from facenas.adapters.insightface.backbones.checkpoint import read_model_file
 
-    ckpt = torch.load(row["checkpoint"], map_location="cpu", weights_only=False)
+    ckpt = read_model_file(row["checkpoint"])
     network = ckpt.get("network", {}) if isinstance(ckpt, dict) else {}
     arch = network.get("arch") if isinstance(network, dict) else None
     return arch.get("sample") if isinstance(arch, dict) else None

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facenas.adapters.insightface.backbones.checkpoint import read_model_file
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError, FacenasError
 from facenas.plugins.report import Reporter
@@ -365,7 +366,7 @@ class EnasSearch:
                 "torch_rng": torch.get_rng_state(), "history": self.history, "epoch_log": self.epoch_log}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("format") != "facenas.enas_search/1":
+        if not isinstance(state, Mapping) or state.get("format") != "facenas.enas_search/1":
             raise FacenasError(f"{self.out / CHECKPOINT} is not an ENAS search checkpoint")
         saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "resume", "max_minutes", "threads")}
         now = {k: v for k, v in self.cfg.to_dict().items() if k not in ("epochs", "resume", "max_minutes", "threads")}
@@ -396,7 +397,7 @@ class EnasSearch:
         cfg = self.cfg
         ckpt = self.out / CHECKPOINT
         if cfg.resume and ckpt.is_file():
-            self.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False))
+            self.load_state_dict(read_model_file(ckpt))
             log.info("resumed the ENAS search from %s after epoch %d", ckpt, self.epoch)
         write_json(self.out / "search_config.json", {**cfg.to_dict(), "space_config": self.space.config(),
                                                      "latency_model": self.latency.info() if self.latency else None,

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
+from facenas.adapters.insightface.backbones.checkpoint import read_model_file
 from facenas.config import TypedConfig, load_config_module
 from facenas.errors import ConfigError, DataFormatError, FacenasError
 from facenas.plugins.report import Reporter
@@ -312,7 +313,7 @@ def run_search(cfg: TnasSearchConfig, reporter: Reporter | None = None,
     if cfg.resume:
         if not state_file.is_file():
             raise FacenasError(f"resume=True but {state_file} does not exist; run without resume first")
-        ckpt = torch.load(state_file, map_location="cpu", weights_only=True)
+        ckpt = read_model_file(state_file)
         if not isinstance(ckpt, Mapping) or ckpt.get("format") != STATE_FORMAT:
             raise DataFormatError(str(state_file), f"not a TNAS search checkpoint ({STATE_FORMAT})")
         if ckpt["space"] != space.config():

@@ -122,7 +122,7 @@ def test_trainer_resumes_exactly(tmp_path):
 
     b = Controller(space, seed=99)  # a different seed: everything must come from the checkpoint
     tb = ReinforceTrainer(b)
-    tb.load_state_dict(torch.load(tmp_path / "ctrl.pt", weights_only=False))
+    tb.load_state_dict(torch.load(tmp_path / "ctrl.pt", weights_only=True))
     rest_b = run(b, tb, 3)
     assert rest_a == rest_b
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):

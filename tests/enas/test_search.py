@@ -89,8 +89,8 @@ def test_resume_matches_an_uninterrupted_search(synthetic_data, search_data, tmp
     ha = json.loads((tmp_path / "a" / "arcs_history.json").read_text())
     hb = json.loads((tmp_path / "b" / "arcs_history.json").read_text())
     assert ha == hb
-    ca = torch.load(tmp_path / "a" / "search_checkpoint.pt", weights_only=False)
-    cb = torch.load(tmp_path / "b" / "search_checkpoint.pt", weights_only=False)
+    ca = torch.load(tmp_path / "a" / "search_checkpoint.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b" / "search_checkpoint.pt", weights_only=True)
     for part in ("supernet", "head"):
         for k, v in ca[part].items():
             assert torch.equal(v, cb[part][k]), k
@@ -108,3 +108,26 @@ def test_config_errors(synthetic_data):
         SearchConfig.from_dict({"controller": {"lstm_sise": 4}})
     with pytest.raises(ConfigError, match="neither"):
         SearchConfig.from_dict({"rec": "/no/such/folder"}).resolved_rec()
+
+
+class _Payload:
+    """Pickles to a call of ``os.system`` (what a crafted checkpoint would carry)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_from_a_crafted_checkpoint_runs_no_code(synthetic_data, search_data, tmp_path):
+    from facenas.errors import DataFormatError
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"format": "facenas.enas_search/1", "x": _Payload(marker)}, out / "search_checkpoint.pt")
+    with pytest.raises(DataFormatError, match="search_checkpoint.pt"):
+        run_search(tiny_config(synthetic_data, candidates=3, resume=True), out, data=search_data)
+    assert not marker.exists()

@@ -90,3 +90,20 @@ def test_config_errors_name_the_field(synthetic_data, tmp_path):
         run_search(_config(synthetic_data, tmp_path, target_width_ratio=None, target_mflops=100.0))
     with pytest.raises(ConfigError, match="unknown field"):
         TnasSearchConfig.from_dict({"teacher": "x", "rec": "y", "target_mflops": 1.0, "lamda": 2})
+
+
+def test_resume_from_a_crafted_state_runs_no_code(synthetic_data, tmp_path):
+    import os
+
+    from facenas.errors import DataFormatError
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    out = tmp_path / "b"
+    out.mkdir()
+    torch.save({"format": STATE_FORMAT, "x": Payload()}, out / "search_state.pt")
+    with pytest.raises(DataFormatError, match="search_state.pt"):
+        run_search(_config(synthetic_data, out, num_epoch=2, resume=True))
+    assert not (tmp_path / "pwned").exists()
