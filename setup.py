@@ -66,7 +66,16 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.2"],
         "all": ["tensorflow-cpu>=2.16"],
     },
-    entry_points={"console_scripts": ["facenas=facenas.cli:main"]},
+    entry_points={
+        "console_scripts": ["facenas=facenas.cli:main"],
+        # Search methods are plugins: a third-party package declares its own entry point here
+        # (see examples/facenas-random-search and ARCHITECTURE.md, "Adding a method").
+        "facenas.methods": [
+            "enas = facenas.plugins.enas",
+            "ofa = facenas.plugins.ofa",
+            "tnas = facenas.plugins.tnas",
+        ],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -21,8 +21,7 @@ from facenas.utils.log import setup_logging
 COMMAND_MODULES: list[str] = [
     "facenas.adapters.insightface.cli",  # data pack|pairs|synth|info, eval
     "facenas.plugins.engine.cli",  # train
-    "facenas.plugins.search_cli",  # search ofa|enas|tnas (local, without NNI)
-    "facenas.plugins.tnas.cli",  # tnas search|train (TNAS search and FKD student training)
+    "facenas.plugins.search_cli",  # methods, search METHOD (any installed method's stage, without NNI)
     "facenas.adapters.nni.cli",  # nni register|create|results|space
     "facenas.adapters.runtime.cli",  # export, latency, lut build|validate
     "facenas.recipes.demo",  # demo: the main job on synthetic identities
@@ -41,12 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # command group not part of this installation
-            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
-                raise
-            continue
+        # By name, not an import statement: the command groups live above the core.
+        mod = importlib.import_module(module)  # a missing group is a broken installation: fail naming it
         mod.register(sub)
     return parser
 

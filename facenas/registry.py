@@ -1,21 +1,21 @@
 """Name -> factory registries for backbones, heads, spaces, strategies and runtimes (timm-style).
 
 Entries register with a decorator in the module that defines them. A registry knows the modules
-that populate it and imports them on first lookup, so ``import facenas`` stays cheap and nothing
-depends on import order. Unknown names fail with close matches.
+that populate it (listed, or named by the installed methods' entry points through ``discover``,
+see :mod:`facenas.methods`) and imports them on first lookup, so ``import facenas`` stays cheap and
+nothing depends on import order. Unknown names fail with close matches; a listed module that cannot
+be imported is an error naming it.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
-import logging
 import threading
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from facenas.errors import FacenasError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 class UnknownNameError(FacenasError, KeyError):
@@ -25,18 +25,31 @@ class UnknownNameError(FacenasError, KeyError):
         return str(self.args[0])
 
 
+class PluginLoadError(FacenasError):
+    """A module that registers entries (or a method's entry point) cannot be imported.
+
+    An installation problem rather than bad input, so it has its own exit code.
+    """
+
+    exit_code = 3
+
+
 class Registry(Generic[T]):
     """A registry of named factories.
 
     Args:
         kind: what the entries are, used in messages (``"backbone"``).
         modules: dotted module paths imported on first lookup to populate the registry.
+        discover: called on first lookup for more such modules (e.g. the installed methods').
     """
 
-    def __init__(self, kind: str, modules: Iterable[str] = ()):
+    def __init__(self, kind: str, modules: Iterable[str] = (), *,
+                 discover: Callable[[], Iterable[str]] | None = None):
         self.kind = kind
         self._modules = list(modules)
+        self._discover = discover
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, str | None] = {}
         self._loaded = False
         self._lock = threading.RLock()
 
@@ -51,15 +64,18 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         with self._lock:
-            for module in self._modules:
+            modules = list(self._modules)
+            if self._discover is not None:
+                modules += [m for m in self._discover() if m not in modules]
+            for module in modules:
                 try:
                     importlib.import_module(module)
-                except ModuleNotFoundError as exc:
-                    # A plugin module that is not part of this installation simply contributes no
-                    # entries; an import error *inside* an existing module still propagates.
-                    if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
-                        raise
-                    log.debug("%s registry: module %s is not installed", self.kind, module)
+                except ImportError as exc:
+                    # The listed module, or something it imports, is missing: name the module
+                    # rather than leave a silently smaller registry.
+                    raise PluginLoadError(f"{self.kind} registry: the module '{module}' cannot be imported "
+                                          f"({type(exc).__name__}: {exc}); reinstall the package that provides it "
+                                          "or remove its registration") from exc
             self._loaded = True
 
     def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[T], T]:
@@ -71,6 +87,7 @@ class Registry(Generic[T]):
                 if key in self._entries and self._entries[key] is not obj and not overwrite:
                     raise ValueError(f"{self.kind} '{key}' is already registered")
                 self._entries[key] = obj
+                self._origins[key] = getattr(obj, "__module__", None)
             return obj
 
         return decorator
@@ -85,6 +102,11 @@ class Registry(Generic[T]):
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             known = ", ".join(sorted(self._entries))
             raise UnknownNameError(f"unknown {self.kind} '{name}'{hint} Known: {known}") from None
+
+    def origin(self, name: str) -> str | None:
+        """The module that defines the entry ``name`` (``None`` when unknown)."""
+        self.get(name)
+        return self._origins.get(name)
 
     def create(self, name: str, **kwargs: Any) -> Any:
         """Call the factory registered as ``name`` with ``kwargs``."""

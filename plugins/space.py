@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facenas.errors import ConfigError, FacenasError
+from facenas.methods import method_modules
 from facenas.registry import Registry
 
 Value = int | float | str
@@ -30,15 +31,9 @@ Sample = dict[str, Value]
 #: Format tag of saved architecture descriptions.
 ARCH_FORMAT = "facenas.arch/1"
 
-SPACES: Registry = Registry(
-    "search space",
-    modules=[
-        "facenas.plugins.toy",
-        "facenas.plugins.ofa.space",
-        "facenas.plugins.enas.space",
-        "facenas.plugins.tnas.space",
-    ],
-)
+#: Spaces: the toy space (tests, demo) and every installed method's (``facenas.methods`` entry points).
+SPACES: Registry = Registry("search space", modules=["facenas.plugins.toy"],
+                            discover=lambda: method_modules("spaces"))
 
 
 class InvalidSampleError(FacenasError, ValueError):

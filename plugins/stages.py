@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from facenas.methods import method_modules
 from facenas.plugins.report import LocalReporter, Reporter
 from facenas.registry import Registry
 
 Stage = Callable[[Mapping[str, Any], Reporter], Mapping[str, Any]]
 
+#: Stages: the infrastructure's (toy, data, engine.train) and every installed method's
+#: (``facenas.methods`` entry points).
 STAGES: Registry = Registry(
     "stage",
     modules=[
         "facenas.plugins.toy_stages",
         "facenas.adapters.insightface.stages",
         "facenas.plugins.engine.stages",
-        "facenas.plugins.ofa.stages",
-        "facenas.plugins.enas.stages",
-        "facenas.plugins.tnas.stages",
     ],
+    discover=lambda: method_modules("stages"),
 )
 
 

@@ -15,20 +15,16 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from facenas.errors import FacenasError
+from facenas.methods import method_modules
 from facenas.plugins.space import Sample, SearchSpace
 from facenas.registry import Registry
 from facenas.utils.seed import make_rng
 
 log = logging.getLogger(__name__)
 
-STRATEGIES: Registry = Registry(
-    "strategy",
-    modules=[
-        "facenas.plugins.strategy",
-        "facenas.plugins.ofa.search",
-        "facenas.plugins.enas.strategy",
-    ],
-)
+#: Strategies: random search (here) and every installed method's (``facenas.methods`` entry points).
+STRATEGIES: Registry = Registry("strategy", modules=["facenas.plugins.strategy"],
+                                discover=lambda: method_modules("strategies"))
 
 
 class SearchExhausted(FacenasError):

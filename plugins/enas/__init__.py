@@ -9,3 +9,14 @@
 * :mod:`.search` -- the alternating search of Algorithm 1; :mod:`.retrain` -- Algorithm 2;
 * :mod:`.stages` -- the ``enas.*`` trial stages for NNI pipelines.
 """
+from facenas.methods import MethodSpec
+
+#: What ``facenas.methods`` discovers through this package's entry point (``setup.py``).
+FACENAS_METHOD = MethodSpec(
+    spaces=("facenas.plugins.enas.space",),
+    stages=("facenas.plugins.enas.stages",),
+    strategies=("facenas.plugins.enas.strategy",),
+    search_stage="enas.search",
+    docs="docs/enas.md",
+    summary="ENAS-style cell search with an LSTM controller and a latency-aware reward (Zhu 2019)",
+)

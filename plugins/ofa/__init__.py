@@ -22,3 +22,14 @@ Modules, from the bottom up:
 * :mod:`.train` -- progressive shrinking; :mod:`.accuracy_set` -- random subnets' accuracies;
 * :mod:`.stages` -- the ``ofa.*`` trial stages for NNI.
 """
+from facenas.methods import MethodSpec
+
+#: What ``facenas.methods`` discovers through this package's entry point (``setup.py``).
+FACENAS_METHOD = MethodSpec(
+    spaces=("facenas.plugins.ofa.space",),
+    stages=("facenas.plugins.ofa.stages",),
+    strategies=("facenas.plugins.ofa.search",),
+    search_stage="ofa.train_supernet",
+    docs="docs/ofa.md",
+    summary="Once-for-All supernet + LightGBM comparator evolution under a latency bound (Savchenko 2023)",
+)

@@ -199,8 +199,10 @@ def uniform_description(space_config: Mapping[str, Any], ratio: float) -> dict[s
 def resolve_arch(arch: Any) -> Any:
     """An architecture given as a dict, a JSON path, or a search output folder (its ``arch.json``)."""
     if isinstance(arch, (str, os.PathLike)) and os.path.isdir(arch):
-        path = Path(arch) / "arch.json"
-        if not path.is_file():
-            raise ConfigError(f"{arch} holds no arch.json; give a TNAS search output folder or an architecture JSON")
-        return str(path)
+        # a search's own output folder, or the folder a tnas.search stage reported to (its search/)
+        for path in (Path(arch) / "arch.json", Path(arch) / "search" / "arch.json"):
+            if path.is_file():
+                return str(path)
+        raise ConfigError(f"{arch} holds no arch.json (nor search/arch.json); give a TNAS search output folder or an "
+                          "architecture JSON")
     return arch

@@ -15,8 +15,12 @@
     plus TrainConfig overrides; ``arch`` (a description dict, an ``arch.json`` path, or a
     ``tnas.search`` output folder) *or* ``uniform_ratio`` + ``space`` (the uniformly narrowed
     student); ``distill``: :class:`~facenas.plugins.tnas.distill.DistillSettings` fields
-    (``teacher``, ``distill_weight``, ``margin_weight``, ...). Reports per-epoch training
+    (``teacher``, ``distill_weight``, ``margin_weight``, ...). A recipe file may assign ``arch``,
+    ``space`` and ``distill`` beside ``config``: they are the defaults of those parameters
+    (``uniform_ratio`` given, the recipe's ``arch`` is not used). Reports per-epoch training
     metrics and the final verification accuracies, ``mflops``, ``params_m``.
+
+Both run from the command line through ``facenas search tnas [--stage train] RECIPE``.
 """
 from __future__ import annotations
 
@@ -42,13 +46,32 @@ def tnas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]
     return dict(reporter.final_metrics or result.metrics)
 
 
+def _with_recipe_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``arch`` / ``space`` / ``distill`` from a student recipe that assigns them (explicit values win)."""
+    import runpy
+
+    base = params.get("config")
+    if not isinstance(base, (str, os.PathLike)) or not os.fspath(base).endswith(".py"):
+        return params
+    if not os.path.isfile(base):
+        raise ConfigError(f"{base}: no such recipe file")
+    namespace = runpy.run_path(os.fspath(base))
+    if namespace.get("arch") and "arch" not in params and "uniform_ratio" not in params:
+        params["arch"] = namespace["arch"]
+    if namespace.get("space") is not None and "space" not in params:
+        params["space"] = namespace["space"]
+    if namespace.get("distill") or params.get("distill"):
+        params["distill"] = {**dict(namespace.get("distill") or {}), **dict(params.get("distill") or {})}
+    return params
+
+
 @STAGES.register("tnas.train")
 def tnas_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a (searched or uniformly narrowed) student by FKD (+ optional margin loss)."""
     from facenas.plugins.engine.stages import config_from_params
     from facenas.plugins.tnas.distill import DistillSettings, resolve_arch, train_student, uniform_description
 
-    params = dict(params)
+    params = _with_recipe_defaults(dict(params))
     settings = DistillSettings.from_dict(params.pop("distill", None))
     ratio = params.pop("uniform_ratio", None)
     space = params.pop("space", None)

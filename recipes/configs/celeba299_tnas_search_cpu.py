@@ -3,7 +3,7 @@
 ``celeba299_tnas_teacher_cpu.py``, with the FLOPs target of the uniformly narrowed student at
 ratio 0.5 (= arcface_torch r18 at quarter width, 54.6 MFLOPs at 64x64).
 
-    facenas tnas search recipes/configs/celeba299_tnas_search_cpu.py   # -> work_dirs/celeba299_tnas_search_cpu/arch.json
+    facenas search tnas recipes/configs/celeba299_tnas_search_cpu.py   # -> work_dirs/celeba299_tnas_search_cpu/search/arch.json
 
 Paper settings (TNAS Sec. "Searching") except, stated: 8 search epochs over half of celeba299
 (the other half drives the architecture steps, ~390 iterations in all), so the architecture
