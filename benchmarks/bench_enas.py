@@ -106,7 +106,8 @@ def _retrain(arch: dict | str, out: Path, epochs: int) -> dict[str, Any]:
     if (out / "final.json").is_file():
         return read_json(out / "final.json")
     t0 = time.monotonic()
-    final = retrain_arch(arch, out, overrides={"num_epoch": epochs, "warmup_epoch": min(1, epochs - 1), "threads": 1, "val_every_epoch": epochs,
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "celeba299_enas_retrain_cpu.py"
+    final = retrain_arch(arch, out, config=recipe, overrides={"num_epoch": epochs, "warmup_epoch": min(1, epochs - 1), "threads": 1, "val_every_epoch": epochs,
                                                "resume": (out / "train" / "checkpoint.pt").is_file()},
                          latency={"lut": str(_lut_path(Path(out).parents[1]))})
     final["wall_minutes"] = round((time.monotonic() - t0) / 60, 2)

@@ -21,7 +21,7 @@ STAGES: Registry = Registry(
     "stage",
     modules=[
         "facenas.plugins.toy_stages",
-        "facenas.adapters.insightface.stages",
+        "facenas.plugins.data_stages",  # data.synthetic, defined in the adapters
         "facenas.plugins.engine.stages",
     ],
     discover=lambda: method_modules("stages"),

@@ -1,22 +1,22 @@
-"""Data stage for pipelines (``STAGES``): ``data.synthetic`` writes synthetic identities as a trial.
+"""Data stage for pipelines: ``data.synthetic`` writes synthetic identities as a trial.
 
 Test-scale and demo experiments need a real ``.rec`` and a ``.bin`` on disk without downloading
 anything; this stage writes them (:func:`~facenas.adapters.insightface.synthetic.write_synthetic_dataset`)
 into the trial's folder and returns ``rec`` (the folder) and ``val`` (its ``val.bin``), which later
-steps reference as ``${data.result.rec}`` / ``${data.result.val}``.
+steps reference as ``${data.result.rec}`` / ``${data.result.val}``. It is registered in ``STAGES``
+by :mod:`facenas.plugins.data_stages` (adapters do not import the plugins layer).
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping
 
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
 
+def data_synthetic(params: Mapping[str, Any], reporter: Any) -> dict[str, Any]:
+    """Write ``train.rec/.idx/property`` + ``val.bin`` of synthetic identities; ``params``: SyntheticConfig fields.
 
-@STAGES.register("data.synthetic")
-def data_synthetic(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
-    """Write ``train.rec/.idx/property`` + ``val.bin`` of synthetic identities; ``params``: SyntheticConfig fields."""
+    ``reporter``: the trial's reporter (only its ``out_dir`` is used).
+    """
     from .synthetic import SyntheticConfig, write_synthetic_dataset
 
     fields = {k: int(v) for k, v in params.items() if k in SyntheticConfig.__dataclass_fields__}

@@ -2,9 +2,9 @@
 
 The paper retrains each of the top three architectures from random initialisation with the
 child network's settings and reports test accuracy; here the training engine
-(:func:`facenas.plugins.engine.train`) retrains under the shared CPU-scale protocol
-(``benchmarks/PROTOCOL.md``: celeba299 at 64 x 64, ArcFace, SGD, 20 epochs, 60-minute cap) unless
-another recipe is given, verifies on ``lfw_devtest.bin`` during training and tests on ``lfw.bin``
+(:func:`facenas.plugins.engine.train`) retrains with the training recipe it is given -- at CPU
+scale the shared protocol (``recipes/configs/celeba299_enas_retrain_cpu.py``, ``benchmarks/PROTOCOL.md``:
+celeba299 at 64 x 64, ArcFace, SGD, 20 epochs, 60-minute cap) --, verifies on ``lfw_devtest.bin`` during training and tests on ``lfw.bin``
 at the end. :func:`retrain_arch` adds the paper's table columns: parameters, MFLOPs, latency.
 """
 from __future__ import annotations
@@ -21,15 +21,8 @@ from facenas.plugins.space import create_space, load_description
 log = logging.getLogger(__name__)
 
 
-def protocol_config_dict() -> dict[str, Any]:
-    """The CPU-scale protocol's training config (``recipes/configs/_celeba299_cpu.py``) as a dict."""
-    from facenas.recipes.configs._celeba299_cpu import protocol_config
-
-    return protocol_config().to_dict()
-
-
 def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Path, reporter: Reporter | None = None,
-                 config: Mapping[str, Any] | str | None = None, overrides: Mapping[str, Any] | None = None,
+                 config: Mapping[str, Any] | str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
                  latency: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``arch`` (an architecture description or its JSON path) from scratch; return the metrics.
 
@@ -37,7 +30,8 @@ def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Pat
         arch: the architecture (``facenas.arch/1``).
         out_dir: output folder (the engine writes into ``out_dir/train``).
         reporter: per-epoch and final metrics.
-        config: a recipe path or a dict of ``TrainConfig`` fields (default: the CPU-scale protocol).
+        config: a recipe path or a dict of ``TrainConfig`` fields (the CPU-scale protocol's:
+            ``recipes/configs/celeba299_enas_retrain_cpu.py``).
         overrides: ``TrainConfig`` fields replacing the config's (``num_epoch``, ``max_minutes``...).
         latency: ``{"lut": path}`` / ``{"table": ...}`` to add the predicted ``latency_ms``.
     """
@@ -50,7 +44,10 @@ def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Pat
     desc = load_description(arch if isinstance(arch, Mapping) else os.fspath(arch))
     space = create_space(desc["space"], **desc["space_config"])
     sample = space.validate(desc["sample"])
-    params: dict[str, Any] = {"config": config if config is not None else protocol_config_dict(), "arch": desc,
+    if config is None:
+        raise ConfigError("enas.retrain needs 'config': a training recipe path (the CPU-scale protocol's is "
+                          "recipes/configs/celeba299_enas_retrain_cpu.py) or a dict of TrainConfig fields")
+    params: dict[str, Any] = {"config": config if isinstance(config, Mapping) else os.fspath(config), "arch": desc,
                               **dict(overrides or {})}
     cfg = config_from_params(params, out_dir)
     size = cfg.input_size()

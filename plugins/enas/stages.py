@@ -10,7 +10,7 @@ from scratch. Parameters (JSON):
   override (``epochs``, ``seed`` ...). Output: ``<trial>/search``.
 * ``enas.retrain``: ``arch`` -- an architecture description (dict or JSON path; e.g.
   ``${item.arch}`` of the search's ``architectures``); ``config`` -- a training recipe or dict
-  (default: the CPU-scale protocol); ``latency`` -- ``{"lut": path}`` to add ``latency_ms``;
+  (the CPU-scale protocol: ``recipes/configs/celeba299_enas_retrain_cpu.py``); ``latency`` -- ``{"lut": path}`` to add ``latency_ms``;
   ``search`` -- the search's record of this architecture (its validation accuracy and latency are
   copied into the result as ``search_val_acc`` / ``latency_ms``); any other key overrides a
   ``TrainConfig`` field (``num_epoch``, ``max_minutes`` ...).

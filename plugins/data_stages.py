@@ -1,0 +1,11 @@
+"""Infrastructure stages whose code lives in the adapters, registered in ``STAGES`` here.
+
+Adapters do not import the plugins layer, so they define plain stage functions and this module
+(imported by the registry on first lookup) gives them their names.
+"""
+from __future__ import annotations
+
+from facenas.adapters.insightface.stages import data_synthetic
+from facenas.plugins.stages import STAGES
+
+STAGES.register("data.synthetic")(data_synthetic)
