@@ -18,6 +18,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Environment variable naming the folder benchmarks keep checkpoints and step outputs in.
+ARTIFACTS_ENV = "FACENAS_ARTIFACTS"
+
+
+def artifacts_dir(name: str) -> Path:
+    """Where a benchmark keeps its large outputs: ``$FACENAS_ARTIFACTS/<name>``, else
+    ``work_dirs/artifacts/<name>`` in the repository (ignored by git)."""
+    root = os.environ.get(ARTIFACTS_ENV)
+    base = Path(root) if root else Path(__file__).resolve().parents[1] / "work_dirs" / "artifacts"
+    return base / name
 
 _PACKAGES = ("facenas", "torch", "numpy", "opencv-python", "onnxruntime", "onnx", "lightgbm", "nni", "tensorflow-cpu", "scipy")
 

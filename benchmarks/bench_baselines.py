@@ -1,7 +1,7 @@
 """CPU-scale hand-designed baselines on celeba299 -> LFW (benchmarks/PROTOCOL.md), one command.
 
-    flock /work/tools/heavy.lock python -m benchmarks.bench_baselines [--only mbf r18 airface]
-        [--artifacts /work/artifacts/baselines] [--set num_epoch=40 ...]
+    python -m benchmarks.bench_baselines [--only mbf r18 airface]
+        [--artifacts DIR] [--set num_epoch=40 ...]
 
 Trains each recipe ``recipes/configs/celeba299_<name>_cpu.py`` with the real data pipeline and
 the facenas trainer (2 threads, 60-minute cap per run), then records for each: the recipe and

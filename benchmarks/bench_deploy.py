@@ -2,14 +2,14 @@
 
 One command for any list of trained checkpoints or architecture descriptions (under the lock)::
 
-    flock /work/tools/heavy.lock .venv/bin/python -m benchmarks.bench_deploy --models A.pt B.pt arch.json
+    .venv/bin/python -m benchmarks.bench_deploy --models A.pt B.pt arch.json
 
 Per model: MFLOPs (MACs) and parameters at its native input size; batch-1 latency (median and p90,
 ``--threads`` threads) in onnxruntime, TFLite float32 (facenas's NHWC rebuild) and, with
 ``--int8``, TFLite int8; all forms timed in interleaved rounds (thread CPU clock for 1 thread, ``--clock``).
 ``--arch-of FILE=CHECKPOINT`` times an architecture-only file in place of a checkpoint whose weights
 were not kept (recorded as ``stands_for``). For a trained checkpoint also the
-LFW accuracy (``../shared/data/lfw.bin``, 10 folds, flip-test, at the network's input size: the
+LFW accuracy (``$FACENAS_SHARED_DATA/lfw.bin``, 10 folds, flip-test, at the network's input size: the
 CPU-scale protocol's) of the torch model and of the TFLite float32 file. An architecture
 description has fresh weights, so its accuracy is reported as not applicable.
 
@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--int8", action="store_true", help="also TFLite int8 (calibrated on celeba299 faces)")
-    ap.add_argument("--lfw", default=None, help="default: ../shared/data/lfw.bin")
+    ap.add_argument("--lfw", default=None, help="default: $FACENAS_SHARED_DATA/lfw.bin")
     ap.add_argument("--name", default="bench_deploy", help="result file name")
     ap.add_argument("--clock", choices=("wall", "cpu", "auto"), default="auto",
                     help="latency clock: thread CPU time (immune to preemption on a busy machine; 1 thread only) "

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import RESULTS_DIR, save_result
+from benchmarks._common import RESULTS_DIR, artifacts_dir, save_result
 from facenas.utils.io import read_json, write_json
 from facenas.utils.log import setup_logging
 
@@ -233,7 +233,7 @@ def main(argv=None) -> None:
     ap.add_argument("--variant", default="", help="a second search of the same target with other settings "
                     "(e.g. --exponent -3): written to search_<target>_<variant>/")
     ap.add_argument("--which", choices=("top", "random"), default="top")
-    ap.add_argument("--artifacts", default="/work/artifacts/enas")
+    ap.add_argument("--artifacts", default=str(artifacts_dir("enas")))
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop the alternating epochs after the one during which this much time passed")

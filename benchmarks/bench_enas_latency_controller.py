@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import RESULTS_DIR, save_result
+from benchmarks._common import RESULTS_DIR, artifacts_dir, save_result
 from benchmarks.bench_enas import PERCENTILES, _predictor, _targets
 from facenas.utils.log import setup_logging
 
@@ -85,7 +85,7 @@ def _plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--artifacts", default="/work/artifacts/enas", help="holds bench_enas's latency table")
+    ap.add_argument("--artifacts", default=str(artifacts_dir("enas")), help="holds bench_enas's latency table")
     ap.add_argument("--steps", type=int, default=40, help="controller updates (8 arcs each) per target")
     ap.add_argument("--lr", type=float, default=0.05, help="controller Adam learning rate (search default 0.0035)")
     ap.add_argument("--exponent", type=float, default=-0.5)

@@ -1,6 +1,6 @@
 """Must-show: Li-ArcFace vs plain ArcFace training a 128-d MobileFaceNet from scratch, same settings.
 
-    flock /work/tools/heavy.lock python -m benchmarks.bench_li_arcface [--set num_epoch=10 ...]
+    python -m benchmarks.bench_li_arcface [--set num_epoch=10 ...]
 
 AirFace (Sec. 3.1, 4.1) reports that ArcFace diverges (NaN) when training a 128-d MobileFaceNet
 from scratch and needs N-Softmax pre-training, while Li-ArcFace converges. This runs the

@@ -2,7 +2,7 @@
 
 One command (from the repo root, under the heavy-work lock)::
 
-    python -m benchmarks.bench_load_bin [--bin ../shared/data/lfw.bin] [--mxnet-python /tmp/mxenv/bin/python]
+    python -m benchmarks.bench_load_bin [--bin $FACENAS_SHARED_DATA/lfw.bin] [--mxnet-python /tmp/mxenv/bin/python]
         [--arcface-torch PATH/TO/recognition/arcface_torch]
 
 - facenas: :func:`facenas.adapters.insightface.binset.load_bin` -- restricted unpickler, OpenCV

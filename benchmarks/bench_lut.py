@@ -2,7 +2,7 @@
 
 One command (run it under the heavy lock; it measures for several minutes)::
 
-    flock /work/tools/heavy.lock .venv/bin/python -m benchmarks.bench_lut
+    .venv/bin/python -m benchmarks.bench_lut
 
 For each runtime (onnxruntime and TFLite, 1 thread by default) it builds -- or resumes --
 ``benchmarks/results/lut_<space>_<runtime>_t<threads>.json`` (every distinct block timed in 10

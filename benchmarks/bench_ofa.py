@@ -2,7 +2,7 @@
 
 One command, resumable step by step (a finished step's file is reused)::
 
-    python -m benchmarks.bench_ofa [--artifacts /work/artifacts/ofa_face] [--supernet-minutes 45] [--num-subnets 50]
+    python -m benchmarks.bench_ofa [--artifacts DIR (default $FACENAS_ARTIFACTS/ofa_face)] [--supernet-minutes 45] [--num-subnets 50]
         [--lut FILE] [--phase-epochs '{"full": 14}'] [--finetune-epochs 20] [--finetune-lr 0.1]
         [--space-config JSON] [--device cpu|cuda] [--threads 1] [--workers 1] [--only supernet|finetune]
 
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._common import RESULTS_DIR, save_result
+from benchmarks._common import RESULTS_DIR, artifacts_dir, save_result
 from facenas.utils.io import atomic_torch_save, read_json, write_json
 from facenas.utils.log import setup_logging
 from facenas.utils.paths import shared_data_dir
@@ -193,7 +193,7 @@ def _largest_arch(space):
 
 
 def _baseline() -> dict[str, Any] | None:
-    f = Path("/work/artifacts/baselines/summary.json")
+    f = artifacts_dir("baselines") / "summary.json"
     if f.is_file():
         return json.loads(f.read_text())
     res = RESULTS_DIR / "bench_baselines.json"
@@ -402,7 +402,7 @@ def _plot(result: dict[str, Any]) -> str | None:
 
 def main(argv=None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--artifacts", default="/work/artifacts/ofa_face")
+    ap.add_argument("--artifacts", default=str(artifacts_dir("ofa_face")))
     ap.add_argument("--supernet-minutes", type=float, default=18.0)
     ap.add_argument("--num-subnets", type=int, default=50)
     ap.add_argument("--lut", default=None, help="an existing OFA lookup table (default: build one)")

@@ -2,7 +2,7 @@
 
 One command (from the repo root, under the heavy-work lock)::
 
-    python -m benchmarks.bench_recordio [--rec-dir ../shared/data/celeba299] [--mxnet-python /tmp/mxenv/bin/python]
+    python -m benchmarks.bench_recordio [--rec-dir $FACENAS_SHARED_DATA/celeba299] [--mxnet-python /tmp/mxenv/bin/python]
 
 Every image of ``train.rec`` is read by key and decoded to an RGB uint8 array, single-threaded,
 three ways on the same machine in the same run, in interleaved passes (best of ``--rounds``):

@@ -1,8 +1,8 @@
 """TFLite conversion approaches compared on latency, and the int8 accuracy change on lfw.bin.
 
-One command (under the heavy lock)::
+One command::
 
-    flock /work/tools/heavy.lock .venv/bin/python -m benchmarks.bench_tflite [--checkpoints CKPT ...]
+    .venv/bin/python -m benchmarks.bench_tflite [--checkpoints CKPT ...]
 
 Part 1 -- latency (batch 1, 1 thread, median of >= 100 runs after warm-up) of the same networks in
 
@@ -17,8 +17,8 @@ MobileFaceNet at 64 and 112. Each network is exported in every form first; the f
 timed in interleaved rounds, so machine load hits them alike.
 
 Part 2 -- int8 accuracy: for each trained checkpoint given (``--checkpoints``), float32 and int8
-TFLite files (int8 calibrated on 200 faces of ``../shared/data/celeba299``) are evaluated on
-``../shared/data/lfw.bin`` (10 folds, flip-test) and the change is recorded.
+TFLite files (int8 calibrated on 200 faces of ``$FACENAS_SHARED_DATA/celeba299``) are evaluated on
+``$FACENAS_SHARED_DATA/lfw.bin`` (10 folds, flip-test) and the change is recorded.
 
 Results: ``benchmarks/results/bench_tflite.json``.
 """
@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoints", nargs="*", default=[], help="trained facenas checkpoints for the int8 accuracy change")
-    ap.add_argument("--lfw", default=None, help="default: ../shared/data/lfw.bin")
+    ap.add_argument("--lfw", default=None, help="default: $FACENAS_SHARED_DATA/lfw.bin")
     ap.add_argument("--calibration-images", type=int, default=200)
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args(argv)

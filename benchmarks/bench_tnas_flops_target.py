@@ -1,6 +1,6 @@
 """Does a TNAS search land on its FLOPs target? Test-scale searches over seeds and targets, one command.
 
-    flock /work/tools/heavy.lock python -m benchmarks.bench_tnas_flops_target [--seeds 0 1 2] [--ratios 0.4 0.6 0.8]
+    python -m benchmarks.bench_tnas_flops_target [--seeds 0 1 2] [--ratios 0.4 0.6 0.8]
 
 Each run is the test-scale search of ``tests/tnas/test_search.py`` (the ``TEST_SPACE`` IResNet at
 32x32, synthetic identities of the data layer, a BN-calibrated random r18 teacher, 14 epochs of

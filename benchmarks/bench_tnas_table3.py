@@ -2,7 +2,7 @@
 both distilled (FKD) from the same teacher under the same budget, plus the no-teacher margin-loss
 student; LFW accuracy (lfw.bin, 10 folds) for each. One command, resumable step by step:
 
-    flock /work/tools/heavy.lock python -m benchmarks.bench_tnas_table3 [--artifacts /work/artifacts/tnas]
+    python -m benchmarks.bench_tnas_table3 [--artifacts DIR (default $FACENAS_ARTIFACTS/tnas)]
         [--only teacher search tnas_fkd uniform_fkd uniform_margin] [--search-set FIELD=VALUE] [--train-set FIELD=VALUE]
 
 Steps (each skipped when ``<artifacts>/<step>/final.json`` exists; a killed step resumes):
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from benchmarks._common import save_result
+from benchmarks._common import artifacts_dir, save_result
 from benchmarks.bench_baselines import _overrides
 from facenas.plugins.engine import build_backbone, load_train_config, train
 from facenas.plugins.flops import count_flops, count_params
@@ -141,7 +141,7 @@ def run_student(art: Path, name: str, overrides: dict[str, Any]) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifacts", default="/work/artifacts/tnas", help="where checkpoints and step outputs go")
+    parser.add_argument("--artifacts", default=str(artifacts_dir("tnas")), help="where checkpoints and step outputs go")
     parser.add_argument("--only", nargs="*", default=list(STEPS), choices=STEPS)
     parser.add_argument("--search-set", action="append", metavar="FIELD=VALUE", help="override a search config field")
     parser.add_argument("--train-set", action="append", metavar="FIELD=VALUE",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU paths of facenas on one CUDA GPU, and the OFA face supernet of bench_ofa trained there.
 #
-#   bash benchmarks/gpu_check.sh OUT_DIR        # facenas installed; data in ../shared/data or $FACENAS_SHARED_DATA
+#   bash benchmarks/gpu_check.sh OUT_DIR        # facenas installed; data in $FACENAS_SHARED_DATA or $FACENAS_SHARED_DATA
 #
 # 1. the training engine on CUDA with fp16=True (AMP + GradScaler), MobileFaceNet recipe, 2 epochs;
 # 2. the same under `torchrun --nproc_per_node=1` (the launcher; one process, so no process group: NCCL DDP needs

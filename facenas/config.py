@@ -1,8 +1,8 @@
 """Typed configs: dataclasses that reject unknown or misspelt fields with a suggestion.
 
 Recipes are Python modules in arcface_torch's style (``config.lr = 0.1`` after a base), but the
-object they assign to is a dataclass, so a typo is an error instead of a silently added key
-(house style rule 5). :func:`load_config_module` runs such a module and returns the validated
+object they assign to is a dataclass, so a typo is an error instead of a silently added key.
+:func:`load_config_module` runs such a module and returns the validated
 config; :meth:`TypedConfig.to_dict` gives the resolved JSON dumped next to every result.
 """
 from __future__ import annotations

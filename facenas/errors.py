@@ -2,7 +2,7 @@
 
 Every error a user can cause derives from :class:`FacenasError`; the CLI prints its message and
 exits with code 2 instead of a traceback. Messages say what was given, what was expected and how
-to fix it (house style rule 10).
+to fix it.
 """
 from __future__ import annotations
 

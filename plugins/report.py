@@ -4,7 +4,7 @@ Stages (supernet training, a one-shot search, a candidate evaluation, a retrain)
 :class:`Reporter` and never import NNI. :class:`LocalReporter` logs and writes JSON lines;
 :mod:`facenas.adapters.nni` provides a reporter that forwards to ``nni.report_*``.
 
-Metric conventions (the named metrics of ``../shared/DESIGN.md``): ``default`` is the value a
+Metric conventions: ``default`` is the value a
 strategy maximises; named fields include ``lfw_acc``, ``lfw_devtest_acc``, ``tar_at_far_1e-3``,
 ``latency_ms``, ``mflops``, ``params_m``.
 """

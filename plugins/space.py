@@ -1,7 +1,7 @@
 """The search-space interface every facenas method implements, and its registry.
 
 A *sample* is a flat ``dict[label, value]`` with stable, readable labels such as
-``stage2/depth`` or ``stage2/block1/kernel_size`` (house style rule 3). A space lists its
+``stage2/depth`` or ``stage2/block1/kernel_size``. A space lists its
 choices, samples and validates samples, builds a standalone backbone for a sample and reports its
 FLOPs and parameters. The same sample format is what NNI's strategies see through
 :mod:`facenas.adapters.nni`, what predictors encode, and what is saved as an architecture

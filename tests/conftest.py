@@ -14,13 +14,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (set {DATA_ENV} to a folder laid out like ../shared/data)")
+        pytest.skip(f"real data not found at {path} (set {DATA_ENV} to a folder holding celeba299/, lfw_devtest.bin, lfw.bin)")
     return path
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (or ``$FACENAS_SHARED_DATA``)."""
+    """``$FACENAS_SHARED_DATA`` (default: ``facenas.utils.paths.shared_data_dir()``)."""
     return _require(shared_data_dir())
 
 

@@ -1,6 +1,6 @@
-"""Lazy, order-safe imports of NNI (house style rule 2: only adapters import ``nni``).
+"""Lazy, order-safe imports of NNI (only adapters import ``nni``).
 
-Two measured NNI 3.0 facts shape this module (``../shared/DESIGN.md``):
+Two NNI 3.0 facts, measured here, shape this module:
 
 - ``import nni.nas.strategy`` must come before ``nni.nas.oneshot...``, or the one-shot strategies
   silently become placeholders. :func:`nas` imports the strategies first, always.

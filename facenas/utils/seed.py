@@ -1,4 +1,4 @@
-"""Seeded random number generators: every random choice takes one explicitly (house style rule 7)."""
+"""Seeded random number generators: every random choice takes one explicitly."""
 from __future__ import annotations
 
 import random

@@ -19,7 +19,8 @@ Modules, from the bottom up:
   accuracy predictor, with hold-out ranking metrics;
 * :mod:`.search` -- Algorithm 1 (evolution + QuickSelect by the comparator) and the same evolution
   with a regression predictor (sorting); the ask/tell ``ofa_evolution`` strategy;
-* :mod:`.train` -- progressive shrinking; :mod:`.accuracy_set` -- random subnets' accuracies;
+* :mod:`.train` -- progressive shrinking (the accuracy set of random subnets is a pipeline step:
+  ``ofa.evaluate`` trials sampled from the space, see ``recipes/nni/ofa_cpu.yml``);
 * :mod:`.stages` -- the ``ofa.*`` trial stages for NNI.
 """
 from facenas.methods import MethodSpec

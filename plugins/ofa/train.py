@@ -239,8 +239,8 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple
     from facenas.plugins.space import create_space
 
     if not Path(path).is_file():
-        raise FacenasError(f"supernet file {path} does not exist; train one with `facenas ofa train` or the "
-                           "ofa.train_supernet stage")
+        raise FacenasError(f"supernet file {path} does not exist; train one with the ofa.train_supernet "
+                           "stage (`facenas search ofa CONFIG`, or a pipeline step)")
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or data.get("format") != SUPERNET_FORMAT:
         raise DataFormatError(str(path), f"not an OFA supernet (format {SUPERNET_FORMAT!r})")

@@ -37,7 +37,7 @@ def small_net():
 
 @pytest.fixture(scope="session")
 def faces() -> np.ndarray:
-    """Real aligned faces when ../shared/data is there, else random images (parity still holds)."""
+    """Real aligned faces when $FACENAS_SHARED_DATA is there, else random images (parity still holds)."""
     from facenas.adapters.runtime.faces import default_faces
 
     found, _ = default_faces(8)
