@@ -57,10 +57,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None) -> Path:
-    """Write ``result`` with metadata to ``benchmarks/results/<name>.json`` and print it."""
+def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None, load_average: bool = False) -> Path:
+    """Write ``result`` with metadata to ``benchmarks/results/<name>.json`` and print it.
+
+    ``load_average``: add the machine's 1/5/15-minute load averages to ``result`` (context for a
+    speed figure measured on a shared machine).
+    """
     from facenas.utils.io import write_json
 
+    if load_average:
+        result["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
     record = {
         "benchmark": name,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

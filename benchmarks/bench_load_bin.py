@@ -111,8 +111,7 @@ def main() -> None:
         })
     else:
         result["reference"] = "not measured: give --mxnet-python (mxnet 1.9.1 venv) and --arcface-torch (checkout)"
-    result["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]  # shared machine: context
-    save_result("bench_load_bin", result)
+    save_result("bench_load_bin", result, load_average=True)
 
 
 if __name__ == "__main__":

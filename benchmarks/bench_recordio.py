@@ -23,7 +23,6 @@ Saves ``benchmarks/results/bench_recordio.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import hashlib
 import tempfile
 import time
@@ -141,8 +140,7 @@ def main() -> None:
                        "goal_speedup_vs_mxnet": 5.0})
     else:
         result["mxnet"] = "not measured: give --mxnet-python (a venv with mxnet==1.9.1 numpy==1.23.5)"
-    result["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]  # shared machine: context
-    save_result("bench_recordio", result)
+    save_result("bench_recordio", result, load_average=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ of each side). Saves
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -70,8 +69,7 @@ def main() -> None:
         "note": "reference = benchmarks/reference_verification.py, the arcface_torch loops re-run with sklearn KFold "
                 "and SciPy's BSpline built as SciPy<=1.8's slinear interp1d (SciPy>=1.9 raises on repeated FAR values)",
     }
-    result["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]  # shared machine: context
-    save_result("bench_verification", result)
+    save_result("bench_verification", result, load_average=True)
 
 
 if __name__ == "__main__":

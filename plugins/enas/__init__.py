@@ -13,10 +13,6 @@ from facenas.methods import MethodSpec
 
 #: What ``facenas.methods`` discovers through this package's entry point (``setup.py``).
 FACENAS_METHOD = MethodSpec(
-    spaces=("facenas.plugins.enas.space",),
-    stages=("facenas.plugins.enas.stages",),
-    strategies=("facenas.plugins.enas.strategy",),
-    search_stage="enas.search",
-    docs="docs/enas.md",
-    summary="ENAS-style cell search with an LSTM controller and a latency-aware reward (Zhu 2019)",
-)
+    spaces=("facenas.plugins.enas.space",), stages=("facenas.plugins.enas.stages",),
+    strategies=("facenas.plugins.enas.strategy",), search_stage="enas.search", docs="docs/enas.md",
+    summary="ENAS-style cell search with an LSTM controller and a latency-aware reward (Zhu 2019)")

@@ -27,10 +27,6 @@ from facenas.methods import MethodSpec
 
 #: What ``facenas.methods`` discovers through this package's entry point (``setup.py``).
 FACENAS_METHOD = MethodSpec(
-    spaces=("facenas.plugins.ofa.space",),
-    stages=("facenas.plugins.ofa.stages",),
-    strategies=("facenas.plugins.ofa.search",),
-    search_stage="ofa.train_supernet",
-    docs="docs/ofa.md",
-    summary="Once-for-All supernet + LightGBM comparator evolution under a latency bound (Savchenko 2023)",
-)
+    spaces=("facenas.plugins.ofa.space",), stages=("facenas.plugins.ofa.stages",),
+    strategies=("facenas.plugins.ofa.search",), search_stage="ofa.train_supernet", docs="docs/ofa.md",
+    summary="Once-for-All supernet + LightGBM comparator evolution under a latency bound (Savchenko 2023)")

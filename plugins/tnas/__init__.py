@@ -16,10 +16,6 @@ from facenas.methods import MethodSpec
 
 #: What ``facenas.methods`` discovers through this package's entry point (``setup.py``).
 FACENAS_METHOD = MethodSpec(
-    spaces=("facenas.plugins.tnas.space",),
-    stages=("facenas.plugins.tnas.stages",),
-    strategies=(),
-    search_stage="tnas.search",
-    docs="docs/tnas.md",
-    summary="TNAS: teacher-guided width/depth search of IResNet students, FKD training (Wang 2021)",
-)
+    spaces=("facenas.plugins.tnas.space",), stages=("facenas.plugins.tnas.stages",),
+    strategies=(), search_stage="tnas.search", docs="docs/tnas.md",
+    summary="TNAS: teacher-guided width/depth search of IResNet students, FKD training (Wang 2021)")

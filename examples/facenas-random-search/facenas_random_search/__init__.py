@@ -13,10 +13,7 @@ point (``pyproject.toml``), and imports the modules named here when a registry i
 from facenas.methods import MethodSpec
 
 FACENAS_METHOD = MethodSpec(
-    spaces=("facenas_random_search.space",),
-    stages=("facenas_random_search.stages",),
-    strategies=("facenas_random_search.strategy",),
-    search_stage="random_search.search",
+    spaces=("facenas_random_search.space",), stages=("facenas_random_search.stages",),
+    strategies=("facenas_random_search.strategy",), search_stage="random_search.search",
     docs="examples/facenas-random-search/README.md",
-    summary="Example plugin: random search under a FLOPs bound over a tiny CNN face space",
-)
+    summary="Example plugin: random search under a FLOPs bound over a tiny CNN face space")

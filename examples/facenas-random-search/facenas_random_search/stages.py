@@ -40,20 +40,17 @@ def _evaluate(sample: Mapping[str, Any], space_config: Mapping[str, Any], params
     arch_path = os.path.join(os.fspath(reporter.out_dir), "arch.json")
     write_json(arch_path, desc)
     train_params = {"config": DEFAULT_TRAINING, **dict(params), "arch": arch_path}
-    final = dict(STAGES.get("engine.train")(train_params, reporter))
-    final.update({"arch": desc, "arch_path": arch_path})
-    return final
+    return {**STAGES.get("engine.train")(train_params, reporter), "arch": desc, "arch_path": arch_path}
 
 
 @STAGES.register("random_search.evaluate")
 def random_search_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train and verify one sample of the space; ``default`` = the engine's (first verification accuracy)."""
-    params = dict(params)
-    if "sample" not in params:
+    sample = params.get("sample")
+    if sample is None:
         raise ConfigError(f"random_search.evaluate needs 'sample' (a {SPACE} sample); got {sorted(params)}")
-    sample = params.pop("sample")
-    space_config = params.pop("space_config", None) or {}
-    return _evaluate(sample, space_config, params, reporter)
+    training = {k: v for k, v in params.items() if k not in ("sample", "space_config")}
+    return _evaluate(sample, params.get("space_config") or {}, training, reporter)
 
 
 @STAGES.register("random_search.search")
