@@ -107,3 +107,14 @@ def test_registry_records_where_an_entry_is_defined():
     assert SPACES.origin("ofa") == "facenas.plugins.ofa.space"
     assert SPACES.origin("toy") == "facenas.plugins.toy"
     assert "facenas.plugins.enas" not in sys.modules or SPACES.origin("enas").startswith("facenas.plugins.enas")
+
+
+def test_a_missing_command_module_is_an_error_naming_it(monkeypatch):
+    """The CLI used to skip a listed command module that did not exist (``facenas search`` was missing so)."""
+    from facenas import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "facenas.plugins.no_such_cli"])
+    with pytest.raises(ModuleNotFoundError, match="facenas.plugins.no_such_cli"):
+        cli.build_parser()
+    monkeypatch.undo()
+    assert {"methods", "search"} <= set(cli.build_parser()._subparsers._group_actions[0].choices)
