@@ -119,7 +119,7 @@ def get_method(name: str) -> Method:
     if name not in found:
         close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown method '{name}'{hint} Installed: {', '.join(found)}")
+        raise UnknownNameError(f"unknown method '{name}'{hint or '.'} Installed: {', '.join(found)}")
     return found[name]
 
 

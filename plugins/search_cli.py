@@ -68,7 +68,7 @@ def stage_of(method_name: str, stage: str | None) -> str:
 
         close = difflib.get_close_matches(name, owned, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"method '{method_name}' has no stage '{name}'{hint} Its stages: {', '.join(owned)}")
+        raise UnknownNameError(f"method '{method_name}' has no stage '{name}'{hint or '.'} Its stages: {', '.join(owned)}")
     return name
 
 
