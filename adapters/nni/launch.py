@@ -169,8 +169,11 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise FacenasError(f"experiment file {p} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # its text spans several lines (a caret under the spot): keep one
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"{p}:{where} not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected an NNI v2 experiment config (a mapping), got {type(data).__name__}")
     if "trainingServicePlatform" in data:

@@ -206,3 +206,10 @@ def test_a_trial_records_its_process_for_the_results(tmp_path):
     run_trial(spec, tmp_path / "t")
     proc = json.loads((tmp_path / "t" / "params.json").read_text())["process"]
     assert proc["pid"] == os.getpid() and proc["host"]
+
+
+def test_an_experiment_file_that_is_not_yaml_is_one_line(tmp_path):
+    (tmp_path / "bad.yml").write_text("a: [1,\n")
+    with pytest.raises(ConfigError) as info:
+        launch.load_yaml(tmp_path / "bad.yml")
+    assert "\n" not in str(info.value) and "line 2, column 1: not valid YAML" in str(info.value)
