@@ -249,6 +249,7 @@ def main() -> int:
     result = {"tried": len(rows), **counts, "skipped": skipped, "timeout_s": args.timeout, "cases": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "cases"}))
     if not args.no_save and not args.only:
+        sys.argv[0] = "-m benchmarks.hardening_cli"  # the command as typed, not this checkout's absolute path
         save_result("hardening_cli", result)
     return 0 if counts["clean"] == len(rows) else 1
 
