@@ -152,3 +152,19 @@ def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp
     assert other.returncode == 0  # free again (and that process's exit left a stale lock behind)
     acquire(folder, "after a dead holder")
     release(folder)
+
+
+def test_a_training_stage_run_again_in_its_folder_continues_it(tmp_path):
+    """NNI re-queues a trial interrupted by a stop into the same folder: the stage resumes there."""
+    from facenas.plugins.engine.stages import config_from_params
+
+    base = {k: v for k, v in tiny_config(tmp_path, num_epoch=1, checkpoint_every=2).to_dict().items() if k not in ("resume", "output")}
+    params = {"config": base}
+    cfg = config_from_params(params, tmp_path / "trial")
+    assert not cfg.resume and cfg.output == str(tmp_path / "trial" / "train")
+    with pytest.raises(_Interrupt):
+        train(cfg, train_loader=tiny_loader(), on_step=_kill_at(5))  # checkpoint at step 4
+    again = config_from_params(params, tmp_path / "trial")
+    assert again.resume
+    assert train(again, train_loader=tiny_loader()).global_step == 6
+    assert not config_from_params({**params, "resume": False}, tmp_path / "trial").resume  # said explicitly
