@@ -168,3 +168,28 @@ def test_a_training_stage_run_again_in_its_folder_continues_it(tmp_path):
     assert again.resume
     assert train(again, train_loader=tiny_loader()).global_step == 6
     assert not config_from_params({**params, "resume": False}, tmp_path / "trial").resume  # said explicitly
+
+
+def _search_writers():
+    from facenas.plugins.enas.search import run_search as enas_search
+    from facenas.plugins.ofa.train import SupernetTrainConfig, train_supernet
+    from facenas.plugins.stages import run_stage_locally
+    from facenas.plugins.tnas.search import TnasSearchConfig, run_search as tnas_search
+
+    return {
+        "stage": lambda out: run_stage_locally("toy.evaluate", {}, str(out)),
+        "enas": lambda out: enas_search(None, out),  # the lock comes before the config is read
+        "tnas": lambda out: tnas_search(TnasSearchConfig(output=str(out), teacher="t.pt", rec="synthetic",
+                                                         target_width_ratio=0.5)),
+        "ofa": lambda out: train_supernet(SupernetTrainConfig(output=str(out), rec="synthetic")),
+    }
+
+
+@pytest.mark.parametrize("writer", ["stage", "enas", "tnas", "ofa"])
+def test_every_search_writer_takes_the_output_lock(tmp_path, live_other_process, writer):
+    out = tmp_path / writer
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({**holder_record(), "pid": live_other_process.pid, "start_ticks": None}))
+    with pytest.raises(OutputFolderError, match=f"in use by another run: pid {live_other_process.pid}"):
+        _search_writers()[writer](out)
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
