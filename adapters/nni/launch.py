@@ -237,7 +237,8 @@ def validate_experiment(cfg: Mapping[str, Any], source: str | os.PathLike,
     services = cfg.get("trainingService")
     for service in services if isinstance(services, list) else [services]:
         if not isinstance(service, Mapping) or "platform" not in service:
-            raise bad("trainingService", f"expected a mapping with a 'platform' ({', '.join(PLATFORMS)}), got {service!r}")
+            raise bad("trainingService",
+                      f"expected a mapping with a 'platform' ({', '.join(PLATFORMS)}), got {service!r}")
         if service["platform"] not in PLATFORMS:
             raise bad("trainingService.platform", f"'{service['platform']}' is not an NNI platform"
                       f"{_did_you_mean(str(service['platform']), PLATFORMS)} (platforms: {', '.join(PLATFORMS)})")
