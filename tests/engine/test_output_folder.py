@@ -193,3 +193,15 @@ def test_every_search_writer_takes_the_output_lock(tmp_path, live_other_process,
     with pytest.raises(OutputFolderError, match=f"in use by another run: pid {live_other_process.pid}"):
         _search_writers()[writer](out)
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+
+
+def test_stale_lock_rules():
+    from facenas.utils.lock import EMPTY_LOCK_GRACE_S, is_stale
+
+    me = holder_record()
+    assert not is_stale(me, age_s=0.0)  # alive
+    if me["start_ticks"] is not None:  # the pid now runs a process that started at another time: reused
+        assert is_stale({**me, "start_ticks": me["start_ticks"] + 1}, age_s=0.0)
+    assert not is_stale({**me, "host": "elsewhere.example", "pid": 1}, age_s=1e6)  # cannot check: not stale
+    assert is_stale({**me, "pid": -1}, age_s=0.0)
+    assert not is_stale(None, age_s=0.0) and is_stale(None, age_s=EMPTY_LOCK_GRACE_S + 1)  # empty lock file
