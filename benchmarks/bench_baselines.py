@@ -49,7 +49,8 @@ def _overrides(items: list[str] | None) -> dict:
 
 def run_one(name: str, out_root: Path, overrides: dict, artifacts: Path | None) -> dict:
     recipe = RECIPES / f"celeba299_{name}_cpu.py"
-    cfg = load_train_config(recipe, {"output": str(out_root / recipe.stem), **overrides})
+    cfg = load_train_config(recipe, {"output": str(out_root / recipe.stem), "overwrite": True,  # a re-run replaces
+                                     **overrides})
     size = cfg.input_size()
     probe = build_backbone(cfg).eval()
     mflops, params = count_flops(probe, (1, 3, size, size)) / 1e6, count_params(probe) / 1e6

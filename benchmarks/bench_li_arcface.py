@@ -65,7 +65,8 @@ def main() -> None:
     rows = {}
     for name in args.only:
         cfg = load_train_config(RECIPES / "celeba299_mbf_cpu.py",
-                                {**VARIANTS[name], "output": str(Path(args.out) / name), **overrides})
+                                {**VARIANTS[name], "output": str(Path(args.out) / name), "overwrite": True,
+                                 **overrides})
         t0 = time.monotonic()
         try:
             result = train(cfg)

@@ -3,7 +3,10 @@
 Each command group lives in its own module exposing ``register(subparsers)``; the module must
 import cheaply (heavy imports happen inside the command's handler). A handler returns an exit
 code (or None for 0). User errors (:class:`facenas.errors.FacenasError`) print one message and
-exit with code 2, never a traceback.
+exit with code 2, never a traceback. Environment errors -- any ``OSError`` that reaches here: a
+full disk, a read-only or unwritable folder -- print one line naming the path and the errno and
+exit with code 3 (:class:`facenas.errors.EnvironmentFailure`); an ``OSError`` about the path the
+user gave (missing, a file where a folder belongs) exits 2. ``-vv`` logs the traceback too.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 from typing import Sequence
 
 from facenas import __version__
-from facenas.errors import FacenasError
+from facenas.errors import FacenasError, describe_os_error
 from facenas.utils.log import setup_logging
 
 #: Modules that add sub-commands, in the order they appear in ``facenas --help``.
@@ -57,8 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = handler(args)
     except FacenasError as exc:
+        log.debug("traceback of the error below", exc_info=True)
         print(f"facenas {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # one path for the environment's errors (ENOSPC, EROFS, EACCES, ...)
+        log.debug("traceback of the error below", exc_info=True)
+        error = describe_os_error(exc)
+        print(f"facenas {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"facenas {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any, Mapping, TypeVar
 
-from facenas.errors import ConfigError
+from facenas.errors import ConfigError, FacenasError
 
 C = TypeVar("C", bound="TypedConfig")
 
@@ -122,6 +122,46 @@ class TypedConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
 
 
+def _module_file(name: str) -> str:
+    """The ``.py`` file of the importable module ``name`` (a recipe given by dotted name)."""
+    hint = "give the path to a .py recipe (a module that assigns `config`)"
+    if name.endswith(".py") or not name.replace(".", "").replace("_", "").isalnum():
+        raise ConfigError(f"config '{name}' is not a file; {hint}")
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError) as exc:  # a missing parent package: find_spec imports it
+        raise ConfigError(f"config '{name}' is neither a file nor an importable module ({exc}); {hint}") from None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py") or not os.path.isfile(spec.origin):
+        where = f" (it is {spec.origin})" if spec is not None and spec.origin else ""
+        raise ConfigError(f"config '{name}' is neither a file nor a Python source module{where}; {hint}")
+    return spec.origin
+
+
+def _run_recipe(path: str) -> dict[str, Any]:
+    """Run the recipe at ``path`` (the user's own config code, by design) and return its globals.
+
+    A recipe that does not compile or raises while it runs (a failing import, a typo'd name) is
+    a :class:`ConfigError` naming the recipe's file and line, not a traceback.
+    """
+    try:
+        return runpy.run_path(path)
+    except ConfigError as exc:  # a misspelt field set in the recipe: already one line
+        raise ConfigError(f"{path}: {exc}") from None
+    except FacenasError:  # already one line (a missing optional package, ...)
+        raise
+    except SyntaxError as exc:
+        where = f"{exc.filename or path}, line {exc.lineno}" if exc.lineno else (exc.filename or path)
+        raise ConfigError(f"{where}: the recipe does not compile: {exc.msg}; fix its syntax") from None
+    except Exception as exc:  # the recipe's own code failed: name where, not a traceback
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) == os.path.abspath(path)]
+        where = f"{path}, line {frames[-1].lineno}" if frames else path
+        fix = (f"install '{exc.name}' or remove the import" if isinstance(exc, ModuleNotFoundError) and exc.name
+               else "fix the recipe")
+        raise ConfigError(f"{where}: the recipe failed while running: {type(exc).__name__}: {exc}; {fix}") from None
+
+
 def load_config_module(path: str | os.PathLike, cls: type[C], variable: str = "config") -> C:
     """Run the Python config module at ``path`` and return its ``variable`` as a validated ``cls``.
 
@@ -129,14 +169,9 @@ def load_config_module(path: str | os.PathLike, cls: type[C], variable: str = "c
     arcface_torch recipes) or as a plain dict. A dotted module name is accepted too.
     """
     path = os.fspath(path)
-    if os.path.isfile(path):
-        namespace = runpy.run_path(path)
-    else:
-        spec = importlib.util.find_spec(path) if not path.endswith(".py") else None
-        if spec is None or spec.origin is None:
-            raise ConfigError(f"config '{path}' is neither a file nor an importable module; give the path to a .py recipe")
-        namespace = runpy.run_path(spec.origin)
-        path = spec.origin
+    if not os.path.isfile(path):
+        path = _module_file(path)
+    namespace = _run_recipe(path)
     if variable not in namespace:
         raise ConfigError(f"{path}: defines no '{variable}'; a recipe must assign `{variable} = ...`")
     value = namespace[variable]

@@ -30,8 +30,11 @@ STAGES: Registry = Registry(
 
 def run_stage(name: str, params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run the registered stage ``name``; report and return its final metrics."""
+    from facenas.utils.lock import output_lock
+
     stage = STAGES.get(name)
-    metrics = dict(stage(params, reporter))
+    with output_lock(reporter.out_dir, f"stage {name}"):  # one writer per output folder
+        metrics = dict(stage(params, reporter))
     if reporter.final_metrics is None:
         reporter.final(metrics)
     return dict(reporter.final_metrics or metrics)

@@ -16,6 +16,7 @@ import numpy as np
 
 from facenas.adapters.insightface.binset import VerificationSet, load_bin
 from facenas.adapters.insightface.verification import evaluate, flip_embeddings
+from facenas.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class VerificationEvaluator:
 
     def __init__(self, bins: Mapping[str, str | os.PathLike | VerificationSet] | list, batch_size: int = 64,
                  flip: bool = True, image_size: int | tuple[int, int] | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size!r}: expected a positive integer (images per forward pass), "
+                              "e.g. --batch-size 64")
         if not isinstance(bins, Mapping):
             bins = {os.path.splitext(os.path.basename(os.fspath(p)))[0]: p for p in bins}
         self.sets: dict[str, VerificationSet] = {}

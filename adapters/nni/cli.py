@@ -56,8 +56,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     from facenas.adapters.nni import launch
 
     env = _env(args)
-    launch.register(env)
     overrides = {"experimentWorkingDirectory": str(Path(args.experiment_dir).resolve())} if args.experiment_dir else None
+    launch.prepare_config(args.config, overrides, env)  # one line for a bad file, before anything starts
+    launch.register(env)
     info = launch.create(args.config, port=args.port, env=env, overrides=overrides, debug=args.debug)
     text = (f"experiment {info['experiment_id']} started\n"
             f"  portal:  {info['url']}   (bound to {launch.bind_host(env)} only; from elsewhere use an SSH tunnel, see docs/nni.md)\n"

@@ -169,8 +169,11 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise FacenasError(f"experiment file {p} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # its text spans several lines (a caret under the spot): keep one
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"{p}:{where} not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected an NNI v2 experiment config (a mapping), got {type(data).__name__}")
     if "trainingServicePlatform" in data:
@@ -178,8 +181,116 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The experiment config to launch (paths absolute, search space generated); plus warnings."""
+#: NNI 3.0's training service platforms
+PLATFORMS = ("local", "remote", "openpai", "aml", "dlc", "kubeflow", "frameworkcontroller")
+
+
+def algorithm_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """Tuner / advisor / assessor names NNI knows for ``env``: built-in (with aliases), registered, facenas's."""
+    import yaml
+    from nni.runtime.config import get_builtin_config_file
+
+    from facenas.adapters.nni.pipeline import ALGORITHMS
+
+    names = [a["builtinName"] for a in ALGORITHMS] + list(registered_algorithms(env))
+    builtin = yaml.safe_load(get_builtin_config_file("builtin_algorithms.yml").read_text(encoding="utf-8")) or {}
+    for entries in builtin.values():
+        for algo in entries or []:
+            names += [algo["builtinName"]] + ([algo["alias"]] if algo.get("alias") else [])
+    return list(dict.fromkeys(names))
+
+
+def _did_you_mean(value: str, known: Sequence[str]) -> str:
+    import difflib
+
+    lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(value.lower(), list(lower), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(lower[c]) for c in close)}?" if close else ""
+
+
+def validate_experiment(cfg: Mapping[str, Any], source: str | os.PathLike,
+                        env: Mapping[str, str] | None = None) -> None:
+    """Check an experiment config before nnictl sees it; :class:`ConfigError` naming the field.
+
+    nnictl answers a missing search space, ``trialConcurrency: -3`` or a misspelt field with a
+    Python traceback, and a misspelt tuner name only later, as an experiment in ERROR. The checks
+    here cover those fields with one line each; NNI's own config class then checks the rest.
+    """
+    src = str(source)
+
+    def bad(field: str, why: str) -> ConfigError:
+        return ConfigError(f"{src}: {field}: {why}")
+
+    def positive_int(field: str, required: bool) -> None:
+        value = cfg.get(field)
+        if value is None:
+            if required:
+                raise bad(field, "missing; set how many trials run at once, e.g. trialConcurrency: 1")
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad(field, f"{value!r} is not a positive integer")
+
+    if not isinstance(cfg.get("trialCommand"), str) or not cfg["trialCommand"].strip():
+        raise bad("trialCommand", "missing or empty; e.g. python -m facenas.adapters.nni.trial")
+    positive_int("trialConcurrency", required=True)
+    positive_int("maxTrialNumber", required=False)
+    services = cfg.get("trainingService")
+    for service in services if isinstance(services, list) else [services]:
+        if not isinstance(service, Mapping) or "platform" not in service:
+            raise bad("trainingService",
+                      f"expected a mapping with a 'platform' ({', '.join(PLATFORMS)}), got {service!r}")
+        if service["platform"] not in PLATFORMS:
+            raise bad("trainingService.platform", f"'{service['platform']}' is not an NNI platform"
+                      f"{_did_you_mean(str(service['platform']), PLATFORMS)} (platforms: {', '.join(PLATFORMS)})")
+    if cfg.get("searchSpace") is not None and cfg.get("searchSpaceFile"):
+        raise bad("searchSpace", "both searchSpace and searchSpaceFile are set; keep one")
+    if cfg.get("searchSpace") is None:
+        space_file = cfg.get("searchSpaceFile")
+        if not space_file:
+            raise bad("searchSpaceFile", "missing: a tuner needs searchSpaceFile (or an inline searchSpace); "
+                      "facenas nni space NAME --output FILE writes one")
+        if not Path(str(space_file)).is_file():
+            raise bad("searchSpaceFile", f"{space_file} does not exist")
+        try:
+            json.loads(Path(str(space_file)).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise bad("searchSpaceFile", f"{space_file} is not JSON ({exc})") from None
+    known: list[str] | None = None
+    for kind in ("tuner", "advisor", "assessor"):
+        algo = cfg.get(kind)
+        if algo is None:
+            continue
+        if not isinstance(algo, Mapping):
+            raise bad(kind, f"expected a mapping with a 'name', got {algo!r}")
+        name = algo.get("name")
+        if name is None:
+            if not algo.get("className"):
+                raise bad(kind, "needs a 'name' (a built-in or registered algorithm) or a 'className'")
+            continue
+        known = known if known is not None else algorithm_names(env)
+        if str(name).lower() not in {k.lower() for k in known}:
+            raise bad(f"{kind}.name", f"'{name}' is not a built-in or registered NNI algorithm"
+                      f"{_did_you_mean(str(name), known)} (register facenas's with: facenas nni register)")
+    import dataclasses
+
+    from nni.experiment.config import ExperimentConfig
+
+    fields = [f.name for f in dataclasses.fields(ExperimentConfig) if not f.name.startswith("_")]
+    camel = [re.sub(r"_(\w)", lambda m: m.group(1).upper(), f) for f in fields]
+    normal = {f.replace("_", "").lower() for f in fields}
+    for key in cfg:
+        if str(key).replace("_", "").lower() not in normal:
+            raise bad(str(key), f"not an NNI experiment field{_did_you_mean(str(key), camel)}")
+    try:
+        ExperimentConfig(**copy.deepcopy(dict(cfg))).validate()
+    except Exception as exc:  # NNI's checks: its messages are one line, its assertions say nothing
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "a value is out of range"
+        raise ConfigError(f"{src}: NNI rejects the experiment file: {type(exc).__name__}: {detail}") from None
+
+
+def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None,
+                   env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The experiment config to launch (paths absolute, search space generated, validated); plus warnings."""
     from facenas.adapters.nni.pipeline import PipelineScheduler, pipeline_config_of
     from facenas.adapters.nni.space import search_space_json
 
@@ -215,6 +326,7 @@ def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None 
         command = str(cfg.get("trialCommand") or "")
         if TRIAL_MODULE not in command:
             warnings.append(f"trialCommand {command!r} does not run {TRIAL_MODULE}; facenas advisors send its parameters")
+    validate_experiment(cfg, src, env)
     return cfg, warnings
 
 
@@ -250,7 +362,7 @@ def create(
     import yaml
 
     env = dict(env) if env is not None else nni_env()
-    cfg, warnings = prepare_config(path, overrides)
+    cfg, warnings = prepare_config(path, overrides, env)
     for w in warnings:
         log.warning("%s: %s", path, w)
     if not _port_free(bind_host(env), port):

@@ -144,6 +144,7 @@ class PipelineConfig(TypedConfig):
         reserved = sorted(set(names) & {"item", "index", "seed", "sample", "experiment"})
         if reserved:
             raise ConfigError(f"{source}: step names {reserved} are reserved words in references; rename them")
+        check_references(self.step_configs(source), source)
 
     def step_configs(self, source: str = "pipeline") -> list[StepConfig]:
         out = []
@@ -163,6 +164,52 @@ class PipelineConfig(TypedConfig):
             elif step.space:
                 out.append((step.space, dict(step.space_config)))
         return out
+
+
+#: names a reference may start with besides a step's name
+CONTEXT_NAMES = ("item", "index", "seed", "sample", "experiment")
+
+
+def references(obj: Any) -> list[str]:
+    """Every ``${...}`` reference in ``obj`` (through dicts and lists), ``$${`` escapes left out."""
+    if isinstance(obj, Mapping):
+        return [r for v in obj.values() for r in references(v)]
+    if isinstance(obj, list):
+        return [r for v in obj for r in references(v)]
+    if not isinstance(obj, str) or "${" not in obj:
+        return []
+    return [m.group(1) for m in _REF.finditer(obj.replace("$${", "\0"))]
+
+
+def check_references(steps: list[StepConfig], source: str) -> None:
+    """Fail at load time for a reference to a step that does not exist or does not run before.
+
+    Which trials succeed is known only while the pipeline runs (a step whose references then have
+    nothing to point at is skipped with a note); a misspelt or misplaced step name is known now.
+    """
+    import difflib
+
+    names = [s.name for s in steps]
+    for k, step in enumerate(steps):
+        for field, value in (("params", step.params), ("foreach", step.foreach)):
+            for ref in references(value):
+                root = ref.strip().split(".")[0]
+                m = _ROOT.match(root)
+                if not m:
+                    raise ConfigError(f"{source}: step '{step.name}' {field}: bad reference '${{{ref}}}': expected "
+                                      "STEP.key, STEP[*].key, STEP[best].key, STEP[i].key or one of "
+                                      f"{list(CONTEXT_NAMES)}")
+                name = m.group("name")
+                if name in CONTEXT_NAMES and m.group("sel") is None:
+                    continue
+                if name not in names:
+                    close = difflib.get_close_matches(name, names + list(CONTEXT_NAMES), n=2, cutoff=0.6)
+                    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                    raise ConfigError(f"{source}: step '{step.name}' {field}: '${{{ref}}}' names no step '{name}'"
+                                      f"{hint} (steps: {names}; context names: {list(CONTEXT_NAMES)})")
+                if names.index(name) >= k:
+                    raise ConfigError(f"{source}: step '{step.name}' {field}: '${{{ref}}}' refers to step '{name}', "
+                                      "which does not run before it; a step can only use earlier steps' results")
 
 
 def search_pipeline(

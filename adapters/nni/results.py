@@ -41,11 +41,75 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+#: NNI's trial statuses that end a trial (``TrialJobStatus``), and facenas's LOST: the trial's
+#: process is gone and neither it nor NNI recorded an end (killed with the machine, kill -9).
+ENDED_STATUSES = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED", "LOST")
+
+
+def nni_trial_events(output_dir: str | os.PathLike) -> dict[str, str]:
+    """trial id -> the last status NNI recorded for it, from the experiment's ``db/nni.sqlite``
+    (``<experiment dir>/<id>/db``, beside the ``facenas`` output folder); empty if there is none."""
+    import sqlite3
+
+    root = Path(output_dir)
+    for db in (root.parent / "db" / "nni.sqlite", root / "db" / "nni.sqlite"):
+        if not db.is_file():
+            continue
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = con.execute("SELECT trialJobId, event FROM TrialJobEvent ORDER BY timestamp, rowid").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            log.warning("cannot read NNI's trial events from %s: %s", db, exc)
+            return {}
+        events: dict[str, str] = {}
+        for trial_id, event in rows:
+            if trial_id and event in (*ENDED_STATUSES, "WAITING", "RUNNING", "UNKNOWN"):
+                # NNI can log RUNNING after a trial's end (a late status poll): an end is final
+                if events.get(trial_id) not in ENDED_STATUSES:
+                    events[trial_id] = event
+        return events
+    return {}
+
+
+def _advisor_statuses(state: Mapping[str, Any] | None) -> dict[str, str]:
+    """trial folder -> the NNI status the facenas advisor was told at the trial's end."""
+    out = {}
+    for unit in (state or {}).get("units", []):
+        if unit.get("nni_status") in ENDED_STATUSES and unit.get("out_dir"):
+            out[str(Path(unit["out_dir"]))] = unit["nni_status"]
+    return out
+
+
+def _process_gone(record: Mapping[str, Any]) -> bool:
+    """True when the record names the trial's process, on this host, and it no longer runs."""
+    from facenas.utils.lock import is_stale
+
+    proc = record.get("process")
+    return isinstance(proc, Mapping) and is_stale(dict(proc), age_s=0.0)
+
+
+def unfinished_status(record: Mapping[str, Any], folder: Path, nni_events: Mapping[str, str],
+                      advisor: Mapping[str, str]) -> str:
+    """The status of a trial that wrote no ``result.json``: NNI's end status (cancelled, early
+    stopped, failed), else the advisor's, else LOST if its process is gone, else RUNNING."""
+    trial_id = (record.get("nni") or {}).get("trial_id")
+    for status in (nni_events.get(str(trial_id)) if trial_id else None, advisor.get(str(folder))):
+        if status in ENDED_STATUSES:
+            return status
+    return "LOST" if _process_gone(record) else "RUNNING"
+
+
 def trial_records(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every trial folder under ``output_dir``: its ``result.json``, or ``params.json`` if still running."""
+    """Every trial folder under ``output_dir``: its ``result.json``, or ``params.json`` with the
+    status NNI / the advisor / the process table give it if the trial wrote no result."""
     root = Path(output_dir)
     records = []
     seen: set[Path] = set()
+    events: dict[str, str] | None = None
+    advisor: dict[str, str] | None = None
     for params_path in sorted(list(root.glob("*/params.json")) + list(root.glob("*/*/params.json"))):
         folder = params_path.parent
         if folder in seen:
@@ -54,7 +118,11 @@ def trial_records(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
         rec = _read(folder / "result.json") if (folder / "result.json").is_file() else None
         if rec is None:
             rec = _read(params_path) or {}
-            rec["status"] = "RUNNING"
+            if events is None:
+                events = nni_trial_events(root)
+                state = _read(root / STATE_FILE) if (root / STATE_FILE).is_file() else None
+                advisor = _advisor_statuses(state)
+            rec["status"] = unfinished_status(rec, folder, events, advisor or {})
         rec.setdefault("out_dir", str(folder))
         records.append(rec)
     return records
@@ -147,8 +215,10 @@ def summarize(output_dir: str | os.PathLike, experiment_id: str | None = None) -
         step_state = next((s for s in (state or {}).get("steps", []) if s["name"] == name), {})
         steps.append({
             "name": name, "stage": step_state.get("stage") or (mine[0]["stage"] if mine else None),
-            "status": step_state.get("status", "done" if mine and len(ok) + sum(r["status"] == "FAILED" for r in mine) == len(mine) else "running"),
+            "status": step_state.get("status", "done" if mine and all(r["status"] in ENDED_STATUSES for r in mine)
+                                     else "running"),
             "trials": len(mine), "succeeded": len(ok), "failed": sum(r["status"] == "FAILED" for r in mine),
+            "stopped": sum(r["status"] in ENDED_STATUSES and r["status"] not in ("SUCCEEDED", "FAILED") for r in mine),
             "best_default": max((r["default"] for r in ok if r["default"] is not None), default=None),
             "note": step_state.get("note"),
         })
@@ -196,7 +266,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
            f"status: {summary['status']}", f"output: {summary['output_dir']}", "", "## steps", ""]
     for s in summary["steps"]:
         note = f" -- {s['note']}" if s.get("note") else ""
-        out.append(f"- {s['name']} ({s['stage']}): {s['status']}, {s['succeeded']}/{s['trials']} succeeded, "
+        stopped = f", {s['stopped']} cancelled/stopped/lost" if s.get("stopped") else ""
+        out.append(f"- {s['name']} ({s['stage']}): {s['status']}, {s['succeeded']}/{s['trials']} succeeded{stopped}, "
                    f"best default {_fmt(s['best_default'])}{note}")
     out += ["", "## trials", "", format_table(summary), ""]
     if summary["best_architectures"]:

@@ -111,6 +111,12 @@ def _architecture(spec: TrialSpec, result: Mapping[str, Any] | None) -> dict[str
     return None
 
 
+def _process_record() -> dict[str, Any]:
+    from facenas.utils.lock import holder_record
+
+    return {k: v for k, v in holder_record().items() if k in ("pid", "host", "start_ticks", "since")}
+
+
 def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None) -> int:
     """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status."""
     from facenas.adapters.nni.reporter import NNIReporter
@@ -123,6 +129,7 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str
         "stage": spec.stage, "step": spec.step, "index": spec.index, "attempt": spec.attempt,
         "out_dir": str(out), "params": jsonable(spec.params), "nni": info,
         "space": spec.space, "space_config": spec.space_config,
+        "process": _process_record(),  # lets `facenas nni results` tell a killed trial from a running one
     }
     write_json(out / PARAMS_FILE, record)
     started = time.time()

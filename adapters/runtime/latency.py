@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from facenas.errors import ConfigError, require
+from facenas.errors import ConfigError, DataFormatError, require
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,9 @@ def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, 
     label = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
     label = os.fspath(label) if isinstance(label, os.PathLike) else str(label)
     text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else ""
+    if text.endswith((".onnx", ".tflite")) and not os.path.isfile(text):  # the runtimes' own errors are tracebacks
+        raise DataFormatError(text, "no such model file", "give an existing .onnx / .tflite file, a checkpoint, "
+                              "an architecture JSON or a backbone name")
     with contextlib.ExitStack() as stack:
         if text.endswith(".onnx"):
             if runtime != "onnxruntime":

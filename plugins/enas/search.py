@@ -490,4 +490,7 @@ class EnasSearch:
 def run_search(config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,
                latency_model: LatencyModel | None = None, data: SearchData | None = None) -> dict[str, Any]:
     """Run (or resume) an ENAS search; see :class:`EnasSearch`."""
-    return EnasSearch(config, out_dir, reporter, latency_model, data).run()
+    from facenas.utils.lock import output_lock
+
+    with output_lock(out_dir, "ENAS search"):  # one writer per output folder
+        return EnasSearch(config, out_dir, reporter, latency_model, data).run()

@@ -68,6 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = _parse_set(args.set)
     if args.resume:
         overrides["resume"] = True
+    if args.overwrite:
+        overrides["overwrite"] = True
     if args.output:
         overrides["output"] = args.output
     cfg = load_train_config(args.config, overrides)
@@ -86,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="recipe: a Python module assigning `config` (TrainConfig or dict)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt bit for bit")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the output folder (a fresh run refuses to by default)")
     p.add_argument("--output", help="output folder (default: the recipe's, or work_dirs/<recipe>)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")

@@ -39,6 +39,8 @@ class TrainConfig(TypedConfig):
         margin_list: ``(m1, m2, m3)`` of the combined margin: ArcFace ``(1.0, 0.5, 0.0)``,
             CosFace ``(1.0, 0.0, 0.4)``.
         resume: continue from ``output``'s training checkpoint.
+        overwrite: a fresh run (``resume=False``) may replace the run already in ``output``
+            (else that is refused: a finished run is never overwritten silently).
         save_all_states: also keep the training state of every epoch (``epoch_<n>.pt``).
         output: output folder (default ``work_dirs/<recipe name>``).
         embedding_size: embedding dimension.
@@ -67,6 +69,7 @@ class TrainConfig(TypedConfig):
     network: str = "r50"
     margin_list: tuple[float, float, float] = (1.0, 0.5, 0.0)
     resume: bool = False
+    overwrite: bool = False
     save_all_states: bool = False
     output: str | None = None
     embedding_size: int = 512
@@ -137,6 +140,8 @@ class TrainConfig(TypedConfig):
 
         if not self.network:
             raise bad("network", "is empty; name a backbone (r50, mbf, airface, ...) or an architecture JSON")
+        if self.resume and self.overwrite:
+            raise bad("overwrite", "with resume=True: continue the run (--resume) or replace it (--overwrite), not both")
         m1, m2, m3 = self.margin_list
         if m1 <= 0 or m2 < 0 or m3 < 0:
             raise bad("margin_list", "needs m1 > 0, m2 >= 0, m3 >= 0, e.g. (1.0, 0.5, 0.0)")

@@ -15,7 +15,9 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
@@ -51,6 +53,12 @@ def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | N
     cfg = TrainConfig.from_dict(data, source="engine.train parameters")
     if not cfg.output and out_dir is not None:
         cfg.output = os.path.join(os.fspath(out_dir), "train")
+    explicit = "resume" in params or (isinstance(base, Mapping) and "resume" in base)
+    if not explicit and not cfg.overwrite and cfg.output and any(Path(cfg.output).glob("checkpoint*.pt")):
+        # a trial that runs again in its folder (NNI re-queues running trials on resume) continues
+        # its training, where a fresh run would be refused
+        logging.getLogger(__name__).info("%s holds a training checkpoint: continuing it (resume=True)", cfg.output)
+        cfg.resume = True
     return cfg
 
 

@@ -35,9 +35,10 @@ from torch import nn
 from facenas.adapters.insightface.backbones import get_model, load_state_dict_checked, network_spec, save_backbone
 from facenas.adapters.insightface.losses import build_margin_head
 from facenas.adapters.insightface.partial_fc import PartialFC
-from facenas.errors import ConfigError, FacenasError
+from facenas.errors import ConfigError, FacenasError, OutputFolderError
 from facenas.plugins.report import Reporter
-from facenas.utils.io import append_jsonl, write_json
+from facenas.utils.io import append_jsonl, atomic_write, read_json, write_json
+from facenas.utils.lock import output_lock
 from facenas.utils.paths import shared_data_dir
 from facenas.utils.progress import Progress
 from facenas.utils.seed import seed_everything
@@ -226,8 +227,9 @@ def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporte
     dist_info = D.init_distributed(device)
     out = Path(cfg.output or cfg.resolved_output())
     try:
-        return _train(cfg, dist_info, device, out, use_amp, model, reporter, train_loader, evaluator,
-                      test_evaluator, head, on_step, report_final)
+        with output_lock(out, "facenas train", enabled=dist_info.is_main):  # one run per folder
+            return _train(cfg, dist_info, device, out, use_amp, model, reporter, train_loader, evaluator,
+                          test_evaluator, head, on_step, report_final)
     finally:
         D.shutdown(dist_info)
 
@@ -240,6 +242,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
     from facenas.adapters.insightface.arcface_torch_bridge import bridge_from_config
 
     out.mkdir(parents=True, exist_ok=True)
+    _claim_output(cfg, out, dist_info)
     run = _Run(cfg, dist_info, device, out)
     seed_everything(cfg.seed + dist_info.rank)
     bridge = bridge_from_config(cfg)
@@ -296,6 +299,18 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         resume_rng = state["rng"]
         log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_file, run.global_step, run.epoch,
                  run.step_in_epoch)
+        if run.epoch >= cfg.num_epoch or run.global_step >= total_steps:  # nothing left to train
+            finished = _finished_result(out, run)
+            if finished is not None:
+                log.info("the run in %s had already finished at step %d; reporting its final.json", out,
+                         run.global_step)
+                if reporter is not None and dist_info.is_main and report_final:
+                    reporter.final(finished)
+                backbone.eval()
+                return TrainResult(finished, run.best, str(out), run.global_step, float(finished.get("epochs", run.epoch)),
+                                   run.train_seconds, False, backbone, dist_info.rank)
+        if dist_info.is_main:
+            _truncate_metrics(out / "train_metrics.jsonl", run.global_step)
     else:
         resume_rng = None
 
@@ -337,15 +352,20 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         if run.global_step % cfg.gradient_acc != 0:
             log.debug("checkpoint skipped at step %d: gradients are being accumulated", run.global_step)
             return
+        # checkpoint.pt first, then last.pt / model.pt derived from the same weights: a kill between
+        # leaves last.pt one checkpoint behind, and the next --resume rewrites it from checkpoint.pt
         save_train_state(ckpt_file, state_record())
         run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
+        write_model_files(reason)
+        D.barrier(dist_info)
+
+    def write_model_files(reason: str) -> None:
         if dist_info.is_main and spec is not None:
             meta = {"global_step": run.global_step, "epoch": run.epoch, "reason": reason, "config": cfg.to_dict()}
             save_backbone(backbone, out / "last.pt", meta=meta, network=spec, embedding_size=cfg.embedding_size)
             from facenas.utils.io import atomic_torch_save
 
             atomic_torch_save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, out / "model.pt")
-        D.barrier(dist_info)
 
     def verify(tag: str) -> dict[str, float]:
         if not has_val:
@@ -371,6 +391,8 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         D.barrier(dist_info)
         return metrics
 
+    if cfg.resume:
+        write_model_files("resume")  # last.pt / model.pt at checkpoint.pt's step (see checkpoint())
     backbone.train()
     head.train()
     sampler = getattr(loader, "sampler", None)
@@ -382,6 +404,9 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
     stopped_early = False
     t_start = time.monotonic()
     epoch_losses: list[float] = []
+    if cfg.resume and (run.epoch >= cfg.num_epoch or run.global_step >= total_steps):
+        # killed after its last checkpoint but before final.json: the loss is the last epoch's
+        epoch_losses = _last_epoch_loss(out / "train_metrics.jsonl")
 
     while run.epoch < cfg.num_epoch and not stopped_early:
         if hasattr(sampler, "set_epoch"):
@@ -503,6 +528,75 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
     backbone.eval()
     return TrainResult(final, run.best, str(out), run.global_step, float(final["epochs"]), run.train_seconds,
                        stopped_early, backbone, dist_info.rank)
+
+
+#: What a training run writes into its output folder (``--overwrite`` deletes these first).
+RUN_FILES = ("final.json", "train_metrics.jsonl", "config.json", "last.pt", "best.pt", "model.pt")
+
+
+def _claim_output(cfg: TrainConfig, out: Path, dist_info: D.DistInfo) -> None:
+    """A fresh run refuses a folder holding another run (finished or not) unless ``overwrite``."""
+    if cfg.resume:
+        return
+    previous = sorted({p.name for p in out.glob("checkpoint*.pt")} | {n for n in RUN_FILES if (out / n).exists()})
+    if not previous:
+        return
+    if not cfg.overwrite:
+        what = "a finished run" if (out / "final.json").is_file() else "an interrupted run"
+        raise OutputFolderError(
+            f"output folder {out} already holds {what} ({', '.join(previous)}); continue it with --resume "
+            "(resume=True), replace it with --overwrite (overwrite=True), or train into a new --output folder")
+    if dist_info.is_main:
+        log.warning("overwrite=True: deleting the previous run's %s in %s", ", ".join(previous), out)
+        for path in [*out.glob("checkpoint*.pt"), *out.glob("epoch_*.pt"), *(out / n for n in RUN_FILES)]:
+            path.unlink(missing_ok=True)
+
+
+def _finished_result(out: Path, run: _Run) -> dict[str, Any] | None:
+    """``final.json`` of a run that finished at the checkpoint's step (None if it is not that run's)."""
+    path = out / "final.json"
+    if not path.is_file():
+        return None
+    try:
+        final = read_json(path)
+    except ValueError:
+        return None
+    return final if isinstance(final, dict) and final.get("global_step") == run.global_step else None
+
+
+def _metric_records(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    records = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the line a kill cut short
+                continue
+    return records
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the records a killed run logged after its checkpoint (and its final one): the resumed run
+    logs those steps again, so the log holds each step once."""
+    from facenas.utils.io import dumps
+
+    records = _metric_records(path)
+    keep = [r for r in records if r.get("type") != "final" and int(r.get("step", r.get("global_step", 0)) or 0) <= step]
+    if len(keep) == len(records) and (not path.is_file() or path.read_text(encoding="utf-8").endswith("\n")
+                                      or not records):
+        return
+    with atomic_write(path, "w") as fh:
+        fh.writelines(dumps(r) + "\n" for r in keep)
+    if len(keep) != len(records):
+        log.info("dropped %d record(s) after step %d from %s (logged after the last checkpoint)",
+                 len(records) - len(keep), step, path)
+
+
+def _last_epoch_loss(path: Path) -> list[float]:
+    losses = [r["loss"] for r in _metric_records(path) if r.get("type") == "epoch" and "loss" in r]
+    return losses[-1:]
 
 
 def _loader_generator_state(loader: Any) -> torch.Tensor | None:

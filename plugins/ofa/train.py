@@ -310,8 +310,11 @@ def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None
     if config.threads:
         torch.set_num_threads(config.threads)
     dist_info = D.init_distributed(device)
+    from facenas.utils.lock import output_lock
+
     try:
-        return _train(config, device, dist_info, reporter, train_loader, evaluator, on_step)
+        with output_lock(config.output, "OFA supernet training", enabled=dist_info.is_main):  # one writer per folder
+            return _train(config, device, dist_info, reporter, train_loader, evaluator, on_step)
     finally:
         D.shutdown(dist_info)
 

@@ -248,7 +248,15 @@ def run_search(cfg: TnasSearchConfig, reporter: Reporter | None = None,
     (the derived architecture, ``facenas.arch/1``), ``argmax_arch.json``, ``search_final.json``,
     ``config.json`` and ``teacher_cache.pt``.
     """
+    from facenas.utils.lock import output_lock
+
     cfg.validate("tnas search config")
+    with output_lock(cfg.output or "work_dirs/tnas_search", "TNAS search"):  # one writer per output folder
+        return _run_search(cfg, reporter, on_step)
+
+
+def _run_search(cfg: TnasSearchConfig, reporter: Reporter | None,
+                on_step: Callable[[dict[str, Any]], None] | None) -> SearchResult:
     out = Path(cfg.output or "work_dirs/tnas_search")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

@@ -95,6 +95,38 @@ def test_kill_minus_nine_and_resume_matches_an_uninterrupted_run(tmp_path, synth
     assert f"resumed from {out / 'checkpoint.pt'} at step {killed_at}" in resumed.stderr
     a, b = _state(tmp_path / "ref" / "checkpoint.pt"), _state(out / "checkpoint.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # what the kill left is cleaned up (issue 18): no temporary files, each step logged once, last.pt at the
+    # checkpoint's step, the lock given back
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name == ".facenas.lock"]
+    rows = [json.loads(line) for line in (out / "train_metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["type"] == "train"]
+    assert len(steps) == len(set(steps)) and [r["type"] for r in rows].count("final") == 1
+    assert torch.load(out / "last.pt", weights_only=True)["meta"]["global_step"] == 90
+    # the finished run is neither overwritten by a fresh run nor rewritten by --resume
+    final = (out / "final.json").read_text()
+    fresh = _facenas("train", str(recipe), "--output", str(out))
+    assert fresh.returncode == 2 and "already holds a finished run" in fresh.stderr
+    again = _facenas("train", str(recipe), "--output", str(out), "--resume", "--json")
+    assert again.returncode == 0 and (out / "final.json").read_text() == final
+    assert json.loads(again.stdout.strip().splitlines()[-1])["loss"] == json.loads(final)["loss"] > 0
+
+
+@pytest.mark.slow
+def test_a_second_training_into_the_same_folder_fails_naming_the_first(tmp_path, synthetic_data):
+    recipe = _recipe(tmp_path, synthetic_data, epochs=6)
+    out = tmp_path / "shared"
+    first = subprocess.Popen([sys.executable, "-m", "facenas.cli", "train", str(recipe), "--output", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out / "config.json").is_file():
+            time.sleep(0.2)
+        second = _facenas("train", str(recipe), "--output", str(out), "--overwrite")
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"in use by another run: pid {first.pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait()
 
 
 @pytest.mark.slow
