@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from facenas.adapters.insightface.checks import check_bin_references
 from facenas.errors import DataFormatError
 from facenas.utils.io import atomic_write
 
@@ -173,13 +174,14 @@ def read_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     if not isinstance(bins, (list, tuple)):
         raise DataFormatError(source, f"bins is a {type(bins).__name__}, expected a list of encoded images")
     images: list[bytes] = []
+    converted: dict[int, bytes] = {}  # one bytes object per pickled object: memo repeats stay one object
     for i, b in enumerate(bins):
         if isinstance(b, bytes):
             images.append(b)  # the same object where the pickle repeats a reference (counted by load_bin)
-        elif isinstance(b, bytearray):
-            images.append(bytes(b))
-        elif isinstance(b, np.ndarray) and b.dtype == np.uint8:
-            images.append(b.tobytes())
+        elif isinstance(b, (bytearray, np.ndarray)) and (isinstance(b, bytearray) or b.dtype == np.uint8):
+            if id(b) not in converted:
+                converted[id(b)] = bytes(b) if isinstance(b, bytearray) else b.tobytes()
+            images.append(converted[id(b)])
         else:
             raise DataFormatError(source, f"bins[{i}] (pair {i // 2}) is a {type(b).__name__}, expected encoded image bytes")
     if isinstance(issame, np.ndarray):
@@ -198,6 +200,7 @@ def read_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
         raise DataFormatError(source, f"{len(images)} images make {len(images) // 2} pairs but issame has {len(same)} entries")
     if not len(same):
         raise DataFormatError(source, "holds no pairs", "a .bin holds (bins, issame) with at least one pair")
+    check_bin_references(source, len(images), len({id(b) for b in images}))
     return images, same.astype(bool)
 
 
@@ -248,7 +251,7 @@ def load_bin(path: str | os.PathLike, threads: int | None = None) -> Verificatio
 
         first = decode_image(images[0], f"{source} image 0 (pair 0)")
         dims = (int(first.shape[1]), int(first.shape[0]))
-    check_bin_decoded_size(source, len(images), dims, os.path.getsize(source), len({id(b) for b in images}))
+    check_bin_decoded_size(source, len(images), dims, os.path.getsize(source))
     decoded = _decode_all(images, source, threads or min(4, os.cpu_count() or 1))
     return VerificationSet(Path(source).stem, source, decoded, same)
 

@@ -36,6 +36,10 @@ MAX_IMAGE_SIDE = 4096
 BIN_DECODED_PER_FILE_BYTE = 256
 #: Any ``.bin`` may decode to this many bytes whatever its file size (small test sets).
 BIN_DECODED_FLOOR = 256 << 20
+#: How many times a ``.bin`` may reference the same image object on average (pickle memo). Honest
+#: writers store each image of each pair (ratio 1); one that reuses an image object in a few pairs
+#: (facenas's synthetic sets) stays near 1-2; a memo bomb repeats one image thousands of times.
+BIN_MAX_REFERENCES_PER_IMAGE = 8
 
 _FIX_REPACK = "rebuild it with `facenas data pack` (or InsightFace's own tools)"
 
@@ -174,7 +178,11 @@ def key_span(values: Any, where: str, field: str, low: int, high: int, why: str 
     a = whole_number(values[0], where, f"the start of {field}", _FIX_REPACK)
     b = whole_number(values[1], where, f"the end of {field}", _FIX_REPACK)
     if not (low <= a <= b <= high):
-        raise DataFormatError(where, f"says {field} are keys [{a}, {b}), which does not fit in [{low}, {high}]{why}",
+        def fmt(v: int) -> str:
+            return f"{float(v):.4g}" if abs(v) >= 1 << 53 else str(v)
+
+        raise DataFormatError(where, f"says {field} are keys [{fmt(a)}, {fmt(b)}), which does not fit in "
+                                     f"[{low}, {fmt(high)}]{why}",
                               "the header does not belong to this index, or is damaged; " + _FIX_REPACK)
     return a, b
 
@@ -212,12 +220,22 @@ def read_property(path: str | os.PathLike) -> Property | None:
 
 
 # -- .bin decoded size --------------------------------------------------------------------------
-def check_bin_decoded_size(source: str, num_images: int, dims: tuple[int, int] | None, file_size: int,
-                           distinct: int) -> None:
+def check_bin_references(source: str, num_images: int, distinct: int) -> None:
+    """Refuse a ``.bin`` whose pickle repeats references to the same images (memo amplification).
+
+    ``distinct`` is how many different image objects the pickle holds.
+    """
+    if num_images > BIN_MAX_REFERENCES_PER_IMAGE * distinct + 16:
+        raise DataFormatError(source, f"its {num_images} images are only {distinct} distinct byte strings, each "
+                                      f"referenced {num_images / max(1, distinct):.0f} times on average through the "
+                                      f"pickle memo (at most {BIN_MAX_REFERENCES_PER_IMAGE}); refused before decoding",
+                              "a .bin stores every image of every pair; rebuild it with `facenas data pairs`")
+
+
+def check_bin_decoded_size(source: str, num_images: int, dims: tuple[int, int] | None, file_size: int) -> None:
     """Refuse a ``.bin`` whose images would decode to far more memory than the file could encode.
 
-    ``dims`` is image 0's ``(width, height)`` from its header (all images must share it);
-    ``distinct`` is how many different byte strings the pickle holds (memo references repeat one).
+    ``dims`` is image 0's ``(width, height)`` from its header (all images must share it).
     """
     if dims is None:
         return
@@ -225,9 +243,7 @@ def check_bin_decoded_size(source: str, num_images: int, dims: tuple[int, int] |
     decoded = num_images * width * height * 3
     limit = max(BIN_DECODED_FLOOR, BIN_DECODED_PER_FILE_BYTE * file_size)
     if decoded > limit:
-        repeated = (f"; only {distinct} distinct images (the pickle repeats references to the same bytes)"
-                    if distinct < num_images else "")
         raise DataFormatError(source, f"{num_images} images of {width}x{height} would decode to {decoded / 2**20:,.0f} "
                                       f"MiB from a {file_size:,}-byte file (more than {BIN_DECODED_PER_FILE_BYTE}x "
-                                      f"its size){repeated}; refused before decoding",
+                                      "its size); refused before decoding",
                               "a .bin stores every image of every pair; rebuild it with `facenas data pairs`")

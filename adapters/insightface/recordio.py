@@ -382,8 +382,8 @@ def read_layout(rec: IndexedRecordIO) -> RecLayout:
             present = sorted(k for k in rec.idx if 0 <= k < end)
             if len(present) < end:
                 if end > 2 * len(rec.idx) + 16:  # far beyond the index: the header, not the index, is wrong
-                    raise DataFormatError(where, f"says the dataset has keys 0..{end - 1} (images 1..{first - 1}, "
-                                                 f"identity records {first}..{end - 1}) but the index holds "
+                    raise DataFormatError(where, f"says the dataset has keys 0..{end - 1} (images [1, {first}), "
+                                                 f"identity records [{first}, {end})) but the index holds "
                                                  f"{len(rec.idx)} keys",
                                           "the header does not belong to this index, or is damaged; rebuild the "
                                           "dataset with `facenas data pack`")
