@@ -727,7 +727,8 @@ def _address_limit() -> int:
 
 def run_fuzz(count: int, seed: int, timeout: float = 30.0, work: Path | None = None) -> dict[str, Any]:
     """Run ``count`` cases (pinned + seeded random) and count the outcomes."""
-    import torch  # noqa: F401 - imported once here, so each forked case does not pay for it
+    import cv2  # noqa: F401 - imported once here, so each forked case does not pay for it
+    import torch  # noqa: F401
 
     import facenas.cli
     from facenas.adapters.insightface import binset, dataset, evaluate  # noqa: F401

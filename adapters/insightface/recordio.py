@@ -161,12 +161,17 @@ def encode_record(payload: bytes) -> bytes:
 _READ_AHEAD = 1 << 14
 
 
-def read_record_from(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> bytes:
-    """Read the (possibly split) record starting at byte ``offset``; ``read(pos, n)`` returns file bytes."""
-    return _read_record(read, offset, source, key)[0]
+def read_record_from(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None,
+                     limit: int | None = None) -> bytes:
+    """Read the (possibly split) record starting at byte ``offset``; ``read(pos, n)`` returns file bytes.
+
+    ``limit``: the offset the record must not run past (the next indexed record's start).
+    """
+    return _read_record(read, offset, source, key, limit)[0]
 
 
-def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> tuple[bytes, int]:
+def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None,
+                 limit: int | None = None) -> tuple[bytes, int]:
     """The record at ``offset`` and the offset just past it."""
     where = f"record {key} at offset {offset}" if key is not None else f"record at offset {offset}"
     parts: list[bytes] = []
@@ -182,7 +187,18 @@ def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, ke
                                           "not a RecordIO file, or the .idx offset does not point at a record",
                                   "check that the .idx belongs to this .rec")
         cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+        if cflag > 3:  # 3 bits can hold 4..7, which dmlc never writes
+            raise DataFormatError(source, f"{where}: invalid continuation flag {cflag}")
+        # a record is one part (flag 0) or a first part (1), middle parts (2) and a last part (3)
+        if (cflag in (2, 3)) != bool(parts):
+            problem = (f"starts with a continuation part (flag {cflag}); the .idx offset points inside a split record"
+                       if not parts else f"part {len(parts) + 1} of a split record has flag {cflag}, expected 2 or 3")
+            raise DataFormatError(source, f"{where}: {problem}", "rebuild the dataset with `facenas data pack`")
         padded = (length + 3) & ~3
+        if limit is not None and pos + 8 + padded > limit:
+            raise DataFormatError(source, f"{where}: its length field says {length} bytes, which runs "
+                                          f"{pos + 8 + padded - limit} bytes past the next indexed record (offset "
+                                          f"{limit})", "the .rec is damaged; rebuild it with `facenas data pack`")
         if 8 + padded <= len(chunk):
             data = chunk[8:8 + length]
             got = padded
@@ -197,8 +213,6 @@ def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, ke
         pos += 8 + padded
         if cflag in (0, 3):
             break
-        if cflag not in (1, 2):  # 3 bits can hold 4..7, which dmlc never writes
-            raise DataFormatError(source, f"{where}: invalid continuation flag {cflag}")
     return (_MAGIC_BYTES.join(parts) if len(parts) > 1 else parts[0]), pos
 
 
@@ -282,6 +296,8 @@ class IndexedRecordIO:
                 raise DataFormatError(self.idx_path, f"key {k} has offset {o}, past the end of {self.rec_path} "
                                                      f"({self.size} bytes); {len(bad)} such key(s)",
                                       "the .idx does not belong to this .rec, or the .rec is truncated")
+            # where each record must end: the next indexed record's start (records never overlap)
+            self._starts = np.unique(np.fromiter(self.idx.values(), dtype=np.int64, count=len(self.idx)))
         else:
             Path(self.rec_path).parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.rec_path, "wb")
@@ -307,7 +323,9 @@ class IndexedRecordIO:
         except KeyError:
             raise DataFormatError(self.idx_path, f"no record with key {key} (the index has {len(self.idx)} keys)",
                                   "the .idx is incomplete; rebuild it with `facenas data pack`") from None
-        return read_record_from(self._pread, offset, self.rec_path, key)
+        nxt = int(np.searchsorted(self._starts, offset, side="right"))
+        limit = int(self._starts[nxt]) if nxt < self._starts.size else None  # the last: the file's end
+        return read_record_from(self._pread, offset, self.rec_path, key, limit)
 
     # writing
     def write_idx(self, key: int, payload: bytes) -> None:
