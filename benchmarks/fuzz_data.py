@@ -795,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         from benchmarks._common import save_result
 
+        sys.argv = ["-m", "benchmarks.fuzz_data", *(sys.argv[1:] if argv is None else argv)]  # no local paths
         save_result("fuzz_data", {**summary, "not_clean": bad,
                                   "outcomes_by_family": _by_family(result["cases"])})
     else:
