@@ -102,6 +102,7 @@ class FaceDataset(Dataset):
     image_size: int | None = None
     flip: bool = True
     expected_size: tuple[int, int] | None = None
+    size_source = "the first image's size"  # where expected_size comes from, for the error message
 
     def describe(self, index: int) -> str:
         return f"sample {index}"
@@ -112,8 +113,6 @@ class FaceDataset(Dataset):
             raise DataFormatError(self.describe(index), f"image is {img.shape[0]}x{img.shape[1]} (HxW) but the dataset's "
                                                         f"images are {h}x{w} ({self.size_source}); a batch needs one size",
                                   "set image_size to resize every image, or resize/repack the odd ones")
-
-    size_source = "the first image's size"
 
     def __getitem__(self, index: int):
         try:
