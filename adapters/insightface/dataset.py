@@ -75,13 +75,16 @@ class _CheckedIterator:
         return self
 
     def __next__(self) -> Any:
+        if self._iterator is None:
+            raise StopIteration
         batch = next(self._iterator)
         if isinstance(batch, SampleError):
+            self._iterator = None  # the workers stop now (their iterator shuts them down when collected)
             raise batch.error
         return batch
 
     def __len__(self) -> int:
-        return len(self._iterator)
+        return len(self._iterator) if self._iterator is not None else 0
 
 
 class FaceDataLoader(DataLoader):
