@@ -119,9 +119,10 @@ def make_base(root: Path) -> Base:
     first, end = int(header.label[0]), int(header.label[1])
     labels = {k: int(rio.unpack(rec.read_idx(k))[0].label) for k in range(1, first)}
     _, jpeg = rio.unpack(rec.read_idx(1))
-    with open(root / "val.bin", "rb") as fh:
-        bins, issame = pickle.load(fh)  # our own file, written just now
-    return Base(root, index, first, end, labels, jpeg, list(bins), list(issame))
+    from facenas.adapters.insightface.binset import read_bin_raw
+
+    bins, issame = read_bin_raw(root / "val.bin")
+    return Base(root, index, first, end, labels, jpeg, list(bins), [bool(v) for v in issame])
 
 
 # -- building blocks of mutations ------------------------------------------------------------------
@@ -365,7 +366,9 @@ def code_pickles() -> dict[str, bytes]:
         "INST os.system": b"(S'touch " + MARKER.encode() + b"3'\nios\nsystem\n.",
         "subprocess.Popen": pickle.dumps(([_Reduce(subprocess.Popen, (["touch", MARKER + "4"],))], [True]), protocol=4),
         "builtins.eval in issame": pickle.dumps(([b"x", b"y"], _Reduce(eval, (f"open('{MARKER}5','w')",))), protocol=2),
-        "getattr chain": b"\x80\x04cbuiltins\ngetattr\n(cos\nsystem\nX\x0b\x00\x00\x00touch PWNED6tR.",
+        "getattr(__import__('os'), 'system')": (b"\x80\x02cbuiltins\ngetattr\n(cbuiltins\n__import__\n(X\x02\x00\x00\x00os"
+                                                b"tRX\x06\x00\x00\x00systemtR(X\x0c\x00\x00\x00touch " + MARKER.encode()
+                                                + b"6tR."),
     }
 
 

@@ -186,8 +186,8 @@ def test_png_bomb_builder_writes_a_real_png():
 
 def test_png_bomb_is_refused_before_decoding_in_a_bin_and_a_rec(small, tmp_path, capsys):
     bomb = png_bomb()
-    with open(small / "val.bin", "rb") as fh:
-        bins, issame = pickle.load(fh)
+    bins, issame = read_bin_raw(small / "val.bin")
+    issame = issame.tolist()
     bins[3] = bomb
     (tmp_path / "bomb.bin").write_bytes(pickle.dumps((bins, issame)))
     tracemalloc.start()
@@ -283,8 +283,8 @@ def _tiny_model(path: Path, nan: bool = False) -> Path:
 
 
 def test_bins_with_too_few_pairs_are_refused(small, tmp_path, capsys):
-    with open(small / "val.bin", "rb") as fh:
-        bins, issame = pickle.load(fh)
+    bins, issame = read_bin_raw(small / "val.bin")
+    issame = issame.tolist()
     (tmp_path / "empty.bin").write_bytes(pickle.dumps(([], [])))
     assert cli("data", "info", str(tmp_path / "empty.bin")) == 2
     assert "empty.bin: holds no pairs" in _one_line_error(capsys)
