@@ -35,6 +35,13 @@ class DataFormatError(FacenasError, ValueError):
             msg += f" ({fix})"
         super().__init__(msg)
 
+    def __reduce__(self):  # picklable, so a DataLoader worker can hand it to the main process
+        return (type(self), (self.path, self.problem, self.fix))
+
+
+class ModelDivergedError(FacenasError):
+    """A model's outputs are NaN / inf (it diverged), so the metric asked for does not exist."""
+
 
 class MissingDependencyError(FacenasError, ImportError):
     """An optional heavy package is needed for this feature but is not installed."""

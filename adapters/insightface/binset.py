@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from facenas.adapters.insightface.checks import check_bin_references
 from facenas.errors import DataFormatError
 from facenas.utils.io import atomic_write
 
@@ -36,8 +37,57 @@ _ALLOWED_GLOBALS = {
 }
 
 
+#: fewest pairs a set must hold to be evaluated (10-fold cross-validation needs a pair per fold)
+MIN_PAIRS = 10
+
+
 class UnsafePickleError(DataFormatError):
     """The ``.bin`` references a global that verification sets never need (possible code execution)."""
+
+
+#: numpy dtypes an image or issame array may have (no object, structured or sub-array dtypes)
+_ARRAY_KINDS = "biuf"
+#: elements _reconstruct may allocate before the array's state (with its data bytes) is applied;
+#: numpy's own pickles pass shape (0,)
+_RECONSTRUCT_MAX_BYTES = 1 << 16
+
+
+class _NdarrayType:
+    """Stands in for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` may use it, nothing may call it."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray (restricted)"
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _checked_dtype(dtype: Any, source: str) -> np.dtype:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None \
+            or dtype.subdtype is not None or dtype.hasobject or dtype.itemsize > 16:
+        raise UnsafePickleError(source, f"refusing to load: the pickle builds a numpy array of dtype {dtype!r}; "
+                                        "a verification set only holds uint8 images and booleans",
+                                "rebuild it with `facenas data pairs`")
+    return dtype
+
+
+class _CheckedArray(np.ndarray):
+    """The array ``_reconstruct`` makes: its state (shape, dtype, data) is checked before numpy applies it."""
+
+    _source = "<.bin>"
+
+    def __setstate__(self, state: Any) -> None:
+        source = self._source
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and isinstance(state[1], tuple)
+                and all(isinstance(d, int) and 0 <= d < 2**31 for d in state[1]) and isinstance(state[4], bytes)):
+            raise DataFormatError(source, "a numpy array in the pickle has a malformed state",
+                                  "rebuild it with `facenas data pairs`")
+        dtype = _checked_dtype(state[2], source)
+        size = dtype.itemsize * int(np.prod(state[1], dtype=np.int64)) if state[1] else dtype.itemsize
+        if size != len(state[4]):
+            raise DataFormatError(source, f"a numpy array in the pickle claims shape {state[1]} ({size} bytes) but "
+                                          f"holds {len(state[4])} bytes", "rebuild it with `facenas data pairs`")
+        super().__setstate__(state)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -51,15 +101,37 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 import _codecs
 
                 return _codecs.encode
-            import numpy  # noqa: F401 - resolved through the normal machinery below
-
-            return super().find_class(module, name)
+            if name == "ndarray":
+                return _NDARRAY
+            real = super().find_class(module, name)
+            if name == "dtype":
+                return lambda *args: _checked_dtype(real(*args), self.source)
+            return self._reconstruct(real)
         raise UnsafePickleError(
             self.source,
             f"refusing to load: the pickle references '{module}.{name}', which a verification set never needs "
             "(loading it with pickle.load could run arbitrary code)",
             "only load .bin files from sources you trust; rebuild it with `facenas data pairs`",
         )
+
+    def _reconstruct(self, real: Any) -> Any:
+        source = self.source
+
+        def reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+            # numpy pickles call _reconstruct(ndarray, (0,), b'b') and then set the array's state
+            if subtype is not _NDARRAY or not isinstance(shape, tuple) or not isinstance(dtype, (bytes, str)):
+                raise DataFormatError(source, "a numpy array in the pickle is not built the way numpy pickles arrays",
+                                      "rebuild it with `facenas data pairs`")
+            if not all(isinstance(d, int) and 0 <= d < 2**31 for d in shape) or \
+                    int(np.prod(shape, dtype=np.int64)) * 16 > _RECONSTRUCT_MAX_BYTES:
+                raise DataFormatError(source, f"a numpy array in the pickle asks for shape {shape} before its data",
+                                      "rebuild it with `facenas data pairs`")
+            _checked_dtype(np.dtype(dtype), source)
+            arr = real(_CheckedArray, shape, dtype)
+            arr._source = source
+            return arr
+
+        return reconstruct
 
 
 @dataclasses.dataclass
@@ -91,7 +163,7 @@ def read_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
         raise DataFormatError(source, "not a pickle (an InsightFace .bin is a pickle of (bins, issame))")
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
-    except UnsafePickleError:
+    except DataFormatError:  # a refused global or numpy array: the message already says what and why
         raise
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a broken file
         raise DataFormatError(source, f"not a readable pickle ({type(exc).__name__}: {exc})",
@@ -102,13 +174,20 @@ def read_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     if not isinstance(bins, (list, tuple)):
         raise DataFormatError(source, f"bins is a {type(bins).__name__}, expected a list of encoded images")
     images: list[bytes] = []
+    converted: dict[int, bytes] = {}  # one bytes object per pickled object: memo repeats stay one object
     for i, b in enumerate(bins):
-        if isinstance(b, (bytes, bytearray)):
-            images.append(bytes(b))
-        elif isinstance(b, np.ndarray) and b.dtype == np.uint8:
-            images.append(b.tobytes())
+        if isinstance(b, bytes):
+            images.append(b)  # the same object where the pickle repeats a reference (counted by load_bin)
+        elif isinstance(b, (bytearray, np.ndarray)) and (isinstance(b, bytearray) or b.dtype == np.uint8):
+            if id(b) not in converted:
+                converted[id(b)] = bytes(b) if isinstance(b, bytearray) else b.tobytes()
+            images.append(converted[id(b)])
         else:
             raise DataFormatError(source, f"bins[{i}] (pair {i // 2}) is a {type(b).__name__}, expected encoded image bytes")
+    if isinstance(issame, np.ndarray):
+        issame = np.asarray(issame).view(np.ndarray)
+    elif not isinstance(issame, (list, tuple)) or not all(isinstance(v, (bool, int, np.bool_)) for v in issame):
+        raise DataFormatError(source, "issame is not a sequence of booleans")
     try:
         same = np.asarray(issame)
     except Exception:  # noqa: BLE001
@@ -119,6 +198,9 @@ def read_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
         raise DataFormatError(source, f"{len(images)} images is an odd count; pairs need 2 images each")
     if len(images) != 2 * len(same):
         raise DataFormatError(source, f"{len(images)} images make {len(images) // 2} pairs but issame has {len(same)} entries")
+    if not len(same):
+        raise DataFormatError(source, "holds no pairs", "a .bin holds (bins, issame) with at least one pair")
+    check_bin_references(source, len(images), len({id(b) for b in images}))
     return images, same.astype(bool)
 
 
@@ -127,10 +209,12 @@ def _decode_all(images: Sequence[bytes], source: str, threads: int) -> np.ndarra
 
     def one(i: int) -> np.ndarray:
         try:
-            return decode_image(images[i], source)
-        except DataFormatError:
-            raise DataFormatError(source, f"image {i} (pair {i // 2}) is not a decodable image "
-                                  f"(expected JPEG or PNG bytes, got {len(images[i])} bytes)") from None
+            return decode_image(images[i], f"{source} image {i} (pair {i // 2})")
+        except DataFormatError as exc:
+            if exc.problem.startswith(("payload of", "the image payload is empty")):
+                raise DataFormatError(source, f"image {i} (pair {i // 2}) is not a decodable image "
+                                      f"(expected JPEG or PNG bytes, got {len(images[i])} bytes)") from None
+            raise
 
     if not images:
         return np.zeros((0, 112, 112, 3), np.uint8)
@@ -151,9 +235,23 @@ def _decode_all(images: Sequence[bytes], source: str, threads: int) -> np.ndarra
 
 
 def load_bin(path: str | os.PathLike, threads: int | None = None) -> VerificationSet:
-    """Load and decode a ``.bin`` verification set (safely; see the module docstring)."""
+    """Load and decode a ``.bin`` verification set (safely; see the module docstring).
+
+    Before decoding, image 0's header dimensions (capped at 4096x4096) times the image count is
+    checked against the file size (:func:`.checks.check_bin_decoded_size`), so a pickle that
+    repeats one image thousands of times through its memo is refused instead of decoded.
+    """
+    from facenas.adapters.insightface.checks import check_bin_decoded_size, check_image_bytes
+
     source = os.fspath(path)
     images, same = read_bin_raw(source)
+    dims = check_image_bytes(images[0], f"{source} image 0 (pair 0)")
+    if dims is None:  # a format whose header is not parsed: decode image 0 (OpenCV's own pixel cap applies)
+        from facenas.adapters.insightface.recordio import decode_image
+
+        first = decode_image(images[0], f"{source} image 0 (pair 0)")
+        dims = (int(first.shape[1]), int(first.shape[0]))
+    check_bin_decoded_size(source, len(images), dims, os.path.getsize(source))
     decoded = _decode_all(images, source, threads or min(4, os.cpu_count() or 1))
     return VerificationSet(Path(source).stem, source, decoded, same)
 
@@ -177,8 +275,14 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> list[tuple[str, int, str, int, 
     """
     source = os.fspath(pairs_txt)
     pairs = []
-    with open(source, encoding="utf-8") as fh:
-        lines = [l.split() for l in fh if l.strip()]
+    if not os.path.isfile(source):
+        raise DataFormatError(source, "no such pairs file", "give LFW's pairs.txt (or a file in its format)")
+    try:
+        with open(source, encoding="utf-8") as fh:
+            lines = [l.split() for l in fh if l.strip()]
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(source, f"is not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+                              "give LFW's pairs.txt (or a file in its format)") from None
     if lines and len(lines[0]) <= 2 and all(x.isdigit() for x in lines[0]):
         lines = lines[1:]
     for lineno, f in enumerate(lines, 2):
@@ -215,9 +319,16 @@ def build_bin_from_pairs(pairs_txt: str | os.PathLike, image_root: str | os.Path
     """
     import cv2
 
+    from facenas.adapters.insightface.checks import MAX_IMAGE_SIDE
     from facenas.adapters.insightface.recordio import decode_image
+    from facenas.errors import ConfigError
 
+    if image_size is not None and not (isinstance(image_size, int) and 8 <= image_size <= MAX_IMAGE_SIDE):
+        raise ConfigError(f"image_size (--image-size) is {image_size!r}; it must be 8..{MAX_IMAGE_SIDE} "
+                          "(aligned faces are 112)")
     root = Path(image_root)
+    if not root.is_dir():
+        raise DataFormatError(str(root), "no such image folder", "give the folder holding <name>/<name>_<nnnn>.jpg")
     pairs = parse_pairs(pairs_txt)
     images: list[bytes] = []
     for a_name, a_num, b_name, b_num, _ in pairs:

@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from facenas.adapters.insightface.binset import VerificationSet, load_bin
+from facenas.adapters.insightface.binset import MIN_PAIRS, VerificationSet, load_bin
+from facenas.errors import DataFormatError
 from facenas.adapters.insightface.verification import evaluate, flip_embeddings
 from facenas.errors import ConfigError
 
@@ -104,6 +105,10 @@ class VerificationEvaluator:
         for name, src in bins.items():
             t0 = time.perf_counter()
             self.sets[name] = src if isinstance(src, VerificationSet) else load_bin(src)
+            if self.sets[name].num_pairs < MIN_PAIRS:
+                raise DataFormatError(self.sets[name].path, f"holds {self.sets[name].num_pairs} pair(s); 10-fold "
+                                                            f"verification needs at least {MIN_PAIRS}",
+                                      "use a verification set with more pairs (LFW has 6000)")
             log.info("loaded %s: %d pairs in %.1f s", name, self.sets[name].num_pairs, time.perf_counter() - t0)
         self.batch_size = batch_size
         self.flip = flip
@@ -123,7 +128,7 @@ class VerificationEvaluator:
     def evaluate_set(self, model: Any, name: str):
         vs = self.sets[name]
         emb = embed(model, vs.images, self.batch_size, self.input_size(model), self.flip, desc=f"embedding {name}")
-        return evaluate(emb, vs.issame)
+        return evaluate(emb, vs.issame, source=f"{name} ({vs.path})")
 
     def __call__(self, model: Any) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -31,6 +31,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
+from facenas.adapters.insightface.checks import MAX_IMAGE_PIXELS, check_image_bytes, check_label, key_span
 from facenas.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -102,17 +103,33 @@ def pack_img(header: IRHeader | Sequence, img: np.ndarray, quality: int = 95, im
 
 
 def decode_image(payload: bytes, source: str = "<record>", to_rgb: bool = True) -> np.ndarray:
-    """Decode JPEG/PNG bytes to an ``HxWx3`` uint8 array (RGB unless ``to_rgb=False``)."""
+    """Decode JPEG/PNG bytes to an ``HxWx3`` uint8 array (RGB unless ``to_rgb=False``).
+
+    The payload is checked first (:func:`.checks.check_image_bytes`): an empty payload or a header
+    claiming more than 4096x4096 pixels is refused before OpenCV allocates anything.
+    """
+    check_image_bytes(payload, source)
+    _cap_opencv_pixels()
     import cv2
 
     rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10: the decoder writes RGB directly
     flag = rgb_flag if to_rgb and rgb_flag is not None else cv2.IMREAD_COLOR
-    img = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
+    try:
+        img = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
+    except cv2.error as exc:  # e.g. a format whose header is not parsed above, too large for OpenCV's own cap
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DataFormatError(source, f"payload of {len(payload)} bytes could not be decoded ({first[:160]})",
+                              "re-create the image from its source") from None
     if img is None:
         raise DataFormatError(source, f"payload of {len(payload)} bytes is not a decodable image (expected JPEG or PNG)")
     if to_rgb and rgb_flag is None:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return img
+
+
+def _cap_opencv_pixels() -> None:
+    """OpenCV's own pixel cap (read once, at its first decode) for formats whose header we do not parse."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
 
 # -- record framing -------------------------------------------------------------------------------
@@ -144,12 +161,17 @@ def encode_record(payload: bytes) -> bytes:
 _READ_AHEAD = 1 << 14
 
 
-def read_record_from(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> bytes:
-    """Read the (possibly split) record starting at byte ``offset``; ``read(pos, n)`` returns file bytes."""
-    return _read_record(read, offset, source, key)[0]
+def read_record_from(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None,
+                     limit: int | None = None) -> bytes:
+    """Read the (possibly split) record starting at byte ``offset``; ``read(pos, n)`` returns file bytes.
+
+    ``limit``: the offset the record must not run past (the next indexed record's start).
+    """
+    return _read_record(read, offset, source, key, limit)[0]
 
 
-def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None) -> tuple[bytes, int]:
+def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, key: object = None,
+                 limit: int | None = None) -> tuple[bytes, int]:
     """The record at ``offset`` and the offset just past it."""
     where = f"record {key} at offset {offset}" if key is not None else f"record at offset {offset}"
     parts: list[bytes] = []
@@ -165,7 +187,18 @@ def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, ke
                                           "not a RecordIO file, or the .idx offset does not point at a record",
                                   "check that the .idx belongs to this .rec")
         cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+        if cflag > 3:  # 3 bits can hold 4..7, which dmlc never writes
+            raise DataFormatError(source, f"{where}: invalid continuation flag {cflag}")
+        # a record is one part (flag 0) or a first part (1), middle parts (2) and a last part (3)
+        if (cflag in (2, 3)) != bool(parts):
+            problem = (f"starts with a continuation part (flag {cflag}); the .idx offset points inside a split record"
+                       if not parts else f"part {len(parts) + 1} of a split record has flag {cflag}, expected 2 or 3")
+            raise DataFormatError(source, f"{where}: {problem}", "rebuild the dataset with `facenas data pack`")
         padded = (length + 3) & ~3
+        if limit is not None and pos + 8 + padded > limit:
+            raise DataFormatError(source, f"{where}: its length field says {length} bytes, which runs "
+                                          f"{pos + 8 + padded - limit} bytes past the next indexed record (offset "
+                                          f"{limit})", "the .rec is damaged; rebuild it with `facenas data pack`")
         if 8 + padded <= len(chunk):
             data = chunk[8:8 + length]
             got = padded
@@ -180,8 +213,6 @@ def _read_record(read: Callable[[int, int], bytes], offset: int, source: str, ke
         pos += 8 + padded
         if cflag in (0, 3):
             break
-        if cflag not in (1, 2):  # 3 bits can hold 4..7, which dmlc never writes
-            raise DataFormatError(source, f"{where}: invalid continuation flag {cflag}")
     return (_MAGIC_BYTES.join(parts) if len(parts) > 1 else parts[0]), pos
 
 
@@ -265,6 +296,8 @@ class IndexedRecordIO:
                 raise DataFormatError(self.idx_path, f"key {k} has offset {o}, past the end of {self.rec_path} "
                                                      f"({self.size} bytes); {len(bad)} such key(s)",
                                       "the .idx does not belong to this .rec, or the .rec is truncated")
+            # where each record must end: the next indexed record's start (records never overlap)
+            self._starts = np.unique(np.fromiter(self.idx.values(), dtype=np.int64, count=len(self.idx)))
         else:
             Path(self.rec_path).parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.rec_path, "wb")
@@ -290,7 +323,9 @@ class IndexedRecordIO:
         except KeyError:
             raise DataFormatError(self.idx_path, f"no record with key {key} (the index has {len(self.idx)} keys)",
                                   "the .idx is incomplete; rebuild it with `facenas data pack`") from None
-        return read_record_from(self._pread, offset, self.rec_path, key)
+        nxt = int(np.searchsorted(self._starts, offset, side="right"))
+        limit = int(self._starts[nxt]) if nxt < self._starts.size else None  # the last: the file's end
+        return read_record_from(self._pread, offset, self.rec_path, key, limit)
 
     # writing
     def write_idx(self, key: int, payload: bytes) -> None:
@@ -332,35 +367,100 @@ class RecLayout:
     identity_ranges: dict[int, tuple[int, int]]  # identity record key -> [first, end) image keys
     has_header: bool
 
+    def identity_of(self, key: int) -> int | None:
+        """The identity (0-based, in identity-record order) whose range holds image ``key``."""
+        if not self.identity_ranges:
+            return None
+        starts = getattr(self, "_starts", None)
+        if starts is None:
+            starts = np.asarray([a for a, _ in self.identity_ranges.values()], dtype=np.int64)
+            self._starts = starts
+        return int(np.searchsorted(starts, key, side="right")) - 1
+
 
 def read_layout(rec: IndexedRecordIO) -> RecLayout:
     """Image keys and identity records of an InsightFace ``.rec`` (key-0 header, flag > 0).
 
-    Without a header record (plain RecordIO image lists), every key is an image key.
+    Without a header record (plain RecordIO image lists), every key is an image key. The header's
+    key ranges are checked against the index before anything is allocated from them, and the
+    identity records must cover the image keys in order, each with at least one image (the layout
+    InsightFace's tools and :func:`write_insightface_rec` write).
     """
     if 0 in rec.idx:
-        header, _ = unpack(rec.read_idx(0), f"{rec.rec_path} record 0")
+        where = f"{rec.rec_path} record 0 (the header)"
+        header, _ = unpack(rec.read_idx(0), where)
         if header.flag > 0:
-            label = np.asarray(header.label)
+            label = np.asarray(header.label).ravel()
             if label.size < 2:
                 raise DataFormatError(rec.rec_path, f"record 0 has header flag {header.flag} but label {label.tolist()}; "
                                                     "expected [first identity key, end key]")
-            first, end = int(label[0]), int(label[1])
-            image_keys = list(range(1, first))
-            missing = [k for k in image_keys if k not in rec.idx]
-            if missing:
-                raise DataFormatError(rec.idx_path, f"header record says images are keys 1..{first - 1} but "
-                                                    f"{len(missing)} are missing from the index (first: {missing[:5]})",
+            first, end = key_span(label, where, "the identity records", 1, 1 << 53)
+            # keys 0, 1..first-1 (images), first..end-1 (identities) must all be in the index: find the
+            # missing ones from the index's keys, never by walking a range the header claims
+            present = sorted(k for k in rec.idx if 0 <= k < end)
+            if len(present) < end:
+                if end > 2 * len(rec.idx) + 16:  # far beyond the index: the header, not the index, is wrong
+                    raise DataFormatError(where, f"says the dataset has keys 0..{end - 1} (images [1, {first}), "
+                                                 f"identity records [{first}, {end})) but the index holds "
+                                                 f"{len(rec.idx)} keys",
+                                          "the header does not belong to this index, or is damaged; rebuild the "
+                                          "dataset with `facenas data pack`")
+                missing, expect_key = [], 0
+                for k in present + [end]:
+                    missing.extend(range(expect_key, min(k, expect_key + 5 - len(missing))))
+                    expect_key = k + 1
+                    if len(missing) >= 5:
+                        break
+                what = f"images are keys 1..{first - 1}" if missing[0] < first else \
+                    f"identity records are keys {first}..{end - 1}"
+                raise DataFormatError(rec.idx_path, f"header record says {what} but {end - len(present)} key(s) are "
+                                                    f"missing from the index (first: {missing[:5]})",
                                       "the .idx is incomplete; rebuild it with `facenas data pack`")
+            image_keys = list(range(1, first))
             ranges = {}
+            expect = 1  # identity ranges tile the image keys 1..first-1 in order
             for key in range(first, end):
-                if key in rec.idx:
-                    h, _ = unpack(rec.read_idx(key), f"{rec.rec_path} record {key}")
-                    lab = np.asarray(h.label).ravel()
-                    if lab.size >= 2:
-                        ranges[key] = (int(lab[0]), int(lab[1]))
+                where = f"{rec.rec_path} record {key} (identity {key - first})"
+                h, _ = unpack(rec.read_idx(key), where)
+                lab = np.asarray(h.label).ravel()
+                if lab.size < 2:
+                    raise DataFormatError(where, f"label {lab.tolist()} is not an image-key range [first, end)",
+                                          "identity records hold [first image key, end image key)")
+                a, b = key_span(lab, where, "the identity's images", 1, first, f" (the image keys, 1..{first - 1})")
+                if a != expect or b <= a:
+                    raise DataFormatError(where, f"covers image keys [{a}, {b}) but the next identity must start at "
+                                                 f"key {expect} and hold at least one image (identity records tile "
+                                                 f"keys 1..{first - 1} in order)",
+                                          "the identity records are damaged; rebuild the .rec with `facenas data pack`")
+                ranges[key] = (a, b)
+                expect = b
+            if ranges and expect != first:
+                raise DataFormatError(rec.rec_path, f"the identity records cover image keys 1..{expect - 1} but the "
+                                                    f"images are keys 1..{first - 1}",
+                                      "the identity records are damaged; rebuild the .rec with `facenas data pack`")
             return RecLayout(image_keys, ranges, True)
     return RecLayout(sorted(rec.idx), {}, False)
+
+
+def read_image_record(rec: IndexedRecordIO, layout: RecLayout, key: int,
+                      num_classes: int | None = None) -> tuple[int, bytes]:
+    """The checked ``(label, encoded image)`` of image ``key`` of an InsightFace ``.rec``.
+
+    The label must be a finite whole number in ``[0, num_classes)``, equal to the identity whose
+    record covers ``key``; a record whose ``id`` field names another key (an ``.idx`` line pointing
+    at the wrong record) is refused.
+    """
+    where = f"{rec.rec_path} record {key}"
+    header, payload = unpack(rec.read_idx(key), where)
+    label = header.label if np.isscalar(header.label) else np.asarray(header.label).ravel()
+    if not np.isscalar(label):
+        if label.size == 0:
+            raise DataFormatError(where, "has an empty label array", "image records hold a scalar identity label")
+        label = label[0]
+    if layout.has_header and header.id not in (0, key):
+        raise DataFormatError(where, f"the record's id field says it is key {header.id}, but the index points key {key} "
+                                     "at it", "the .idx does not belong to this .rec; rebuild it with `facenas data pack`")
+    return check_label(label, where, num_classes, layout.identity_of(key)), payload
 
 
 def write_insightface_rec(out_dir: str | os.PathLike, images: Sequence[bytes], labels: Sequence[int],
@@ -374,6 +474,9 @@ def write_insightface_rec(out_dir: str | os.PathLike, images: Sequence[bytes], l
     labels = [int(l) for l in labels]
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if sorted(set(labels)) != list(range(len(set(labels)))):
+        raise ValueError("labels must be the identities 0..K-1 (the readers check each label against its identity "
+                         "record)")
     order = np.argsort(np.asarray(labels), kind="stable")
     ids = sorted(set(labels))
     n = len(images)

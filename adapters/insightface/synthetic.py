@@ -35,6 +35,40 @@ class SyntheticConfig:
     image_size: int = 112
     seed: int = 0
 
+    #: largest image side (the generator draws faces at this resolution; aligned faces are 112)
+    MAX_IMAGE_SIZE = 1024
+    #: raw pixels the generator may hold at once (train and val images are drawn in memory)
+    MAX_BYTES = 4 << 30
+
+    def validate(self) -> "SyntheticConfig":
+        """Refuse sizes that cannot make a dataset (one line naming the field and its CLI flag)."""
+        from facenas.errors import ConfigError
+
+        checks = [
+            ("num_identities", "--identities", self.num_identities, 2, "training needs at least 2 identities"),
+            ("images_per_identity", "--images-per-identity", self.images_per_identity, 1, None),
+            ("val_identities", "--val-identities", self.val_identities, 2,
+             "different-identity pairs need at least 2 identities"),
+            ("val_pairs", "--val-pairs", self.val_pairs, 1, None),
+            ("image_size", "--image-size", self.image_size, 16, None),
+            ("seed", "--seed", self.seed, 0, None),
+        ]
+        for field, flag, value, low, why in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{field} ({flag}) is {value!r}; it must be a whole number >= {low}"
+                                  + (f" ({why})" if why else ""))
+        if self.image_size > self.MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size (--image-size) is {self.image_size}; at most {self.MAX_IMAGE_SIZE} "
+                              "(aligned faces are 112x112)")
+        per_val = max(2, int(np.ceil(2 * self.val_pairs / self.val_identities)))
+        images = self.num_identities * self.images_per_identity + self.val_identities * per_val
+        need = images * self.image_size ** 2 * 3
+        if need > self.MAX_BYTES:
+            raise ConfigError(f"{images} synthetic images of {self.image_size}x{self.image_size} would take "
+                              f"{need / 2**30:.1f} GiB of memory (at most {self.MAX_BYTES >> 30} GiB); use fewer "
+                              "--identities / --images-per-identity / --val-pairs or a smaller --image-size")
+        return self
+
 
 class SyntheticFaces:
     """Seeded generator of identities and their images (``uint8`` HxWx3 RGB).
@@ -166,7 +200,7 @@ def write_synthetic_dataset(out_dir: str | os.PathLike, config: SyntheticConfig 
     from facenas.adapters.insightface.binset import write_bin
     from facenas.adapters.insightface.recordio import write_insightface_rec
 
-    cfg = config or SyntheticConfig()
+    cfg = (config or SyntheticConfig()).validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = SyntheticFaces(seed=cfg.seed, image_size=cfg.image_size)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from facenas.errors import ModelDivergedError
+
 ACC_THRESHOLDS = np.arange(0, 4, 0.01)
 VAL_THRESHOLDS = np.arange(0, 4, 0.001)
 
@@ -184,8 +186,24 @@ def _eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
 
 
-def evaluate(embeddings: np.ndarray, issame: np.ndarray, n_folds: int = 10, far_target: float = 1e-3) -> VerificationResult:
-    """All metrics for normalised ``embeddings`` (2N, D) and ``issame`` (N,), reference semantics."""
+def check_finite(embeddings: np.ndarray, source: str = "the model") -> None:
+    """Refuse NaN / inf embeddings: a diverged model has no verification accuracy (the reference reports 0.0 / NaN)."""
+    emb = np.asarray(embeddings)
+    bad = ~np.isfinite(emb).reshape(len(emb), -1).all(axis=1) if emb.size else np.zeros(0, bool)
+    if bad.any():
+        raise ModelDivergedError(
+            f"{source}: {int(bad.sum())} of {len(emb)} embeddings are NaN or inf (first: image {int(np.argmax(bad))}): "
+            "the model diverged, so verification accuracy is undefined (evaluate an earlier checkpoint such as "
+            "best.pt, or retrain with a lower learning rate / a gradient clip)")
+
+
+def evaluate(embeddings: np.ndarray, issame: np.ndarray, n_folds: int = 10, far_target: float = 1e-3,
+             source: str = "the model") -> VerificationResult:
+    """All metrics for normalised ``embeddings`` (2N, D) and ``issame`` (N,), reference semantics.
+
+    NaN / inf embeddings raise :class:`~facenas.errors.ModelDivergedError` (naming ``source``).
+    """
+    check_finite(embeddings, source)
     issame = np.asarray(issame, dtype=bool)
     dist = pair_distances(np.asarray(embeddings))
     n = min(issame.size, dist.size)

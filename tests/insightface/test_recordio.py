@@ -135,5 +135,5 @@ def test_header_promises_missing_image_keys(tmp_path):
         w.write_idx(0, rio.pack((0, [4.0, 5.0], 0, 1), b""))
         w.write_idx(1, rio.pack((0, 0.0, 1, 0), b"a"))
     r = rio.IndexedRecordIO(tmp_path / "train.idx", tmp_path / "train.rec")
-    with pytest.raises(DataFormatError, match="keys 1..3 but 2 are missing"):
+    with pytest.raises(DataFormatError, match=r"keys 1..3 but 3 key\(s\) are missing from the index \(first: \[2, 3, 4\]\)"):
         rio.read_layout(r)
