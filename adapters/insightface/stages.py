@@ -11,10 +11,11 @@ import os
 from typing import Any, Mapping
 
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, auxiliary_stage
 
 
 @STAGES.register("data.synthetic")
+@auxiliary_stage
 def data_synthetic(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Write ``train.rec/.idx/property`` + ``val.bin`` of synthetic identities; ``params``: SyntheticConfig fields."""
     from .synthetic import SyntheticConfig, write_synthetic_dataset

@@ -70,7 +70,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from facenas.adapters.nni.paths import find_experiment_output
-    from facenas.adapters.nni.results import format_summary, write_summary
+    from facenas.adapters.nni.results import check_columns, format_summary, write_summary
 
     experiment_id, experiment_dir = args.experiment_id, args.experiment_dir
     if experiment_dir is None and Path(experiment_id).expanduser().is_dir():
@@ -84,7 +84,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         out = find_experiment_output(experiment_id, experiment_dir)
         summary = write_summary(out, experiment_id)
-    _emit(args, summary, format_summary(summary).rstrip())
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if columns is not None:
+        check_columns(summary, columns)
+    _emit(args, summary, format_summary(summary, columns).rstrip())
     return 0
 
 
@@ -185,6 +188,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an experiment id (found through NNI's manifest) or its output folder")
     q.add_argument("--experiment-dir", help="the experiment's output folder or NNI working directory")
     q.add_argument("--output-root", help=argparse.SUPPRESS)
+    q.add_argument("--columns", help="named metrics the trial table shows, comma-separated (e.g. lfw_acc,latency_ms); "
+                                     "default: the verification, latency_ms, mflops and params_m metrics reported")
 
     q = add("space", cmd_space, "print a space as an NNI search-space JSON (choice format)")
     q.add_argument("name", help="registered search space, e.g. toy")
