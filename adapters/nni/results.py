@@ -200,7 +200,7 @@ def metric_names(summary: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def default_columns(summary: Mapping[str, Any], limit: int = 6) -> list[str]:
+def default_columns(summary: Mapping[str, Any], limit: int = 8) -> list[str]:
     """The named metrics the table shows unless told: the ones ``default`` stands for, verification
     accuracies / AUC / TAR, latency, MFLOPs, params (those the trials report); without any of them,
     the first ``limit`` metrics seen."""
