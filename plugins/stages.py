@@ -7,6 +7,7 @@ in later stages' parameters. Stage names are ``<method>.<what>`` (``ofa.train_su
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping
 
 from facenas.plugins.report import LocalReporter, Reporter
@@ -72,6 +73,8 @@ LATENCY_DEFAULTS = {"runtime": "onnxruntime", "threads": 1, "warmup": 5, "runs":
 def network_latency_ms(model: Any, latency: Any = True) -> float | None:
     """Batch-1 latency (median ms) of a trained network at its native input size, for ``latency_ms``.
 
+    ``model``: an ``nn.Module`` or a facenas checkpoint file.
+
     ``latency``: True (onnxruntime, 1 thread, 20 runs), False (not measured: None), or a dict of
     :data:`LATENCY_DEFAULTS` overrides (``runtime``: ``onnxruntime``/``tflite``/``torch``).
     """
@@ -88,6 +91,6 @@ def network_latency_ms(model: Any, latency: Any = True) -> float | None:
         opts.update(latency)
     elif latency is not True:
         raise ConfigError(f"'latency' must be true, false or a dict of {sorted(opts)}; got {latency!r}")
-    res = measure_latency(model.eval(), str(opts["runtime"]), threads=int(opts["threads"]),
+    res = measure_latency(model if isinstance(model, (str, os.PathLike)) else model.eval(), str(opts["runtime"]), threads=int(opts["threads"]),
                           warmup=int(opts["warmup"]), runs=int(opts["runs"]))
     return float(res.median_ms)
