@@ -187,7 +187,7 @@ def _fmt(value: Any) -> str:
 
 
 #: what the default trial table shows, in this order: verification, deployment, cost
-DEFAULT_COLUMN_PATTERNS = (r".+_acc", r".+_auc", r".+_tar_at_far_1e-3", r"latency_ms", r"mflops", r"params_m")
+DEFAULT_COLUMN_PATTERNS = (r"latency_ms", r"mflops", r"params_m", r".+_acc", r".+_auc", r".+_tar_at_far_1e-3")
 
 
 def metric_names(summary: Mapping[str, Any]) -> list[str]:
@@ -201,15 +201,16 @@ def metric_names(summary: Mapping[str, Any]) -> list[str]:
 
 
 def default_columns(summary: Mapping[str, Any], limit: int = 8) -> list[str]:
-    """The named metrics the table shows unless told: the ones ``default`` stands for, verification
-    accuracies / AUC / TAR, latency, MFLOPs, params (those the trials report); without any of them,
-    the first ``limit`` metrics seen."""
-    names = metric_names(summary)
-    # first the metric that `default` is, per trial (e.g. toy_score, val_auc), then the usual ones
-    same = [k for row in summary["trials"] for k, v in row["metrics"].items()
+    """The named metrics the table shows unless told, from what the candidate trials report: the
+    metric ``default`` stands for (e.g. ``val_auc``), verification accuracies / AUC / TAR, latency,
+    MFLOPs, params; without any of them, the first ``limit`` metrics seen. Other steps' own metrics
+    (a search's losses, a data step's counts) are there with ``--columns``."""
+    rows = [r for r in summary["trials"] if r.get("role", "candidate") == "candidate"] or list(summary["trials"])
+    names = metric_names({"trials": rows})
+    same = [k for row in rows for k, v in row["metrics"].items()
             if k not in ("default", "objective") and row.get("default") is not None and v == row["default"]]
     chosen = same + [n for pattern in DEFAULT_COLUMN_PATTERNS for n in names if re.fullmatch(pattern, n)]
-    chosen = list(dict.fromkeys(chosen))
+    chosen = [n for n in dict.fromkeys(chosen) if not n.startswith("best_")]  # best_val_acc repeats val_acc
     return chosen[:limit] if chosen else names[:limit]
 
 
