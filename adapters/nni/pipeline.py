@@ -267,8 +267,10 @@ class PipelineScheduler:
         self.config = config
         self.steps = config.step_configs()
         #: each step's role: its own, else its stage's default (``auxiliary`` for data/supernet/search stages)
-        self.roles = {step.name: step.role or getattr(STAGES.get(step.stage), "default_role", "candidate")
-                      for step in self.steps}  # unknown stage names fail at start-up, with close matches
+        self.roles: dict[str, str] = {}
+        for step in self.steps:
+            stage = STAGES.get(step.stage)  # unknown stage names fail at start-up, with close matches
+            self.roles[step.name] = step.role or getattr(stage, "default_role", "candidate")
         self.output_dir = Path(output_dir)
         self.experiment_id = experiment_id
         self.units: dict[int, Unit] = {}
