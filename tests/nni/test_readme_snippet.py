@@ -53,7 +53,9 @@ def test_readme_nas_experiment_snippet_runs_as_written(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    best = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("[{")]  # NNI logs to stdout too
+    assert printed, proc.stdout[-3000:]
+    best = ast.literal_eval(printed[-1])
     assert isinstance(best, list) and "stem/width_ratio" in best[0]
     work = next((tmp_path / "tmp").glob("facenas-nas-*"))
     trained = [d for d in work.iterdir() if d.is_dir() and d.name not in ("data", "nni-experiments")]
