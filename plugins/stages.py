@@ -91,6 +91,7 @@ def network_latency_ms(model: Any, latency: Any = True) -> float | None:
         opts.update(latency)
     elif latency is not True:
         raise ConfigError(f"'latency' must be true, false or a dict of {sorted(opts)}; got {latency!r}")
-    res = measure_latency(model if isinstance(model, (str, os.PathLike)) else model.eval(), str(opts["runtime"]), threads=int(opts["threads"]),
+    target = model if isinstance(model, (str, os.PathLike)) else model.eval()
+    res = measure_latency(target, str(opts["runtime"]), threads=int(opts["threads"]),
                           warmup=int(opts["warmup"]), runs=int(opts["runs"]))
     return float(res.median_ms)

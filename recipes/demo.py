@@ -106,7 +106,8 @@ def experiment_config(rec: str, vals: list[str], scale: str, threads: int) -> di
         {"name": "teacher", "role": "reference", "stage": "engine.train", "params": {"config": {
             **train_common, "network": s["space"]["base"], "network_kwargs": {"width_mult": s["space"]["width_mult"]},
             "num_epoch": s["teacher_epochs"], "warmup_epoch": 1}}},
-        {"name": "search", "role": "auxiliary", "stage": "tnas.search", "space": "tnas", "space_config": space, "params": {
+        {"name": "search", "role": "auxiliary", "stage": "tnas.search", "space": "tnas", "space_config": space,
+         "params": {
             "space": space, "teacher": teacher, "rec": rec, "batch_size": s["batch_size"],
             "num_epoch": s["search_epochs"], "target_width_ratio": 0.5, "arch_lr": 0.1, "threads": threads,
             "device": "auto", "seed": 0, "num_workers": 0}},
