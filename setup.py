@@ -63,7 +63,7 @@ setup(
     ],
     extras_require={
         "tflite": ["tensorflow-cpu>=2.16"],
-        "test": ["pytest>=8", "pytest-timeout>=2.2"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "websockets>=11"],  # websockets: the portal test drives Chromium
         "all": ["tensorflow-cpu>=2.16"],
     },
     entry_points={

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from facenas.errors import FacenasError
 from facenas.plugins.report import Reporter
 from facenas.plugins.space import create_space
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, auxiliary_stage
 from facenas.utils.io import write_json
 from facenas.utils.seed import make_rng
 
@@ -49,6 +49,7 @@ def _check_supernet(path: str) -> None:
 
 
 @STAGES.register("toy.train_supernet")
+@auxiliary_stage
 def toy_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     epochs = int(params.get("epochs", 3))
     loss = 1.0
@@ -76,6 +77,7 @@ def toy_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
 
 
 @STAGES.register("toy.search")
+@auxiliary_stage
 def toy_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Rank candidates (``candidates``: trial records with ``arch``/``metrics``) and explore more."""
     space = create_space("toy")

@@ -18,8 +18,15 @@ With no arguments it
 ``--rec DIR --val A.bin [--val B.bin]`` runs the same pipeline on real InsightFace data (the
 first ``--val`` set drives the search's validation; all are reported), ``--scale`` picks the
 budget. A rerun with the same ``--work`` reuses the data and a finished experiment (delete
-``WORK/experiment.json`` to search again). The experiment's NNI home is ``WORK/nni-home`` (kept
-apart from ``~/nni-experiments``): view it later with ``HOME=WORK/nni-home nnictl view ID``.
+``WORK/experiment.json`` to search again). The experiment's NNI home is ``WORK/nni-home`` and its
+NNI config folder ``WORK/nni-config`` (kept apart from ``~/nni-experiments``): the summary prints
+the whole command to view it later, ``HOME=WORK/nni-home NNI_CONFIG_DIR=WORK/nni-config facenas
+nni view ID`` (with absolute paths), and ``facenas nni view`` then prints the stop command with the
+same environment.
+
+Only the ``student`` is a candidate network (the portal's best trial); the teacher and the
+uniformly narrowed network are ``reference`` networks, the search ``auxiliary`` (their final
+``default`` is NaN in the portal: see :mod:`facenas.adapters.nni.pipeline`).
 """
 from __future__ import annotations
 
@@ -96,17 +103,18 @@ def experiment_config(rec: str, vals: list[str], scale: str, threads: int) -> di
                     "val_every_epoch": 1}
     teacher = f"${{teacher.result.output}}/best.pt"
     steps = [
-        {"name": "teacher", "stage": "engine.train", "params": {"config": {
+        {"name": "teacher", "role": "reference", "stage": "engine.train", "params": {"config": {
             **train_common, "network": s["space"]["base"], "network_kwargs": {"width_mult": s["space"]["width_mult"]},
             "num_epoch": s["teacher_epochs"], "warmup_epoch": 1}}},
-        {"name": "search", "stage": "tnas.search", "space": "tnas", "space_config": space, "params": {
+        {"name": "search", "role": "auxiliary", "stage": "tnas.search", "space": "tnas", "space_config": space,
+         "params": {
             "space": space, "teacher": teacher, "rec": rec, "batch_size": s["batch_size"],
             "num_epoch": s["search_epochs"], "target_width_ratio": 0.5, "arch_lr": 0.1, "threads": threads,
             "device": "auto", "seed": 0, "num_workers": 0}},
-        {"name": "student", "stage": "tnas.train", "params": {
+        {"name": "student", "role": "candidate", "stage": "tnas.train", "params": {
             "config": {**train_common, "num_epoch": s["student_epochs"], "warmup_epoch": 1},
-            "arch": "${search.result.arch}", "distill": {"teacher": teacher}}},
-        {"name": "uniform", "stage": "tnas.train", "params": {
+            "arch": "${search.result.arch}", "sample": "${search.arch.sample}", "distill": {"teacher": teacher}}},
+        {"name": "uniform", "role": "reference", "stage": "tnas.train", "params": {
             "config": {**train_common, "num_epoch": s["student_epochs"], "warmup_epoch": 1},
             "uniform_ratio": 0.5, "space": space, "distill": {"teacher": teacher}}},
     ]
@@ -124,6 +132,7 @@ def experiment_config(rec: str, vals: list[str], scale: str, threads: int) -> di
 def _run_experiment(cfg_path: Path, work: Path, port: int, timeout: float, keep: bool) -> dict[str, Any]:
     """Create the experiment on loopback, print the portal, wait until the pipeline is done."""
     from facenas.adapters.nni import launch
+    from facenas.adapters.nni.cli import command_with_env
     from facenas.errors import FacenasError
     from facenas.utils.io import write_json
 
@@ -131,6 +140,8 @@ def _run_experiment(cfg_path: Path, work: Path, port: int, timeout: float, keep:
     launch.register(env)
     port = port or launch.free_port()
     info = launch.create(cfg_path, port=port, env=env)
+    info["view_command"] = command_with_env(f"facenas nni view {info['experiment_id']}", env)
+    info["stop_command"] = command_with_env(f"facenas nni stop {info['experiment_id']}", env)
     write_json(work / "experiment.json", {**info, "status": "RUNNING"})
     print(f"NNI web portal: {info['url']}  (experiment {info['experiment_id']}; trials log under {info['output_dir']})",
           flush=True)
@@ -152,7 +163,7 @@ def _run_experiment(cfg_path: Path, work: Path, port: int, timeout: float, keep:
                 break
             if time.time() - start > timeout:
                 raise FacenasError(f"experiment {info['experiment_id']} not done after {timeout:.0f} s; it keeps running "
-                                   f"at {info['url']} (stop: HOME={work / 'nni-home'} nnictl stop {info['experiment_id']})")
+                                   f"at {info['url']} (stop: {info['stop_command']})")
             time.sleep(2.0)
         failed = [t for t in trials if t["status"] == "FAILED"]
         if status == "ERROR" or failed:
@@ -217,12 +228,31 @@ def summarize_demo(info: dict[str, Any], vals: list[str], work: Path) -> dict[st
         "accuracy": student["accuracy"], "accuracy_std": student["accuracy_std"],
         "tar_at_far_1e-3": student["tar_at_far_1e-3"], "latency_ms_onnxruntime_1thread": student["latency_ms"],
         "mflops": student["mflops"], "params_m": student["params_m"], "onnx": student["onnx"],
-        "search": ({k: search["metrics"].get(k) for k in ("target_mflops", "mflops", "within_tolerance")}
-                   if search else None),
+        "search": _search_summary(search),
         "networks": networks, "plot": str(plot.resolve()),
+        "view_command": info.get("view_command"),
     }
     write_json(work / "summary.json", result)
     return result
+
+
+def _search_summary(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """FLOPs target, derived FLOPs and ``within_tolerance`` of the search trial, from its ``result.json``.
+
+    The summary's rows keep numbers only, so a flag such as ``within_tolerance`` is read from the
+    trial's own record.
+    """
+    from facenas.utils.io import read_json
+
+    if row is None:
+        return None
+    result: dict[str, Any] = dict(row["metrics"])
+    path = Path(row["out_dir"] or "") / "result.json"
+    if path.is_file():
+        record = read_json(path)
+        result.update(record.get("result") or {})
+        result.update({k: v for k, v in (record.get("metrics") or {}).items() if k not in result})
+    return {k: result.get(k) for k in ("target_mflops", "mflops", "within_tolerance")}
 
 
 def _checkpoint_file(path: str) -> str:
@@ -268,6 +298,8 @@ def _print_summary(res: dict[str, Any]) -> None:
     print(f"  MFLOPs / params {res['mflops']:.2f} / {res['params_m']:.3f} M")
     print(f"  ONNX            {res['onnx']}")
     print(f"  plot            {res['plot']}")
+    if res.get("view_command"):
+        print(f"  view later      {res['view_command']}")
     print("  all trained networks (same verification set):")
     for step, n in res["networks"].items():
         acc = "n/a" if n["accuracy"] is None else f"{n['accuracy']:.4f}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,24 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
     from facenas.adapters.nni.launch import nni_env
 
     return nni_env(output_root=getattr(args, "output_root", None), bind_host=getattr(args, "bind_host", None))
+
+
+#: environment variables that tell nnictl where an experiment lives (its home, its config folder)
+LOCATION_ENV = ("HOME", "NNI_CONFIG_DIR")
+
+
+def command_with_env(command: str, environ: Any = None) -> str:
+    """``command`` prefixed with the ``HOME`` / ``NNI_CONFIG_DIR`` it needs to find the experiment.
+
+    An experiment created with another NNI home (``facenas demo`` uses ``WORK/nni-home`` and
+    ``WORK/nni-config``) is unknown to an ``nnictl`` run with the user's own, so a command printed
+    for later carries the environment it was run in.
+    """
+    import shlex
+
+    env = os.environ if environ is None else environ
+    prefix = [f"{k}={shlex.quote(str(Path(env[k]).resolve()))}" for k in LOCATION_ENV if env.get(k)]
+    return " ".join([*prefix, command])
 
 
 def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
@@ -63,15 +82,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     text = (f"experiment {info['experiment_id']} started\n"
             f"  portal:  {info['url']}   (bound to {launch.bind_host(env)} only; from elsewhere use an SSH tunnel, see docs/nni.md)\n"
             f"  outputs: {info['output_dir']}\n"
-            f"  results: facenas nni results {info['experiment_id']}\n"
-            f"  stop:    facenas nni stop {info['experiment_id']}")
+            f"  results: {command_with_env('facenas nni results ' + info['experiment_id'])}\n"
+            f"  stop:    {command_with_env('facenas nni stop ' + info['experiment_id'])}")
     _emit(args, info, text)
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
     from facenas.adapters.nni.paths import find_experiment_output
-    from facenas.adapters.nni.results import format_summary, write_summary
+    from facenas.adapters.nni.results import check_columns, format_summary, write_summary
 
     experiment_id, experiment_dir = args.experiment_id, args.experiment_dir
     if experiment_dir is None and Path(experiment_id).expanduser().is_dir():
@@ -85,7 +104,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         out = find_experiment_output(experiment_id, experiment_dir)
         summary = write_summary(out, experiment_id)
-    _emit(args, summary, format_summary(summary).rstrip())
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if columns is not None:
+        check_columns(summary, columns)
+    _emit(args, summary, format_summary(summary, columns).rstrip())
     return 0
 
 
@@ -127,7 +149,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     url = view(args.experiment_id, port=args.port, env=_env(args))
     _emit(args, {"experiment_id": args.experiment_id, "url": url},
-          f"experiment {args.experiment_id} (read-only): {url}   stop with: facenas nni stop {args.experiment_id}")
+          f"experiment {args.experiment_id} (read-only): {url}   stop with: "
+          + command_with_env(f"facenas nni stop {args.experiment_id}"))
     return 0
 
 
@@ -186,6 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an experiment id (found through NNI's manifest) or its output folder")
     q.add_argument("--experiment-dir", help="the experiment's output folder or NNI working directory")
     q.add_argument("--output-root", help=argparse.SUPPRESS)
+    q.add_argument("--columns", help="named metrics the trial table shows, comma-separated (e.g. lfw_acc,latency_ms); "
+                                     "default: the verification, latency_ms, mflops and params_m metrics reported")
 
     q = add("space", cmd_space, "print a space as an NNI search-space JSON (choice format)")
     q.add_argument("name", help="registered search space, e.g. toy")

@@ -23,6 +23,10 @@ from typing import Any, Mapping
 from facenas.errors import FacenasError
 
 ENVELOPE_KEY = "facenas"
+#: what a pipeline step's trials are: ``candidate`` -- a network the search proposes (the answer);
+#: ``reference`` -- a network trained for comparison (a teacher, a uniformly narrowed baseline);
+#: ``auxiliary`` -- no network to rank (data, supernet training, the search itself)
+ROLES = ("candidate", "reference", "auxiliary")
 
 
 @dataclasses.dataclass
@@ -38,6 +42,8 @@ class TrialSpec:
         attempt: retry number (0 for the first run).
         space / space_config: the space the sample belongs to, so the trial can write its
             architecture description.
+        role: what the step's network is (:data:`ROLES`): only a ``candidate`` trial's ``default``
+            competes for the portal's best trial.
     """
 
     stage: str
@@ -48,6 +54,7 @@ class TrialSpec:
     attempt: int = 0
     space: str | None = None
     space_config: dict[str, Any] | None = None
+    role: str = "candidate"
 
     def to_parameters(self) -> dict[str, Any]:
         """NNI parameters: the envelope, plus the sample's labels at the top level."""
@@ -91,6 +98,7 @@ def from_parameters(
             attempt=int(envelope.get("attempt", 0)),
             space=envelope.get("space", space),
             space_config=dict(envelope.get("space_config") or space_config or {}),
+            role=str(envelope.get("role", "candidate")),
         )
     if not stage:
         raise FacenasError(

@@ -11,7 +11,17 @@ Step fields (``StepConfig``): ``name``, ``stage``, ``params`` (JSON; may hold re
 reference: one trial per item), ``sample`` (each trial gets ``params["sample"]`` from a facenas
 ask/tell strategy over a space, told every trial's final metrics -- this is how a search over a
 space runs as HPO trials), ``retries`` (re-runs of a failed trial), ``space``/``space_config``
-(the space of ``params["sample"]`` when it is not a ``sample`` step, for architecture records).
+(the space of ``params["sample"]`` when it is not a ``sample`` step, for architecture records),
+``role`` (``candidate``, ``reference`` or ``auxiliary``, see below; default: ``auxiliary`` for the
+stages that yield no network -- data, supernet training, searches -- else ``candidate``).
+
+Roles decide what the portal calls the best trial. NNI shows as best the trial with the highest
+final ``default``, whatever step it belongs to, so only ``candidate`` steps (the networks the
+search proposes) report their ``default`` to NNI; ``reference`` (a teacher, a uniform baseline)
+and ``auxiliary`` steps (data, supernet, the search itself) report ``default`` = NaN, which the
+portal never ranks, and their own measure as ``objective``. Every trial's final metric also
+carries ``step`` and ``role`` (the portal's trial table can show them as columns). Inside the
+pipeline (references, strategies, ``facenas nni results``) ``default`` stays the stage's own.
 
 References inside ``params`` (and ``foreach``) pass earlier steps' results and artefact paths into
 later steps. ``${...}`` alone in a string is replaced by the value itself (any JSON type); inside a
@@ -45,7 +55,7 @@ from typing import Any, Mapping
 
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError, FacenasError
-from facenas.adapters.nni.envelope import TrialSpec
+from facenas.adapters.nni.envelope import ROLES, TrialSpec
 from facenas.utils.io import read_json
 
 log = logging.getLogger(__name__)
@@ -92,8 +102,11 @@ class StepConfig(TypedConfig):
     retries: int = 0
     space: str | None = None
     space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    role: str | None = None
 
     def check(self, source: str) -> None:
+        if self.role is not None and self.role not in ROLES:
+            raise ConfigError(f"{source}: step '{self.name}': role {self.role!r} is not one of {list(ROLES)}")
         if not self.name or not re.match(r"^[A-Za-z_][\w\-]*$", self.name):
             raise ConfigError(f"{source}: step name {self.name!r} must be a word (letters, digits, _ or -)")
         if not self.stage:
@@ -300,8 +313,11 @@ class PipelineScheduler:
 
         self.config = config
         self.steps = config.step_configs()
+        #: each step's role: its own, else its stage's default (``auxiliary`` for data/supernet/search stages)
+        self.roles: dict[str, str] = {}
         for step in self.steps:
-            STAGES.get(step.stage)  # unknown stage names fail at start-up, with close matches
+            stage = STAGES.get(step.stage)  # unknown stage names fail at start-up, with close matches
+            self.roles[step.name] = step.role or getattr(stage, "default_role", "candidate")
         self.output_dir = Path(output_dir)
         self.experiment_id = experiment_id
         self.units: dict[int, Unit] = {}
@@ -536,7 +552,8 @@ class PipelineScheduler:
                     sample=dict(sample) if sample is not None else None)
         self.units[param_id] = unit
         spec = TrialSpec(stage=step.stage, params=params, out_dir=unit.out_dir, step=step.name, index=index,
-                         attempt=attempt, space=space, space_config=space_config if space else None)
+                         attempt=attempt, space=space, space_config=space_config if space else None,
+                         role=self.roles[step.name])
         return param_id, spec
 
     def unit_of_trial(self, trial_job_id: str) -> Unit | None:
@@ -562,6 +579,8 @@ class PipelineScheduler:
             log.warning("final metric for unknown parameter id %s ignored", param_id)
             return
         unit.metrics = dict(metrics) if isinstance(metrics, Mapping) else {"default": metrics}
+        if "objective" in unit.metrics:  # a non-candidate trial: NNI got NaN, the pipeline uses the stage's own
+            unit.metrics["default"] = unit.metrics.pop("objective")
 
     def on_end(self, param_id: int, succeeded: bool, nni_status: str | None = None, trial_job_id: str | None = None) -> None:
         """A trial ended; a failure is retried (``retries``) or recorded, and the pipeline goes on."""

@@ -5,7 +5,11 @@ intermediate-result chart of the trial) and ``reporter.final(...)`` one
 ``nni.report_final_result`` dict with ``default`` plus the named metrics. NNI and its portal only
 handle numbers there, so strings and lists (artefact paths, architectures) are kept out of what NNI
 receives; they stay in ``metrics.jsonl`` / ``final.json`` and the trial's ``result.json``.
-Non-finite numbers are dropped too (JSON has no NaN/Infinity, and the portal would choke).
+Non-finite numbers are dropped too (the portal would rank them).
+
+The final dict NNI receives also names the trial's pipeline ``step`` and ``role`` (strings: the
+portal's trial table offers every final-metric key as a column), and its ``default`` follows the
+role (:func:`portal_metrics`): the portal's best trial is the best candidate network.
 """
 from __future__ import annotations
 
@@ -30,13 +34,36 @@ def nni_metric_dict(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def portal_metrics(metrics: Mapping[str, Any], step: str | None = None, role: str = "candidate") -> dict[str, Any]:
+    """The final dict NNI gets: numbers, plus ``step`` / ``role``; ``default`` NaN unless a candidate.
+
+    NNI's portal calls the trial with the highest final ``default`` the best one (maximize) and
+    leaves non-finite ones out of that ranking, so a reference network (a teacher, a uniform
+    baseline) or a step without a network (data, supernet, search) reports ``default`` = NaN and
+    its own measure as ``objective`` (which the facenas advisors read back as the step's default).
+    """
+    out: dict[str, Any] = dict(nni_metric_dict(metrics))
+    if role != "candidate" and "default" in out:
+        out["objective"] = out["default"]
+        out["default"] = math.nan
+    if step is not None:  # a pipeline trial (NasExperiment's engine gets numbers only)
+        out["step"] = step
+        out["role"] = role
+    return out
+
+
 class NNIReporter(LocalReporter):
     """Writes ``metrics.jsonl`` / ``final.json`` under ``out_dir`` and forwards to NNI.
 
     Works wherever ``nni.report_*`` works: in an ``nnictl`` trial, inside ``NasExperiment``'s
     sequential engine (which routes reports to the model being evaluated), or standalone (NNI
-    then only logs the values).
+    then only logs the values). ``step`` and ``role`` (a pipeline step's) shape the final dict
+    (:func:`portal_metrics`).
     """
+
+    def __init__(self, out_dir: Any, step: str | None = None, role: str = "candidate"):
+        super().__init__(out_dir)
+        self.step, self.role = step, role
 
     def _emit_intermediate(self, metrics: dict[str, Any]) -> None:
         super()._emit_intermediate(metrics)
@@ -44,4 +71,4 @@ class NNIReporter(LocalReporter):
 
     def _emit_final(self, metrics: dict[str, Any]) -> None:
         super()._emit_final(metrics)
-        _imports.nni().report_final_result(nni_metric_dict(metrics))
+        _imports.nni().report_final_result(portal_metrics(metrics, self.step, self.role))

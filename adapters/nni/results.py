@@ -9,7 +9,11 @@ works for running, stopped and finished experiments alike) this module builds:
 - ``summary.md`` -- the same as a Markdown table;
 - ``best_architectures.json`` -- architecture descriptions (``facenas.arch/1``, loadable with
   :func:`facenas.plugins.space.build_from_description` / ``get_model``) ranked by ``default``,
-  from the last pipeline step that produced architectures, with their metrics and checkpoints.
+  from the last *candidate* step (see the roles in :mod:`facenas.adapters.nni.pipeline`) that
+  produced architectures, with their metrics and checkpoints.
+
+The trial table shows a few named metrics: ``--columns`` chooses them, else
+:func:`default_columns` picks the verification, latency and cost ones the trials report.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -162,6 +167,7 @@ def row_of(record: Mapping[str, Any]) -> dict[str, Any]:
         "attempt": record.get("attempt", 0),
         "status": record.get("status"),
         "stage": record.get("stage"),
+        "role": record.get("role") or "candidate",
         "trial_id": nni.get("trial_id"),
         "default": metrics.get("default"),
         "metrics": metrics,
@@ -173,13 +179,21 @@ def row_of(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def best_architectures(records: list[Mapping[str, Any]], order: list[str], top_k: int | None = None) -> dict[str, Any]:
-    """Architectures of successful trials ranked by ``default``: per step, and for the last such step."""
+    """Architectures of successful trials ranked by ``default``: per step, and for the last candidate step.
+
+    The ranking comes from the last step whose role is ``candidate`` (records without a role count
+    as candidates); reference networks (a teacher, a uniform baseline) and auxiliary steps (a
+    search's derived architecture) stay in ``by_step`` only.
+    """
     by_step: dict[str, list[dict[str, Any]]] = {}
+    candidate_steps: set[str] = set()
     for rec in records:
         if rec.get("status") != "SUCCEEDED" or not isinstance(rec.get("arch"), Mapping):
             continue
+        if (rec.get("role") or "candidate") == "candidate":
+            candidate_steps.add(rec.get("step", "trials"))
         entry = {
-            "step": rec.get("step", "trials"), "index": rec.get("index", 0),
+            "step": rec.get("step", "trials"), "role": rec.get("role") or "candidate", "index": rec.get("index", 0),
             "trial_id": (rec.get("nni") or {}).get("trial_id"), "default": _default(rec),
             "metrics": rec.get("metrics"), "arch": rec["arch"], "out_dir": rec.get("out_dir"),
             "checkpoint": checkpoint_of(rec),
@@ -191,10 +205,10 @@ def best_architectures(records: list[Mapping[str, Any]], order: list[str], top_k
             entry["rank"] = rank
     final_step = None
     for name in order:
-        if name in by_step:
+        if name in candidate_steps:
             final_step = name
     for name in by_step:  # steps not in the recorded order (other tuners)
-        if final_step is None:
+        if final_step is None and name in candidate_steps:
             final_step = name
     ranking = by_step.get(final_step, []) if final_step else []
     return {"step": final_step, "ranking": ranking[:top_k] if top_k else ranking, "by_step": by_step}
@@ -242,34 +256,68 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def format_table(summary: Mapping[str, Any], metric_limit: int = 5) -> str:
-    """The trials of a summary as a Markdown table (named metrics: the first few)."""
+#: what the default trial table shows, in this order: verification, deployment, cost
+DEFAULT_COLUMN_PATTERNS = (r"latency_ms", r"mflops", r"params_m", r".+_acc", r".+_auc", r".+_tar_at_far_1e-3")
+
+
+def metric_names(summary: Mapping[str, Any]) -> list[str]:
+    """Every named (numeric) metric the summary's trials report, in first-seen order."""
     names: list[str] = []
     for row in summary["trials"]:
         for key in row["metrics"]:
             if key != "default" and key not in names:
                 names.append(key)
-    names = names[:metric_limit]
-    head = ["step", "index", "status", "trial", "default", *names, "seconds", "checkpoint / folder"]
+    return names
+
+
+def default_columns(summary: Mapping[str, Any], limit: int = 8) -> list[str]:
+    """The named metrics the table shows unless told, from what the candidate trials report: the
+    metric ``default`` stands for (e.g. ``val_auc``), verification accuracies / AUC / TAR, latency,
+    MFLOPs, params; without any of them, the first ``limit`` metrics seen. Other steps' own metrics
+    (a search's losses, a data step's counts) are there with ``--columns``."""
+    rows = [r for r in summary["trials"] if r.get("role", "candidate") == "candidate"] or list(summary["trials"])
+    names = metric_names({"trials": rows})
+    same = [k for row in rows for k, v in row["metrics"].items()
+            if k not in ("default", "objective") and row.get("default") is not None and v == row["default"]]
+    chosen = same + [n for pattern in DEFAULT_COLUMN_PATTERNS for n in names if re.fullmatch(pattern, n)]
+    chosen = [n for n in dict.fromkeys(chosen) if not n.startswith("best_")]  # best_val_acc repeats val_acc
+    return chosen[:limit] if chosen else names[:limit]
+
+
+def check_columns(summary: Mapping[str, Any], columns: list[str]) -> None:
+    """Refuse ``--columns`` that no trial reports (a typo would show an empty column)."""
+    from facenas.errors import ConfigError
+
+    names = metric_names(summary)
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise ConfigError(f"--columns: no trial reports {unknown}; the metrics are: {', '.join(names) or '(none)'}")
+
+
+def format_table(summary: Mapping[str, Any], columns: list[str] | None = None) -> str:
+    """The trials of a summary as a Markdown table (named metrics: ``columns``, else :func:`default_columns`)."""
+    names = list(columns) if columns is not None else default_columns(summary)
+    head = ["step", "role", "index", "status", "trial", "default", *names, "seconds", "checkpoint / folder"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in summary["trials"]:
         idx = f"{row['index']}" + (f" (retry {row['attempt']})" if row["attempt"] else "")
-        cells = [row["step"], idx, row["status"], row["trial_id"], row["default"],
+        cells = [row["step"], row.get("role", "candidate"), idx, row["status"], row["trial_id"], row["default"],
                  *[row["metrics"].get(n) for n in names], row["duration_s"], row["checkpoint"] or row["out_dir"]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """Human-readable report: status, steps, trial table, best architectures."""
+def format_summary(summary: Mapping[str, Any], columns: list[str] | None = None) -> str:
+    """Human-readable report: status, steps, trial table (``columns``: see :func:`format_table`), best architectures."""
     out = [f"# facenas experiment {summary.get('experiment_id') or ''}".rstrip(), "",
            f"status: {summary['status']}", f"output: {summary['output_dir']}", "", "## steps", ""]
     for s in summary["steps"]:
-        note = f" -- {s['note']}" if s.get("note") else ""
+        # the advisor's "k/n succeeded" note repeats the counts; other notes (a skip's reason) are news
+        note = f" -- {s['note']}" if s.get("note") and not re.fullmatch(r"\d+/\d+ succeeded", s["note"]) else ""
         stopped = f", {s['stopped']} cancelled/stopped/lost" if s.get("stopped") else ""
         out.append(f"- {s['name']} ({s['stage']}): {s['status']}, {s['succeeded']}/{s['trials']} succeeded{stopped}, "
                    f"best default {_fmt(s['best_default'])}{note}")
-    out += ["", "## trials", "", format_table(summary), ""]
+    out += ["", "## trials", "", format_table(summary, columns), ""]
     if summary["best_architectures"]:
         out += [f"## best architectures (step {summary['best_architectures_step']})", ""]
         for entry in summary["best_architectures"]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, auxiliary_stage
 
 
 def search_config_from_params(params: Mapping[str, Any]):
@@ -33,6 +33,7 @@ def search_config_from_params(params: Mapping[str, Any]):
 
 
 @STAGES.register("enas.search")
+@auxiliary_stage
 def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Algorithm 1 as one trial; returns the top-k ``architectures`` for retraining."""
     from facenas.utils.io import read_json
@@ -72,6 +73,16 @@ def enas_retrain(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
         final["search_val_acc"] = float(search["val_acc"])
     if "latency_ms" not in final and search.get("latency_ms") is not None:
         final["latency_ms"] = float(search["latency_ms"])
+    if "latency_ms" not in final:  # no table to predict it from: time the trained network itself
+        import os
+
+        from facenas.plugins.stages import network_latency_ms
+
+        ckpt = next((os.path.join(str(final.get("output", "")), n) for n in ("best.pt", "last.pt")
+                     if os.path.isfile(os.path.join(str(final.get("output", "")), n))), None)
+        lat = network_latency_ms(ckpt) if ckpt else None
+        if lat is not None:
+            final["latency_ms"] = lat
     for key in ("lfw_acc", "lfw_devtest_acc"):
         if key in final:
             final["default"] = float(final[key])

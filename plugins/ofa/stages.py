@@ -8,7 +8,9 @@
     One subnet of a trained supernet (``supernet``: its ``supernet.pt``; ``sample``: the subnet),
     BN recalibrated on ``calibration_images`` training images of ``rec``, verified on ``val``
     (``.bin`` paths; ``flip``). ``default`` = ``target`` (e.g. ``lfw_devtest_auc``); also MFLOPs,
-    params. Used for the accuracy set (a ``sample`` step) and for the final architectures.
+    params. Used for the accuracy set (a ``sample`` step) and for the final architectures: with
+    ``export`` the subnet is saved (``checkpoint``) and timed (``latency_ms``; ``latency``: see
+    :func:`~facenas.plugins.stages.network_latency_ms`, default on with ``export``).
 ``ofa.search``
     Fits the LightGBM comparator (or OFA's MLP predictor, ``ranker: mlp``) on ``candidates``
     (``${evaluate[*]}``: the accuracy set's trial records) and runs Algorithm 1 (QuickSelect
@@ -23,10 +25,11 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError, FacenasError
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, auxiliary_stage
 
 
 @STAGES.register("ofa.train_supernet")
+@auxiliary_stage
 def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
     from facenas.plugins.stages import config_fields_from_params
@@ -94,10 +97,18 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
                            "state_dict": subnet.state_dict(), "embedding_size": space.embedding_size, "input_size": [size, size],
                            "meta": {"stage": "ofa.evaluate"}}, path)
         final["checkpoint"] = path
+    from facenas.plugins.stages import network_latency_ms
+
+    if not hasattr(subnet, "input_size"):
+        subnet.input_size = (size, size)  # timed at the size it was verified at
+    lat = network_latency_ms(subnet, params.get("latency", bool(params.get("export"))))
+    if lat is not None:
+        final["latency_ms"] = lat
     return final
 
 
 @STAGES.register("ofa.search")
+@auxiliary_stage
 def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Fit the ranker on the evaluated candidates and run Algorithm 1 under the bound; top-k architectures."""
     import numpy as np

@@ -15,10 +15,14 @@
     plus TrainConfig overrides; ``arch`` (a description dict, an ``arch.json`` path, or a
     ``tnas.search`` output folder) *or* ``uniform_ratio`` + ``space`` (the uniformly narrowed
     student); ``distill``: :class:`~facenas.plugins.tnas.distill.DistillSettings` fields
-    (``teacher``, ``distill_weight``, ``margin_weight``, ...). A recipe file may assign ``arch``,
+    (``teacher``, ``distill_weight``, ``margin_weight``, ...); ``sample`` (optional, with
+    ``arch``: its sample, checked against it -- a pipeline passes it so that the portal shows
+    the architecture's choices as columns); ``latency`` (see
+    :func:`~facenas.plugins.stages.network_latency_ms`). A recipe file may assign ``arch``,
     ``space`` and ``distill`` beside ``config``: they are the defaults of those parameters
     (``uniform_ratio`` given, the recipe's ``arch`` is not used). Reports per-epoch training
-    metrics and the final verification accuracies, ``mflops``, ``params_m``.
+    metrics and the final verification accuracies, ``mflops``, ``params_m``, ``latency_ms``
+    (onnxruntime, 1 thread, batch 1) and ``arch`` (the trained architecture's description).
 
 Both run from the command line through ``facenas search tnas [--stage train] RECIPE``.
 """
@@ -29,10 +33,22 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, auxiliary_stage, network_latency_ms
+
+
+def _description(network: Any) -> dict[str, Any] | None:
+    """The architecture description a TrainConfig ``network`` names (a JSON file), or None."""
+    import json
+
+    if not isinstance(network, str) or not network.endswith(".json") or not os.path.isfile(network):
+        return None
+    with open(network, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return data if isinstance(data, dict) and "sample" in data else None
 
 
 @STAGES.register("tnas.search")
+@auxiliary_stage
 def tnas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run a TNAS search; the derived architecture is ``<output>/arch.json``."""
     from facenas.plugins.tnas.search import load_search_config, run_search
@@ -76,6 +92,8 @@ def tnas_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     ratio = params.pop("uniform_ratio", None)
     space = params.pop("space", None)
     arch = params.pop("arch", None)
+    shown = params.pop("sample", None)
+    latency = params.pop("latency", True)
     if (arch is None) == (ratio is None):
         raise ConfigError("tnas.train needs exactly one of 'arch' (a description, arch.json or search folder) and "
                           "'uniform_ratio' (with 'space', the TnasSpace config)")
@@ -85,9 +103,18 @@ def tnas_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
         arch = uniform_description(space, float(ratio))
     params["arch"] = resolve_arch(arch)
     cfg = config_from_params(params, reporter.out_dir)
+    description = _description(cfg.network)
+    if shown is not None and (description is None or dict(shown) != dict(description.get("sample") or {})):
+        raise ConfigError(f"tnas.train: 'sample' {shown} is not the sample of 'arch' "
+                          f"({None if description is None else description.get('sample')})")
     result = train_student(cfg, cfg.network, settings, reporter=reporter)
     final = dict(result.metrics)
     final["distill_weight"] = settings.distill_weight
     final["margin_weight"] = settings.margin_weight
+    lat = network_latency_ms(result.model, latency)
+    if lat is not None:
+        final["latency_ms"] = lat
+    if description is not None:
+        final["arch"] = description
     reporter.final(final)
     return dict(reporter.final_metrics or final)

@@ -45,6 +45,9 @@ def test_experiment_config_is_a_valid_facenas_pipeline(tmp_path, scale):
     steps = resolved["tuner"]["classArgs"]["steps"]
     assert [s["name"] for s in steps] == ["teacher", "search", "student", "uniform"]
     assert steps[2]["params"]["arch"] == "${search.result.arch}" and resolved["searchSpace"]
+    # the portal's best trial is the searched student, never the teacher or the uniform comparison network
+    assert [s["role"] for s in steps] == ["reference", "auxiliary", "candidate", "reference"]
+    assert steps[2]["params"]["sample"] == "${search.arch.sample}"  # the found choices as portal columns
     assert steps[2]["params"]["config"]["test_targets"] == ["/data/lfw.bin", "/data/cfp_fp.bin"]
     assert not [w for w in warnings if "trialCommand" in w]
 
@@ -63,6 +66,8 @@ def test_demo_end_to_end_on_synthetic_identities(tmp_path):
     assert res["latency_ms_onnxruntime_1thread"] > 0 and res["mflops"] > 0 and res["params_m"] > 0
     assert (work / "student.onnx").is_file() and (work / "accuracy_latency.png").is_file()
     assert set(res["networks"]) == {"teacher", "student", "uniform"} and res["found_architecture"]
+    assert isinstance(res["search"]["within_tolerance"], bool)  # from the search trial's record, not null
+    assert res["view_command"].startswith("HOME=") and " NNI_CONFIG_DIR=" in res["view_command"]
     first = time.time() - t0
     proc = subprocess.run([sys.executable, "-m", "facenas.cli", "demo", "--work", str(work), "--json"],
                           capture_output=True, text=True, timeout=600)

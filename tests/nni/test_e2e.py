@@ -7,6 +7,7 @@ the others are slow. Every method's ``recipes/nni/<method>_test.yml`` runs throu
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def test_every_method_test_experiment_passes_the_end_to_end_check(path):
     assert res.status == "DONE" and not res.failed() and res.leftover_processes == []
     for t in res.succeeded():
         assert set(t["final"]) - {"default"}, (path.name, t["final"])
+        assert t["final"]["step"] == t["parameters"]["facenas"]["step"]  # the portal's `step (metric)` column
+    # the portal ranks finite defaults only: they are the candidate networks', each timed
+    ranked = [t for t in res.succeeded() if math.isfinite(t["final"]["default"])]
+    assert ranked and all(t["final"]["role"] == "candidate" and t["final"]["latency_ms"] > 0 for t in ranked), \
+        [(t["final"]["step"], t["final"]["role"], t["final"].get("latency_ms")) for t in ranked]
 
 
 def test_every_method_ships_a_test_scale_experiment():

@@ -230,4 +230,4 @@ def test_results_cli_takes_an_output_folder_and_prints_the_trial_table(tmp_path,
     assert len(ok) == 3 and all({"default", "toy_score", "mflops", "params_m"} <= set(r["metrics"]) for r in ok)
     assert facenas_main(["nni", "results", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
-    assert "| step | index | status |" in text and "toy_score" in text and "## best architectures (step retrain)" in text
+    assert "| step | role | index | status |" in text and "toy_score" in text and "## best architectures (step retrain)" in text
