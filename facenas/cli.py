@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "facenas.plugins.engine.cli",  # train
     "facenas.plugins.search_cli",  # search ofa|enas|tnas (local, without NNI)
     "facenas.plugins.tnas.cli",  # tnas search|train (TNAS search and FKD student training)
+    "facenas.plugins.ofa.cli",  # ofa train (progressive-shrinking supernet training, torchrun for DDP)
     "facenas.adapters.nni.cli",  # nni register|create|results|space
     "facenas.adapters.runtime.cli",  # export, latency, lut build|validate
     "facenas.recipes.demo",  # demo: the main job on synthetic identities

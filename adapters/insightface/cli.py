@@ -101,6 +101,8 @@ def _add_scale_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--total-images", type=int, help="images in all (with --identities), instead of --images-per-identity")
     g.add_argument("--jpeg-size", type=int, default=16, help="side of the tiny JPEGs (default 16)")
     g.add_argument("--distinct-jpegs", type=int, default=1024, help="encoded images the records reuse (default 1024)")
+    g.add_argument("--jpeg-pool", default="fields", choices=["fields", "faces"],
+                   help="fields: smallest files; faces: noisy cartoon faces, decode cost close to real faces")
     p.set_defaults(handler=_synth_or_scale)
 
 
@@ -110,7 +112,7 @@ def _synth_or_scale(args) -> int:
     from facenas.adapters.insightface.synthetic_scale import ScaleShape, shape_by_name, write_scale_dataset
 
     images, identities = shape_by_name(args.shape) if args.shape else (args.total_images, args.identities)
-    shape = ScaleShape(images, identities, args.jpeg_size, args.distinct_jpegs, args.seed)
+    shape = ScaleShape(images, identities, args.jpeg_size, args.distinct_jpegs, args.seed, args.jpeg_pool)
     _print(write_scale_dataset(args.out_dir, shape), args.json)
     return 0
 
