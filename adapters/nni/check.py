@@ -3,8 +3,8 @@
 What is checked, each problem one line ``FILE: where: what (fix)``:
 
 1. the YAML and NNI's v2 schema (NNI's own ``ExperimentConfig``, relative paths from the file's
-   folder: unknown or mistyped fields, a missing search-space file, the training service);
-   that ``trialCodeDirectory`` exists; GPU trials on the local service set ``useActiveGpu``;
+   folder: unknown or mistyped fields, a missing search-space file, the training service, GPU
+   trials on the local service without ``useActiveGpu``); that ``trialCodeDirectory`` exists;
 2. the tuner / advisor: a facenas advisor (``FacenasPipeline`` / ``FacenasSearch``) or one of NNI's
    built-in tuners, whose ``trialCommand`` must then name a ``--stage``;
 3. the steps (the advisor's ``classArgs``, after ``variables`` are substituted): each step's
@@ -38,6 +38,8 @@ _BUILTIN_ROOTS = {"index", "seed", "sample", "experiment"}
 #: NNI 3.0's built-in tuners and advisors (``nnictl algo list``)
 NNI_TUNERS = ("TPE", "Random", "Anneal", "Evolution", "SMAC", "BatchTuner", "GridSearch", "NetworkMorphism",
               "MetisTuner", "GPTuner", "PBTTuner", "RegularizedEvolutionTuner", "DNGOTuner", "Hyperband", "BOHB")
+#: NNI 3.0's training services (``trainingService.platform``)
+PLATFORMS = ("local", "remote", "openpai", "aml", "dlc", "kubeflow", "frameworkcontroller")
 #: stands in for a ``${...}`` value while a config is validated (the value exists only at run time)
 PLACEHOLDER = "/facenas-check/reference"
 
@@ -133,21 +135,34 @@ def _check_schema(src: Path, data: Mapping[str, Any], bad: Callable[[str, str], 
             bad(key, "missing (NNI requires it)")
     service = data.get("trainingService")
     services = service if isinstance(service, list) else [service]
-    gpus = data.get("trialGpuNumber") or 0
     for svc in services:
-        if isinstance(svc, Mapping) and svc.get("platform") == "local" and gpus and svc.get("useActiveGpu") is None:
-            bad("trainingService.useActiveGpu", f"trialGpuNumber is {gpus} on the local service: set useActiveGpu "
-                                                "(false: only idle GPUs; true: also GPUs other programs use)")
+        platform = svc.get("platform") if isinstance(svc, Mapping) else None
+        if service is not None and platform not in PLATFORMS:
+            close = difflib.get_close_matches(str(platform), PLATFORMS, n=1)
+            bad("trainingService.platform", f"{platform!r} is not one of NNI's training services {list(PLATFORMS)}"
+                + (f"; did you mean '{close[0]}'?" if close else ""))
     try:
         from nni.experiment.config import ExperimentConfig as config_cls
     except ImportError as exc:  # NNI not installed: the facenas parts are still checked
         bad("schema", f"not checked against NNI's schema (pip install nni==3.0): {exc}")
         return
+    known = {_camel(f.name) for f in dataclasses.fields(config_cls)}
+    unknown = [k for k in data if k not in known]
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), sorted(known), n=1)
+        bad(str(key), "not a field of NNI's experiment config (v2)" + (f"; did you mean '{close[0]}'?" if close else ""))
+    if unknown or any(key not in data for key in ("trialCommand", "trialConcurrency", "trainingService")) \
+            or any(not isinstance(svc, Mapping) or svc.get("platform") not in PLATFORMS for svc in services):
+        return  # NNI's own messages would repeat these
     nni_view = {k: v for k, v in data.items() if k != "tuner" and k != "advisor"}
     nni_view["tuner"] = {"name": "Random"}  # facenas advisors are registered at launch; checked below
+    tuner = data.get("tuner") or data.get("advisor")
+    if isinstance(tuner, Mapping) and str(tuner.get("name", "")).lower() in ("facenaspipeline", "facenassearch") \
+            and "searchSpaceFile" not in data:
+        nni_view.setdefault("searchSpace", {})  # `facenas nni create` generates it from the pipeline's space
     try:
         with _cwd(src.parent), warnings_silenced():
-            config_cls(**nni_view)
+            config_cls(**nni_view).validate()
     except Exception as exc:  # noqa: BLE001 - NNI raises ValueError / AttributeError / TypeError for bad input
         bad("schema", f"NNI's experiment config refuses it: {_one_line(exc)}")
 
@@ -336,6 +351,11 @@ def warnings_silenced() -> Iterator[None]:
             yield
         finally:
             nni_log.setLevel(level)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _one_line(exc: BaseException) -> str:
