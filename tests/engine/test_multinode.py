@@ -210,3 +210,28 @@ def test_two_nodes_match_one_node_and_survive_a_killed_node(tmp_path, synthetic_
     assert _wait(resumed) == [0, 0], (logs / "resumed_node0.log").read_text()[-3000:]
     assert json.loads((killed / "final.json").read_text())["global_step"] == total
     _assert_same(_weights(one, key), _weights(killed, key))
+
+
+@pytest.mark.parametrize("stage", ["engine.train", "ofa.train_supernet"])
+def test_a_stage_runs_torchrun_inside_its_trial(tmp_path, synthetic_data, stage, monkeypatch):
+    """``nproc_per_node: 2``: the stage launches 2 DDP processes, reports their epochs and returns the final metrics."""
+    from facenas.plugins.stages import run_stage_locally
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    recipe = tmp_path / "recipe.py"
+    text = ENGINE_RECIPE if stage == "engine.train" else OFA_RECIPE
+    recipe.write_text(text.format(rec=str(synthetic_data), val=str(synthetic_data / "val.bin")))
+    overrides = {"num_epoch": 2} if stage == "engine.train" else {}
+    final = run_stage_locally(stage, {"config": str(recipe), "nproc_per_node": 2, **overrides}, str(tmp_path / "trial"))
+    out = Path(final["output"] if stage == "engine.train" else Path(final["checkpoint"]).parent)
+    assert (out / "checkpoint_rank0.pt").is_file() and (out / "checkpoint_rank1.pt").is_file()
+    assert "backend gloo, rank 1/2" in (out / "torchrun.log").read_text()
+    records = [json.loads(line) for line in (tmp_path / "trial" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(1 for r in records if r.get("type") == "intermediate") >= 2
+    if stage == "engine.train":
+        assert final["global_step"] == 14 and final["mflops"] > 0 and "val_acc" in final
+    else:
+        assert Path(final["checkpoint"]).is_file() and final["phases_done"] == 6
