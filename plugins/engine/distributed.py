@@ -123,8 +123,7 @@ def is_peer_failure(exc: BaseException, info: DistInfo) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(
-        marker in text for marker in ("gloo", "Gloo", "Connection closed by peer", "Connection reset by peer",
-                                      "NCCL", "Timed out", "timed out", "Broken pipe"))
+        marker in text for marker in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset by peer"))
 
 
 def peer_lost(exc: BaseException, info: DistInfo, output: str | os.PathLike, step: int | None = None) -> PeerLostError:
