@@ -13,7 +13,8 @@ What is checked, each problem one line ``FILE: where: what (fix)``:
    ``foreach`` step); the config a training stage would build (``config``: a recipe path, from
    ``trialCodeDirectory``, or a dict, plus overrides) loads and validates as that stage's config
    class (``TrainConfig`` for ``engine.train`` / ``tnas.train`` ...); any other ``.py`` recipe
-   path in the parameters exists.
+   path in the parameters exists; a stage's ``nproc_per_node`` (torchrun processes) is at most
+   ``trialGpuNumber``.
 
 Data paths are not required to exist (they are the workers', see the GPU files' ``variables``).
 Nothing is trained, no NNI process starts; the registries and config classes are imported.
@@ -110,6 +111,11 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
             continue
         for space, space_config, field in _spaces_of(step):
             _check_space(space, space_config, f"{where} {field}", bad)
+        nproc = step.params.get("nproc_per_node")
+        gpus = data.get("trialGpuNumber") or 0
+        if isinstance(nproc, int) and gpus and nproc > gpus:
+            bad(f"{where} params.nproc_per_node", f"{nproc} torchrun processes but trialGpuNumber is {gpus}: "
+                                                  "one process per GPU, raise trialGpuNumber to match")
         with _cwd(code_dir):
             _check_stage_params(step.stage, _placeholders(step.params), f"{where} params", code_dir, bad)
     return CheckReport(str(src), problems, steps)

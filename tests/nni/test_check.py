@@ -82,6 +82,9 @@ CASES = {
                            ["tuner.classArgs", "'${vars.dataset}' is not defined", "defined: ["]),
     "gpu_without_use_active_gpu": ("enas_gpu.yml", lambda d: d["trainingService"].pop("useActiveGpu"),
                                    ["schema: NNI's experiment config refuses it", "use_active_gpu"]),
+    "more_processes_than_gpus": ("ofa_gpu.yml", lambda d: _set(d["tuner"]["classArgs"], ["variables", "gpus"], 4),
+                                 ["step 0 'supernet' params.nproc_per_node", "4 torchrun processes",
+                                  "trialGpuNumber is 1"]),
     "nni_tuner_without_stage": ("toy_tpe_test.yml", lambda d: d.update(trialCommand="python -m facenas.adapters.nni.trial"),
                                 ["trialCommand", "must name the stage"]),
 }
