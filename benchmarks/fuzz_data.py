@@ -418,7 +418,7 @@ def pinned(base: Base) -> list[Mutation]:
 
 
 def _swap_idx(d: Path, a: int, b: int) -> None:
-    idx = rio.read_index(d / "train.idx")
+    idx = dict(rio.read_index(d / "train.idx"))
     idx[a], idx[b] = idx[b], idx[a]
     _write_idx(d, [f"{k}\t{o}" for k, o in idx.items()])
 

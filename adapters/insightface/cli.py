@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_synth)
+    _add_scale_flags(p)
 
     p = dsub.add_parser("info", help="describe a .rec folder, an image folder or a .bin (decodes every image)")
     p.add_argument("path")
@@ -90,6 +91,29 @@ def _synth(args) -> int:
     cfg = SyntheticConfig(args.identities, args.images_per_identity, args.val_identities, args.val_pairs,
                           args.image_size, args.seed)
     _print(write_synthetic_dataset(args.out_dir, cfg), args.json)
+    return 0
+
+
+def _add_scale_flags(p: argparse.ArgumentParser) -> None:
+    """``synth --shape ms1mv3`` / ``--total-images N``: a RecordIO of a large set's shape with tiny reused JPEGs."""
+    g = p.add_argument_group("scale (a large set's shape, tiny reused JPEGs, no val.bin)")
+    g.add_argument("--shape", help="a published set's sizes: ms1mv2, ms1mv3, glint360k, webface4m")
+    g.add_argument("--total-images", type=int, help="images in all (with --identities), instead of --images-per-identity")
+    g.add_argument("--jpeg-size", type=int, default=16, help="side of the tiny JPEGs (default 16)")
+    g.add_argument("--distinct-jpegs", type=int, default=1024, help="encoded images the records reuse (default 1024)")
+    g.add_argument("--jpeg-pool", default="fields", choices=["fields", "faces"],
+                   help="fields: smallest files; faces: noisy cartoon faces, decode cost close to real faces")
+    p.set_defaults(handler=_synth_or_scale)
+
+
+def _synth_or_scale(args) -> int:
+    if args.shape is None and args.total_images is None:
+        return _synth(args)
+    from facenas.adapters.insightface.synthetic_scale import ScaleShape, shape_by_name, write_scale_dataset
+
+    images, identities = shape_by_name(args.shape) if args.shape else (args.total_images, args.identities)
+    shape = ScaleShape(images, identities, args.jpeg_size, args.distinct_jpegs, args.seed, args.jpeg_pool)
+    _print(write_scale_dataset(args.out_dir, shape), args.json)
     return 0
 
 

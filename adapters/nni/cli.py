@@ -7,6 +7,7 @@
     facenas nni stop|resume|view EXPERIMENT_ID [--port 8080]
     facenas nni run-local recipes/nni/toy_test.yml --output /tmp/run   # the pipeline without NNI
     facenas nni e2e recipes/nni/toy_test.yml --expect-failed 1          # the end-to-end check
+    facenas nni check recipes/nni/ofa_gpu.yml           # validate a file (schema, stages, spaces, recipes, references)
 
 ``create`` wraps ``nnictl create``: it makes the NNI web server bind 127.0.0.1 (NNI's default is
 every interface; ``--bind-host`` / ``$FACENAS_NNI_BIND_HOST`` choose another), generates the
@@ -182,6 +183,21 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from facenas.adapters.nni.check import CheckFailed, check_experiment_file
+
+    reports = [check_experiment_file(path) for path in args.config]
+    problems = [line for report in reports for line in report.problems]
+    if args.json:
+        _emit(args, [{"file": r.path, "ok": r.ok, "steps": r.steps, "problems": r.problems} for r in reports], "")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    if not args.json:
+        for report in reports:
+            print(f"OK: {report.path}: {len(report.steps)} step(s): {', '.join(report.steps) or 'NNI tuner'}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("nni", help="run searches as NNI experiments (register, create, results, space ...)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -236,5 +252,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--expect-failed", type=int, default=0, help="number of trials that must fail (injected)")
     q.add_argument("--require", action="append", default=[], metavar="METRIC", help="named metric every final result needs")
     q.add_argument("--keep", action="store_true", help="keep the temporary NNI home")
+
+    q = add("check", cmd_check, "validate experiment files without running anything (exit 2, one line a problem)")
+    q.add_argument("config", nargs="+", help="experiment file(s), e.g. recipes/nni/*_gpu.yml")
 
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])

@@ -260,7 +260,9 @@ _SEARCH_ARGS = ("space", "stage", "budget", "params", "space_config", "strategy"
 
 def config_from_tuner(name: str, class_args: Mapping[str, Any] | None) -> PipelineConfig:
     """The pipeline of a facenas advisor from its registered name and ``classArgs``."""
-    args = dict(class_args or {})
+    from facenas.adapters.nni.variables import substitute_variables
+
+    args = substitute_variables(class_args or {})  # ${vars.NAME} from classArgs.variables
     if name.lower() == "facenaspipeline":
         return PipelineConfig.from_dict(args, source="FacenasPipeline classArgs")
     if name.lower() == "facenassearch":

@@ -58,8 +58,68 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_train_state(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    atomic_torch_save({"format": TRAIN_FORMAT, **record}, path)
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where a DDP rank keeps its checkpoint before the last one (``checkpoint_rank<r>.prev.pt``)."""
+    p = Path(path)
+    return p.with_name(p.stem + ".prev" + p.suffix)
+
+
+def save_train_state(path: str | os.PathLike, record: dict[str, Any], keep_previous: bool = False) -> None:
+    """Write the state atomically; with ``keep_previous`` the file it replaces becomes :func:`previous_checkpoint`.
+
+    DDP ranks write their checkpoints one after the other: a node killed in between leaves the
+    ranks one checkpoint apart. Keeping the one before lets :func:`agreed_checkpoint` find a step
+    every rank has.
+    """
+    save_rank_state({"format": TRAIN_FORMAT, **record}, path, keep_previous)
+
+
+def save_rank_state(state: dict[str, Any], path: str | os.PathLike, keep_previous: bool) -> None:
+    if keep_previous and os.path.isfile(path):
+        os.replace(path, previous_checkpoint(path))
+    atomic_torch_save(state, path)
+
+
+def read_global_step(path: str | os.PathLike) -> int | None:
+    """The ``global_step`` a checkpoint holds, or None when it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return int(state["global_step"])
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not a candidate
+        return None
+
+
+def agreed_checkpoint(path: str | os.PathLike, dist_info: Any) -> Path:
+    """The file (``path`` or its previous one) holding the newest step that every rank has.
+
+    A single process resumes from ``path``. Under DDP the ranks exchange the steps of their two
+    checkpoints and all pick the newest common one; none in common is a one-line error.
+    """
+    path = Path(path)
+    if not dist_info.distributed:
+        return path
+    from torch import distributed as dist
+
+    mine = {}
+    for candidate in (path, previous_checkpoint(path)):
+        if candidate.is_file():
+            step = read_global_step(candidate)
+            if step is not None:
+                mine.setdefault(step, str(candidate))
+    gathered: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(gathered, sorted(mine))
+    common = set(gathered[0]).intersection(*map(set, gathered[1:]))
+    if not common:
+        have = ", ".join(f"rank {r}: {steps or 'none'}" for r, steps in enumerate(gathered))
+        raise ConfigError(f"resume=True but the ranks have no checkpoint step in common ({have}) in {path.parent}; "
+                          "train again without --resume")
+    step = max(common)
+    if step != max(mine):
+        import logging
+
+        logging.getLogger(__name__).warning("rank %d resumes from its previous checkpoint (step %d): not every rank "
+                                            "has step %d", dist_info.rank, step, max(mine))
+    return Path(mine[step])
 
 
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:

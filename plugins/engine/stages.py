@@ -68,7 +68,21 @@ def engine_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     from facenas.plugins.engine.trainer import train
     from facenas.plugins.flops import count_flops, count_params
 
-    cfg = config_from_params(params, reporter.out_dir)
+    from facenas.plugins.engine.launcher import run_torchrun, wants_torchrun
+
+    nproc = wants_torchrun(params)
+    cfg = config_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, reporter.out_dir)
+    if nproc is not None:  # DDP in nproc processes (one per GPU), launched from this trial
+        final = run_torchrun(["train"], cfg.to_dict(), cfg.output, nproc, reporter)
+        final["output"] = cfg.output
+        if os.path.isfile(os.path.join(cfg.output, "last.pt")):
+            from facenas.adapters.insightface.backbones import load_backbone
+
+            model = load_backbone(os.path.join(cfg.output, "last.pt"))
+            size = cfg.input_size()
+            final["mflops"] = count_flops(model, (1, 3, size, size)) / 1e6
+            final["params_m"] = count_params(model) / 1e6
+        return final
     result = train(cfg, reporter=reporter, report_final=False)
     model = result.model.cpu()
     size = cfg.input_size()

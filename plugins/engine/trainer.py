@@ -44,7 +44,8 @@ from facenas.utils.progress import Progress
 from facenas.utils.seed import seed_everything
 
 from . import distributed as D
-from .checkpoint import capture_rng, checkpoint_path, load_train_state, restore_rng, save_train_state
+from .checkpoint import (agreed_checkpoint, capture_rng, checkpoint_path, load_train_state, restore_rng,
+                         save_train_state)
 from .config import TrainConfig
 from .optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
 
@@ -230,6 +231,10 @@ def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporte
         with output_lock(out, "facenas train", enabled=dist_info.is_main):  # one run per folder
             return _train(cfg, dist_info, device, out, use_amp, model, reporter, train_loader, evaluator,
                           test_evaluator, head, on_step, report_final)
+    except Exception as exc:
+        if D.is_peer_failure(exc, dist_info):
+            raise D.peer_lost(exc, dist_info, out) from None
+        raise
     finally:
         D.shutdown(dist_info)
 
@@ -279,13 +284,15 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         log.warning("the backbone was not built by get_model/build_from_description; best.pt/last.pt will hold "
                     "its state dict with no way to rebuild it (pass a model built by get_model or a space)")
     ckpt_file = checkpoint_path(out, dist_info.rank, dist_info.world_size)
+    resumed_buffers: dict[str, torch.Tensor] = {}
 
     if cfg.resume:
-        state = load_train_state(ckpt_file)
+        state = load_train_state(agreed_checkpoint(ckpt_file, dist_info))
         if state.get("world_size", 1) != dist_info.world_size:
             raise ConfigError(f"{ckpt_file} was written by {state.get('world_size')} process(es); resume with the same "
                               f"number (now {dist_info.world_size})")
         load_state_dict_checked(backbone, state["backbone"], str(ckpt_file))
+        resumed_buffers = {k: v for k, v in state["backbone"].items() if k in dict(backbone.named_buffers())}
         load_state_dict_checked(head, state["head"], f"{ckpt_file} (head)",
                                 hint="the margin head / num_classes / embedding_size differ from the run being resumed")
         optimizer.load_state_dict(state["optimizer"])
@@ -327,6 +334,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
         ddp_model = nn.parallel.DistributedDataParallel(
             backbone, device_ids=[dist_info.local_rank] if device.type == "cuda" else None, bucket_cap_mb=16,
             **no_sync)
+        D.restore_buffers(backbone, resumed_buffers)
 
     # every rank takes part in verification's barriers, so the decision must not depend on the rank
     has_val = evaluator is not None or bool(cfg.val_targets)
@@ -354,7 +362,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
             return
         # checkpoint.pt first, then last.pt / model.pt derived from the same weights: a kill between
         # leaves last.pt one checkpoint behind, and the next --resume rewrites it from checkpoint.pt
-        save_train_state(ckpt_file, state_record())
+        save_train_state(ckpt_file, state_record(), keep_previous=dist_info.distributed)
         run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
         write_model_files(reason)
         D.barrier(dist_info)

@@ -36,9 +36,19 @@ def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[st
 
     from .train import SupernetTrainConfig, save_supernet, train_supernet
 
-    data = config_fields_from_params(params, SupernetTrainConfig)
+    from facenas.plugins.engine.launcher import run_torchrun, wants_torchrun
+
+    nproc = wants_torchrun(params)
+    data = config_fields_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, SupernetTrainConfig)
     data.setdefault("output", os.path.join(os.fspath(reporter.out_dir), "supernet"))
     cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
+    if nproc is not None:  # DDP in nproc processes (one per GPU), launched from this trial
+        done = run_torchrun(["ofa", "train"], cfg.to_dict(), cfg.output, nproc, reporter)
+        final = {k: v for k, v in done.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        final["checkpoint"] = os.path.join(cfg.output, "supernet.pt")
+        final.setdefault("default", float(final.get("largest_" + next(iter(cfg.val_targets), "") + "_acc", 0.0))
+                         if cfg.val_targets else 0.0)
+        return final
     res = train_supernet(cfg, reporter=reporter)
     path = os.path.join(res.output, "supernet.pt")
     save_supernet(path, res.space, res.supernet)

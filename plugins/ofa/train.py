@@ -315,6 +315,10 @@ def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None
     try:
         with output_lock(config.output, "OFA supernet training", enabled=dist_info.is_main):  # one writer per folder
             return _train(config, device, dist_info, reporter, train_loader, evaluator, on_step)
+    except Exception as exc:
+        if D.is_peer_failure(exc, dist_info):
+            raise D.peer_lost(exc, dist_info, config.output) from None
+        raise
     finally:
         D.shutdown(dist_info)
 
@@ -326,7 +330,7 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
     from facenas.adapters.insightface.losses import build_margin_head
     from facenas.adapters.insightface.partial_fc import PartialFC
     from facenas.plugins.engine import distributed as D
-    from facenas.plugins.engine.checkpoint import capture_rng
+    from facenas.plugins.engine.checkpoint import agreed_checkpoint, capture_rng, save_rank_state
     from facenas.plugins.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups
     from facenas.plugins.engine.trainer import data_num_classes
     from facenas.utils.seed import seed_everything
@@ -366,9 +370,11 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
 
     resume_rng = None
     opt_state = sched_state = None
+    resumed_buffers: dict[str, torch.Tensor] = {}
     if cfg.resume:
-        state = _load_train_state(ckpt)
+        state = _load_train_state(agreed_checkpoint(ckpt, dist_info))
         load_state_dict_checked(supernet, state["supernet"], str(ckpt))
+        resumed_buffers = {k: v for k, v in state["supernet"].items() if k in dict(supernet.named_buffers())}
         load_state_dict_checked(head, state["head"], f"{ckpt} (head)")
         for key in ("phase", "epoch", "step_in_epoch", "step_in_phase", "global_step", "train_seconds", "epoch_rng",
                     "phase_started"):
@@ -389,6 +395,7 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
     if dist_info.distributed:
         model = nn.parallel.DistributedDataParallel(supernet, device_ids=[dist_info.local_rank] if device.type == "cuda"
                                                     else None, find_unused_parameters=True, broadcast_buffers=False)
+        D.restore_buffers(supernet, resumed_buffers)
     evaluate = evaluator
     if evaluate is None and cfg.val_targets and dist_info.is_main:
         evaluate = _make_evaluator(cfg, space)
@@ -431,7 +438,7 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
                 "rng": {**capture_rng(), "loader": _loader_state(loader)}, "config": cfg.to_dict(),
                 "world_size": dist_info.world_size,
             }
-            atomic_torch_save(state, ckpt)
+            save_rank_state(state, ckpt, keep_previous=dist_info.distributed)
             D.barrier(dist_info)
 
         while st.epoch < n_epochs and st.step_in_phase < total_steps and not stopped:

@@ -133,7 +133,7 @@ def test_identity_records_must_tile_the_image_keys(small, tmp_path, capsys):
 
 def test_an_idx_pointing_a_key_at_another_record_is_refused(small, tmp_path, capsys):
     data = _copy(small, tmp_path)
-    idx = rio.read_index(data / "train.idx")
+    idx = dict(rio.read_index(data / "train.idx"))
     idx[1], idx[2] = idx[2], idx[1]  # two images of the same identity: labels alone cannot tell
     (data / "train.idx").write_text("".join(f"{k}\t{o}\n" for k, o in idx.items()))
     assert cli("data", "info", str(data)) == 2

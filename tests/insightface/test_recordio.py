@@ -77,7 +77,7 @@ def test_insightface_layout_round_trip(tmp_path):
     h0, _ = rio.unpack(r.read_idx(0))
     assert h0.flag == 2 and h0.label.tolist() == [7.0, 10.0]
     layout = rio.read_layout(r)
-    assert layout.image_keys == [1, 2, 3, 4, 5, 6]
+    assert layout.image_keys.tolist() == [1, 2, 3, 4, 5, 6]
     assert layout.identity_ranges == {7: (1, 3), 8: (3, 4), 9: (4, 7)}
     for key, (data, label) in zip(layout.image_keys, zip(images, labels)):
         h, p = rio.unpack(r.read_idx(key))

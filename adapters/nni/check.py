@@ -1,0 +1,369 @@
+"""``facenas nni check FILE``: validate an experiment file without running anything.
+
+What is checked, each problem one line ``FILE: where: what (fix)``:
+
+1. the YAML and NNI's v2 schema (NNI's own ``ExperimentConfig``, relative paths from the file's
+   folder: unknown or mistyped fields, a missing search-space file, the training service, GPU
+   trials on the local service without ``useActiveGpu``); that ``trialCodeDirectory`` exists;
+2. the tuner / advisor: a facenas advisor (``FacenasPipeline`` / ``FacenasSearch``) or one of NNI's
+   built-in tuners, whose ``trialCommand`` must then name a ``--stage``;
+3. the steps (the advisor's ``classArgs``, after ``variables`` are substituted): each step's
+   stage exists in ``STAGES``; each space (a step's ``space`` or its ``sample``) builds with its
+   ``space_config``; each ``${STEP...}`` reference names an earlier step (``${item}`` only in a
+   ``foreach`` step); the config a training stage would build (``config``: a recipe path, from
+   ``trialCodeDirectory``, or a dict, plus overrides) loads and validates as that stage's config
+   class (``TrainConfig`` for ``engine.train`` / ``tnas.train`` ...); any other ``.py`` recipe
+   path in the parameters exists; a stage's ``nproc_per_node`` (torchrun processes) is at most
+   ``trialGpuNumber``.
+
+Data paths are not required to exist (they are the workers', see the GPU files' ``variables``).
+Nothing is trained, no NNI process starts; the registries and config classes are imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from facenas.errors import FacenasError
+
+_REF = re.compile(r"\$\{([^${}]+)\}")
+_ROOT = re.compile(r"^(?P<name>[A-Za-z_][\w\-]*)(?:\[(?P<sel>\*|best|\d+)\])?")
+#: roots of references that are not steps (see :mod:`facenas.adapters.nni.pipeline`)
+_BUILTIN_ROOTS = {"index", "seed", "sample", "experiment"}
+#: NNI 3.0's built-in tuners and advisors (``nnictl algo list``)
+NNI_TUNERS = ("TPE", "Random", "Anneal", "Evolution", "SMAC", "BatchTuner", "GridSearch", "NetworkMorphism",
+              "MetisTuner", "GPTuner", "PBTTuner", "RegularizedEvolutionTuner", "DNGOTuner", "Hyperband", "BOHB")
+#: NNI 3.0's training services (``trainingService.platform``)
+PLATFORMS = ("local", "remote", "openpai", "aml", "dlc", "kubeflow", "frameworkcontroller")
+#: stands in for a ``${...}`` value while a config is validated (the value exists only at run time)
+PLACEHOLDER = "/facenas-check/reference"
+
+
+class CheckFailed(FacenasError):
+    """An experiment file has problems; the message is one line per problem."""
+
+
+@dataclasses.dataclass
+class CheckReport:
+    path: str
+    problems: list[str]
+    steps: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_experiment_file(path: str | os.PathLike) -> CheckReport:
+    """Every problem of the experiment file at ``path`` (an empty list when it is sound)."""
+    src = Path(path)
+    problems: list[str] = []
+
+    def bad(where: str, what: str) -> None:
+        problems.append(f"{src}: {where}: {what}")
+
+    data = _load(src, bad)
+    if data is None:
+        return CheckReport(str(src), problems, [])
+    _check_schema(src, data, bad)
+    code_dir = (src.parent / str(data.get("trialCodeDirectory") or ".")).resolve()
+    tuner = data.get("tuner") or data.get("advisor")
+    steps: list[str] = []
+    if not isinstance(tuner, Mapping) or not tuner.get("name"):
+        if not (isinstance(tuner, Mapping) and tuner.get("className")):  # a custom tuner is NNI's business
+            bad("tuner", "missing; name FacenasPipeline / FacenasSearch or an NNI tuner (tuner: {name: TPE})")
+        return CheckReport(str(src), problems, steps)
+    from facenas.adapters.nni.pipeline import ALGORITHMS, config_from_tuner
+
+    name = str(tuner["name"])
+    facenas_names = [a["builtinName"] for a in ALGORITHMS]
+    if name.lower() not in {n.lower() for n in facenas_names}:
+        if name not in NNI_TUNERS:
+            close = difflib.get_close_matches(name, [*facenas_names, *NNI_TUNERS], n=3)
+            bad("tuner.name", f"'{name}' is neither a facenas advisor {facenas_names} nor an NNI built-in tuner"
+                + (f"; did you mean {close}?" if close else ""))
+            return CheckReport(str(src), problems, steps)
+        stage = re.search(r"--stage\s+(\S+)", str(data.get("trialCommand") or ""))
+        if stage is None:
+            bad("trialCommand", f"with NNI's tuner '{name}' the trial command must name the stage "
+                                "(python -m facenas.adapters.nni.trial --stage STAGE --space SPACE)")
+        else:
+            _check_stage_name(stage.group(1), "trialCommand --stage", bad)
+        return CheckReport(str(src), problems, steps)
+    try:
+        pipeline = config_from_tuner(name, tuner.get("classArgs") or tuner.get("class_args"))
+        step_configs = pipeline.step_configs("tuner.classArgs")
+    except FacenasError as exc:
+        bad("tuner.classArgs", str(exc))
+        return CheckReport(str(src), problems, steps)
+    for i, step in enumerate(step_configs):
+        where = f"step {i} '{step.name}'"
+        steps.append(f"{step.name}: {step.stage}")
+        _check_references(step, steps_before=[s.name for s in step_configs[:i]],
+                          later={s.name for s in step_configs[i + 1:]}, where=where, bad=bad)
+        if not _check_stage_name(step.stage, f"{where} stage", bad):
+            continue
+        for space, space_config, field in _spaces_of(step):
+            _check_space(space, space_config, f"{where} {field}", bad)
+        nproc = step.params.get("nproc_per_node")
+        gpus = data.get("trialGpuNumber") or 0
+        if isinstance(nproc, int) and gpus and nproc > gpus:
+            bad(f"{where} params.nproc_per_node", f"{nproc} torchrun processes but trialGpuNumber is {gpus}: "
+                                                  "one process per GPU, raise trialGpuNumber to match")
+        with _cwd(code_dir):
+            _check_stage_params(step.stage, _placeholders(step.params), f"{where} params", code_dir, bad)
+    return CheckReport(str(src), problems, steps)
+
+
+# -- the parts -------------------------------------------------------------------------------------------
+def _load(src: Path, bad: Callable[[str, str], None]) -> dict[str, Any] | None:
+    from facenas.adapters.nni.launch import load_yaml
+
+    try:
+        return load_yaml(src)
+    except FacenasError as exc:
+        bad("file", str(exc).replace(f"{src}: ", ""))
+        return None
+
+
+def _check_schema(src: Path, data: Mapping[str, Any], bad: Callable[[str, str], None]) -> None:
+    code_dir = src.parent / str(data.get("trialCodeDirectory") or ".")
+    if not code_dir.is_dir():
+        bad("trialCodeDirectory", f"{data.get('trialCodeDirectory')!r} is not a folder (relative to {src.parent})")
+    for key in ("trialCommand", "trialConcurrency", "trainingService"):
+        if key not in data:
+            bad(key, "missing (NNI requires it)")
+    service = data.get("trainingService")
+    services = service if isinstance(service, list) else [service]
+    for svc in services:
+        platform = svc.get("platform") if isinstance(svc, Mapping) else None
+        if service is not None and platform not in PLATFORMS:
+            close = difflib.get_close_matches(str(platform), PLATFORMS, n=1)
+            bad("trainingService.platform", f"{platform!r} is not one of NNI's training services {list(PLATFORMS)}"
+                + (f"; did you mean '{close[0]}'?" if close else ""))
+    try:
+        from nni.experiment.config import ExperimentConfig as config_cls
+    except ImportError as exc:  # NNI not installed: the facenas parts are still checked
+        bad("schema", f"not checked against NNI's schema (pip install nni==3.0): {exc}")
+        return
+    known = {_camel(f.name) for f in dataclasses.fields(config_cls)}
+    unknown = [k for k in data if k not in known]
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), sorted(known), n=1)
+        bad(str(key), "not a field of NNI's experiment config (v2)" + (f"; did you mean '{close[0]}'?" if close else ""))
+    if unknown or any(key not in data for key in ("trialCommand", "trialConcurrency", "trainingService")) \
+            or any(not isinstance(svc, Mapping) or svc.get("platform") not in PLATFORMS for svc in services):
+        return  # NNI's own messages would repeat these
+    nni_view = {k: v for k, v in data.items() if k != "tuner" and k != "advisor"}
+    nni_view["tuner"] = {"name": "Random"}  # facenas advisors are registered at launch; checked below
+    tuner = data.get("tuner") or data.get("advisor")
+    if isinstance(tuner, Mapping) and str(tuner.get("name", "")).lower() in ("facenaspipeline", "facenassearch") \
+            and "searchSpaceFile" not in data:
+        nni_view.setdefault("searchSpace", {})  # `facenas nni create` generates it from the pipeline's space
+    try:
+        with _cwd(src.parent), warnings_silenced():
+            config_cls(**nni_view).validate()
+    except Exception as exc:  # noqa: BLE001 - NNI raises ValueError / AttributeError / TypeError for bad input
+        bad("schema", f"NNI's experiment config refuses it: {_one_line(exc)}")
+
+
+def _check_stage_name(stage: str, where: str, bad: Callable[[str, str], None]) -> bool:
+    from facenas.plugins.stages import STAGES
+
+    try:
+        STAGES.get(stage)
+        return True
+    except FacenasError as exc:
+        bad(where, _one_line(exc))
+    except KeyError:
+        bad(where, f"unknown stage '{stage}'; known: {sorted(STAGES.names())}")
+    return False
+
+
+def _spaces_of(step: Any) -> Iterator[tuple[str, dict[str, Any], str]]:
+    if step.sample is not None:
+        sample = step.sample_config()
+        yield sample.space, dict(sample.space_config), "sample.space"
+    if step.space:
+        yield step.space, dict(step.space_config), "space"
+
+
+def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable[[str, str], None]) -> None:
+    from facenas.plugins.space import create_space
+
+    try:
+        create_space(name, **dict(config))
+    except FacenasError as exc:
+        bad(where, f"space '{name}' with space_config {dict(config)} does not build: {_one_line(exc)}")
+    except TypeError as exc:
+        bad(where, f"space '{name}': space_config {dict(config)} has a field the space does not take: {_one_line(exc)}")
+
+
+def _check_references(step: Any, steps_before: list[str], later: set[str], where: str,
+                      bad: Callable[[str, str], None]) -> None:
+    for field, value in (("params", step.params), ("foreach", step.foreach)):
+        for ref in _references(value):
+            root = _ROOT.match(ref.strip())
+            name = root.group("name") if root else ref
+            if name in steps_before or name in _BUILTIN_ROOTS:
+                continue
+            if name == "item":
+                if field == "params" and step.foreach is None:
+                    bad(f"{where} {field}", f"'${{{ref}}}': ${{item}} exists only in a step with 'foreach'")
+                continue
+            if name == step.name:
+                bad(f"{where} {field}", f"'${{{ref}}}' refers to its own step; a reference names an earlier step")
+            elif name in later:
+                bad(f"{where} {field}", f"'${{{ref}}}' refers to step '{name}', which runs later; "
+                                        "references name earlier steps")
+            elif name == "vars":
+                bad(f"{where} {field}", f"'${{{ref}}}': no such entry in tuner.classArgs.variables")
+            else:
+                close = difflib.get_close_matches(name, steps_before, n=1)
+                bad(f"{where} {field}", f"'${{{ref}}}' refers to '{name}', which is no earlier step "
+                                        f"(earlier: {steps_before or 'none'})" + (f"; did you mean '{close[0]}'?"
+                                                                                   if close else ""))
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        for m in _REF.finditer(value.replace("$${", "")):
+            yield m.group(1)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _references(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _references(v)
+
+
+def _placeholders(value: Any) -> Any:
+    """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here)."""
+    if isinstance(value, str):
+        return _REF.sub(PLACEHOLDER, value) if "${" in value else value
+    if isinstance(value, Mapping):
+        return {k: _placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v) for v in value]
+    return value
+
+
+def _validators() -> dict[str, Callable[[dict[str, Any], str], Any]]:
+    """Stage -> ``(params, scratch folder) -> config``: builds the config the stage would build (validating it)."""
+    def engine_train(params: dict[str, Any], scratch: str) -> Any:
+        from facenas.plugins.engine.stages import config_from_params
+
+        params.pop("nproc_per_node", None)
+        return config_from_params(params, scratch)
+
+    def tnas_train(params: dict[str, Any], scratch: str) -> Any:
+        from facenas.plugins.tnas.distill import DistillSettings
+
+        DistillSettings.from_dict(params.pop("distill", None))
+        for key in ("uniform_ratio", "space"):
+            params.pop(key, None)
+        params["arch"] = params.get("arch") or PLACEHOLDER
+        return engine_train(params, scratch)
+
+    def tnas_search(params: dict[str, Any], scratch: str) -> Any:
+        from facenas.plugins.tnas.search import load_search_config
+
+        base = params.pop("config", None)
+        return load_search_config(base if base is not None else {}, params)
+
+    def ofa_train_supernet(params: dict[str, Any], scratch: str) -> Any:
+        from facenas.plugins.ofa.train import SupernetTrainConfig
+        from facenas.plugins.stages import config_fields_from_params
+
+        params.pop("nproc_per_node", None)
+        cfg = SupernetTrainConfig.from_dict(config_fields_from_params(params, SupernetTrainConfig),
+                                            source="ofa.train_supernet parameters")
+        cfg.build_space()
+        return cfg
+
+    def enas_search(params: dict[str, Any], scratch: str) -> Any:
+        from facenas.plugins.enas.stages import search_config_from_params
+
+        return search_config_from_params(params)
+
+    return {"engine.train": engine_train, "tnas.train": tnas_train, "tnas.search": tnas_search,
+            "ofa.train_supernet": ofa_train_supernet, "enas.search": enas_search}
+
+
+def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir: Path,
+                        bad: Callable[[str, str], None]) -> None:
+    for key, value in _path_like(params):
+        if PLACEHOLDER not in value and not Path(value).exists():
+            bad(f"{where}.{key}", f"{value!r} does not exist (relative to trialCodeDirectory {code_dir})")
+    validate = _validators().get(stage)
+    if validate is None:
+        return
+    config = params.get("config")
+    if isinstance(config, str) and not Path(config).is_file():
+        return  # reported above
+    try:
+        with tempfile.TemporaryDirectory(prefix="facenas-check-") as scratch:
+            validate(dict(params), scratch)
+    except FacenasError as exc:
+        bad(where, f"the {stage} config does not load: {_one_line(exc)}")
+    except (TypeError, ValueError, KeyError) as exc:
+        bad(where, f"the {stage} config does not load: {type(exc).__name__}: {_one_line(exc)}")
+
+
+def _path_like(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """``(field, value)`` of the strings that name recipes: ``*.py`` anywhere, any ``config`` string.
+
+    JSON files (latency tables, architectures) are often built before the run or by an earlier
+    step, so they are not required to exist here.
+    """
+    if isinstance(value, str):
+        if (value.endswith(".py") or prefix.rsplit(".", 1)[-1] == "config") and "\n" not in value:
+            yield prefix or "value", value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _path_like(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _path_like(v, f"{prefix}[{i}]")
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path if path.is_dir() else old)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
+def warnings_silenced() -> Iterator[None]:
+    import logging
+    import warnings
+
+    nni_log = logging.getLogger("nni")
+    level = nni_log.level
+    nni_log.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            nni_log.setLevel(level)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 400 else text[:397] + "..."

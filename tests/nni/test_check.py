@@ -1,0 +1,134 @@
+"""``facenas nni check``: every shipped experiment file passes; broken copies fail with one clear line each;
+``classArgs.variables`` substitution (and its environment overrides)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facenas.adapters.nni.check import check_experiment_file
+from facenas.adapters.nni.variables import substitute_variables
+from facenas.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = sorted((REPO / "recipes" / "nni").glob("*.yml"))
+
+
+def test_every_file_passes_and_the_gpu_files_are_there():
+    names = {f.name for f in FILES}
+    assert {"enas_gpu.yml", "tnas_gpu.yml", "ofa_gpu.yml"} <= names
+    for path in FILES:
+        report = check_experiment_file(path)
+        assert report.ok, report.problems
+    gpu = yaml.safe_load((REPO / "recipes/nni/ofa_gpu.yml").read_text())
+    assert gpu["trialGpuNumber"] == 1 and gpu["trainingService"]["useActiveGpu"] is False
+    steps = substitute_variables(gpu["tuner"]["classArgs"])["steps"]
+    assert steps[0]["params"]["nproc_per_node"] == 1 and steps[0]["params"]["config"]["device"] == "cuda"
+
+
+def _broken(tmp_path: Path, name: str, change) -> Path:
+    data = yaml.safe_load((REPO / "recipes" / "nni" / name).read_text())
+    data["trialCodeDirectory"] = str(REPO)
+    if "searchSpaceFile" in data:
+        data["searchSpaceFile"] = str(REPO / "recipes" / "nni" / data["searchSpaceFile"])
+    data = copy.deepcopy(data)
+    change(data)
+    path = tmp_path / f"broken_{name}"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _steps(data):
+    return data["tuner"]["classArgs"]["steps"]
+
+
+def _set(obj, keys, value):
+    for key in keys[:-1]:
+        obj = obj[key]
+    obj[keys[-1]] = value
+
+
+CASES = {
+    "unknown_stage": ("tnas_gpu.yml", lambda d: _steps(d)[0].update(stage="engine.trian"),
+                      ["step 0 'teacher' stage", "unknown stage 'engine.trian'", "'engine.train'"]),
+    "later_step": ("tnas_gpu.yml", lambda d: _set(_steps(d)[1], ["params", "config", "teacher"],
+                                                  "${student.result.output}/best.pt"),
+                   ["step 1 'search' params", "'student', which runs later"]),
+    "unknown_step": ("tnas_test.yml", lambda d: _set(_steps(d)[1], ["params", "teacher"], "${teachr.result.output}/best.pt"),
+                     ["which is no earlier step", "did you mean 'teacher'"]),
+    "item_outside_foreach": ("ofa_test.yml", lambda d: _set(_steps(d)[3], ["params", "supernet"], "${item.sample}"),
+                             ["step 3 'search' params", "only in a step with 'foreach'"]),
+    "missing_recipe": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config"], "recipes/configs/nope_gpu.py"),
+                       ["params.config", "'recipes/configs/nope_gpu.py' does not exist"]),
+    "bad_config_field": ("ofa_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config", "batch_sise"], 64),
+                         ["step 0 'supernet' params", "ofa.train_supernet config does not load", "batch_sise"]),
+    "bad_train_value": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "lr"], -1.0),
+                        ["step 0 'teacher' params", "engine.train config does not load", "lr"]),
+    "bad_space_config": ("ofa_test.yml", lambda d: _set(_steps(d)[2], ["sample", "space_config"], {"input_sise": 64}),
+                         ["step 2 'evaluate' sample.space", "space 'ofa_tiny'", "input_sise"]),
+    "unknown_space": ("enas_gpu.yml", lambda d: _steps(d)[1].update(space="enass"),
+                      ["step 1 'retrain' space", "'enass'"]),
+    "nni_field": ("toy_test.yml", lambda d: d.update(trialConcurency=d.pop("trialConcurrency")),
+                  ["trialConcurency: not a field of NNI's experiment config", "did you mean 'trialConcurrency'"]),
+    "nni_schema": ("toy_test.yml", lambda d: d.update(trialConcurrency="two"),
+                   ["schema: NNI's experiment config refuses it", "trial_concurrency ('two')"]),
+    "platform": ("tnas_test.yml", lambda d: d["trainingService"].update(platform="lokal"),
+                 ["trainingService.platform: 'lokal' is not one of", "did you mean 'local'"]),
+    "tuner_name": ("toy_test.yml", lambda d: d["tuner"].update(name="FacenasPipline"),
+                   ["tuner.name", "did you mean", "FacenasPipeline"]),
+    "undefined_variable": ("ofa_gpu.yml", lambda d: _set(_steps(d)[1], ["params", "rec"], "${vars.dataset}"),
+                           ["tuner.classArgs", "'${vars.dataset}' is not defined", "defined: ["]),
+    "gpu_without_use_active_gpu": ("enas_gpu.yml", lambda d: d["trainingService"].pop("useActiveGpu"),
+                                   ["schema: NNI's experiment config refuses it", "use_active_gpu"]),
+    "more_processes_than_gpus": ("ofa_gpu.yml", lambda d: _set(d["tuner"]["classArgs"], ["variables", "gpus"], 4),
+                                 ["step 0 'supernet' params.nproc_per_node", "4 torchrun processes",
+                                  "trialGpuNumber is 1"]),
+    "nni_tuner_without_stage": ("toy_tpe_test.yml", lambda d: d.update(trialCommand="python -m facenas.adapters.nni.trial"),
+                                ["trialCommand", "must name the stage"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_broken_copies_fail_with_a_clear_line(tmp_path, case):
+    name, change, expected = CASES[case]
+    path = _broken(tmp_path, name, change)
+    report = check_experiment_file(path)
+    # a misspelt NNI field also leaves the right one missing: two lines
+    assert len(report.problems) == (2 if case == "nni_field" else 1), report.problems
+    if case == "nni_field":
+        assert report.problems[0].endswith("trialConcurrency: missing (NNI requires it)")
+    line = report.problems[-1] if case == "nni_field" else report.problems[0]
+    assert line.startswith(f"{path}: ") and "\n" not in line
+    for text in expected:
+        assert text in line, (text, line)
+
+
+def test_cli_exit_2_one_line_per_problem(tmp_path, capsys):
+    from facenas.cli import main
+
+    def two_problems(d):
+        _steps(d)[0].update(stage="engine.trian")
+        _set(_steps(d)[2], ["params", "arch"], "${serch.result.arch}")
+
+    path = _broken(tmp_path, "tnas_gpu.yml", two_problems)
+    assert main(["nni", "check", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "engine.trian" in err[0] and "serch" in err[1]
+    assert main(["nni", "check", str(REPO / "recipes/nni/enas_gpu.yml"), str(REPO / "recipes/nni/toy_test.yml")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("OK: ") == 2 and "retrain: enas.retrain" in out
+
+
+def test_variables_substitute_whole_values_and_text_and_env_overrides():
+    args = {"variables": {"data": "/d", "n": 3}, "steps": [{"name": "a", "params": {"rec": "${vars.data}",
+                                                                                   "val": "${vars.data}/lfw.bin",
+                                                                                   "n": "${vars.n}", "x": "${a.out}"}}]}
+    out = substitute_variables(args, environ={})
+    assert "variables" not in out
+    assert out["steps"][0]["params"] == {"rec": "/d", "val": "/d/lfw.bin", "n": 3, "x": "${a.out}"}
+    out = substitute_variables(args, environ={"FACENAS_VAR_N": "5", "FACENAS_VAR_DATA": "/other"})
+    assert out["steps"][0]["params"]["n"] == 5 and out["steps"][0]["params"]["val"] == "/other/lfw.bin"
+    with pytest.raises(ConfigError, match=r"'\$\{vars.nope\}' is not defined.*defined: \['data', 'n'\]"):
+        substitute_variables({**args, "steps": ["${vars.nope}"]}, environ={})
