@@ -23,6 +23,7 @@ STAGES: Registry = Registry(
         "facenas.plugins.ofa.stages",
         "facenas.plugins.enas.stages",
         "facenas.plugins.tnas.stages",
+        "facenas.plugins.runtime_stages",
     ],
 )
 

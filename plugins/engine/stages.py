@@ -15,12 +15,15 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.plugins.report import Reporter
 from facenas.plugins.stages import STAGES
+
+log = logging.getLogger(__name__)
 
 
 def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | None = None):
@@ -54,6 +57,18 @@ def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | N
     return cfg
 
 
+def _resume_if_checkpointed(cfg) -> None:
+    """A trial run again in its own folder (a resumed pipeline) continues from the checkpoint left there."""
+    from facenas.plugins.engine.checkpoint import checkpoint_path
+
+    if cfg.resume or not cfg.output:
+        return
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if checkpoint_path(cfg.output, rank, world_size).is_file():
+        log.info("%s holds a training checkpoint: resuming it", cfg.output)
+        cfg.resume = True
+
+
 @STAGES.register("engine.train")
 def engine_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train the configured network; report per-epoch intermediate and the final metrics."""
@@ -61,6 +76,7 @@ def engine_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     from facenas.plugins.flops import count_flops, count_params
 
     cfg = config_from_params(params, reporter.out_dir)
+    _resume_if_checkpointed(cfg)
     result = train(cfg, reporter=reporter, report_final=False)
     model = result.model.cpu()
     size = cfg.input_size()
