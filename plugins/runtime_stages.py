@@ -1,6 +1,6 @@
 """Stage ``runtime.latency`` for pipelines (``STAGES``): time a trained network in onnxruntime and TFLite.
 
-Parameters (JSON): ``model`` -- a checkpoint (``best.pt`` of an ``engine.train`` step), an
+Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always written, the same architecture as ``best.pt``), an
 architecture description or a backbone name -- and optionally ``runtimes`` (default
 ``["onnxruntime", "tflite"]``), ``threads`` (1), ``rounds`` (3), ``runs`` (50), ``min_time_s`` (0.2),
 ``clock`` (``cpu``: the calling thread's CPU time, which a busy machine does not inflate; needs
@@ -76,7 +76,7 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
 
     params = dict(params)
     if "model" not in params:
-        raise ConfigError("runtime.latency needs 'model' (a checkpoint, e.g. \"${train.result.output}/best.pt\")")
+        raise ConfigError("runtime.latency needs 'model' (a checkpoint, e.g. \"${train.result.output}/last.pt\")")
     runtimes = list(params.get("runtimes", STAGE_RUNTIMES))
     bad = [r for r in runtimes if r not in STAGE_RUNTIMES]
     if bad or not runtimes:
