@@ -157,7 +157,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
         faces: uint8 ``(N, 112, 112, 3)`` RGB faces for the check (default: from ``../shared/data``).
         metadata: extra ``metadata_props`` (JSON-encoded) stored in the file.
         passes: graph passes run on the export (:mod:`.graph_passes`; ``None``: onnxruntime's
-            defaults, e.g. PReLU as ``Relu(x) + a * Min(x, 0)``; ``()``: none). They are exact, and
+            defaults, e.g. PReLU as ``Max(x, 0) + a * Min(x, 0)``; ``()``: none). They are exact, and
             the parity check runs on the rewritten file.
 
     Returns:

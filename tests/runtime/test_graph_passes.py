@@ -55,7 +55,7 @@ def test_export_onnx_rewrites_by_default_checks_parity_and_can_be_turned_off(tmp
     from facenas.adapters.runtime.graph_passes import default_passes
     from facenas.adapters.runtime.onnx_export import export_onnx
 
-    assert default_passes("onnxruntime") == ("prelu_relu_min",)
+    assert default_passes("onnxruntime") == default_passes("tflite") == ("prelu_max_min",)
     net = _mbf()
     report = export_onnx(net, tmp_path / "best.onnx", faces=faces)  # 112x112 file, insightface conventions kept
     assert "PRelu" not in _ops(tmp_path / "best.onnx") and report.max_rel_diff < 1e-5
@@ -99,4 +99,4 @@ def test_tflite_rebuild_translates_the_rewrite_with_the_same_outputs():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
     maxed = onnx.ModelProto()
     maxed.CopyFrom(proto)
-    assert apply_passes(maxed, ["prelu_max_min"]) == {"prelu_max_min": 0}  # nothing left to rewrite
+    assert apply_passes(maxed, ["prelu_relu_min"]) == {"prelu_relu_min": 0}  # nothing left to rewrite
