@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or list(nets)
     result: dict[str, Any] = {"threads": 1, "input_size": [64, 64], "batch": 1, "clock": "cpu",
                               "rounds": args.rounds, "runs": args.runs, "min_time_s": args.min_time,
-                              "weights": "fresh (torch.manual_seed(0)), BatchNorm statistics from 4 seeded random batches",
+                              "weights": "fresh (torch.manual_seed(0)), BatchNorm statistics from 4 seeded "
+                                         "random batches",
                               "defaults": {k: list(v) for k, v in DEFAULT_PASSES.items()}, "networks": {}}
     with tempfile.TemporaryDirectory(prefix="facenas-passes-") as tmp:
         for name in chosen:

@@ -1,7 +1,8 @@
 """Stage ``runtime.latency`` for pipelines (``STAGES``): time a trained network in onnxruntime and TFLite.
 
-Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always written, the same architecture as ``best.pt``), an
-architecture description or a backbone name -- and optionally ``runtimes`` (default
+Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always
+written, the same architecture as ``best.pt``), an architecture description or a backbone name --
+and optionally ``runtimes`` (default
 ``["onnxruntime", "tflite"]``), ``threads`` (1), ``rounds`` (3), ``runs`` (50), ``min_time_s`` (0.2),
 ``clock`` (``cpu``: the calling thread's CPU time, which a busy machine does not inflate; needs
 ``threads: 1``) and ``passes`` (per runtime, the graph passes of the export; default: each

@@ -16,7 +16,8 @@ pool), kept for the comparison in ``benchmarks/bench_tflite.py``.
 
 The op set covers facenas's backbones (MobileFaceNet, IResNet, AirFace/CBAM, the OFA, ENAS and
 TNAS spaces' blocks): Conv (any groups), BatchNormalization, Relu, PRelu, Clip, HardSwish,
-HardSigmoid, Sigmoid, Tanh, elementwise arithmetic and Min/Max (the PReLU rewrite's), Global/Reduce pooling, Max/AveragePool,
+HardSigmoid, Sigmoid, Tanh, elementwise arithmetic and Min/Max (the PReLU rewrite's), Global/Reduce
+pooling, Max/AveragePool,
 Flatten, Reshape, Gemm, MatMul, Concat, Pad, Slice (constant bounds), Transpose, Squeeze/Unsqueeze,
 Identity, Dropout and constant shape arithmetic (Shape, Gather, ConstantOfShape, Cast...). Anything else fails with the list of unsupported ops.
 """

@@ -45,7 +45,8 @@ def test_reference_front_file_trains_the_five_networks_then_times_each_in_both_r
     for step in trains:
         assert step.params["threads"] == 1 and step.params["seed"] == "${seed}"
         latency = steps[steps.index(step) + 1]
-        assert latency.stage == "runtime.latency" and latency.params["model"] == f"${{{step.name}.result.output}}/last.pt"
+        assert latency.stage == "runtime.latency"
+        assert latency.params["model"] == f"${{{step.name}.result.output}}/last.pt"
     assert cfg.seed == 2048  # the recorded baseline's seed
     relu = next(s for s in trains if s.name == "mbf_x05_relu")
     assert relu.params["network_kwargs"] == {"width_mult": 0.5, "act": "relu"}
