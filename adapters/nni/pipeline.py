@@ -660,7 +660,7 @@ def _resume_local(sched: PipelineScheduler, state_path: Path) -> None:
         return
     state = read_json(state_path)
     if state.get("name") != sched.config.name:
-        raise FacenasError(f"{state_path} belongs to pipeline '{state.get('name')}', not '{sched.config.name}'; "
+        raise ConfigError(f"{state_path} belongs to pipeline '{state.get('name')}', not '{sched.config.name}'; "
                            "give another --output folder")
     sched.load_state_dict(state)
     interrupted = sorted(sched._interrupted)
