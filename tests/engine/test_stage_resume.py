@@ -16,21 +16,21 @@ class _Interrupt(Exception):
 
 def test_stage_resumes_the_checkpoint_of_a_stopped_trial_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "_make_loader", lambda cfg, dist: tiny_loader())
-    params = {"config": tiny_config(tmp_path, checkpoint_every=2).to_dict() | {"output": None}}
+    params = {"config": tiny_config(tmp_path, checkpoint_every=2, num_epoch=2).to_dict() | {"output": None}}
     reference = run_stage_locally("engine.train", params, str(tmp_path / "reference"))
     real_train = trainer.train
 
-    def killed_at_step_9(cfg, **kwargs):
+    def killed_at_step_7(cfg, **kwargs):
         def on_step(info):
-            if info["step"] == 9:  # the last checkpoint is at step 8
+            if info["step"] == 7:  # the last checkpoint is at step 6
                 raise _Interrupt
         return real_train(cfg, on_step=on_step, **kwargs)
 
-    monkeypatch.setattr(trainer, "train", killed_at_step_9)
+    monkeypatch.setattr(trainer, "train", killed_at_step_7)
     with pytest.raises(_Interrupt):
         run_stage_locally("engine.train", params, str(tmp_path / "trial"))
     state = torch.load(tmp_path / "trial" / "train" / "checkpoint.pt", weights_only=True)
-    assert state["global_step"] == 8
+    assert state["global_step"] == 6
     steps: list[int] = []
 
     def counted(cfg, **kwargs):
@@ -38,8 +38,8 @@ def test_stage_resumes_the_checkpoint_of_a_stopped_trial_bit_for_bit(tmp_path, m
 
     monkeypatch.setattr(trainer, "train", counted)
     resumed = run_stage_locally("engine.train", params, str(tmp_path / "trial"))
-    assert steps == list(range(9, 19))  # continued after the checkpoint, not trained again from step 1
-    assert resumed["global_step"] == reference["global_step"] == 18 and resumed["loss"] == reference["loss"]
+    assert steps == list(range(7, 13))  # continued after the checkpoint, not trained again from step 1
+    assert resumed["global_step"] == reference["global_step"] == 12 and resumed["loss"] == reference["loss"]
     a = torch.load(tmp_path / "reference" / "train" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "trial" / "train" / "last.pt", weights_only=True)
     sa, sb = a.get("state_dict", a), b.get("state_dict", b)
