@@ -24,6 +24,7 @@ STAGES: Registry = Registry(
         "facenas.plugins.toy_stages",
         "facenas.plugins.data_stages",  # data.synthetic, defined in the adapters
         "facenas.plugins.engine.stages",
+        "facenas.plugins.runtime_stages",  # runtime.latency (onnxruntime and TFLite side by side)
     ],
     discover=lambda: method_modules("stages"),
 )

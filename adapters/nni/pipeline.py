@@ -694,6 +694,9 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
 
     Trials run through the same :func:`facenas.adapters.nni.trial.run_trial` as under NNI (their
     ``nni.report_*`` calls only log), leave the same files, and the summary is written at the end.
+    Resumable: when ``output_dir`` holds the ``advisor_state.json`` of an earlier run of the same
+    pipeline, finished trials are kept and the one that was running is run again in its own folder
+    (``engine.train`` continues from the checkpoint it left there).
     """
     from facenas.adapters.nni.results import write_summary
     from facenas.adapters.nni.trial import run_trial
@@ -702,6 +705,7 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(dict(config), source="pipeline")
     out = Path(output_dir)
     sched = PipelineScheduler(cfg, out, experiment_id="local")
+    _resume_local(sched, out / "advisor_state.json")
     while not sched.finished:
         nxt = sched.next_trial()
         if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again
@@ -716,3 +720,23 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     write_json(out / "advisor_state.json", sched.state_dict())
     write_summary(out, "local")
     return sched
+
+
+def _resume_local(sched: PipelineScheduler, state_path: Path) -> None:
+    """Load a local run's saved state; the interrupted trial goes first, same folder (its attempt is kept)."""
+    if not state_path.is_file():
+        return
+    state = read_json(state_path)
+    if state.get("name") != sched.config.name:
+        raise ConfigError(f"{state_path} belongs to pipeline '{state.get('name')}', not '{sched.config.name}'; "
+                           "give another --output folder")
+    sched.load_state_dict(state)
+    interrupted = sorted(sched._interrupted)
+    for pid in reversed(interrupted):
+        unit = sched.units[pid]
+        unit.status = LOST
+        sched.step_state[unit.step]["queue"].insert(0, (unit.index, unit.attempt, unit.sample))
+    sched._interrupted = set()
+    done = sum(1 for u in sched.units.values() if u.status == SUCCEEDED)
+    log.info("pipeline %s: resumed from %s (%d trial(s) done, %d to run again)", sched.config.name, state_path, done,
+             len(interrupted))

@@ -21,7 +21,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -105,10 +105,12 @@ def _rename_nodes(onnx_model: Any) -> None:
 
 
 def torch_export(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, ...], dynamic_batch: bool = True,
-                 opset: int = OPSET) -> None:
-    """Plain ``torch.onnx.export`` (TorchScript exporter: the dynamo one needs onnxscript).
+                 opset: int = OPSET, passes: Sequence[str] | None = None) -> None:
+    """``torch.onnx.export`` (TorchScript exporter: the dynamo one needs onnxscript), then graph passes.
 
     ``input_size`` is ``(H, W)`` of a 3-channel image or a full ``(C, H, W)`` (latency blocks).
+    ``passes``: the :mod:`.graph_passes` to run on the file (exact rewrites into forms the runtime
+    runs faster); ``None`` = onnxruntime's defaults, ``()`` = the plain export.
     """
     shape = tuple(input_size) if len(input_size) == 3 else (3, *input_size)
     example = torch.zeros(1, *shape)
@@ -121,12 +123,27 @@ def torch_export(model: nn.Module, path: str | os.PathLike, input_size: tuple[in
         with torch.no_grad():
             torch.onnx.export(model, (example,), os.fspath(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+    _run_graph_passes(path, passes)
+
+
+def _run_graph_passes(path: str | os.PathLike, passes: Sequence[str] | None) -> None:
+    """Rewrite the ONNX file at ``path`` with ``passes`` (default: onnxruntime's), in place."""
+    from .graph_passes import apply_passes, default_passes
+
+    passes = default_passes("onnxruntime") if passes is None else tuple(passes)
+    if not passes:
+        return
+    import onnx
+
+    proto = onnx.load(os.fspath(path))
+    if any(apply_passes(proto, passes).values()):
+        onnx.save(proto, os.fspath(path))
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] = (112, 112),
                 native_size: tuple[int, int] | None = None, dynamic_batch: bool = True, check: bool = True,
                 faces: np.ndarray | None = None, faces_source: str | None = None, metadata: dict | None = None,
-                opset: int = OPSET) -> ParityReport | None:
+                opset: int = OPSET, passes: Sequence[str] | None = None) -> ParityReport | None:
     """Export a facenas backbone to ONNX for ``insightface.model_zoo`` and check parity.
 
     Args:
@@ -139,6 +156,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
         check: run the parity check (torch vs onnxruntime, and insightface's ``get_feat``).
         faces: uint8 ``(N, 112, 112, 3)`` RGB faces for the check (default: from ``../shared/data``).
         metadata: extra ``metadata_props`` (JSON-encoded) stored in the file.
+        passes: graph passes run on the export (:mod:`.graph_passes`; ``None``: onnxruntime's
+            defaults, e.g. PReLU as ``Max(x, 0) + a * Min(x, 0)``; ``()``: none). They are exact, and
+            the parity check runs on the rewritten file.
 
     Returns:
         the :class:`ParityReport` (logged too), or ``None`` when ``check`` is off.
@@ -153,7 +173,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export.tmp")
     try:
-        torch_export(wrapped, tmp, tuple(input_size), dynamic_batch, opset)
+        torch_export(wrapped, tmp, tuple(input_size), dynamic_batch, opset, passes)
         proto = onnx.load(os.fspath(tmp))
     finally:
         if tmp.exists():

@@ -16,7 +16,8 @@ pool), kept for the comparison in ``benchmarks/bench_tflite.py``.
 
 The op set covers facenas's backbones (MobileFaceNet, IResNet, AirFace/CBAM, the OFA, ENAS and
 TNAS spaces' blocks): Conv (any groups), BatchNormalization, Relu, PRelu, Clip, HardSwish,
-HardSigmoid, Sigmoid, Tanh, elementwise arithmetic, Global/Reduce pooling, Max/AveragePool,
+HardSigmoid, Sigmoid, Tanh, elementwise arithmetic and Min/Max (the PReLU rewrite's), Global/Reduce
+pooling, Max/AveragePool,
 Flatten, Reshape, Gemm, MatMul, Concat, Pad, Slice (constant bounds), Transpose, Squeeze/Unsqueeze,
 Identity, Dropout and constant shape arithmetic (Shape, Gather, ConstantOfShape, Cast...). Anything else fails with the list of unsupported ops.
 """
@@ -201,6 +202,18 @@ class OnnxToTF:
 
     def op_Pow(self, node, a, at):
         return self._binary(a[0], a[1], lambda x, y: self.tf.pow(x, y), np.power)
+
+    def _variadic(self, args: list[Value], fn: Callable, np_fn: Callable) -> Value:
+        out = args[0]
+        for other in args[1:]:
+            out = self._binary(out, other, fn, np_fn)
+        return out
+
+    def op_Min(self, node, a, at):
+        return self._variadic(a, lambda x, y: self.tf.minimum(x, y), np.minimum)
+
+    def op_Max(self, node, a, at):
+        return self._variadic(a, lambda x, y: self.tf.maximum(x, y), np.maximum)
 
     def _unary(self, v: Value, fn: Callable) -> Value:
         return Value(fn(self.t(v)), nhwc=v.nhwc)

@@ -40,11 +40,12 @@ def onnx_static(module: nn.Module, input_chw: tuple[int, int, int]):
     """The module exported to an in-memory ONNX model with batch fixed to 1 (shapes all static)."""
     import onnx
 
+    from .graph_passes import default_passes
     from .onnx_export import torch_export
 
     with tempfile.TemporaryDirectory(prefix="facenas-tfl-") as tmp:
         path = Path(tmp) / "model.onnx"
-        torch_export(module.eval(), path, tuple(input_chw), dynamic_batch=False)
+        torch_export(module.eval(), path, tuple(input_chw), dynamic_batch=False, passes=default_passes("tflite"))
         return onnx.load(os.fspath(path))
 
 

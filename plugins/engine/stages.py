@@ -24,6 +24,8 @@ from facenas.errors import ConfigError
 from facenas.plugins.report import Reporter
 from facenas.plugins.stages import STAGES
 
+log = logging.getLogger(__name__)
+
 
 def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | None = None):
     """The :class:`TrainConfig` a stage's parameters describe (output defaults to ``out_dir/train``)."""
@@ -53,11 +55,12 @@ def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | N
     cfg = TrainConfig.from_dict(data, source="engine.train parameters")
     if not cfg.output and out_dir is not None:
         cfg.output = os.path.join(os.fspath(out_dir), "train")
-    explicit = "resume" in params or (isinstance(base, Mapping) and "resume" in base)
+    # a full config dict (TrainConfig.to_dict) always holds resume=False: only a top-level key says so
+    explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
     if not explicit and not cfg.overwrite and cfg.output and any(Path(cfg.output).glob("checkpoint*.pt")):
         # a trial that runs again in its folder (NNI re-queues running trials on resume) continues
         # its training, where a fresh run would be refused
-        logging.getLogger(__name__).info("%s holds a training checkpoint: continuing it (resume=True)", cfg.output)
+        log.info("%s holds a training checkpoint: continuing it (resume=True)", cfg.output)
         cfg.resume = True
     return cfg
 

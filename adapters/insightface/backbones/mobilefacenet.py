@@ -9,8 +9,9 @@ residual bottlenecks per group, ``scale`` the channel multiple of 64 (``mbf``: b
 arcface_torch's at the defaults (checked against ``tests/data/arcface_torch``).
 
 Extensions, off by default: ``width_mult`` scales every channel count (stem, bottleneck hidden
-widths, the 512-channel head) and ``input_size`` sets the GDC kernel to the final feature map
-(7x7 at 112x112 input, 4x4 at 64x64).
+widths, the 512-channel head), ``input_size`` sets the GDC kernel to the final feature map
+(7x7 at 112x112 input, 4x4 at 64x64) and ``act="relu"`` puts ReLU in place of every PReLU (the
+usual mobile variant: runtimes fuse ReLU into the convolution, PReLU mostly not).
 """
 from __future__ import annotations
 
@@ -26,15 +27,29 @@ from facenas.errors import ConfigError
 from .iresnet import scaled_width
 
 
-class ConvBlock(nn.Module):
-    """Conv - BN - PReLU (``layers.0/1/2``)."""
+#: activations a MobileFaceNet can use (``act``); PReLU is the paper's and arcface_torch's
+ACTIVATIONS = ("prelu", "relu")
 
-    def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1):
+
+def activation(act: str, channels: int) -> nn.Module:
+    """The activation layer ``act`` for ``channels`` channels."""
+    if act == "prelu":
+        return nn.PReLU(channels)
+    if act == "relu":
+        return nn.ReLU(inplace=True)
+    raise ConfigError(f"MobileFaceNet act='{act}' is not one of {list(ACTIVATIONS)}")
+
+
+class ConvBlock(nn.Module):
+    """Conv - BN - PReLU (or ``act``) (``layers.0/1/2``)."""
+
+    def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1,
+                 act: str = "prelu"):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(in_c, out_c, kernel, stride=stride, padding=padding, groups=groups, bias=False),
             nn.BatchNorm2d(out_c),
-            nn.PReLU(out_c),
+            activation(act, out_c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,12 +74,13 @@ class LinearBlock(nn.Module):
 class DepthWise(nn.Module):
     """Inverted bottleneck: 1x1 expand to ``hidden`` - 3x3 depthwise (stride) - 1x1 linear project."""
 
-    def __init__(self, in_c: int, out_c: int, hidden: int, stride: int = 1, residual: bool = False):
+    def __init__(self, in_c: int, out_c: int, hidden: int, stride: int = 1, residual: bool = False,
+                 act: str = "prelu"):
         super().__init__()
         self.residual = residual
         self.layers = nn.Sequential(
-            ConvBlock(in_c, hidden, 1),
-            ConvBlock(hidden, hidden, 3, stride, 1, groups=hidden),
+            ConvBlock(in_c, hidden, 1, act=act),
+            ConvBlock(hidden, hidden, 3, stride, 1, groups=hidden, act=act),
             LinearBlock(hidden, out_c, 1),
         )
 
@@ -76,9 +92,9 @@ class DepthWise(nn.Module):
 class Residual(nn.Module):
     """``num_block`` residual bottlenecks of constant width."""
 
-    def __init__(self, channels: int, num_block: int, hidden: int):
+    def __init__(self, channels: int, num_block: int, hidden: int, act: str = "prelu"):
         super().__init__()
-        self.layers = nn.Sequential(*[DepthWise(channels, channels, hidden, 1, True) for _ in range(num_block)])
+        self.layers = nn.Sequential(*[DepthWise(channels, channels, hidden, 1, True, act) for _ in range(num_block)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -119,15 +135,18 @@ class MobileFaceNet(nn.Module):
         scale: channels are ``64 * scale`` and ``128 * scale``.
         width_mult: multiplies every channel count (1.0 = reference).
         input_size: input height/width (the GDC kernel covers the final map).
+        act: ``prelu`` (reference) or ``relu`` after every conv-BN that has an activation.
     """
 
     def __init__(self, fp16: bool = False, num_features: int = 512, blocks: Sequence[int] = (1, 4, 6, 2),
-                 scale: int = 2, width_mult: float = 1.0, input_size: int | Sequence[int] = 112):
+                 scale: int = 2, width_mult: float = 1.0, input_size: int | Sequence[int] = 112, act: str = "prelu"):
         super().__init__()
         if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
             raise ConfigError(f"MobileFaceNet blocks={list(blocks)} must be 4 counts >= 1")
         if width_mult <= 0 or scale < 1:
             raise ConfigError(f"MobileFaceNet scale={scale} must be >= 1 and width_mult={width_mult} > 0")
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"MobileFaceNet act='{act}' is not one of {list(ACTIVATIONS)}")
         self.scale = scale
         self.fp16 = fp16
         self.input_size = feature_map_size(input_size, 0)
@@ -137,20 +156,20 @@ class MobileFaceNet(nn.Module):
 
         c1, c2 = c(64 * scale), c(128 * scale)
         self.layers = nn.ModuleList()
-        self.layers.append(ConvBlock(3, c1, 3, 2, 1))
+        self.layers.append(ConvBlock(3, c1, 3, 2, 1, act=act))
         if blocks[0] == 1:
-            self.layers.append(ConvBlock(c1, c1, 3, 1, 1, groups=math.gcd(c1, c(64))))
+            self.layers.append(ConvBlock(c1, c1, 3, 1, 1, groups=math.gcd(c1, c(64)), act=act))
         else:
-            self.layers.append(Residual(c1, int(blocks[0]), c(128)))
+            self.layers.append(Residual(c1, int(blocks[0]), c(128), act))
         self.layers.extend([
-            DepthWise(c1, c1, c(128), 2),
-            Residual(c1, int(blocks[1]), c(128)),
-            DepthWise(c1, c2, c(256), 2),
-            Residual(c2, int(blocks[2]), c(256)),
-            DepthWise(c2, c2, c(512), 2),
-            Residual(c2, int(blocks[3]), c(256)),
+            DepthWise(c1, c1, c(128), 2, act=act),
+            Residual(c1, int(blocks[1]), c(128), act),
+            DepthWise(c1, c2, c(256), 2, act=act),
+            Residual(c2, int(blocks[2]), c(256), act),
+            DepthWise(c2, c2, c(512), 2, act=act),
+            Residual(c2, int(blocks[3]), c(256), act),
         ])
-        self.conv_sep = ConvBlock(c2, c(512), 1)
+        self.conv_sep = ConvBlock(c2, c(512), 1, act=act)
         self.features = GDC(c(512), num_features, feature_map_size(input_size, 4))
         self._initialize_weights()
 

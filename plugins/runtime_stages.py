@@ -1,0 +1,107 @@
+"""Stage ``runtime.latency`` for pipelines (``STAGES``): time a trained network in onnxruntime and TFLite.
+
+Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always
+written, the same architecture as ``best.pt``), an architecture description or a backbone name --
+and optionally ``runtimes`` (default
+``["onnxruntime", "tflite"]``), ``threads`` (1), ``rounds`` (3), ``runs`` (50), ``min_time_s`` (0.2),
+``clock`` (``cpu``: the calling thread's CPU time, which a busy machine does not inflate; needs
+``threads: 1``) and ``passes`` (per runtime, the graph passes of the export; default: each
+runtime's best, :func:`~facenas.adapters.runtime.graph_passes.default_passes`).
+
+The network is exported once per runtime at its native input size, batch 1, and the runtimes are
+timed in interleaved rounds (side by side: every runtime sees the same machine load); the median
+of the round medians is reported. Final metrics: ``latency_ms`` (``{runtime: ms}``), one flat
+``latency_<runtime>_ms`` per runtime (what the pipeline summary tabulates), ``mflops``,
+``params_m`` and ``default`` = the first runtime's latency.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from facenas.errors import ConfigError
+from facenas.plugins.report import Reporter
+from facenas.plugins.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+STAGE_RUNTIMES = ("onnxruntime", "tflite")
+
+
+def runners_for(module: Any, input_chw: tuple[int, int, int], runtimes: Sequence[str], threads: int,
+                passes: Mapping[str, Sequence[str]] | None, tmp: Path) -> dict[str, Any]:
+    """A batch-1 runner per runtime of ``module``, each exported with that runtime's graph passes."""
+    from facenas.adapters.runtime.graph_passes import default_passes
+    from facenas.adapters.runtime.latency import onnx_runner
+    from facenas.adapters.runtime.onnx_export import torch_export
+
+    runners = {}
+    for runtime in runtimes:
+        chosen = tuple((passes or {}).get(runtime, default_passes(runtime)))
+        path = tmp / f"{runtime}.onnx"
+        torch_export(module, path, input_chw, dynamic_batch=False, passes=chosen)
+        if runtime == "onnxruntime":
+            runners[runtime] = onnx_runner(path, threads)[0]
+        else:
+            import onnx
+
+            from facenas.adapters.runtime.tflite_export import onnx_to_tflite, tflite_runner
+
+            runners[runtime] = tflite_runner(onnx_to_tflite(onnx.load(str(path)), "nhwc"), threads)[0]
+    return runners
+
+
+def time_side_by_side(runners: Mapping[str, Any], rounds: int = 3, runs: int = 50, min_time_s: float = 0.2,
+                      clock: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Median latency (ms) per runner over interleaved rounds, with each round's median."""
+    from facenas.adapters.runtime.latency import time_runner
+
+    medians: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(max(int(rounds), 1)):
+        for key, run in runners.items():
+            medians[key].append(float(np.median(time_runner(run, 10, runs, min_time_s, clock)) * 1e3))
+    return {k: {"median_ms": float(np.median(v)), "round_medians_ms": v} for k, v in medians.items()}
+
+
+@STAGES.register("runtime.latency")
+def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Export ``model`` with each runtime's best passes and time it batch-1 in every runtime, side by side."""
+    from facenas.adapters.runtime.graph_passes import default_passes
+    from facenas.adapters.runtime.latency import device_info
+    from facenas.adapters.runtime.models import load_model
+    from facenas.plugins.flops import count_flops, count_params
+
+    params = dict(params)
+    if "model" not in params:
+        raise ConfigError("runtime.latency needs 'model' (a checkpoint, e.g. \"${train.result.output}/last.pt\")")
+    runtimes = list(params.get("runtimes", STAGE_RUNTIMES))
+    bad = [r for r in runtimes if r not in STAGE_RUNTIMES]
+    if bad or not runtimes:
+        raise ConfigError(f"runtime.latency runtimes {runtimes}: each must be one of {list(STAGE_RUNTIMES)}")
+    threads, clock = int(params.get("threads", 1)), str(params.get("clock", "cpu"))
+    if clock == "cpu" and threads != 1:
+        raise ConfigError("runtime.latency clock 'cpu' times the calling thread only; use it with threads: 1")
+    passes = params.get("passes")
+    loaded = load_model(params["model"], params.get("network"))
+    module, size = loaded.module.eval(), tuple(loaded.input_size)
+    with tempfile.TemporaryDirectory(prefix="facenas-stage-lat-") as tmp:
+        runners = runners_for(module, (3, *size), runtimes, threads, passes, Path(tmp))
+        timed = time_side_by_side(runners, int(params.get("rounds", 3)), int(params.get("runs", 50)),
+                                  float(params.get("min_time_s", 0.2)), clock)
+    latency = {r: timed[r]["median_ms"] for r in runtimes}
+    for r in runtimes:
+        log.info("%s [%s, %d thread(s), batch 1, %s]: %.3f ms", params["model"], r, threads,
+                 "x".join(map(str, size)), latency[r])
+    final: dict[str, Any] = {"default": latency[runtimes[0]], "latency_ms": latency}
+    final.update({f"latency_{r}_ms": latency[r] for r in runtimes})
+    final["mflops"] = count_flops(module, (1, 3, *size)) / 1e6
+    final["params_m"] = count_params(module) / 1e6
+    final["rounds"] = {r: timed[r]["round_medians_ms"] for r in runtimes}
+    final["passes"] = {r: list((passes or {}).get(r, default_passes(r))) for r in runtimes}
+    final.update(model=str(params["model"]), input_size=list(size), threads=threads, clock=clock,
+                 device=device_info())
+    return final
