@@ -30,6 +30,16 @@ STAGES: Registry = Registry(
 )
 
 
+def checks_params(check: Callable[[dict[str, Any], str], Any]) -> Callable[[Stage], Stage]:
+    """Give a stage its dry-run check: ``check(params, scratch_folder)`` builds (so validates) the
+    config the stage would build from ``params`` and runs nothing (``facenas nni check`` calls it;
+    ``${...}`` references arrive replaced by a placeholder path)."""
+    def mark(fn: Stage) -> Stage:
+        fn.check_params = check  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
 def auxiliary_stage(fn: Stage) -> Stage:
     """Mark a stage whose trials yield no network to rank (data, supernet training, a search).
 

@@ -28,6 +28,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "facenas.get_model re-exports the backbone factory; follow-up: get_model and the backbone registry move into core",
     ("facenas.adapters.insightface.backbones", "facenas.plugins.space"):
         "get_model builds facenas.arch/1 descriptions; " + _FOLLOW_UP_CORE_API,
+    ("facenas.adapters.nni.check", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
+    ("facenas.adapters.nni.check", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.model_space", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.pipeline", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.pipeline", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,

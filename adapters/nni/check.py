@@ -244,8 +244,11 @@ def _references(value: Any) -> Iterator[str]:
 
 
 def _placeholders(value: Any) -> Any:
-    """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here)."""
+    """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here);
+    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0."""
     if isinstance(value, str):
+        if value.strip() in ("${seed}", "${index}"):
+            return 0
         return _REF.sub(PLACEHOLDER, value) if "${" in value else value
     if isinstance(value, Mapping):
         return {k: _placeholders(v) for k, v in value.items()}
@@ -254,54 +257,14 @@ def _placeholders(value: Any) -> Any:
     return value
 
 
-def _validators() -> dict[str, Callable[[dict[str, Any], str], Any]]:
-    """Stage -> ``(params, scratch folder) -> config``: builds the config the stage would build (validating it)."""
-    def engine_train(params: dict[str, Any], scratch: str) -> Any:
-        from facenas.plugins.engine.stages import config_from_params
-
-        params.pop("nproc_per_node", None)
-        return config_from_params(params, scratch)
-
-    def tnas_train(params: dict[str, Any], scratch: str) -> Any:
-        from facenas.plugins.tnas.distill import DistillSettings
-
-        DistillSettings.from_dict(params.pop("distill", None))
-        for key in ("uniform_ratio", "space"):
-            params.pop(key, None)
-        params["arch"] = params.get("arch") or PLACEHOLDER
-        return engine_train(params, scratch)
-
-    def tnas_search(params: dict[str, Any], scratch: str) -> Any:
-        from facenas.plugins.tnas.search import load_search_config
-
-        base = params.pop("config", None)
-        return load_search_config(base if base is not None else {}, params)
-
-    def ofa_train_supernet(params: dict[str, Any], scratch: str) -> Any:
-        from facenas.plugins.ofa.train import SupernetTrainConfig
-        from facenas.plugins.stages import config_fields_from_params
-
-        params.pop("nproc_per_node", None)
-        cfg = SupernetTrainConfig.from_dict(config_fields_from_params(params, SupernetTrainConfig),
-                                            source="ofa.train_supernet parameters")
-        cfg.build_space()
-        return cfg
-
-    def enas_search(params: dict[str, Any], scratch: str) -> Any:
-        from facenas.plugins.enas.stages import search_config_from_params
-
-        return search_config_from_params(params)
-
-    return {"engine.train": engine_train, "tnas.train": tnas_train, "tnas.search": tnas_search,
-            "ofa.train_supernet": ofa_train_supernet, "enas.search": enas_search}
-
-
 def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir: Path,
                         bad: Callable[[str, str], None]) -> None:
     for key, value in _path_like(params):
         if PLACEHOLDER not in value and not Path(value).exists():
             bad(f"{where}.{key}", f"{value!r} does not exist (relative to trialCodeDirectory {code_dir})")
-    validate = _validators().get(stage)
+    from facenas.plugins.stages import STAGES
+
+    validate = getattr(STAGES.get(stage), "check_params", None)  # the stage's own dry run, if it has one
     if validate is None:
         return
     config = params.get("config")

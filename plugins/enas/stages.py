@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage
+from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params
 
 
 def search_config_from_params(params: Mapping[str, Any]):
@@ -34,6 +34,7 @@ def search_config_from_params(params: Mapping[str, Any]):
 
 @STAGES.register("enas.search")
 @auxiliary_stage
+@checks_params(lambda params, scratch: search_config_from_params(params))
 def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Algorithm 1 as one trial; returns the top-k ``architectures`` for retraining."""
     from facenas.utils.io import read_json

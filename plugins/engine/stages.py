@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.plugins.stages import STAGES, checks_params
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,13 @@ def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | N
     return cfg
 
 
+def check_train_params(params: dict[str, Any], scratch: str) -> Any:
+    """The TrainConfig ``engine.train`` would build from ``params`` (dry run)."""
+    return config_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, scratch)
+
+
 @STAGES.register("engine.train")
+@checks_params(check_train_params)
 def engine_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train the configured network; report per-epoch intermediate and the final metrics."""
     from facenas.plugins.engine.trainer import train

@@ -25,11 +25,23 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError, FacenasError
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage
+from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params
+
+
+def _check_train_supernet(params: dict[str, Any], scratch: str) -> Any:
+    from facenas.plugins.stages import config_fields_from_params
+
+    from .train import SupernetTrainConfig
+
+    data = config_fields_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, SupernetTrainConfig)
+    cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
+    cfg.build_space()
+    return cfg
 
 
 @STAGES.register("ofa.train_supernet")
 @auxiliary_stage
+@checks_params(_check_train_supernet)
 def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
     from facenas.plugins.stages import config_fields_from_params

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage, network_latency_ms
+from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params, network_latency_ms
 
 
 def _description(network: Any) -> dict[str, Any] | None:
@@ -47,8 +47,16 @@ def _description(network: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "sample" in data else None
 
 
+def _check_search(params: dict[str, Any], scratch: str) -> Any:
+    from facenas.plugins.tnas.search import load_search_config
+
+    base = params.pop("config", None)
+    return load_search_config(base if base is not None else {}, params)
+
+
 @STAGES.register("tnas.search")
 @auxiliary_stage
+@checks_params(_check_search)
 def tnas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run a TNAS search; the derived architecture is ``<output>/arch.json``."""
     from facenas.plugins.tnas.search import load_search_config, run_search
@@ -81,7 +89,23 @@ def _with_recipe_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+#: tnas.train parameters that are not TrainConfig fields (popped before the config is built)
+_STUDENT_KEYS = ("distill", "uniform_ratio", "space", "arch", "sample", "latency")
+
+
+def _check_train(params: dict[str, Any], scratch: str) -> Any:
+    from facenas.adapters.nni.check import PLACEHOLDER
+    from facenas.plugins.engine.stages import check_train_params
+    from facenas.plugins.tnas.distill import DistillSettings
+
+    params = _with_recipe_defaults(dict(params))
+    DistillSettings.from_dict(params.get("distill"))
+    rest = {k: v for k, v in params.items() if k not in _STUDENT_KEYS}
+    return check_train_params({**rest, "arch": PLACEHOLDER}, scratch)
+
+
 @STAGES.register("tnas.train")
+@checks_params(_check_train)
 def tnas_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a (searched or uniformly narrowed) student by FKD (+ optional margin loss)."""
     from facenas.plugins.engine.stages import config_from_params

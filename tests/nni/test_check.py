@@ -55,9 +55,9 @@ CASES = {
                       ["step 0 'teacher' stage", "unknown stage 'engine.trian'", "'engine.train'"]),
     "later_step": ("tnas_gpu.yml", lambda d: _set(_steps(d)[1], ["params", "config", "teacher"],
                                                   "${student.result.output}/best.pt"),
-                   ["step 1 'search' params", "'student', which runs later"]),
+                   ["step 'search' params", "refers to step 'student', which does not run before it"]),
     "unknown_step": ("tnas_test.yml", lambda d: _set(_steps(d)[1], ["params", "teacher"], "${teachr.result.output}/best.pt"),
-                     ["which is no earlier step", "did you mean 'teacher'"]),
+                     ["names no step 'teachr'", "did you mean 'teacher'"]),
     "item_outside_foreach": ("ofa_test.yml", lambda d: _set(_steps(d)[3], ["params", "supernet"], "${item.sample}"),
                              ["step 3 'search' params", "only in a step with 'foreach'"]),
     "missing_recipe": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config"], "recipes/configs/nope_gpu.py"),
@@ -110,12 +110,12 @@ def test_cli_exit_2_one_line_per_problem(tmp_path, capsys):
 
     def two_problems(d):
         _steps(d)[0].update(stage="engine.trian")
-        _set(_steps(d)[2], ["params", "arch"], "${serch.result.arch}")
+        _set(_steps(d)[2], ["params", "config"], "recipes/configs/nope_gpu.py")
 
     path = _broken(tmp_path, "tnas_gpu.yml", two_problems)
     assert main(["nni", "check", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "engine.trian" in err[0] and "serch" in err[1]
+    assert len(err) == 2 and "engine.trian" in err[0] and "nope_gpu.py" in err[1]
     assert main(["nni", "check", str(REPO / "recipes/nni/enas_gpu.yml"), str(REPO / "recipes/nni/toy_test.yml")]) == 0
     out = capsys.readouterr().out
     assert out.count("OK: ") == 2 and "retrain: enas.retrain" in out
