@@ -29,7 +29,7 @@ import torch
 
 from benchmarks._common import save_result
 from facenas.plugins.engine import build_backbone, load_train_config, train
-from facenas.plugins.flops import count_flops, count_params
+from facenas.nas.flops import count_flops, count_params
 from facenas.utils.log import setup_logging
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"

@@ -22,7 +22,7 @@ from benchmarks._common import save_result
 from facenas.adapters.insightface.backbones import get_model
 from facenas.adapters.insightface.losses import build_margin_head
 from facenas.adapters.insightface.partial_fc import PartialFC
-from facenas.plugins.flops import count_flops, count_params
+from facenas.nas.flops import count_flops, count_params
 
 # (label, network, kwargs, batch size)
 CANDIDATES = [

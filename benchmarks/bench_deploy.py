@@ -44,7 +44,7 @@ def measure_model(source: str, threads: int, rounds: int, runs: int, min_time: f
     from facenas.adapters.runtime.onnx_export import torch_export
     from facenas.adapters.runtime.tflite_export import (TFLiteEmbedder, onnx_static, onnx_to_tflite,
                                                          representative_faces, tflite_runner)
-    from facenas.plugins.flops import count_flops, count_params
+    from facenas.nas.flops import count_flops, count_params
 
     loaded = load_model(source)
     model, size = loaded.module.eval(), tuple(loaded.input_size)

@@ -41,7 +41,7 @@ PERCENTILES = {"tight": 20, "loose": 95}
 
 
 def _space():
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     return create_space("enas", **SPACE_CONFIG)
 
@@ -116,7 +116,7 @@ def _retrain(arch: dict | str, out: Path, epochs: int) -> dict[str, Any]:
 
 
 def step_retrain(art: Path, which: str, args) -> None:
-    from facenas.plugins.space import load_description
+    from facenas.nas.space import load_description
 
     search = read_json(art / "search_tight" / "search_result.json")
     top = [load_description(t["arch"]) for t in search["top"]]

@@ -43,7 +43,7 @@ def _networks() -> dict[str, Callable[[], Any]]:
     import torch
 
     from facenas.adapters.insightface.backbones import get_model
-    from facenas.plugins.space import build_from_description, create_space
+    from facenas.nas.space import build_from_description, create_space
 
     results = Path(__file__).resolve().parent / "results"
 

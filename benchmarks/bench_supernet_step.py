@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     from facenas.plugins.ofa.network import StageChoice
     from facenas.plugins.ofa.train import _largest
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     space = create_space("ofa", **SPACE_CONFIG)
     largest = _largest(space)

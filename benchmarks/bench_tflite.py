@@ -38,7 +38,7 @@ FORMS = ("onnxruntime", "tflite_nhwc", "tflite_nchw", "tflite_int8")
 
 def _networks(seed: int):
     from facenas.adapters.insightface.backbones import get_model
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     space = create_space("ofa", input_size=64, embedding_size=128)
     rng = np.random.default_rng(seed)
@@ -64,7 +64,7 @@ def latency_part(threads: int, rounds: int, runs: int, min_time: float, seed: in
     from facenas.adapters.runtime.latency import onnx_runner, time_runner
     from facenas.adapters.runtime.onnx_export import torch_export
     from facenas.adapters.runtime.tflite_export import onnx_static, onnx_to_tflite, tflite_runner
-    from facenas.plugins.flops import count_flops
+    from facenas.nas.flops import count_flops
     import tempfile
     from pathlib import Path
 

@@ -31,7 +31,7 @@ import torch
 from benchmarks._common import artifacts_dir, save_result
 from benchmarks.bench_baselines import _overrides
 from facenas.plugins.engine import build_backbone, load_train_config, train
-from facenas.plugins.flops import count_flops, count_params
+from facenas.nas.flops import count_flops, count_params
 from facenas.plugins.tnas.distill import DistillSettings, train_student, uniform_description
 from facenas.plugins.tnas.search import load_search_config, run_search
 from facenas.utils.io import read_json, write_json

@@ -3,8 +3,9 @@
 ``import facenas`` is cheap: torch, NNI, TensorFlow, onnxruntime and LightGBM are imported only by
 the modules that need them. Sub-packages:
 
+- :mod:`facenas.nas` -- the NAS API: search spaces, strategies, stages, reporters
 - :mod:`facenas.adapters` -- edges to outside toolkits (InsightFace formats and heads, NNI, runtimes)
-- :mod:`facenas.plugins` -- the search methods (OFA, ENAS, TNAS) and what they share
+- :mod:`facenas.plugins` -- the search methods (OFA, ENAS, TNAS) and the training engine
 - :mod:`facenas.recipes` -- config modules and NNI experiment files a user runs
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Search methods (one package each: ``ofa``, ``enas``, ``tnas``) and what they share.
+"""Search methods (one package each: ``ofa``, ``enas``, ``tnas``), the training engine (``engine``)
+and the stages built on adapters (``data_stages``, ``runtime_stages``).
 
-Shared pieces: :mod:`.space` (the search-space interface and registry), :mod:`.flops`
-(multiply-accumulate counting), :mod:`.strategy` (the strategy interface and registry).
+The NAS API they implement (space, strategy, stage, reporter, FLOPs) is in core: :mod:`facenas.nas`.
 """

@@ -6,6 +6,6 @@ Adapters do not import the plugins layer, so they define plain stage functions a
 from __future__ import annotations
 
 from facenas.adapters.insightface.stages import data_synthetic
-from facenas.plugins.stages import STAGES, auxiliary_stage
+from facenas.nas.stages import STAGES, auxiliary_stage
 
 STAGES.register("data.synthetic")(auxiliary_stage(data_synthetic))

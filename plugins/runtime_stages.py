@@ -13,10 +13,14 @@ timed in interleaved rounds (side by side: every runtime sees the same machine l
 of the round medians is reported. Final metrics: ``latency_ms`` (``{runtime: ms}``), one flat
 ``latency_<runtime>_ms`` per runtime (what the pipeline summary tabulates), ``mflops``,
 ``params_m`` and ``default`` = the first runtime's latency.
+
+:func:`network_latency_ms` is the one-runtime timing the method stages that produce a final network
+report as ``latency_ms`` (their ``latency`` parameter).
 """
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,12 +28,41 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES
+from facenas.nas.report import Reporter
+from facenas.nas.stages import STAGES
 
 log = logging.getLogger(__name__)
 
 STAGE_RUNTIMES = ("onnxruntime", "tflite")
+
+#: how a stage that produces a final network times it unless its ``latency`` parameter says otherwise
+LATENCY_DEFAULTS = {"runtime": "onnxruntime", "threads": 1, "warmup": 5, "runs": 20}
+
+
+def network_latency_ms(model: Any, latency: Any = True) -> float | None:
+    """Batch-1 latency (median ms) of a trained network at its native input size, for ``latency_ms``.
+
+    ``model``: an ``nn.Module`` or a facenas checkpoint file.
+
+    ``latency``: True (onnxruntime, 1 thread, 20 runs), False (not measured: None), or a dict of
+    :data:`LATENCY_DEFAULTS` overrides (``runtime``: ``onnxruntime``/``tflite``/``torch``).
+    """
+    from facenas.adapters.runtime.latency import measure_latency
+
+    if latency is False or latency is None:
+        return None
+    opts = dict(LATENCY_DEFAULTS)
+    if isinstance(latency, Mapping):
+        unknown = sorted(set(latency) - set(opts))
+        if unknown:
+            raise ConfigError(f"'latency' has unknown key(s) {unknown}; known: {sorted(opts)}")
+        opts.update(latency)
+    elif latency is not True:
+        raise ConfigError(f"'latency' must be true, false or a dict of {sorted(opts)}; got {latency!r}")
+    target = model if isinstance(model, (str, os.PathLike)) else model.eval()
+    res = measure_latency(target, str(opts["runtime"]), threads=int(opts["threads"]),
+                          warmup=int(opts["warmup"]), runs=int(opts["runs"]))
+    return float(res.median_ms)
 
 
 def runners_for(module: Any, input_chw: tuple[int, int, int], runtimes: Sequence[str], threads: int,
@@ -73,7 +106,7 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
     from facenas.adapters.runtime.graph_passes import default_passes
     from facenas.adapters.runtime.latency import device_info
     from facenas.adapters.runtime.models import load_model
-    from facenas.plugins.flops import count_flops, count_params
+    from facenas.nas.flops import count_flops, count_params
 
     params = dict(params)
     if "model" not in params:

@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def _registries() -> dict[str, Any]:
-    from facenas.plugins.space import SPACES
-    from facenas.plugins.stages import STAGES
-    from facenas.plugins.strategy import STRATEGIES
+    from facenas.nas.space import SPACES
+    from facenas.nas.stages import STAGES
+    from facenas.nas.strategy import STRATEGIES
 
     return {"spaces": SPACES, "stages": STAGES, "strategies": STRATEGIES}
 
@@ -96,7 +96,7 @@ def search_params(config: str | None, params_json: str | None, sets: list[str] |
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
-    from facenas.plugins.stages import run_stage_locally
+    from facenas.nas.stages import run_stage_locally
     from facenas.utils.io import emit_json
 
     method, _, stage_name = args.method.partition(".")

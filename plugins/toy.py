@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from facenas.plugins.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
+from facenas.nas.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
 
 
 class ToySpace(SearchSpace):

@@ -20,9 +20,9 @@ import os
 from typing import Any, Mapping
 
 from facenas.errors import FacenasError
-from facenas.plugins.report import Reporter
-from facenas.plugins.space import create_space
-from facenas.plugins.stages import STAGES, auxiliary_stage
+from facenas.nas.report import Reporter
+from facenas.nas.space import create_space
+from facenas.nas.stages import STAGES, auxiliary_stage
 from facenas.utils.io import write_json
 from facenas.utils.seed import make_rng
 

@@ -13,8 +13,8 @@ from torch import nn
 
 from facenas.config import TypedConfig, load_config_module
 from facenas.errors import ConfigError, FacenasError
-from facenas.plugins.flops import count_flops
-from facenas.plugins.space import (
+from facenas.nas.flops import count_flops
+from facenas.nas.space import (
     SPACES,
     InvalidSampleError,
     build_from_description,
@@ -130,7 +130,7 @@ def test_count_flops_matches_hand_count():
 
 
 def test_import_facenas_is_light():
-    code = "import sys, facenas, facenas.cli, facenas.plugins.space; print(sorted(m for m in ('torch','nni','tensorflow','onnxruntime','lightgbm') if m in sys.modules))"
+    code = "import sys, facenas, facenas.cli, facenas.nas.space; print(sorted(m for m in ('torch','nni','tensorflow','onnxruntime','lightgbm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -143,7 +143,7 @@ def test_cli_help_and_version():
 
 
 def test_random_strategy_exhausts_toy_space_and_resumes():
-    from facenas.plugins.strategy import STRATEGIES
+    from facenas.nas.strategy import STRATEGIES
     from facenas.plugins.toy_stages import toy_score
 
     space = create_space("toy")
@@ -159,7 +159,7 @@ def test_random_strategy_exhausts_toy_space_and_resumes():
 
 
 def test_toy_stage_reports_locally(tmp_path):
-    from facenas.plugins.stages import run_stage_locally
+    from facenas.nas.stages import run_stage_locally
 
     space = create_space("toy")
     final = run_stage_locally("toy.evaluate", {"sample": space.largest(), "epochs": 2}, str(tmp_path))

@@ -21,28 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"facenas": ("facenas", 0), "adapters": ("facenas.adapters", 1), "plugins": ("facenas.plugins", 2),
           "recipes": ("facenas.recipes", 3)}
 
-_FOLLOW_UP_CORE_API = "follow-up: the NAS API (space, strategy, stage, report) moves into core"
 #: (importing module, imported module) -> why it is still there. Shrink it; never grow it.
 ALLOWED: dict[tuple[str, str], str] = {
     ("facenas", "facenas.adapters.insightface.backbones"):
         "facenas.get_model re-exports the backbone factory; follow-up: get_model and the backbone registry move into core",
-    ("facenas.adapters.insightface.backbones", "facenas.plugins.space"):
-        "get_model builds facenas.arch/1 descriptions; " + _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.check", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.check", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.model_space", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.pipeline", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.pipeline", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.pipeline", "facenas.plugins.strategy"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.reporter", "facenas.plugins.report"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.space", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.strategy", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.strategy", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.strategy", "facenas.plugins.strategy"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.trial", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.nni.trial", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
-    ("facenas.adapters.runtime.lut", "facenas.plugins.space"):
-        "latency tables build a space by name; " + _FOLLOW_UP_CORE_API,
 }
 
 

@@ -40,9 +40,9 @@ def test_built_in_methods_come_from_entry_points_only():
            if ep.dist is not None and ep.dist.name == "facenas"}
     assert eps == {"enas": "facenas.plugins.enas", "ofa": "facenas.plugins.ofa", "tnas": "facenas.plugins.tnas"}
     # the registries list no method module by hand: they ask the installed methods
-    from facenas.plugins.space import SPACES
-    from facenas.plugins.stages import STAGES
-    from facenas.plugins.strategy import STRATEGIES
+    from facenas.nas.space import SPACES
+    from facenas.nas.stages import STAGES
+    from facenas.nas.strategy import STRATEGIES
 
     for registry in (SPACES, STAGES, STRATEGIES):
         assert not any(m.split(".")[2:3] in (["enas"], ["ofa"], ["tnas"]) for m in registry._modules), registry
@@ -102,7 +102,7 @@ def test_unknown_method_suggests_close_names():
 
 
 def test_registry_records_where_an_entry_is_defined():
-    from facenas.plugins.space import SPACES
+    from facenas.nas.space import SPACES
 
     assert SPACES.origin("ofa") == "facenas.plugins.ofa.space"
     assert SPACES.origin("toy") == "facenas.plugins.toy"

@@ -22,14 +22,15 @@ def test_wheel_has_only_facenas_at_top_level(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert tops == {"facenas", next(t for t in tops if t.endswith(".dist-info"))}
     assert "facenas/adapters/insightface/__init__.py" in names
-    assert "facenas/plugins/space.py" in names
+    assert "facenas/nas/space.py" in names
+    assert "facenas/plugins/toy.py" in names
     assert "facenas/recipes/__init__.py" in names
 
 
 def test_mapped_packages_import_from_repo():
     import facenas.adapters.insightface
-    import facenas.plugins.space
+    import facenas.plugins.toy
     import facenas.recipes
 
     assert Path(facenas.adapters.insightface.__file__).resolve().parent == REPO / "adapters" / "insightface"
-    assert Path(facenas.plugins.space.__file__).resolve().parent == REPO / "plugins"
+    assert Path(facenas.plugins.toy.__file__).resolve().parent == REPO / "plugins"

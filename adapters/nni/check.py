@@ -174,7 +174,7 @@ def _check_schema(src: Path, data: Mapping[str, Any], bad: Callable[[str, str], 
 
 
 def _check_stage_name(stage: str, where: str, bad: Callable[[str, str], None]) -> bool:
-    from facenas.plugins.stages import STAGES
+    from facenas.nas.stages import STAGES
 
     try:
         STAGES.get(stage)
@@ -195,7 +195,7 @@ def _spaces_of(step: Any) -> Iterator[tuple[str, dict[str, Any], str]]:
 
 
 def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable[[str, str], None]) -> None:
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     try:
         create_space(name, **dict(config))
@@ -262,7 +262,7 @@ def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir
     for key, value in _path_like(params):
         if PLACEHOLDER not in value and not Path(value).exists():
             bad(f"{where}.{key}", f"{value!r} does not exist (relative to trialCodeDirectory {code_dir})")
-    from facenas.plugins.stages import STAGES
+    from facenas.nas.stages import STAGES
 
     validate = getattr(STAGES.get(stage), "check_params", None)  # the stage's own dry run, if it has one
     if validate is None:

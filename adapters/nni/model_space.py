@@ -5,7 +5,7 @@ Importing this module imports ``nni.nas.nn.pytorch`` (slow, ~12 s); use
 
 How it maps (NNI 3.0 model-space API):
 
-- Each :class:`~facenas.plugins.space.Choice` becomes one ``nni.choice`` mutable whose label is
+- Each :class:`~facenas.nas.space.Choice` becomes one ``nni.choice`` mutable whose label is
   the facenas label (``stem/width``), so NNI strategies' samples are facenas samples.
   NNI refuses ``/`` inside a plain label string; a ``nni.mutable.utils.label`` built from the
   ``/``-separated parts is accepted as-is, so labels stay identical.
@@ -28,7 +28,7 @@ from nni.mutable import ensure_frozen  # noqa: E402
 from nni.mutable.utils import label as _nni_label  # noqa: E402
 from nni.nas.nn.pytorch import ModelSpace  # noqa: E402
 
-from facenas.plugins.space import SearchSpace, create_space  # noqa: E402
+from facenas.nas.space import SearchSpace, create_space  # noqa: E402
 
 #: attribute set on frozen modules: the facenas sample they were built from
 SAMPLE_ATTR = "facenas_sample"

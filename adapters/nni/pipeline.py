@@ -311,7 +311,7 @@ class PipelineScheduler:
     """The state machine of a pipeline run; not thread-safe (callers hold a lock)."""
 
     def __init__(self, config: PipelineConfig, output_dir: str | Path, experiment_id: str | None = None):
-        from facenas.plugins.stages import STAGES
+        from facenas.nas.stages import STAGES
 
         self.config = config
         self.steps = config.step_configs()
@@ -448,8 +448,8 @@ class PipelineScheduler:
         return ctx
 
     def _start(self, k: int) -> None:
-        from facenas.plugins.space import create_space
-        from facenas.plugins.strategy import STRATEGIES
+        from facenas.nas.space import create_space
+        from facenas.nas.strategy import STRATEGIES
 
         step = self.steps[k]
         st = self.step_state[step.name]
@@ -512,7 +512,7 @@ class PipelineScheduler:
 
     def next_trial(self) -> tuple[int, TrialSpec] | None:
         """The next trial to run (parameter id, spec), or None if none can start now."""
-        from facenas.plugins.strategy import SearchExhausted
+        from facenas.nas.strategy import SearchExhausted
 
         self._advance()
         if self.current >= len(self.steps):
@@ -660,8 +660,8 @@ class PipelineScheduler:
         self._interrupted = {u.param_id for u in self.units.values() if u.status == ISSUED}
 
     def _start_strategy_only(self, step: StepConfig) -> None:
-        from facenas.plugins.space import create_space
-        from facenas.plugins.strategy import STRATEGIES
+        from facenas.nas.space import create_space
+        from facenas.nas.strategy import STRATEGIES
 
         sc = step.sample_config()
         assert sc is not None

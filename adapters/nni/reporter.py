@@ -1,4 +1,4 @@
-"""A :class:`~facenas.plugins.report.Reporter` that reports to NNI as well as to files.
+"""A :class:`~facenas.nas.report.Reporter` that reports to NNI as well as to files.
 
 Per-epoch ``reporter.intermediate(...)`` becomes ``nni.report_intermediate_result`` (the portal's
 intermediate-result chart of the trial) and ``reporter.final(...)`` one
@@ -17,7 +17,7 @@ import math
 from typing import Any, Mapping
 
 from facenas.adapters.nni import _imports
-from facenas.plugins.report import LocalReporter
+from facenas.nas.report import LocalReporter
 
 
 def nni_metric_dict(metrics: Mapping[str, Any]) -> dict[str, float]:

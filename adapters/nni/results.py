@@ -8,7 +8,7 @@ works for running, stopped and finished experiments alike) this module builds:
   the best architectures;
 - ``summary.md`` -- the same as a Markdown table;
 - ``best_architectures.json`` -- architecture descriptions (``facenas.arch/1``, loadable with
-  :func:`facenas.plugins.space.build_from_description` / ``get_model``) ranked by ``default``,
+  :func:`facenas.nas.space.build_from_description` / ``get_model``) ranked by ``default``,
   from the last *candidate* step (see the roles in :mod:`facenas.adapters.nni.pipeline`) that
   produced architectures, with their metrics and checkpoints.
 

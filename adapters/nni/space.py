@@ -1,6 +1,6 @@
 """Model-space bridge: facenas search spaces for NNI strategies and for the NNI web portal.
 
-- :func:`to_model_space` turns any :class:`~facenas.plugins.space.SearchSpace` (or registry name)
+- :func:`to_model_space` turns any :class:`~facenas.nas.space.SearchSpace` (or registry name)
   into an ``nni.nas.nn.pytorch.ModelSpace`` (:class:`~facenas.adapters.nni.model_space.FacenasModelSpace`)
   whose mutables carry our sample labels, so NNI's multi-trial strategies (Random, GridSearch,
   RegularizedEvolution, TPE, PolicyBasedRL) search it through ``NasExperiment`` and
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from facenas.errors import FacenasError
-from facenas.plugins.space import SearchSpace, create_space
+from facenas.nas.space import SearchSpace, create_space
 
 
 def resolve_space(space: SearchSpace | str, space_config: Mapping[str, Any] | None = None) -> SearchSpace:

@@ -1,7 +1,7 @@
 """Strategy bridge: facenas ask/tell strategies inside NNI's ``NasExperiment``, and stages as evaluators.
 
 :class:`FacenasStrategy` is an NNI multi-trial ``Strategy`` that drives any facenas
-:class:`~facenas.plugins.strategy.Strategy` (``RandomStrategy``, OFA's evolution, ENAS's
+:class:`~facenas.nas.strategy.Strategy` (``RandomStrategy``, OFA's evolution, ENAS's
 controller ...) through the execution engine's submit / wait API: it asks for a sample, freezes
 the model space with it and submits the model whenever the engine has an idle worker and budget,
 and tells the strategy each finished model's metrics. Metrics are read from the engine's model
@@ -38,8 +38,8 @@ from nni.nas.strategy import Strategy as NNIStrategy  # noqa: E402
 from facenas.adapters.nni.model_space import SAMPLE_ATTR  # noqa: E402
 from facenas.adapters.nni.reporter import NNIReporter  # noqa: E402
 from facenas.errors import FacenasError  # noqa: E402
-from facenas.plugins.space import SearchSpace, create_space  # noqa: E402
-from facenas.plugins.strategy import STRATEGIES, SearchExhausted, Strategy  # noqa: E402
+from facenas.nas.space import SearchSpace, create_space  # noqa: E402
+from facenas.nas.strategy import STRATEGIES, SearchExhausted, Strategy  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def evaluate_stage(model: Any, stage: str, params: dict[str, Any], output_dir: s
     The sample (``model.facenas_sample``, set by the model space's freeze) is passed as
     ``params["sample"]``; artefacts go to ``output_dir/<hash of the sample>``.
     """
-    from facenas.plugins.stages import STAGES
+    from facenas.nas.stages import STAGES
 
     sample = getattr(model, SAMPLE_ATTR, None)
     full = dict(params)
@@ -197,7 +197,7 @@ def evaluate_stage(model: Any, stage: str, params: dict[str, Any], output_dir: s
 
 def stage_evaluator(stage: str, params: Mapping[str, Any] | None = None, output_dir: str | Path = "nas_outputs"):
     """An NNI ``FunctionalEvaluator`` running facenas stage ``stage`` (JSON ``params``) per model."""
-    from facenas.plugins.stages import STAGES
+    from facenas.nas.stages import STAGES
 
     STAGES.get(stage)  # fail early on unknown names
     return FunctionalEvaluator(evaluate_stage, stage=stage, params=dict(params or {}), output_dir=str(output_dir))

@@ -110,7 +110,7 @@ def _arch_file(path: str, arch_format: str) -> dict[str, Any] | None:
 
 def _architecture(spec: TrialSpec, result: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The architecture description of the trial's network, when it can be told."""
-    from facenas.plugins.space import ARCH_FORMAT, create_space
+    from facenas.nas.space import ARCH_FORMAT, create_space
 
     if result and isinstance(result.get("arch"), Mapping) and result["arch"].get("format") == ARCH_FORMAT:
         return dict(result["arch"])
@@ -136,7 +136,7 @@ def _process_record() -> dict[str, Any]:
 def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None) -> int:
     """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status."""
     from facenas.adapters.nni.reporter import NNIReporter
-    from facenas.plugins.stages import STAGES
+    from facenas.nas.stages import STAGES
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

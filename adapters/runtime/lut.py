@@ -3,8 +3,8 @@
 OFA (Cai et al. 2020, Sec. 3.4 / their ``LatencyTable``) predicts a subnet's latency as the sum of
 its blocks' latencies measured once on the target device, keyed by the block's input and output
 shape, kernel, expand ratio, stride, SE and activation. A space gives the blocks through
-:meth:`~facenas.plugins.space.SearchSpace.all_latency_blocks` (every distinct one) and
-:meth:`~facenas.plugins.space.SearchSpace.latency_blocks` (one sample's).
+:meth:`~facenas.nas.space.SearchSpace.all_latency_blocks` (every distinct one) and
+:meth:`~facenas.nas.space.SearchSpace.latency_blocks` (one sample's).
 
 What limits a plain sum, and what the table corrects:
 
@@ -276,7 +276,7 @@ class LatencyTable:
         return self.settings.get("statistic", "median_ms")
 
     def create_space(self):
-        from facenas.plugins.space import create_space
+        from facenas.nas.space import create_space
 
         return create_space(self.space, **self.space_config)
 
@@ -352,7 +352,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def build_table(cfg: BuildConfig, out: str | os.PathLike, save_every_s: float = 10.0) -> LatencyTable:
     """Measure every distinct block of ``cfg.space`` (resuming ``out`` if it exists), then calibrate."""
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     from .latency import device_info
 

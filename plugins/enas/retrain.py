@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import Reporter
-from facenas.plugins.space import create_space, load_description
+from facenas.nas.report import Reporter
+from facenas.nas.space import create_space, load_description
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Pat
     """
     from facenas.plugins.engine.stages import config_from_params
     from facenas.plugins.engine.trainer import train
-    from facenas.plugins.flops import count_flops, count_params
+    from facenas.nas.flops import count_flops, count_params
 
     from .latency import build_latency_model
 

@@ -39,8 +39,8 @@ from torch import nn
 from facenas.adapters.insightface.backbones.checkpoint import read_model_file
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError, FacenasError
-from facenas.plugins.report import Reporter
-from facenas.plugins.space import create_space
+from facenas.nas.report import Reporter
+from facenas.nas.space import create_space
 from facenas.utils.io import atomic_torch_save, write_json
 from facenas.utils.paths import shared_data_dir
 from facenas.utils.progress import Progress
@@ -450,7 +450,7 @@ class EnasSearch:
 
     def finish(self) -> dict[str, Any]:
         """Rank ``candidates`` sampled arcs by validation accuracy; write the top ``top_k``."""
-        from facenas.plugins.flops import count_flops
+        from facenas.nas.flops import count_flops
 
         cfg = self.cfg
         samples = self.sample_candidates(cfg.candidates)

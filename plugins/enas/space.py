@@ -1,7 +1,7 @@
 """The ENAS face search space (Zhu 2019), registered as ``"enas"`` (and the tiny ``"enas_test"``).
 
 See :mod:`.arch` for the labels and geometry and :mod:`.model` for the networks. Besides the
-:class:`~facenas.plugins.space.SearchSpace` interface the space gives the shared-weight supernet
+:class:`~facenas.nas.space.SearchSpace` interface the space gives the shared-weight supernet
 (:meth:`EnasSpace.supernet`) and the latency-table hooks: one :class:`LatencyBlock` per node
 operation, skip module, factorized reduction, stem and head, keyed by kind and input shape.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from facenas.plugins.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
+from facenas.nas.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
 
 from .arch import EnasSpaceConfig, decode, input_label, needed_after, op_label, skip_label
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params
+from facenas.nas.report import Reporter
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
 
 
 def search_config_from_params(params: Mapping[str, Any]):
     """The :class:`SearchConfig` a stage's parameters describe."""
-    from facenas.plugins.stages import config_fields_from_params
+    from facenas.nas.stages import config_fields_from_params
 
     from .search import SearchConfig
 
@@ -77,7 +77,7 @@ def enas_retrain(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     if "latency_ms" not in final:  # no table to predict it from: time the trained network itself
         import os
 
-        from facenas.plugins.stages import network_latency_ms
+        from facenas.plugins.runtime_stages import network_latency_ms
 
         ckpt = next((os.path.join(str(final.get("output", "")), n) for n in ("best.pt", "last.pt")
                      if os.path.isfile(os.path.join(str(final.get("output", "")), n))), None)

@@ -18,8 +18,8 @@ import math
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
-from facenas.plugins.space import Sample, SearchSpace
-from facenas.plugins.strategy import STRATEGIES, Strategy
+from facenas.nas.space import Sample, SearchSpace
+from facenas.nas.strategy import STRATEGIES, Strategy
 
 from .controller import Controller, ControllerConfig, ReinforceTrainer
 from .reward import RewardConfig, latency_reward

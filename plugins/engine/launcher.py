@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from facenas.errors import ConfigError, FacenasError
-from facenas.plugins.report import Reporter
+from facenas.nas.report import Reporter
 from facenas.utils.io import read_json
 
 log = logging.getLogger(__name__)

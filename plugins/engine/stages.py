@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, checks_params
+from facenas.nas.report import Reporter
+from facenas.nas.stages import STAGES, checks_params
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def check_train_params(params: dict[str, Any], scratch: str) -> Any:
 def engine_train(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train the configured network; report per-epoch intermediate and the final metrics."""
     from facenas.plugins.engine.trainer import train
-    from facenas.plugins.flops import count_flops, count_params
+    from facenas.nas.flops import count_flops, count_params
 
     from facenas.plugins.engine.launcher import run_torchrun, wants_torchrun
 

@@ -36,7 +36,7 @@ from facenas.adapters.insightface.backbones import get_model, load_state_dict_ch
 from facenas.adapters.insightface.losses import build_margin_head
 from facenas.adapters.insightface.partial_fc import PartialFC
 from facenas.errors import ConfigError, FacenasError, OutputFolderError
-from facenas.plugins.report import Reporter
+from facenas.nas.report import Reporter
 from facenas.utils.io import append_jsonl, atomic_write, read_json, write_json
 from facenas.utils.lock import output_lock
 from facenas.utils.paths import shared_data_dir

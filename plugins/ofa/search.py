@@ -38,8 +38,8 @@ import numpy as np
 
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError
-from facenas.plugins.space import Sample
-from facenas.plugins.strategy import STRATEGIES, SearchExhausted, Strategy
+from facenas.nas.space import Sample
+from facenas.nas.strategy import STRATEGIES, SearchExhausted, Strategy
 from facenas.utils.seed import make_rng
 
 from .costs import AdditiveCost

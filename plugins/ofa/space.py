@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facenas.errors import ConfigError
-from facenas.plugins.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
+from facenas.nas.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
 
 from .blocks import HEADS, ConvBNAct, MBConv, MBConvSpec, build_head
 from .network import Layout, OFAFaceNet, OFASupernet, StageChoice

@@ -10,7 +10,7 @@
     (``.bin`` paths; ``flip``). ``default`` = ``target`` (e.g. ``lfw_devtest_auc``); also MFLOPs,
     params. Used for the accuracy set (a ``sample`` step) and for the final architectures: with
     ``export`` the subnet is saved (``checkpoint``) and timed (``latency_ms``; ``latency``: see
-    :func:`~facenas.plugins.stages.network_latency_ms`, default on with ``export``).
+    :func:`~facenas.plugins.runtime_stages.network_latency_ms`, default on with ``export``).
 ``ofa.search``
     Fits the LightGBM comparator (or OFA's MLP predictor, ``ranker: mlp``) on ``candidates``
     (``${evaluate[*]}``: the accuracy set's trial records) and runs Algorithm 1 (QuickSelect
@@ -24,12 +24,12 @@ import time
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError, FacenasError
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params
+from facenas.nas.report import Reporter
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
 
 
 def _check_train_supernet(params: dict[str, Any], scratch: str) -> Any:
-    from facenas.plugins.stages import config_fields_from_params
+    from facenas.nas.stages import config_fields_from_params
 
     from .train import SupernetTrainConfig
 
@@ -44,7 +44,7 @@ def _check_train_supernet(params: dict[str, Any], scratch: str) -> Any:
 @checks_params(_check_train_supernet)
 def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
-    from facenas.plugins.stages import config_fields_from_params
+    from facenas.nas.stages import config_fields_from_params
 
     from .train import SupernetTrainConfig, save_supernet, train_supernet
 
@@ -86,7 +86,7 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     import torch
 
     from facenas.adapters.insightface.evaluate import VerificationEvaluator
-    from facenas.plugins.flops import count_params
+    from facenas.nas.flops import count_params
 
     from .calibrate import load_calibration_images, recalibrate_bn
     from .train import load_supernet
@@ -119,7 +119,7 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
                            "state_dict": subnet.state_dict(), "embedding_size": space.embedding_size, "input_size": [size, size],
                            "meta": {"stage": "ofa.evaluate"}}, path)
         final["checkpoint"] = path
-    from facenas.plugins.stages import network_latency_ms
+    from facenas.plugins.runtime_stages import network_latency_ms
 
     if not hasattr(subnet, "input_size"):
         subnet.input_size = (size, size)  # timed at the size it was verified at

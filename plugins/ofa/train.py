@@ -42,7 +42,7 @@ from torch import nn
 
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError, DataFormatError, FacenasError
-from facenas.plugins.report import Reporter
+from facenas.nas.report import Reporter
 from facenas.utils.io import append_jsonl, atomic_torch_save, write_json
 from facenas.utils.progress import Progress
 
@@ -185,7 +185,7 @@ class SupernetTrainConfig(TypedConfig):
         return [PhaseConfig.from_dict(p, source=f"phases[{i}]") for i, p in enumerate(self.phases)]
 
     def build_space(self) -> OFASpace:
-        from facenas.plugins.space import create_space
+        from facenas.nas.space import create_space
 
         space = create_space(self.space, **self.space_config)
         if not isinstance(space, OFASpace):
@@ -236,7 +236,7 @@ def save_supernet(path: str | Path, space: OFASpace, supernet: OFASupernet, meta
 def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[OFASpace, OFASupernet]:
     """Read a supernet file (``torch.load(weights_only=True)``); returns the space and the supernet (eval)."""
     from facenas.adapters.insightface.backbones import load_state_dict_checked
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     if not Path(path).is_file():
         raise FacenasError(f"supernet file {path} does not exist; train one with the ofa.train_supernet "

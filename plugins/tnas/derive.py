@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from facenas.plugins.space import SearchSpace, Value
+from facenas.nas.space import SearchSpace, Value
 
 DERIVE_MODES = ("argmax", "argmax_in_budget")
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import Reporter
+from facenas.nas.report import Reporter
 from facenas.plugins.tnas.data import BatchHolder, DistillLoader, EpochBatchSampler, KeyedFaceDataset, describe_data, keyed_loader
 from facenas.plugins.tnas.teacher import DistillationLoss, TeacherFeatures, cache_identity, load_teacher
 
@@ -140,7 +140,7 @@ def train_student(cfg: Any, arch: Any, settings: DistillSettings, reporter: Repo
     Returns the engine's final metrics plus ``mflops``, ``params_m`` and teacher-cache counts.
     """
     from facenas.plugins.engine import build_head, train
-    from facenas.plugins.flops import count_flops, count_params
+    from facenas.nas.flops import count_flops, count_params
 
     cfg.validate("tnas student training config")
     size = cfg.input_size()

@@ -30,7 +30,7 @@ from torch import nn
 from facenas.adapters.insightface.backbones.checkpoint import read_model_file
 from facenas.config import TypedConfig, load_config_module
 from facenas.errors import ConfigError, DataFormatError, FacenasError
-from facenas.plugins.report import Reporter
+from facenas.nas.report import Reporter
 from facenas.plugins.tnas.data import (
     EpochBatchSampler,
     KeyedFaceDataset,

@@ -20,7 +20,7 @@ first block's downsample projects it). This keeps the derived network a plain IR
 than padding mismatched sums with zeros. Block labels beyond the chosen depth are inactive.
 
 Channel counts are ``max(1, floor(ratio * max + 0.5))``. FLOPs (multiply-accumulates of convs
-and the FC layer, as :func:`facenas.plugins.flops.count_flops`) are analytic, and
+and the FC layer, as :func:`facenas.nas.flops.count_flops`) are analytic, and
 :meth:`TnasSpace.expected_flops` gives their exact expectation under independent categorical
 distributions over the choices -- the differentiable ``E_cost(A)`` of Eq. 11.
 """
@@ -31,7 +31,7 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from facenas.errors import ConfigError
-from facenas.plugins.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
+from facenas.nas.space import SPACES, Choice, LatencyBlock, SearchSpace, Value
 
 #: the paper's width candidates (Sec. "Searching")
 WIDTH_RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

@@ -18,7 +18,7 @@
     (``teacher``, ``distill_weight``, ``margin_weight``, ...); ``sample`` (optional, with
     ``arch``: its sample, checked against it -- a pipeline passes it so that the portal shows
     the architecture's choices as columns); ``latency`` (see
-    :func:`~facenas.plugins.stages.network_latency_ms`). A recipe file may assign ``arch``,
+    :func:`~facenas.plugins.runtime_stages.network_latency_ms`). A recipe file may assign ``arch``,
     ``space`` and ``distill`` beside ``config``: they are the defaults of those parameters
     (``uniform_ratio`` given, the recipe's ``arch`` is not used). Reports per-epoch training
     metrics and the final verification accuracies, ``mflops``, ``params_m``, ``latency_ms``
@@ -32,8 +32,9 @@ import os
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import Reporter
-from facenas.plugins.stages import STAGES, auxiliary_stage, checks_params, network_latency_ms
+from facenas.nas.report import Reporter
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
+from facenas.plugins.runtime_stages import network_latency_ms
 
 
 def _description(network: Any) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facenas.plugins.space import Value
+from facenas.nas.space import Value
 from facenas.plugins.tnas.network import TnasIResNet
 from facenas.plugins.tnas.ops import (
     Selection,

@@ -9,7 +9,7 @@ import torch
 
 from facenas.errors import ConfigError
 from facenas.plugins.enas.controller import Controller, ControllerConfig, ReinforceTrainer
-from facenas.plugins.space import create_space, grid
+from facenas.nas.space import create_space, grid
 
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from facenas.errors import FacenasError
 from facenas.plugins.enas.latency import LutLatency, TableLatency, build_latency_model
-from facenas.plugins.space import create_space
+from facenas.nas.space import create_space
 
 
 @pytest.fixture(scope="module")

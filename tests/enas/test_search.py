@@ -12,9 +12,9 @@ from facenas.errors import ConfigError
 from facenas.plugins.enas.data import identity_split, load_search_data
 from facenas.plugins.enas.latency import TableLatency
 from facenas.plugins.enas.search import SearchConfig, child_lr_at, run_search, warped_cosine
-from facenas.plugins.flops import count_flops
-from facenas.plugins.report import LocalReporter
-from facenas.plugins.space import build_from_description, create_space
+from facenas.nas.flops import count_flops
+from facenas.nas.report import LocalReporter
+from facenas.nas.space import build_from_description, create_space
 
 
 

@@ -9,8 +9,8 @@ from facenas.errors import ConfigError
 from facenas.plugins.enas.arch import EnasSpaceConfig, decode
 from facenas.plugins.enas.model import batch_stat_bn
 from facenas.plugins.enas.ops import OPS, FactorizedReduction
-from facenas.plugins.flops import count_flops
-from facenas.plugins.space import InvalidSampleError, SPACES, build_from_description, create_space
+from facenas.nas.flops import count_flops
+from facenas.nas.space import InvalidSampleError, SPACES, build_from_description, create_space
 
 
 

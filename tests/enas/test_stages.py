@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from facenas.plugins.space import create_space
-from facenas.plugins.stages import STAGES, run_stage_locally
+from facenas.nas.space import create_space
+from facenas.nas.stages import STAGES, run_stage_locally
 
 from .test_search import flops_table
 

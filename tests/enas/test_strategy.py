@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from facenas.errors import ConfigError
-from facenas.plugins.space import create_space
-from facenas.plugins.strategy import STRATEGIES
+from facenas.nas.space import create_space
+from facenas.nas.strategy import STRATEGIES
 
 
 def _objective(target):

@@ -215,7 +215,7 @@ def test_two_nodes_match_one_node_and_survive_a_killed_node(tmp_path, synthetic_
 @pytest.mark.parametrize("stage", ["engine.train", "ofa.train_supernet"])
 def test_a_stage_runs_torchrun_inside_its_trial(tmp_path, synthetic_data, stage, monkeypatch):
     """``nproc_per_node: 2``: the stage launches 2 DDP processes, reports their epochs and returns the final metrics."""
-    from facenas.plugins.stages import run_stage_locally
+    from facenas.nas.stages import run_stage_locally
 
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)

@@ -173,7 +173,7 @@ def test_a_training_stage_run_again_in_its_folder_continues_it(tmp_path):
 def _search_writers():
     from facenas.plugins.enas.search import run_search as enas_search
     from facenas.plugins.ofa.train import SupernetTrainConfig, train_supernet
-    from facenas.plugins.stages import run_stage_locally
+    from facenas.nas.stages import run_stage_locally
     from facenas.plugins.tnas.search import TnasSearchConfig, run_search as tnas_search
 
     return {

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import facenas.plugins.engine.trainer as trainer
-from facenas.plugins.stages import run_stage_locally
+from facenas.nas.stages import run_stage_locally
 
 from .conftest import tiny_config, tiny_loader
 

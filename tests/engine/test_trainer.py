@@ -12,7 +12,7 @@ from facenas.adapters.insightface.backbones import CheckpointMismatchError, get_
 from facenas.errors import ConfigError
 from facenas.plugins.engine import PolynomialLRWarmup, TrainConfig, TrainingDivergedError, train
 from facenas.plugins.engine.stages import config_from_params
-from facenas.plugins.stages import run_stage_locally
+from facenas.nas.stages import run_stage_locally
 
 from .conftest import tiny_config, tiny_loader
 
@@ -198,7 +198,7 @@ def test_engine_train_stage_reports_epochs_and_final(tmp_path, monkeypatch):
 
 
 def test_stage_accepts_an_architecture_description(tmp_path):
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     space = create_space("toy", embedding_size=16, input_size=32)
     cfg = config_from_params({"config": {"rec": "memory"}, "arch": space.describe(space.smallest())}, tmp_path)

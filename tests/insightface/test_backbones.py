@@ -17,8 +17,8 @@ from facenas.adapters.insightface.backbones import (
 )
 from facenas.adapters.insightface.backbones.airface import AirFaceNet, Bottleneck, OnePlusTanh
 from facenas.errors import ConfigError
-from facenas.plugins.flops import count_flops
-from facenas.plugins.space import create_space
+from facenas.nas.flops import count_flops
+from facenas.nas.space import create_space
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "arcface_torch"
 

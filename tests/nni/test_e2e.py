@@ -16,7 +16,7 @@ import pytest
 from facenas.adapters.nni import launch
 from facenas.adapters.nni.e2e import run_experiment_e2e
 from facenas.adapters.nni.results import summarize
-from facenas.plugins.space import create_space
+from facenas.nas.space import create_space
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from facenas.adapters.nni.space import to_model_space
-from facenas.plugins.space import create_space, grid
+from facenas.nas.space import create_space, grid
 from facenas.plugins.toy_stages import toy_score
 
 pytestmark = pytest.mark.nni
@@ -106,7 +106,7 @@ def test_facenas_strategy_records_a_failed_model_and_goes_on(nas_home):
 
 def test_facenas_strategy_object_state_round_trip(nas_home):
     from facenas.adapters.nni.strategy import FacenasStrategy
-    from facenas.plugins.strategy import RandomStrategy
+    from facenas.nas.strategy import RandomStrategy
 
     space = create_space("toy")
     bridge = FacenasStrategy(RandomStrategy(space, seed=3))

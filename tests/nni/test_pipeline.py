@@ -18,7 +18,7 @@ from facenas.adapters.nni.pipeline import (
 )
 from facenas.adapters.nni.results import summarize
 from facenas.errors import ConfigError, FacenasError
-from facenas.plugins.space import build_from_description, create_space
+from facenas.nas.space import build_from_description, create_space
 from facenas.utils.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]

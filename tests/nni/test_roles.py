@@ -13,7 +13,7 @@ from facenas.adapters.nni.pipeline import PipelineConfig, PipelineScheduler, run
 from facenas.adapters.nni.reporter import portal_metrics
 from facenas.adapters.nni.results import best_architectures, default_columns, format_summary, summarize
 from facenas.errors import ConfigError
-from facenas.plugins.space import create_space
+from facenas.nas.space import create_space
 
 
 def test_only_a_candidate_reports_its_default_to_the_portal():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facenas.adapters.nni.space import sample_from_parameters, search_space_json, to_model_space
-from facenas.plugins.space import SPACES, InvalidSampleError, create_space
+from facenas.nas.space import SPACES, InvalidSampleError, create_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def test_committed_search_space_files_match_the_generator():
     """
 
     from facenas.adapters.nni.launch import load_yaml, prepare_config
-    from facenas.plugins.space import SPACES
+    from facenas.nas.space import SPACES
 
     spaces_dir = REPO / "recipes" / "nni" / "spaces"
     files = sorted(spaces_dir.glob("*.json"))

@@ -16,7 +16,7 @@ from facenas.plugins.ofa.predictors import (
     random_pairs,
     ranking_metrics,
 )
-from facenas.plugins.space import create_space
+from facenas.nas.space import create_space
 
 
 @pytest.fixture(scope="module")

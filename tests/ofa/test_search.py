@@ -14,8 +14,8 @@ from facenas.plugins.ofa.search import (
     make_ranker,
     quickselect_top,
 )
-from facenas.plugins.space import create_space
-from facenas.plugins.strategy import STRATEGIES, SearchExhausted
+from facenas.nas.space import create_space
+from facenas.nas.strategy import STRATEGIES, SearchExhausted
 
 
 @pytest.fixture(scope="module")

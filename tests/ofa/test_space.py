@@ -7,11 +7,11 @@ import torch
 
 from facenas.adapters.insightface.backbones import get_model, load_backbone, save_backbone
 from facenas.errors import ConfigError
-from facenas.plugins.flops import count_flops
+from facenas.nas.flops import count_flops
 from facenas.plugins.ofa.calibrate import recalibrate_bn
 from facenas.plugins.ofa.ops import ElasticDepthwiseConv2d
 from facenas.plugins.ofa.space import OFASpace
-from facenas.plugins.space import SPACES, InvalidSampleError, build_from_description, create_space
+from facenas.nas.space import SPACES, InvalidSampleError, build_from_description, create_space
 
 
 def _perturb(supernet: torch.nn.Module, seed: int = 0) -> None:

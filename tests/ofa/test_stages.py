@@ -6,8 +6,8 @@ import math
 import numpy as np
 
 from facenas.plugins.ofa.train import save_supernet
-from facenas.plugins.space import create_space
-from facenas.plugins.stages import STAGES, run_stage_locally
+from facenas.nas.space import create_space
+from facenas.nas.stages import STAGES, run_stage_locally
 
 
 def test_data_evaluate_search_chain(tmp_path):

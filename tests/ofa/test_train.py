@@ -16,7 +16,7 @@ from facenas.plugins.ofa.train import (
     train_supernet,
 )
 from facenas.errors import ConfigError
-from facenas.plugins.space import create_space
+from facenas.nas.space import create_space
 
 TINY_PHASES = progressive_shrinking_phases(
     {"full": 0.25, "kernel": 0.125, "depth_1": 0.125, "depth_2": 0.125, "expand_1": 0.125, "expand_2": 0.125})

@@ -20,7 +20,7 @@ def realistic(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def toy_description(input_size: int = 112, width: int = 16, op: str = "dwconv") -> dict:
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     space = create_space("toy", embedding_size=32, input_size=input_size)
     return space.describe({"stem/width": width, "block/kernel_size": 3, "block/depth": 2, "block/op": op})

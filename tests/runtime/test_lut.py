@@ -19,7 +19,7 @@ def toy_table(tmp_path_factory):
 
 
 def test_toy_space_blocks_cover_its_networks():
-    from facenas.plugins.space import create_space, grid
+    from facenas.nas.space import create_space, grid
 
     space = create_space("toy")
     keys = {b.key for b in space.all_latency_blocks()}

@@ -99,7 +99,7 @@ def test_enas_arcs_rebuild_with_factorized_reduction(faces):
     arithmetic) and a Slice of the padded map; both must land on H and W of the NHWC tensor."""
     from facenas.adapters.runtime.onnx_export import compare
     from facenas.adapters.runtime.tflite_export import TFLiteEmbedder, torch_to_tflite
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
 
     space = create_space("enas", input_size=64, embedding_size=32, channels=8)
     x = normalise(faces, (64, 64))

@@ -16,7 +16,7 @@ def one_thread():
 
 @pytest.fixture
 def test_space():
-    from facenas.plugins.space import create_space
+    from facenas.nas.space import create_space
     from facenas.plugins.tnas.space import TEST_SPACE
 
     return create_space("tnas", **TEST_SPACE)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import LocalReporter
-from facenas.plugins.space import build_from_description
+from facenas.nas.report import LocalReporter
+from facenas.nas.space import build_from_description
 from facenas.plugins.tnas.search import STATE_FORMAT, TnasSearchConfig, run_search
 from facenas.plugins.tnas.space import TEST_SPACE
 
@@ -51,7 +51,7 @@ def test_search_reaches_the_flops_target(synthetic_data, tmp_path):
     # the derived architecture builds standalone with the promised FLOPs
     desc = json.loads((tmp_path / "search" / "arch.json").read_text())
     net = build_from_description(desc)
-    from facenas.plugins.flops import count_flops
+    from facenas.nas.flops import count_flops
 
     assert count_flops(net, (1, 3, 32, 32)) / 1e6 == pytest.approx(m["mflops"])
 

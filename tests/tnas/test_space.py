@@ -10,8 +10,8 @@ import torch
 
 from facenas.adapters.insightface.backbones import get_model
 from facenas.errors import ConfigError
-from facenas.plugins.flops import count_flops
-from facenas.plugins.space import SPACES, InvalidSampleError, build_from_description, create_space
+from facenas.nas.flops import count_flops
+from facenas.nas.space import SPACES, InvalidSampleError, build_from_description, create_space
 from facenas.plugins.tnas.space import TEST_SPACE, TnasSpace, ratio_channels
 
 

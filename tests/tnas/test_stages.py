@@ -6,7 +6,7 @@ import json
 import pytest
 
 from facenas.errors import ConfigError
-from facenas.plugins.stages import STAGES, run_stage_locally
+from facenas.nas.stages import STAGES, run_stage_locally
 from facenas.plugins.tnas.space import TEST_SPACE
 
 from .conftest import random_teacher

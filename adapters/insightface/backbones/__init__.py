@@ -138,7 +138,7 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
 
 
 def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
-    from facenas.plugins.space import build_from_description, load_description
+    from facenas.nas.space import build_from_description, load_description
 
     desc = copy.deepcopy(load_description(source))
     extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout")}

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from facenas.plugins.space import SPACES, Choice, SearchSpace, Value
+from facenas.nas.space import SPACES, Choice, SearchSpace, Value
 
 
 class TinyCnnSpace(SearchSpace):

@@ -20,9 +20,9 @@ import os
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
-from facenas.plugins.report import LocalReporter, Reporter
-from facenas.plugins.space import create_space
-from facenas.plugins.stages import STAGES
+from facenas.nas.report import LocalReporter, Reporter
+from facenas.nas.space import create_space
+from facenas.nas.stages import STAGES
 from facenas.utils.io import write_json
 
 SPACE = "random_search_tiny"
@@ -56,7 +56,7 @@ def random_search_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dic
 @STAGES.register("random_search.search")
 def random_search_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """``budget`` samples under ``max_mflops``, each trained briefly; the best one's description."""
-    from facenas.plugins.strategy import STRATEGIES
+    from facenas.nas.strategy import STRATEGIES
 
     params = dict(params)
     budget = int(params.pop("budget", 4))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from facenas.plugins.space import Sample, SearchSpace
-from facenas.plugins.strategy import STRATEGIES, RandomStrategy, SearchExhausted
+from facenas.nas.space import Sample, SearchSpace
+from facenas.nas.strategy import STRATEGIES, RandomStrategy, SearchExhausted
 
 
 class RandomUnderFlops(RandomStrategy):

@@ -7,11 +7,10 @@ in later stages' parameters. Stage names are ``<method>.<what>`` (``ofa.train_su
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Mapping
 
 from facenas.methods import method_modules
-from facenas.plugins.report import LocalReporter, Reporter
+from facenas.nas.report import LocalReporter, Reporter
 from facenas.registry import Registry
 
 Stage = Callable[[Mapping[str, Any], Reporter], Mapping[str, Any]]
@@ -79,34 +78,3 @@ def config_fields_from_params(params: Mapping[str, Any], config_cls: type) -> di
     if isinstance(base, Mapping):
         return {**dict(base), **params}
     return {**load_config_module(str(base), config_cls).to_dict(), **params}
-
-
-#: how a stage that produces a final network times it unless its ``latency`` parameter says otherwise
-LATENCY_DEFAULTS = {"runtime": "onnxruntime", "threads": 1, "warmup": 5, "runs": 20}
-
-
-def network_latency_ms(model: Any, latency: Any = True) -> float | None:
-    """Batch-1 latency (median ms) of a trained network at its native input size, for ``latency_ms``.
-
-    ``model``: an ``nn.Module`` or a facenas checkpoint file.
-
-    ``latency``: True (onnxruntime, 1 thread, 20 runs), False (not measured: None), or a dict of
-    :data:`LATENCY_DEFAULTS` overrides (``runtime``: ``onnxruntime``/``tflite``/``torch``).
-    """
-    from facenas.adapters.runtime.latency import measure_latency
-    from facenas.errors import ConfigError
-
-    if latency is False or latency is None:
-        return None
-    opts = dict(LATENCY_DEFAULTS)
-    if isinstance(latency, Mapping):
-        unknown = sorted(set(latency) - set(opts))
-        if unknown:
-            raise ConfigError(f"'latency' has unknown key(s) {unknown}; known: {sorted(opts)}")
-        opts.update(latency)
-    elif latency is not True:
-        raise ConfigError(f"'latency' must be true, false or a dict of {sorted(opts)}; got {latency!r}")
-    target = model if isinstance(model, (str, os.PathLike)) else model.eval()
-    res = measure_latency(target, str(opts["runtime"]), threads=int(opts["threads"]),
-                          warmup=int(opts["warmup"]), runs=int(opts["runs"]))
-    return float(res.median_ms)

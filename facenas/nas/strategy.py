@@ -1,6 +1,6 @@
 """The multi-trial strategy interface (ask / tell), its registry and a random-search reference.
 
-A strategy proposes samples of a :class:`~facenas.plugins.space.SearchSpace` and learns from
+A strategy proposes samples of a :class:`~facenas.nas.space.SearchSpace` and learns from
 their metrics (``metrics["default"]`` is maximised, as in NNI). It is seeded and resumable through
 ``state_dict`` / ``load_state_dict``. The same object runs locally (:meth:`Strategy.run`) or inside
 NNI's ``NasExperiment`` through :mod:`facenas.adapters.nni`.
@@ -16,14 +16,14 @@ import numpy as np
 
 from facenas.errors import FacenasError
 from facenas.methods import method_modules
-from facenas.plugins.space import Sample, SearchSpace
+from facenas.nas.space import Sample, SearchSpace
 from facenas.registry import Registry
 from facenas.utils.seed import make_rng
 
 log = logging.getLogger(__name__)
 
 #: Strategies: random search (here) and every installed method's (``facenas.methods`` entry points).
-STRATEGIES: Registry = Registry("strategy", modules=["facenas.plugins.strategy"],
+STRATEGIES: Registry = Registry("strategy", modules=["facenas.nas.strategy"],
                                 discover=lambda: method_modules("strategies"))
 
 

@@ -168,7 +168,7 @@ class SearchSpace(abc.ABC):
 
     def flops(self, sample: Mapping[str, Value]) -> int:
         """Multiply-accumulates of one forward pass at :attr:`input_size` (batch 1)."""
-        from facenas.plugins.flops import count_flops
+        from facenas.nas.flops import count_flops
 
         return count_flops(self.build(sample), (1, 3, *self.input_size))
 
