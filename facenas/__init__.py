@@ -18,7 +18,7 @@ __all__ = ["__version__", "get_model"]
 def __getattr__(name: str):
     # Lazy so that `import facenas` does not import torch.
     if name == "get_model":
-        from facenas.adapters.insightface.backbones import get_model
+        from facenas.nas.backbones import get_model
 
         return get_model
     raise AttributeError(f"module 'facenas' has no attribute {name!r}")

@@ -5,7 +5,8 @@
 - :mod:`.stages` -- the stage interface (a trial's unit of work), ``STAGES``, running a stage
 - :mod:`.report` -- how a stage reports intermediate and final metrics
 - :mod:`.flops` -- multiply-accumulate counting
+- :mod:`.backbones` -- ``BACKBONES`` and ``get_model`` (a network by name or from a description)
 
-The registries name the modules that populate them (adapters' and plugins' stages, the toy space)
+The registries name the modules that populate them (adapters' backbones, plugins' stages, the toy space)
 as strings and import them on first lookup, so this package never imports a higher layer.
 """

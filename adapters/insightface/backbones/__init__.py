@@ -1,10 +1,11 @@
-"""Reference backbones, the ``BACKBONES`` registry and arcface_torch's ``get_model``.
+"""Reference backbones registered in ``BACKBONES``, and arcface_torch's ``get_model``.
 
 ``get_model(name, **kwargs)`` has arcface_torch's signature (``backbones/__init__.py``): names
 ``r18 r34 r50 r100 r200 mbf mbf_large`` plus ``airface``, kwargs ``num_features``, ``fp16``,
 ``dropout`` and our extensions (``width_mult``, ``input_size``, ...). It also accepts a facenas
 architecture description (``facenas.arch/1``: a dict, a JSON file or JSON text), so a searched
-backbone drops into arcface_torch's ``train_v2.py`` by changing one import::
+backbone drops into arcface_torch's ``train_v2.py`` by changing one import (``BACKBONES`` and
+``get_model`` are defined in core, :mod:`facenas.nas.backbones`, and re-exported here)::
 
     from facenas.adapters.insightface.backbones import get_model
     backbone = get_model("runs/enas/best_arch.json", dropout=0.0, fp16=cfg.fp16, num_features=512)
@@ -15,17 +16,13 @@ Checkpoints: :func:`load_backbone` reads facenas ``facenas.model/1`` files, arcf
 """
 from __future__ import annotations
 
-import copy
-import inspect
-import json
-import logging
-import os
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 from torch import nn
 
 from facenas.errors import ConfigError
-from facenas.registry import Registry
+# the registry and get_model live in core; re-exported here, where arcface_torch has its get_model
+from facenas.nas.backbones import BACKBONES, get_model, is_description
 
 from .checkpoint import (
     MODEL_FORMAT,
@@ -36,11 +33,6 @@ from .checkpoint import (
     read_model_file,
     save_backbone,
 )
-
-log = logging.getLogger(__name__)
-
-#: Backbone factories by arcface_torch network name; ``BACKBONES.create(name, **kwargs)``.
-BACKBONES: Registry = Registry("backbone")
 
 __all__ = [
     "BACKBONES", "MODEL_FORMAT", "CheckpointMismatchError", "get_model", "load_backbone", "load_state_dict_checked",
@@ -99,61 +91,3 @@ def airface(num_features: int = 512, fp16: bool = False, dropout: float = 0.0, w
     from .airface import AirFaceNet
 
     return AirFaceNet(num_features, width_mult, depth_mult, input_size, head_channels, reduction, fp16, dropout)
-
-
-def is_description(name: Any) -> bool:
-    """Whether ``name`` is (or points to) a facenas architecture description rather than a name."""
-    if isinstance(name, Mapping):
-        return True
-    if not isinstance(name, (str, os.PathLike)):
-        return False
-    text = os.fspath(name)
-    return text.lstrip().startswith("{") or text.endswith(".json")
-
-
-def get_model(name: Any, **kwargs: Any) -> nn.Module:
-    """A backbone by arcface_torch network name, or from a facenas architecture description.
-
-    Args:
-        name: a ``BACKBONES`` name (``"r50"``, ``"mbf"``...) or an architecture description
-            (dict / path to JSON / JSON text, format ``facenas.arch/1``).
-        kwargs: the factory's keyword arguments (``num_features``, ``fp16``, ``dropout``, ...).
-            For a description, ``num_features`` sets the space's ``embedding_size`` and
-            ``fp16`` / ``dropout`` are accepted and ignored (searched networks have neither).
-
-    The returned module carries ``facenas_network`` (how to rebuild it), which
-    :func:`save_backbone` stores in ``facenas.model/1`` checkpoints.
-    """
-    if is_description(name):
-        return _from_description(name, kwargs)
-    factory = BACKBONES.get(str(name))
-    params = inspect.signature(factory).parameters
-    unknown = [k for k in kwargs if k not in params]
-    if unknown:
-        raise ConfigError(f"backbone '{name}' does not take {unknown}; it takes {list(params)}")
-    model = factory(**kwargs)
-    spec_kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items() if k != "fp16"}
-    model.facenas_network = {"name": str(name), "kwargs": spec_kwargs}
-    return model
-
-
-def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
-    from facenas.nas.space import build_from_description, load_description
-
-    desc = copy.deepcopy(load_description(source))
-    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout")}
-    if extra:
-        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout, not {sorted(extra)}")
-    if kwargs.get("dropout"):
-        log.warning("dropout=%s ignored for a searched architecture (it has no dropout layer)", kwargs["dropout"])
-    nf = kwargs.get("num_features")
-    if nf is not None:
-        cfg = desc["space_config"]
-        if "embedding_size" in cfg and int(cfg["embedding_size"]) != int(nf):
-            log.info("architecture %s: embedding_size %s -> num_features %s", desc["space"], cfg["embedding_size"], nf)
-            cfg["embedding_size"] = int(nf)
-        elif "embedding_size" not in cfg:
-            raise ConfigError(f"space '{desc['space']}' has no embedding_size in its config; cannot set num_features={nf}")
-    model = build_from_description(desc)
-    model.facenas_network = {"arch": json.loads(json.dumps(desc))}
-    return model
