@@ -38,6 +38,8 @@ class TrialSpec:
         attempt: retry number (0 for the first run).
         space / space_config: the space the sample belongs to, so the trial can write its
             architecture description.
+        inputs: absolute paths of earlier steps' artefacts that ``params`` refer to; the trial
+            checks it can read them before its stage runs (a worker without shared storage fails fast).
     """
 
     stage: str
@@ -48,6 +50,7 @@ class TrialSpec:
     attempt: int = 0
     space: str | None = None
     space_config: dict[str, Any] | None = None
+    inputs: list[str] | None = None
 
     def to_parameters(self) -> dict[str, Any]:
         """NNI parameters: the envelope, plus the sample's labels at the top level."""
@@ -91,6 +94,7 @@ def from_parameters(
             attempt=int(envelope.get("attempt", 0)),
             space=envelope.get("space", space),
             space_config=dict(envelope.get("space_config") or space_config or {}),
+            inputs=[str(p) for p in envelope.get("inputs") or []] or None,
         )
     if not stage:
         raise FacenasError(

@@ -12,7 +12,12 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
    facenas (its folder goes first on ``PATH``), so trials import this facenas.
 4. **Checked before start.** The pipeline of a facenas advisor is validated (steps, stages,
    references' syntax) before NNI starts, so mistakes fail here, not in the dispatcher's log.
-5. **Isolation on request.** ``home`` / ``config_dir`` / ``output_root`` set ``HOME`` (NNI's
+5. **Shared outputs for more than one machine.** With NNI's ``remote`` training service trials run
+   on other machines and read earlier steps' artefacts by absolute path; ``create`` refuses such an
+   experiment unless the output root is given explicitly as an absolute path
+   (``--output-root`` / ``$FACENAS_NNI_OUTPUT``, or the pipeline's ``output_dir``) that every
+   machine mounts (NFS, NNI's ``sharedStorage``) -- see :func:`check_shared_output`.
+6. **Isolation on request.** ``home`` / ``config_dir`` / ``output_root`` set ``HOME`` (NNI's
    manifest and default working directory), ``NNI_CONFIG_DIR`` (registered algorithms) and
    ``FACENAS_NNI_OUTPUT`` (facenas outputs) for the NNI processes: tests use this to stay in a
    temporary folder.
@@ -218,6 +223,36 @@ def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None 
     return cfg, warnings
 
 
+def training_platforms(cfg: Mapping[str, Any]) -> list[str]:
+    """The ``platform`` of each training service of an experiment config (a list in hybrid mode)."""
+    ts = cfg.get("trainingService") or {}
+    services = ts if isinstance(ts, list) else [ts]
+    return [str(t.get("platform") or "") for t in services if isinstance(t, Mapping)]
+
+
+def check_shared_output(path: str | os.PathLike, cfg: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """For trials on other machines (``remote``): the explicit, absolute output root every machine must see.
+
+    Returns the root (None for a single-machine experiment); raises :class:`ConfigError` when a
+    multi-machine experiment has none or a relative one, since trials would then write their
+    artefacts into a folder under the manager's ``~/nni-experiments`` the other machines cannot read.
+    """
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
+    if "remote" not in training_platforms(cfg):
+        return None
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    root = (pipeline.output_dir if pipeline is not None else None) or env.get(OUTPUT_ENV)
+    how = (f"give an absolute folder every machine mounts at the same path (NFS, or NNI's `sharedStorage`) as "
+           f"`facenas nni create --output-root /shared/facenas` (or ${OUTPUT_ENV}, or classArgs output_dir)")
+    if not root:
+        raise ConfigError(f"{path}: trainingService 'remote' runs trials on other machines, which read earlier steps' "
+                          f"artefacts by path, and no output root is set: {how}")
+    if not os.path.isabs(os.path.expanduser(str(root))):
+        raise ConfigError(f"{path}: output root {root!r} is relative; with trainingService 'remote' it must be absolute: {how}")
+    return str(root)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` whose successor is free too (some NNI platforms use port + 1)."""
     for _ in range(50):
@@ -249,10 +284,13 @@ def create(
     """``nnictl create`` a facenas experiment on loopback; returns id, port, URL, output folder."""
     import yaml
 
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
     env = dict(env) if env is not None else nni_env()
     cfg, warnings = prepare_config(path, overrides)
     for w in warnings:
         log.warning("%s: %s", path, w)
+    check_shared_output(path, cfg, env)
     if not _port_free(bind_host(env), port):
         raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
     with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:
@@ -269,6 +307,9 @@ def create(
     if workdir is None:
         workdir = str(Path(env.get("HOME", os.path.expanduser("~"))) / "nni-experiments")
     out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    if pipeline is not None and pipeline.output_dir:  # the advisor writes there (see PipelineAdvisor)
+        out = Path(pipeline.output_dir.replace("{experiment_id}", exp_id))
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     host = bind_host(env)

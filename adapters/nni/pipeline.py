@@ -371,6 +371,39 @@ class PipelineScheduler:
         out = _REF.sub(lambda m: str(self._lookup(m.group(1), ctx)), text)
         return out.replace("\0", "${")
 
+    def referenced_paths(self, template: Any, resolved: Any) -> list[str]:
+        """Artefact paths the references in ``template`` resolved to (``resolved`` is its resolution).
+
+        A string that came from a reference to an earlier step (``${teacher.result.output}/last.pt``,
+        ``${data.result.rec}``, ``${item}`` of a foreach over paths ...) counts when it is an absolute
+        path that exists here, where the advisor runs: the trial checks the worker can read it before
+        its stage runs (:func:`facenas.adapters.nni.trial.check_inputs`).
+        """
+        out: list[str] = []
+
+        def from_step(text: str) -> bool:
+            for m in _REF.finditer(text.replace("$${", "\0")):
+                root = _ROOT.match(m.group(1).strip().split(".")[0])
+                if root and (root.group("name") == "item" or root.group("name") in self.step_state):
+                    return True
+            return False
+
+        def walk(t: Any, r: Any) -> None:
+            if isinstance(t, Mapping) and isinstance(r, Mapping):
+                for k, v in t.items():
+                    if k in r:
+                        walk(v, r[k])
+            elif isinstance(t, list) and isinstance(r, list) and len(t) == len(r):
+                for tv, rv in zip(t, r):
+                    walk(tv, rv)
+            elif isinstance(t, str) and "${" in t and from_step(t):
+                for v in (r if isinstance(r, list) else [r]):
+                    if isinstance(v, str) and v.startswith("/") and "\n" not in v and Path(v).exists() and v not in out:
+                        out.append(v)
+
+        walk(template, resolved)
+        return out
+
     # -- scheduling ------------------------------------------------------------------------------
     def _context(self, step: StepConfig, index: int, sample: Mapping[str, Any] | None) -> dict[str, Any]:
         st = self.step_state[step.name]
@@ -489,7 +522,8 @@ class PipelineScheduler:
                     sample=dict(sample) if sample is not None else None)
         self.units[param_id] = unit
         spec = TrialSpec(stage=step.stage, params=params, out_dir=unit.out_dir, step=step.name, index=index,
-                         attempt=attempt, space=space, space_config=space_config if space else None)
+                         attempt=attempt, space=space, space_config=space_config if space else None,
+                         inputs=self.referenced_paths(step.params, params) or None)
         return param_id, spec
 
     def unit_of_trial(self, trial_job_id: str) -> Unit | None:

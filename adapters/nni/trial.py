@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
@@ -49,6 +50,8 @@ PARAMS_FILE = "params.json"
 #: seconds a local trial waits for the trial before it (by sequence id) to take its parameters
 FETCH_WAIT_ENV = "FACENAS_NNI_FETCH_WAIT"
 ORDER_DIR = ".parameter-order"
+#: set in a trial that runs as a child of the experiment's warm server (its pid)
+WARM_SERVER_ENV = "FACENAS_NNI_WARM_SERVER"
 
 
 def fetch_parameters_in_order(nni: Any) -> Any:
@@ -111,6 +114,36 @@ def _architecture(spec: TrialSpec, result: Mapping[str, Any] | None) -> dict[str
     return None
 
 
+class UnreadableInputError(FacenasError):
+    """An earlier step's artefact a trial refers to cannot be read on the machine the trial runs on."""
+
+
+def check_inputs(spec: TrialSpec) -> None:
+    """Fail fast, before the stage runs, when an artefact path the trial's parameters refer to
+    (``spec.inputs``: ``${teacher.result.output}/last.pt`` ...) is not readable on this machine.
+
+    Trials on NNI's ``remote`` (or any multi-machine) training service read earlier steps' outputs
+    by absolute path, so every machine must see the experiment output folder at the same path.
+    """
+    for path in spec.inputs or ():
+        p = Path(path)
+        try:
+            if p.is_dir():
+                next(iter(os.scandir(p)), None)
+            else:
+                with open(p, "rb") as fh:
+                    fh.read(1)
+            continue
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        raise UnreadableInputError(
+            f"step '{spec.step}': {path} (an artefact of an earlier step) is not readable on this machine "
+            f"({socket.gethostname()}: {reason}); every machine must see the experiment output folder at the same "
+            f"absolute path: mount shared storage on all of them (NNI's `sharedStorage` option, or NFS) and give "
+            f"that path as the output root (facenas nni create --output-root)"
+        )
+
+
 def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None) -> int:
     """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status."""
     from facenas.adapters.nni.reporter import NNIReporter
@@ -122,12 +155,13 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str
     record: dict[str, Any] = {
         "stage": spec.stage, "step": spec.step, "index": spec.index, "attempt": spec.attempt,
         "out_dir": str(out), "params": jsonable(spec.params), "nni": info,
-        "space": spec.space, "space_config": spec.space_config,
+        "space": spec.space, "space_config": spec.space_config, "inputs": spec.inputs,
     }
     write_json(out / PARAMS_FILE, record)
     started = time.time()
     reporter = NNIReporter(out)
     try:
+        check_inputs(spec)
         stage = STAGES.get(spec.stage)
         returned = dict(stage(spec.params, reporter) or {})
         if reporter.final_metrics is None:
@@ -175,10 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, warm: bool = True) -> int:
     from facenas.adapters.nni.paths import output_dir_in_trial
     from facenas.utils.log import setup_logging
 
+    if warm:  # NNI local trials run in the experiment's warm server when there is one (adapters/nni/warm.py)
+        from facenas.adapters.nni.warm import handoff
+
+        code = handoff([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)
     setup_logging(0)
     try:
@@ -189,9 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parameters = fetch_parameters_in_order(nni)
             info = {"experiment_id": nni.get_experiment_id(), "trial_id": nni.get_trial_id(),
-                    "sequence_id": nni.get_sequence_id()}
+                    "sequence_id": nni.get_sequence_id(), "host": socket.gethostname(), "cwd": os.getcwd()}
             if parameters is None:
                 raise FacenasError("NNI gave this trial no parameters (is it running under NNI? use --parameters to run it alone)")
+        if os.environ.get(WARM_SERVER_ENV):
+            info["warm_server"] = int(os.environ[WARM_SERVER_ENV])
         spec = from_parameters(parameters, stage=args.stage, params=_json_arg(args.params, "--params"),
                                space=args.space, space_config=_json_arg(args.space_config, "--space-config"))
         out_dir = spec.out_dir or args.output

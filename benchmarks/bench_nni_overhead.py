@@ -1,0 +1,159 @@
+"""What a trial costs under ``nnictl`` beyond the work it runs: every ``recipes/nni/*_test.yml``
+through nnictl vs ``facenas nni run-local``, side by side.
+
+One command (from the repo root; sequential, loopback only, bounded by ``--timeout`` per run)::
+
+    python -m benchmarks.bench_nni_overhead [--only ofa_test,tnas_test] [--label after] [--port 17150]
+
+For each file, back to back on the same machine:
+
+- ``run_local_s``: wall time of ``python -m facenas nni run-local FILE`` (a fresh process: the
+  interpreter start and imports are paid once);
+- ``nnictl_s``: wall time of the end-to-end check (:func:`facenas.adapters.nni.e2e.run_experiment_e2e`:
+  register, ``nnictl create``, the experiment until DONE, ``nnictl stop``) -- what a user waits;
+- ``ratio`` = nnictl_s / run_local_s (the goal: <= 2), ``trials`` (NNI trial jobs),
+  ``overhead_per_trial_s`` = (nnictl_s - run_local_s) / trials;
+- from NNI's trial records and each trial's ``result.json``: ``stage_s`` (the stage's own time,
+  summed), ``in_trial_overhead_s`` (mean of NNI's start-to-end time minus the stage's time: process
+  start, imports, fetching the parameters), ``gap_s`` (mean time from one trial's end to the next
+  trial's start while no trial runs: NNI's scheduling and polling), ``units`` (pipeline work
+  units, when a trial runs several).
+
+Files whose tuner is not a facenas advisor (``toy_tpe_test.yml``) have no ``run-local``: only the
+nnictl time is recorded. ``--label`` names the run (``before`` / ``after`` a change); the file keeps
+the other labels' runs, so ``benchmarks/results/bench_nni_overhead.json`` holds both side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import RESULTS_DIR, machine_info, save_result
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "nni"
+#: trials each file fails on purpose (the e2e tests' expectations)
+EXPECT_FAILED = {"toy_test": 1}
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_local(path: Path, timeout: float) -> dict[str, Any]:
+    from facenas.adapters.nni.launch import load_yaml
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
+    if pipeline_config_of(load_yaml(path).get("tuner")) is None:
+        return {"run_local_s": None, "note": "its tuner is not a facenas advisor: no run-local"}
+    with tempfile.TemporaryDirectory(prefix="facenas-bench-local-") as tmp:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "facenas", "nni", "run-local", str(path), "--output", tmp, "--json"],
+                              capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - t0
+        units = len(list(Path(tmp).glob("*/*/result.json")))
+    if proc.returncode != 0:
+        return {"run_local_s": None, "error": proc.stderr.strip().splitlines()[-1:] or proc.returncode}
+    return {"run_local_s": round(seconds, 2), "run_local_units": units}
+
+
+def _trial_times(res: Any) -> dict[str, Any]:
+    """In-trial overhead and scheduling gaps from NNI's records and the trials' result.json files."""
+    spans, stage, in_trial = [], 0.0, []
+    for t in res.trials:
+        raw = t.get("raw") or {}
+        start, end = raw.get("startTime"), raw.get("endTime")
+        if not start or not end:
+            continue
+        spans.append((start / 1000.0, end / 1000.0))
+        env = (t.get("parameters") or {}).get("facenas") or {}
+        res_file = Path(env["out_dir"]) / "result.json" if env.get("out_dir") else None
+        if res_file is not None and res_file.is_file():
+            d = float(json.loads(res_file.read_text()).get("duration_s") or 0.0)
+            stage += d
+            in_trial.append(end / 1000.0 - start / 1000.0 - d)
+    spans.sort()
+    gaps, busy_until = [], None
+    for start, end in spans:
+        if busy_until is not None and start > busy_until:
+            gaps.append(start - busy_until)
+        busy_until = end if busy_until is None else max(busy_until, end)
+    first_start = spans[0][0] if spans else None
+    return {
+        "stage_s": round(stage, 2),
+        "in_trial_overhead_s": round(sum(in_trial) / len(in_trial), 2) if in_trial else None,
+        "gap_s": round(sum(gaps) / len(gaps), 2) if gaps else 0.0,
+        "gaps": len(gaps),
+        "first_trial_start_s": round(first_start - res.started_at, 2) if first_start and getattr(res, "started_at", None) else None,
+    }
+
+
+def run_nnictl(path: Path, timeout: float, port: int | None) -> dict[str, Any]:
+    from facenas.adapters.nni.e2e import run_experiment_e2e
+    from facenas.errors import FacenasError
+
+    name = path.stem
+    work = Path(tempfile.mkdtemp(prefix="facenas-bench-nni-"))
+    t0 = time.perf_counter()
+    try:
+        res = run_experiment_e2e(path, timeout=timeout, expect_failed=EXPECT_FAILED.get(name, 0), port=port,
+                                 work_dir=work, keep=True)
+    except FacenasError as exc:
+        return {"nnictl_s": round(time.perf_counter() - t0, 2), "error": str(exc).splitlines()[0], "kept": str(work)}
+    seconds = time.perf_counter() - t0
+    res.started_at = time.time() - seconds
+    units = len(list(Path(res.output_dir).glob("*/*/result.json"))) if res.output_dir else None
+    row = {"nnictl_s": round(seconds, 2), "trials": len(res.trials), "units": units,
+           "status": res.status, **_trial_times(res)}
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    from facenas.utils.io import read_json
+    from facenas.utils.log import setup_logging
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", help="comma-separated file stems (e.g. ofa_test,tnas_test); default: every *_test.yml")
+    p.add_argument("--label", default="after", help="name of this run in the results file (before / after)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per run, each way")
+    p.add_argument("--port", type=int, default=None, help="NNI port (default: a free loopback port)")
+    args = p.parse_args(argv)
+    setup_logging(0)
+    files = sorted(RECIPES.glob("*_test.yml"))
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        files = [f for f in files if f.stem in wanted]
+    rows: dict[str, Any] = {}
+    for path in files:
+        row: dict[str, Any] = {}
+        row.update(run_local(path, args.timeout))
+        row.update(run_nnictl(path, args.timeout, args.port))
+        if row.get("run_local_s") and row.get("nnictl_s") and row.get("trials"):
+            row["ratio"] = round(row["nnictl_s"] / row["run_local_s"], 2)
+            row["overhead_per_trial_s"] = round((row["nnictl_s"] - row["run_local_s"]) / row["trials"], 2)
+            row["within_2x"] = row["ratio"] <= 2.0
+        rows[path.stem] = row
+        print(path.stem, json.dumps(row), flush=True)
+    out = RESULTS_DIR / "bench_nni_overhead.json"
+    runs = {}
+    if out.is_file():
+        runs = dict((read_json(out).get("result") or {}).get("runs") or {})
+    previous = dict(runs.get(args.label) or {}).get("files") or {}
+    runs[args.label] = {"commit": _git_commit(), "machine": machine_info(), "files": {**previous, **rows},
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
+
+
+if __name__ == "__main__":
+    main()
