@@ -22,6 +22,11 @@ For each file, back to back on the same machine:
 Files whose tuner is not a facenas advisor (``toy_tpe_test.yml``) have no ``run-local``: only the
 nnictl time is recorded. ``--label`` names the run (``before`` / ``after`` a change); the file keeps
 the other labels' runs, so ``benchmarks/results/bench_nni_overhead.json`` holds both side by side.
+The ``before`` run is ``FACENAS_NNI_WARM=0`` (every trial in its own cold process, as before the
+warm trial server, :mod:`facenas.adapters.nni.warm`), the ``after`` run the default::
+
+    FACENAS_NNI_WARM=0 python -m benchmarks.bench_nni_overhead --label before
+    python -m benchmarks.bench_nni_overhead --label after
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS_DIR, machine_info, save_result
+from benchmarks._common import RESULTS_DIR, save_result
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "nni"
 #: trials each file fails on purpose (the e2e tests' expectations)
@@ -120,6 +125,7 @@ def run_nnictl(path: Path, timeout: float, port: int | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from facenas.adapters.nni import warm
     from facenas.utils.io import read_json
     from facenas.utils.log import setup_logging
 
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         wanted = {s.strip() for s in args.only.split(",")}
         files = [f for f in files if f.stem in wanted]
-    rows: dict[str, Any] = {}
+    out = RESULTS_DIR / "bench_nni_overhead.json"
     for path in files:
         row: dict[str, Any] = {}
         row.update(run_local(path, args.timeout))
@@ -143,16 +149,14 @@ def main(argv: list[str] | None = None) -> None:
             row["ratio"] = round(row["nnictl_s"] / row["run_local_s"], 2)
             row["overhead_per_trial_s"] = round((row["nnictl_s"] - row["run_local_s"]) / row["trials"], 2)
             row["within_2x"] = row["ratio"] <= 2.0
-        rows[path.stem] = row
         print(path.stem, json.dumps(row), flush=True)
-    out = RESULTS_DIR / "bench_nni_overhead.json"
-    runs = {}
-    if out.is_file():
-        runs = dict((read_json(out).get("result") or {}).get("runs") or {})
-    previous = dict(runs.get(args.label) or {}).get("files") or {}
-    runs[args.label] = {"commit": _git_commit(), "machine": machine_info(), "files": {**previous, **rows},
-                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
+        runs = {}
+        if out.is_file():  # saved after every file: other labels' runs and this run's earlier files are kept
+            runs = dict((read_json(out).get("result") or {}).get("runs") or {})
+        previous = dict(runs.get(args.label) or {}).get("files") or {}
+        runs[args.label] = {"commit": _git_commit(), "warm_trials": warm.enabled(), "files": {**previous, path.stem: row},
+                            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -290,7 +291,11 @@ def create(
     cfg, warnings = prepare_config(path, overrides)
     for w in warnings:
         log.warning("%s: %s", path, w)
-    check_shared_output(path, cfg, env)
+    root = check_shared_output(path, cfg, env)
+    if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
+        pipeline = pipeline_config_of(cfg.get("tuner"))
+        template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
+        cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
     if not _port_free(bind_host(env), port):
         raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
     with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:

@@ -11,7 +11,11 @@ Step fields (``StepConfig``): ``name``, ``stage``, ``params`` (JSON; may hold re
 reference: one trial per item), ``sample`` (each trial gets ``params["sample"]`` from a facenas
 ask/tell strategy over a space, told every trial's final metrics -- this is how a search over a
 space runs as HPO trials), ``retries`` (re-runs of a failed trial), ``space``/``space_config``
-(the space of ``params["sample"]`` when it is not a ``sample`` step, for architecture records).
+(the space of ``params["sample"]`` when it is not a ``sample`` step, for architecture records),
+``batch`` (units per trial, default 1: a trial then runs up to ``batch`` of the step's units one
+after another in one process -- each with its own folder and ``result.json``, each reported to
+NNI as an intermediate result, the best one as the trial's final result -- so a step of N
+units takes ceil(N / batch) trials and pays NNI's per-trial start-up that many times).
 
 References inside ``params`` (and ``foreach``) pass earlier steps' results and artefact paths into
 later steps. ``${...}`` alone in a string is replaced by the value itself (any JSON type); inside a
@@ -92,6 +96,7 @@ class StepConfig(TypedConfig):
     retries: int = 0
     space: str | None = None
     space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch: int = 1
 
     def check(self, source: str) -> None:
         if not self.name or not re.match(r"^[A-Za-z_][\w\-]*$", self.name):
@@ -102,6 +107,8 @@ class StepConfig(TypedConfig):
             raise ConfigError(f"{source}: step '{self.name}': trials={self.trials}, expected >= 1")
         if self.retries < 0:
             raise ConfigError(f"{source}: step '{self.name}': retries={self.retries}, expected >= 0")
+        if self.batch < 1:
+            raise ConfigError(f"{source}: step '{self.name}': batch={self.batch}, expected >= 1 (units per trial)")
         if self.foreach is not None and self.sample is not None:
             raise ConfigError(f"{source}: step '{self.name}' has both 'foreach' and 'sample'; use one")
         if self.foreach is not None and not isinstance(self.foreach, (list, str)):
@@ -243,6 +250,7 @@ class Unit:
     trial_job_id: str | None = None
     metrics: dict[str, Any] | None = None
     nni_status: str | None = None
+    group: int | None = None  # parameter id of the trial that runs this unit in a batch (``batch`` > 1)
 
 
 class PipelineScheduler:
@@ -267,6 +275,7 @@ class PipelineScheduler:
         }
         self.strategies: dict[str, Any] = {}
         self._interrupted: set[int] = set()
+        self._held: tuple[int, TrialSpec] | None = None
 
     # -- queries ---------------------------------------------------------------------------------
     def step(self, name: str) -> StepConfig:
@@ -479,7 +488,43 @@ class PipelineScheduler:
         return str(self.output_dir / step.name / name)
 
     def next_trial(self) -> tuple[int, TrialSpec] | None:
-        """The next trial to run (parameter id, spec), or None if none can start now."""
+        """The next trial to run (parameter id, spec), or None if none can start now.
+
+        In a step with ``batch`` > 1 the trial runs up to ``batch`` units: the spec is the first
+        unit's, with every unit (the first included) in ``spec.batch``.
+        """
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        first = self._next_unit()
+        if first is None:
+            return None
+        param_id, spec = first
+        size = self.step(spec.step).batch
+        if size <= 1:
+            return first
+        members = [first]
+        while len(members) < size:
+            st = self.step_state[spec.step]
+            if st["status"] != "running" or not (st["queue"] or (not st["exhausted"] and st["next_index"] < st["total"])):
+                break
+            nxt = self._next_unit()
+            if nxt is None:
+                break
+            if nxt[1].step != spec.step:  # the step ended meanwhile (skipped): that unit is the next trial
+                self._held = nxt
+                break
+            members.append(nxt)
+        if len(members) == 1:
+            return first
+        for pid, _ in members:
+            self.units[pid].group = param_id
+        spec.batch = [{"params": m.params, "out_dir": m.out_dir, "index": m.index, "attempt": m.attempt,
+                       "inputs": m.inputs} for _, m in members]
+        return param_id, spec
+
+    def _next_unit(self) -> tuple[int, TrialSpec] | None:
+        """The next unit of the running step as a one-unit trial spec."""
         from facenas.plugins.strategy import SearchExhausted
 
         self._advance()
@@ -500,7 +545,7 @@ class PipelineScheduler:
                     log.info("pipeline %s: step '%s': %s", self.config.name, step.name, exc)
                     st["exhausted"] = True
                     self._advance()
-                    return self.next_trial() if self.current < len(self.steps) else None
+                    return self._next_unit() if self.current < len(self.steps) else None
             st["next_index"] += 1
         else:
             return None
@@ -509,7 +554,7 @@ class PipelineScheduler:
         except FacenasError as exc:
             self._skip(step, f"trial {index}: {exc}")
             self._advance()
-            return self.next_trial() if self.current < len(self.steps) else None
+            return self._next_unit() if self.current < len(self.steps) else None
         if sample is not None:
             params.setdefault("sample", dict(sample))
         sc = step.sample_config()
@@ -558,6 +603,22 @@ class PipelineScheduler:
             return
         if unit.status != ISSUED:
             return
+        if unit.group is not None:  # a batch: each unit ends as its own result.json says
+            for member in [u for u in self.units.values() if u.group == unit.group and u.status == ISSUED]:
+                record = self._record_from_file(member)
+                if record is not None:
+                    member.metrics = dict(record.get("metrics") or {}) or None
+                    ok = record.get("status") == "SUCCEEDED"
+                else:  # not readable here (no shared storage): the trial's status; its final is the best unit's
+                    member.metrics = None
+                    ok = succeeded
+                self._end_unit(member, ok, "SUCCEEDED" if ok else ("FAILED" if succeeded else nni_status), trial_job_id)
+            self._advance()
+            return
+        self._end_unit(unit, succeeded, nni_status, trial_job_id)
+        self._advance()
+
+    def _end_unit(self, unit: Unit, succeeded: bool, nni_status: str | None, trial_job_id: str | None) -> None:
         unit.nni_status, unit.trial_job_id = nni_status, trial_job_id or unit.trial_job_id
         step = self.step(unit.step)
         st = self.step_state[step.name]
@@ -579,7 +640,14 @@ class PipelineScheduler:
             else:
                 strategy.tell(unit.sample, {"default": -math.inf, "error": nni_status or "failed"})
             st["strategy_state"] = strategy.state_dict()
-        self._advance()
+
+    @staticmethod
+    def _record_from_file(unit: Unit) -> dict[str, Any] | None:
+        try:
+            record = read_json(Path(unit.out_dir) / "result.json")
+        except (OSError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
 
     @staticmethod
     def _metrics_from_file(unit: Unit) -> dict[str, Any] | None:
