@@ -17,21 +17,25 @@ For each file, back to back on the same machine:
   summed), ``in_trial_overhead_s`` (mean of NNI's start-to-end time minus the stage's time: process
   start, imports, fetching the parameters), ``gap_s`` (mean time from one trial's end to the next
   trial's start while no trial runs: NNI's scheduling and polling), ``units`` (pipeline work
-  units, when a trial runs several).
+  units, when a trial runs several);
+- ``cold_process_import_s``: what a fresh interpreter takes to import ``nni``, ``torch``, the
+  stages, ``nni.nas`` (each ``python -c "import ..."``, best of 2): what every cold trial pays.
 
 Files whose tuner is not a facenas advisor (``toy_tpe_test.yml``) have no ``run-local``: only the
 nnictl time is recorded. ``--label`` names the run (``before`` / ``after`` a change); the file keeps
 the other labels' runs, so ``benchmarks/results/bench_nni_overhead.json`` holds both side by side.
 The ``before`` run is ``FACENAS_NNI_WARM=0`` (every trial in its own cold process, as before the
-warm trial server, :mod:`facenas.adapters.nni.warm`), the ``after`` run the default::
+warm trial server, :mod:`facenas.adapters.nni.warm`) with ``--unbatched`` (one trial per unit, as
+before batched units), the ``after`` run the default::
 
-    FACENAS_NNI_WARM=0 python -m benchmarks.bench_nni_overhead --label before
+    FACENAS_NNI_WARM=0 python -m benchmarks.bench_nni_overhead --label before --unbatched
     python -m benchmarks.bench_nni_overhead --label after
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -45,6 +49,22 @@ from benchmarks._common import RESULTS_DIR, save_result
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "nni"
 #: trials each file fails on purpose (the e2e tests' expectations)
 EXPECT_FAILED = {"toy_test": 1}
+
+
+def unbatched_copy(path: Path, folder: Path) -> Path:
+    """``path`` with every step's ``batch`` removed (one trial per unit, as before batching), in ``folder``."""
+    import yaml
+
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key in ("trialCodeDirectory", "searchSpaceFile"):
+        if cfg.get(key) and not Path(str(cfg[key])).is_absolute():
+            cfg[key] = str((path.parent / str(cfg[key])).resolve())
+    cfg.setdefault("trialCodeDirectory", str(path.parent.resolve()))
+    for step in ((cfg.get("tuner") or {}).get("classArgs") or {}).get("steps") or []:
+        step.pop("batch", None)
+    out = folder / path.name
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def _git_commit() -> str | None:
@@ -70,6 +90,31 @@ def run_local(path: Path, timeout: float) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"run_local_s": None, "error": proc.stderr.strip().splitlines()[-1:] or proc.returncode}
     return {"run_local_s": round(seconds, 2), "run_local_units": units}
+
+
+#: what a cold trial process imports before its stage runs (each timed in a fresh interpreter)
+IMPORTS = {
+    "python": "pass",
+    "nni": "import nni",
+    "torch": "import torch",
+    "facenas_trial_entry": "import facenas.adapters.nni.trial",
+    "facenas_stages": "from facenas.plugins.stages import STAGES; STAGES.get('ofa.evaluate')",
+    "nni_nas": "from facenas.adapters.nni import _imports; _imports.nas()",
+    "trial_all": "import nni, torch; from facenas.plugins.stages import STAGES; STAGES.get('ofa.evaluate')",
+}
+
+
+def import_costs(repeat: int = 2) -> dict[str, float]:
+    """Wall seconds of a fresh ``python -c CODE`` per entry of :data:`IMPORTS` (best of ``repeat``)."""
+    out = {}
+    for name, code in IMPORTS.items():
+        best = math.inf
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = round(best, 2)
+    return out
 
 
 def _trial_times(res: Any) -> dict[str, Any]:
@@ -134,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label", default="after", help="name of this run in the results file (before / after)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per run, each way")
     p.add_argument("--port", type=int, default=None, help="NNI port (default: a free loopback port)")
+    p.add_argument("--unbatched", action="store_true",
+                   help="drop the steps' `batch` (one trial per unit): the state before batched units")
+    p.add_argument("--no-imports", dest="imports", action="store_false",
+                   help="skip timing what a cold trial process imports")
     args = p.parse_args(argv)
     setup_logging(0)
     files = sorted(RECIPES.glob("*_test.yml"))
@@ -141,8 +190,13 @@ def main(argv: list[str] | None = None) -> None:
         wanted = {s.strip() for s in args.only.split(",")}
         files = [f for f in files if f.stem in wanted]
     out = RESULTS_DIR / "bench_nni_overhead.json"
-    for path in files:
-        row: dict[str, Any] = {}
+    costs = import_costs() if args.imports else None
+    if costs:
+        print("imports", json.dumps(costs), flush=True)
+    unbatched_dir = Path(tempfile.mkdtemp(prefix="facenas-bench-unbatched-"))
+    for original in files:
+        path = unbatched_copy(original, unbatched_dir) if args.unbatched else original
+        row: dict[str, Any] = {"batched": not args.unbatched}
         row.update(run_local(path, args.timeout))
         row.update(run_nnictl(path, args.timeout, args.port))
         if row.get("run_local_s") and row.get("nnictl_s") and row.get("trials"):
@@ -155,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             runs = dict((read_json(out).get("result") or {}).get("runs") or {})
         previous = dict(runs.get(args.label) or {}).get("files") or {}
         runs[args.label] = {"commit": _git_commit(), "warm_trials": warm.enabled(), "files": {**previous, path.stem: row},
+                            "cold_process_import_s": costs or dict(runs.get(args.label) or {}).get("cold_process_import_s"),
                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
 

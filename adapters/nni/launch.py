@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TRIAL_MODULE = "facenas.adapters.nni.trial"
+#: tries of ``nnictl create`` when the manager was too slow to come up (see :func:`create`)
+CREATE_ATTEMPTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -302,7 +304,19 @@ def create(
         resolved = Path(tmp) / Path(path).name
         resolved.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         args = ["create", "--config", resolved, "--port", port] + (["--debug"] if debug else [])
-        proc = nnictl(args, env=env, timeout=timeout)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                proc = nnictl(args, env=env, timeout=timeout)
+                break
+            except NNICommandError as exc:
+                # nnictl gives the new manager ~4 s to answer /check-status with JSON; a busy machine's
+                # manager still answers "INITIALIZING" then and nnictl gives up (NNI 3.0 launcher.py)
+                if "_check_rest_server" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                log.warning("nnictl create: the NNI manager was not ready in time (busy machine); trying again")
+                deadline = time.time() + 30
+                while not _port_free(bind_host(env), port) and time.time() < deadline:
+                    time.sleep(0.5)
     text = proc.stdout + proc.stderr
     match = re.search(r"Experiment ID:\s*(\w+)", text)
     if not match:

@@ -49,11 +49,17 @@ log = logging.getLogger(__name__)
 #: set to "0" in the NNI manager's environment to run every trial in its own process
 ENABLE_ENV = "FACENAS_NNI_WARM"
 _MAX_MSG = 1 << 20
+#: longest a trial waits for a server that is still importing (then it runs in its own process)
+STARTUP_WAIT_S = 120.0
 
 
 def socket_path(experiment_id: str) -> Path:
     """The warm server's socket for ``experiment_id`` (short: AF_UNIX paths are limited to 107 bytes)."""
     return Path(tempfile.gettempdir()) / f"facenas-warm-{os.getuid()}" / f"{experiment_id}.sock"
+
+
+def _starting_marker(path: Path) -> Path:
+    return path.with_suffix(".starting")
 
 
 def enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
@@ -67,6 +73,13 @@ def handoff(argv: Sequence[str]) -> int | None:
     if os.environ.get("NNI_PLATFORM") != "local" or not exp_id or not enabled():
         return None
     path = socket_path(exp_id)
+    starting = _starting_marker(path)
+    try:
+        deadline = starting.stat().st_mtime + STARTUP_WAIT_S  # a stale marker (a killed server) is not waited for
+    except OSError:
+        deadline = 0.0
+    while not path.exists() and starting.exists() and time.time() < deadline:
+        time.sleep(0.05)  # the server is importing what this process would import too: wait for it
     if not path.exists():
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -203,6 +216,7 @@ class WarmServer:
         self.sock.bind(str(path))
         self.sock.listen(16)
         self.sel.register(self.sock, selectors.EVENT_READ, "listen")
+        _starting_marker(path).unlink(missing_ok=True)
 
     @staticmethod
     def _import(name: str) -> None:
@@ -338,11 +352,9 @@ class WarmServer:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        try:
-            self.sock.close()
-            self.path.unlink()
-        except OSError:
-            pass
+        for leftover in (self.path, _starting_marker(self.path)):
+            leftover.unlink(missing_ok=True)
+        self.sock.close()
 
 
 def start(experiment_id: str, stages: Sequence[str], log_file: Path) -> Any | None:
@@ -352,6 +364,8 @@ def start(experiment_id: str, stages: Sequence[str], log_file: Path) -> Any | No
     if not enabled():
         return None
     path = socket_path(experiment_id)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _starting_marker(path).touch()  # trials that start meanwhile wait for the server instead of importing alongside it
     cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--socket", str(path), "--parent", str(os.getpid()),
            "--stages", ",".join(stages)]
     env = {k: v for k, v in os.environ.items() if k not in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL")}
@@ -372,8 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging(0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
-                        [s for s in args.stages.split(",") if s])
+    try:
+        server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
+                            [s for s in args.stages.split(",") if s])
+    finally:
+        _starting_marker(Path(args.socket)).unlink(missing_ok=True)
     server.serve()
     return 0
 

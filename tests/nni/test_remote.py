@@ -41,7 +41,7 @@ INSTALL = Path(__file__).with_name("install_sshd.sh")
 SSH_PORTS = (17122, 17123)
 NNI_PORT = 17160
 
-pytestmark = [pytest.mark.nni, pytest.mark.slow]
+pytestmark = [pytest.mark.nni, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _sshd() -> str:
