@@ -30,12 +30,14 @@ before batched units), the ``after`` run the default::
 
     FACENAS_NNI_WARM=0 python -m benchmarks.bench_nni_overhead --label before --unbatched
     python -m benchmarks.bench_nni_overhead --label after
+    python -m benchmarks.bench_nni_overhead --compare       # both, back to back per file
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -169,16 +171,39 @@ def run_nnictl(path: Path, timeout: float, port: int | None) -> dict[str, Any]:
     return row
 
 
+def _finish(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("run_local_s") and row.get("nnictl_s") and row.get("trials"):
+        row["ratio"] = round(row["nnictl_s"] / row["run_local_s"], 2)
+        row["overhead_per_trial_s"] = round((row["nnictl_s"] - row["run_local_s"]) / row["trials"], 2)
+        row["within_2x"] = row["ratio"] <= 2.0
+    return row
+
+
+def _save(out: Path, label: str, stem: str, row: dict[str, Any], costs: dict[str, float] | None, warm_trials: bool) -> None:
+    from facenas.utils.io import read_json
+
+    runs = {}
+    if out.is_file():  # saved after every file: other labels' runs and this run's earlier files are kept
+        runs = dict((read_json(out).get("result") or {}).get("runs") or {})
+    old = dict(runs.get(label) or {})
+    runs[label] = {"commit": _git_commit(), "warm_trials": warm_trials, "files": {**(old.get("files") or {}), stem: row},
+                   "cold_process_import_s": costs or old.get("cold_process_import_s"),
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
+
+
 def main(argv: list[str] | None = None) -> None:
     from facenas.adapters.nni import warm
-    from facenas.utils.io import read_json
     from facenas.utils.log import setup_logging
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", help="comma-separated file stems (e.g. ofa_test,tnas_test); default: every *_test.yml")
     p.add_argument("--label", default="after", help="name of this run in the results file (before / after)")
+    p.add_argument("--compare", action="store_true",
+                   help="per file, back to back: run-local, nnictl as before (FACENAS_NNI_WARM=0, --unbatched) saved "
+                        "as 'before', nnictl as is saved as 'after' (both against the same run-local time)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per run, each way")
-    p.add_argument("--port", type=int, default=None, help="NNI port (default: a free loopback port)")
+    p.add_argument("--port", type=int, default=None, help="first NNI port (each run takes the next even one; default: a free loopback port)")
     p.add_argument("--unbatched", action="store_true",
                    help="drop the steps' `batch` (one trial per unit): the state before batched units")
     p.add_argument("--no-imports", dest="imports", action="store_false",
@@ -194,24 +219,22 @@ def main(argv: list[str] | None = None) -> None:
     if costs:
         print("imports", json.dumps(costs), flush=True)
     unbatched_dir = Path(tempfile.mkdtemp(prefix="facenas-bench-unbatched-"))
+    ports = iter(range(args.port, args.port + 200, 2)) if args.port else None  # a stopped manager's port lingers in TIME_WAIT
     for original in files:
-        path = unbatched_copy(original, unbatched_dir) if args.unbatched else original
-        row: dict[str, Any] = {"batched": not args.unbatched}
-        row.update(run_local(path, args.timeout))
-        row.update(run_nnictl(path, args.timeout, args.port))
-        if row.get("run_local_s") and row.get("nnictl_s") and row.get("trials"):
-            row["ratio"] = round(row["nnictl_s"] / row["run_local_s"], 2)
-            row["overhead_per_trial_s"] = round((row["nnictl_s"] - row["run_local_s"]) / row["trials"], 2)
-            row["within_2x"] = row["ratio"] <= 2.0
-        print(path.stem, json.dumps(row), flush=True)
-        runs = {}
-        if out.is_file():  # saved after every file: other labels' runs and this run's earlier files are kept
-            runs = dict((read_json(out).get("result") or {}).get("runs") or {})
-        previous = dict(runs.get(args.label) or {}).get("files") or {}
-        runs[args.label] = {"commit": _git_commit(), "warm_trials": warm.enabled(), "files": {**previous, path.stem: row},
-                            "cold_process_import_s": costs or dict(runs.get(args.label) or {}).get("cold_process_import_s"),
-                            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        save_result("bench_nni_overhead", {"runs": runs, "goal": "nnictl_s <= 2 x run_local_s for every *_test.yml"})
+        unbatched = unbatched_copy(original, unbatched_dir)
+        path = unbatched if args.unbatched else original
+        local = run_local(path, args.timeout)
+        if args.compare:
+            os.environ[warm.ENABLE_ENV] = "0"
+            try:
+                before = _finish({"batched": False, **local, **run_nnictl(unbatched, args.timeout, next(ports) if ports else None)})
+            finally:
+                os.environ.pop(warm.ENABLE_ENV, None)
+            print(original.stem, "before", json.dumps(before), flush=True)
+            _save(out, "before", original.stem, before, costs, False)
+        row = _finish({"batched": not args.unbatched, **local, **run_nnictl(path, args.timeout, next(ports) if ports else None)})
+        print(original.stem, args.label, json.dumps(row), flush=True)
+        _save(out, args.label, original.stem, row, costs, warm.enabled())
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"
 INSTALL = Path(__file__).with_name("install_sshd.sh")
 SSH_PORTS = (17122, 17123)
-NNI_PORT = 17160
+NNI_PORTS = {"tnas_test": 17160, "ofa_test": 17162, "fail_fast": 17164}  # one per test: a closed port lingers in TIME_WAIT
 
 pytestmark = [pytest.mark.nni, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -184,7 +184,7 @@ def test_two_ssh_machines_are_reachable(machines):
 def test_method_pipeline_runs_on_two_remote_machines(machines, tmp_path, name):
     """tnas_test / ofa_test over NNI remote (two SSH machines): DONE, every trial SUCCEEDED, both machines used."""
     shared = tmp_path / "shared-output"  # absolute, and the same file system on both "machines"
-    res = run_experiment_e2e(RECIPES / f"{name}.yml", timeout=1500, overrides=_overrides(machines), port=NNI_PORT,
+    res = run_experiment_e2e(RECIPES / f"{name}.yml", timeout=1500, overrides=_overrides(machines), port=NNI_PORTS[name],
                              output_root=shared)
     assert res.status == "DONE" and not res.failed() and res.leftover_processes == []
     assert Path(res.output_dir).is_relative_to(shared)
@@ -230,7 +230,7 @@ def test_unreadable_reference_on_a_remote_machine_fails_fast(tmp_path):
             ]}},
             **_overrides(machines),
         }))
-        res = run_experiment_e2e(yml, timeout=600, expect_failed=1, port=NNI_PORT)
+        res = run_experiment_e2e(yml, timeout=600, expect_failed=1, port=NNI_PORTS["fail_fast"])
     finally:
         machines.close()
     assert machines.leftovers == []
