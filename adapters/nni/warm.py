@@ -150,7 +150,7 @@ def _reseed() -> None:
         sys.modules["numpy"].random.seed()
 
 
-def _child(request: dict[str, Any], fds: list[int], report_fd: int, close: list[int]) -> None:
+def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[int]) -> None:
     """In the forked child: become the trial and run it; never returns."""
     code = 1
     try:
@@ -183,7 +183,8 @@ def _child(request: dict[str, Any], fds: list[int], report_fd: int, close: list[
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-            os.write(report_fd, json.dumps(sorted(sys.modules)).encode())
+            # a file, not a pipe: the list outgrows a pipe's buffer and nobody reads it before we exit
+            report.write_text(json.dumps(sorted(sys.modules)), encoding="utf-8")
         except BaseException:  # noqa: BLE001
             pass
         os._exit(code)
@@ -197,6 +198,7 @@ class WarmServer:
         self.parent_pid = parent_pid
         self.children: dict[int, dict[str, Any]] = {}  # pid -> {"conn", "report"}
         self.learned: set[str] = set()
+        self.reports = 0
         self.sel = selectors.DefaultSelector()
         for name in preload:
             self._import(name)
@@ -261,21 +263,19 @@ class WarmServer:
             log.warning("bad request: %s", exc)
             conn.close()
             return
-        report_r, report_w = os.pipe()
+        self.reports += 1
+        report = self.path.parent / f"{self.path.stem}.{os.getpid()}.{self.reports}.modules"
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            os.close(report_r)
-            others = [self.sock.fileno(), conn.fileno()] + [c["conn"].fileno() for c in self.children.values()] \
-                + [c["report"] for c in self.children.values()]
-            _child(request, fds, report_w, others)
-        os.close(report_w)
+            others = [self.sock.fileno(), conn.fileno()] + [c["conn"].fileno() for c in self.children.values()]
+            _child(request, fds, report, others)
         for fd in fds:
             os.close(fd)
         conn.settimeout(None)
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        self.children[pid] = {"conn": conn, "report": report_r, "started": time.time()}
+        self.children[pid] = {"conn": conn, "report": report, "started": time.time()}
         self.sel.register(conn, selectors.EVENT_READ, pid)
 
     def _reap(self) -> None:
@@ -304,10 +304,10 @@ class WarmServer:
                     pass
             child["conn"].close()
             try:
-                with os.fdopen(child["report"], "rb") as fh:
-                    self.learned |= set(json.loads(fh.read() or b"[]")) - set(sys.modules)
+                self.learned |= set(json.loads(child["report"].read_text(encoding="utf-8") or "[]")) - set(sys.modules)
             except (OSError, ValueError):
                 pass
+            child["report"].unlink(missing_ok=True)
 
     def _client_gone(self, pid: int) -> None:
         """The trial process's connection became readable: it ended (NNI killed it); end its child."""
