@@ -129,9 +129,10 @@ def _trial_times(res: Any) -> dict[str, Any]:
             continue
         spans.append((start / 1000.0, end / 1000.0))
         env = (t.get("parameters") or {}).get("facenas") or {}
-        res_file = Path(env["out_dir"]) / "result.json" if env.get("out_dir") else None
-        if res_file is not None and res_file.is_file():
-            d = float(json.loads(res_file.read_text()).get("duration_s") or 0.0)
+        dirs = [m["out_dir"] for m in env.get("batch") or []] or ([env["out_dir"]] if env.get("out_dir") else [])
+        files = [Path(d) / "result.json" for d in dirs]
+        if files and all(f.is_file() for f in files):  # a batched trial: every unit's stage time
+            d = sum(float(json.loads(f.read_text()).get("duration_s") or 0.0) for f in files)
             stage += d
             in_trial.append(end / 1000.0 - start / 1000.0 - d)
     spans.sort()
