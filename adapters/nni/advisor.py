@@ -32,13 +32,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from facenas.adapters.nni import _imports
+from facenas.adapters.nni import _imports, warm
 
 _imports.nni()
 
@@ -60,6 +61,21 @@ def experiment_id_from_env() -> str | None:
     """The experiment id in the dispatcher process (its log folder is ``<workdir>/<id>/log``)."""
     log_dir = os.environ.get("NNI_LOG_DIRECTORY")
     return Path(log_dir).resolve().parent.name if log_dir else os.environ.get("NNI_EXP_ID")
+
+
+def training_platform_from_argv(argv: list[str] | None = None) -> str | None:
+    """The training platform of this experiment, from the ``--exp_params`` NNI starts the dispatcher with."""
+    import base64
+
+    argv = sys.argv if argv is None else argv
+    if "--exp_params" not in argv[:-1]:
+        return None
+    try:
+        params = json.loads(base64.b64decode(argv[argv.index("--exp_params") + 1]))
+    except (ValueError, TypeError):
+        return None
+    ts = params.get("trainingService") if isinstance(params, dict) else None
+    return str(ts.get("platform")) if isinstance(ts, dict) else None
 
 
 def manager_api_url() -> str | None:
@@ -103,6 +119,13 @@ class PipelineAdvisor(MsgDispatcherBase):
         self._resume_pending = False
         log.info("facenas advisor %s: pipeline '%s' with steps %s, output in %s", type(self).__name__, config.name,
                  [s.name for s in self.scheduler.steps], self.output_dir)
+        self._warm = None
+        if self.experiment_id and training_platform_from_argv() == "local":
+            try:  # local trials then skip the interpreter's imports (adapters/nni/warm.py)
+                self._warm = warm.start(self.experiment_id, sorted({s.stage for s in self.scheduler.steps}),
+                                        self.output_dir / "warm_server.log")
+            except OSError as exc:
+                log.warning("warm trial server not started (%s): every trial imports its modules itself", exc)
 
     @classmethod
     def pipeline_config(cls, class_args: Mapping[str, Any]) -> PipelineConfig:
@@ -222,6 +245,8 @@ class PipelineAdvisor(MsgDispatcherBase):
             self._summary()
             self.send(CommandType.NoMoreTrialJobs, json.dumps({"parameter_id": None, "parameter_source": "algorithm",
                                                                "parameters": ""}))
+            if self._warm is not None:
+                self._warm.terminate()
             if self.scheduler.config.finish_experiment:
                 threading.Thread(target=self._finish_experiment, daemon=True).start()
 

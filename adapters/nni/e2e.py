@@ -174,6 +174,8 @@ def run_experiment_e2e(
     keep: bool = False,
     stop_grace: float = 30.0,
     done_grace: float = 15.0,
+    port: int | None = None,
+    output_root: str | Path | None = None,
 ) -> E2EResult:
     """Run ``yml_path`` with ``nnictl`` end to end and check it (see the module docstring).
 
@@ -190,13 +192,15 @@ def run_experiment_e2e(
         stop_grace: seconds ``nnictl stop`` gets to end every process before leftovers are killed.
         done_grace: seconds an experiment whose trials all ended may stay in "no more trial" before
             it counts as finished (the facenas advisors turn it DONE within a second or two).
+        port: the portal / REST port (default: a free loopback port).
+        output_root: root of the facenas outputs (``--output-root``; required for ``remote``).
     """
     started = time.time()
     own_tmp = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="facenas-e2e-")) if own_tmp else Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    env = launch.nni_env(home=work / "home", config_dir=work / "nni-config")
-    port = launch.free_port()
+    env = launch.nni_env(home=work / "home", config_dir=work / "nni-config", output_root=output_root)
+    port = port or launch.free_port()
     exp_id = None
     info: dict[str, Any] = {}
     status, trials, bound, leftovers = "NOT STARTED", [], [], []

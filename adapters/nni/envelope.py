@@ -44,6 +44,10 @@ class TrialSpec:
             architecture description.
         role: what the step's network is (:data:`ROLES`): only a ``candidate`` trial's ``default``
             competes for the portal's best trial.
+        inputs: absolute paths of earlier steps' artefacts that ``params`` refer to; the trial
+            checks it can read them before its stage runs (a worker without shared storage fails fast).
+        batch: the units of a batched trial (a step's ``batch`` > 1), each a dict of ``params``,
+            ``out_dir``, ``index``, ``attempt``, ``inputs``; the trial runs them one after another.
     """
 
     stage: str
@@ -55,6 +59,8 @@ class TrialSpec:
     space: str | None = None
     space_config: dict[str, Any] | None = None
     role: str = "candidate"
+    inputs: list[str] | None = None
+    batch: list[dict[str, Any]] | None = None
 
     def to_parameters(self) -> dict[str, Any]:
         """NNI parameters: the envelope, plus the sample's labels at the top level."""
@@ -99,6 +105,8 @@ def from_parameters(
             space=envelope.get("space", space),
             space_config=dict(envelope.get("space_config") or space_config or {}),
             role=str(envelope.get("role", "candidate")),
+            inputs=[str(p) for p in envelope.get("inputs") or []] or None,
+            batch=[dict(b) for b in envelope.get("batch") or []] or None,
         )
     if not stage:
         raise FacenasError(

@@ -12,7 +12,12 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
    facenas (its folder goes first on ``PATH``), so trials import this facenas.
 4. **Checked before start.** The pipeline of a facenas advisor is validated (steps, stages,
    references' syntax) before NNI starts, so mistakes fail here, not in the dispatcher's log.
-5. **Isolation on request.** ``home`` / ``config_dir`` / ``output_root`` set ``HOME`` (NNI's
+5. **Shared outputs for more than one machine.** With NNI's ``remote`` training service trials run
+   on other machines and read earlier steps' artefacts by absolute path; ``create`` refuses such an
+   experiment unless the output root is given explicitly as an absolute path
+   (``--output-root`` / ``$FACENAS_NNI_OUTPUT``, or the pipeline's ``output_dir``) that every
+   machine mounts (NFS, NNI's ``sharedStorage``) -- see :func:`check_shared_output`.
+6. **Isolation on request.** ``home`` / ``config_dir`` / ``output_root`` set ``HOME`` (NNI's
    manifest and default working directory), ``NNI_CONFIG_DIR`` (registered algorithms) and
    ``FACENAS_NNI_OUTPUT`` (facenas outputs) for the NNI processes: tests use this to stay in a
    temporary folder.
@@ -28,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TRIAL_MODULE = "facenas.adapters.nni.trial"
+#: tries of ``nnictl create`` when the manager was too slow to come up (see :func:`create`)
+CREATE_ATTEMPTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -330,6 +338,36 @@ def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None 
     return cfg, warnings
 
 
+def training_platforms(cfg: Mapping[str, Any]) -> list[str]:
+    """The ``platform`` of each training service of an experiment config (a list in hybrid mode)."""
+    ts = cfg.get("trainingService") or {}
+    services = ts if isinstance(ts, list) else [ts]
+    return [str(t.get("platform") or "") for t in services if isinstance(t, Mapping)]
+
+
+def check_shared_output(path: str | os.PathLike, cfg: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """For trials on other machines (``remote``): the explicit, absolute output root every machine must see.
+
+    Returns the root (None for a single-machine experiment); raises :class:`ConfigError` when a
+    multi-machine experiment has none or a relative one, since trials would then write their
+    artefacts into a folder under the manager's ``~/nni-experiments`` the other machines cannot read.
+    """
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
+    if "remote" not in training_platforms(cfg):
+        return None
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    root = (pipeline.output_dir if pipeline is not None else None) or env.get(OUTPUT_ENV)
+    how = (f"give an absolute folder every machine mounts at the same path (NFS, or NNI's `sharedStorage`) as "
+           f"`facenas nni create --output-root /shared/facenas` (or ${OUTPUT_ENV}, or classArgs output_dir)")
+    if not root:
+        raise ConfigError(f"{path}: trainingService 'remote' runs trials on other machines, which read earlier steps' "
+                          f"artefacts by path, and no output root is set: {how}")
+    if not os.path.isabs(os.path.expanduser(str(root))):
+        raise ConfigError(f"{path}: output root {root!r} is relative; with trainingService 'remote' it must be absolute: {how}")
+    return str(root)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` whose successor is free too (some NNI platforms use port + 1)."""
     for _ in range(50):
@@ -361,17 +399,36 @@ def create(
     """``nnictl create`` a facenas experiment on loopback; returns id, port, URL, output folder."""
     import yaml
 
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
     env = dict(env) if env is not None else nni_env()
     cfg, warnings = prepare_config(path, overrides, env)
     for w in warnings:
         log.warning("%s: %s", path, w)
+    root = check_shared_output(path, cfg, env)
+    if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
+        pipeline = pipeline_config_of(cfg.get("tuner"))
+        template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
+        cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
     if not _port_free(bind_host(env), port):
         raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
     with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:
         resolved = Path(tmp) / Path(path).name
         resolved.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         args = ["create", "--config", resolved, "--port", port] + (["--debug"] if debug else [])
-        proc = nnictl(args, env=env, timeout=timeout)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                proc = nnictl(args, env=env, timeout=timeout)
+                break
+            except NNICommandError as exc:
+                # nnictl gives the new manager ~4 s to answer /check-status with JSON; a busy machine's
+                # manager still answers "INITIALIZING" then and nnictl gives up (NNI 3.0 launcher.py)
+                if "_check_rest_server" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                log.warning("nnictl create: the NNI manager was not ready in time (busy machine); trying again")
+                deadline = time.time() + 30
+                while not _port_free(bind_host(env), port) and time.time() < deadline:
+                    time.sleep(0.5)
     text = proc.stdout + proc.stderr
     match = re.search(r"Experiment ID:\s*(\w+)", text)
     if not match:
@@ -381,6 +438,9 @@ def create(
     if workdir is None:
         workdir = str(Path(env.get("HOME", os.path.expanduser("~"))) / "nni-experiments")
     out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
+    pipeline = pipeline_config_of(cfg.get("tuner"))
+    if pipeline is not None and pipeline.output_dir:  # the advisor writes there (see PipelineAdvisor)
+        out = Path(pipeline.output_dir.replace("{experiment_id}", exp_id))
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     host = bind_host(env)

@@ -23,6 +23,11 @@ portal never ranks, and their own measure as ``objective``. Every trial's final 
 carries ``step`` and ``role`` (the portal's trial table can show them as columns). Inside the
 pipeline (references, strategies, ``facenas nni results``) ``default`` stays the stage's own.
 
+``batch`` (units per trial, default 1: a trial then runs up to ``batch`` of the step's units one
+after another in one process -- each with its own folder and ``result.json``, each reported to
+NNI as an intermediate result, the best one as the trial's final result -- so a step of N
+units takes ceil(N / batch) trials and pays NNI's per-trial start-up that many times).
+
 References inside ``params`` (and ``foreach``) pass earlier steps' results and artefact paths into
 later steps. ``${...}`` alone in a string is replaced by the value itself (any JSON type); inside a
 longer string, by its text. ``$${`` writes a literal ``${``.
@@ -103,6 +108,7 @@ class StepConfig(TypedConfig):
     space: str | None = None
     space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     role: str | None = None
+    batch: int = 1
 
     def check(self, source: str) -> None:
         if self.role is not None and self.role not in ROLES:
@@ -115,6 +121,8 @@ class StepConfig(TypedConfig):
             raise ConfigError(f"{source}: step '{self.name}': trials={self.trials}, expected >= 1")
         if self.retries < 0:
             raise ConfigError(f"{source}: step '{self.name}': retries={self.retries}, expected >= 0")
+        if self.batch < 1:
+            raise ConfigError(f"{source}: step '{self.name}': batch={self.batch}, expected >= 1 (units per trial)")
         if self.foreach is not None and self.sample is not None:
             raise ConfigError(f"{source}: step '{self.name}' has both 'foreach' and 'sample'; use one")
         if self.foreach is not None and not isinstance(self.foreach, (list, str)):
@@ -305,6 +313,7 @@ class Unit:
     trial_job_id: str | None = None
     metrics: dict[str, Any] | None = None
     nni_status: str | None = None
+    group: int | None = None  # parameter id of the trial that runs this unit in a batch (``batch`` > 1)
 
 
 class PipelineScheduler:
@@ -332,6 +341,7 @@ class PipelineScheduler:
         }
         self.strategies: dict[str, Any] = {}
         self._interrupted: set[int] = set()
+        self._held: tuple[int, TrialSpec] | None = None
 
     # -- queries ---------------------------------------------------------------------------------
     def step(self, name: str) -> StepConfig:
@@ -436,6 +446,39 @@ class PipelineScheduler:
         out = _REF.sub(lambda m: str(self._lookup(m.group(1), ctx)), text)
         return out.replace("\0", "${")
 
+    def referenced_paths(self, template: Any, resolved: Any) -> list[str]:
+        """Artefact paths the references in ``template`` resolved to (``resolved`` is its resolution).
+
+        A string that came from a reference to an earlier step (``${teacher.result.output}/last.pt``,
+        ``${data.result.rec}``, ``${item}`` of a foreach over paths ...) counts when it is an absolute
+        path that exists here, where the advisor runs: the trial checks the worker can read it before
+        its stage runs (:func:`facenas.adapters.nni.trial.check_inputs`).
+        """
+        out: list[str] = []
+
+        def from_step(text: str) -> bool:
+            for m in _REF.finditer(text.replace("$${", "\0")):
+                root = _ROOT.match(m.group(1).strip().split(".")[0])
+                if root and (root.group("name") == "item" or root.group("name") in self.step_state):
+                    return True
+            return False
+
+        def walk(t: Any, r: Any) -> None:
+            if isinstance(t, Mapping) and isinstance(r, Mapping):
+                for k, v in t.items():
+                    if k in r:
+                        walk(v, r[k])
+            elif isinstance(t, list) and isinstance(r, list) and len(t) == len(r):
+                for tv, rv in zip(t, r):
+                    walk(tv, rv)
+            elif isinstance(t, str) and "${" in t and from_step(t):
+                for v in (r if isinstance(r, list) else [r]):
+                    if isinstance(v, str) and v.startswith("/") and "\n" not in v and Path(v).exists() and v not in out:
+                        out.append(v)
+
+        walk(template, resolved)
+        return out
+
     # -- scheduling ------------------------------------------------------------------------------
     def _context(self, step: StepConfig, index: int, sample: Mapping[str, Any] | None) -> dict[str, Any]:
         st = self.step_state[step.name]
@@ -511,7 +554,43 @@ class PipelineScheduler:
         return str(self.output_dir / step.name / name)
 
     def next_trial(self) -> tuple[int, TrialSpec] | None:
-        """The next trial to run (parameter id, spec), or None if none can start now."""
+        """The next trial to run (parameter id, spec), or None if none can start now.
+
+        In a step with ``batch`` > 1 the trial runs up to ``batch`` units: the spec is the first
+        unit's, with every unit (the first included) in ``spec.batch``.
+        """
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        first = self._next_unit()
+        if first is None:
+            return None
+        param_id, spec = first
+        size = self.step(spec.step).batch
+        if size <= 1:
+            return first
+        members = [first]
+        while len(members) < size:
+            st = self.step_state[spec.step]
+            if st["status"] != "running" or not (st["queue"] or (not st["exhausted"] and st["next_index"] < st["total"])):
+                break
+            nxt = self._next_unit()
+            if nxt is None:
+                break
+            if nxt[1].step != spec.step:  # the step ended meanwhile (skipped): that unit is the next trial
+                self._held = nxt
+                break
+            members.append(nxt)
+        if len(members) == 1:
+            return first
+        for pid, _ in members:
+            self.units[pid].group = param_id
+        spec.batch = [{"params": m.params, "out_dir": m.out_dir, "index": m.index, "attempt": m.attempt,
+                       "inputs": m.inputs} for _, m in members]
+        return param_id, spec
+
+    def _next_unit(self) -> tuple[int, TrialSpec] | None:
+        """The next unit of the running step as a one-unit trial spec."""
         from facenas.nas.strategy import SearchExhausted
 
         self._advance()
@@ -532,7 +611,7 @@ class PipelineScheduler:
                     log.info("pipeline %s: step '%s': %s", self.config.name, step.name, exc)
                     st["exhausted"] = True
                     self._advance()
-                    return self.next_trial() if self.current < len(self.steps) else None
+                    return self._next_unit() if self.current < len(self.steps) else None
             st["next_index"] += 1
         else:
             return None
@@ -541,7 +620,7 @@ class PipelineScheduler:
         except FacenasError as exc:
             self._skip(step, f"trial {index}: {exc}")
             self._advance()
-            return self.next_trial() if self.current < len(self.steps) else None
+            return self._next_unit() if self.current < len(self.steps) else None
         if sample is not None:
             params.setdefault("sample", dict(sample))
         sc = step.sample_config()
@@ -555,7 +634,8 @@ class PipelineScheduler:
         self.units[param_id] = unit
         spec = TrialSpec(stage=step.stage, params=params, out_dir=unit.out_dir, step=step.name, index=index,
                          attempt=attempt, space=space, space_config=space_config if space else None,
-                         role=self.roles[step.name])
+                         role=self.roles[step.name],
+                         inputs=self.referenced_paths(step.params, params) or None)
         return param_id, spec
 
     def unit_of_trial(self, trial_job_id: str) -> Unit | None:
@@ -592,6 +672,22 @@ class PipelineScheduler:
             return
         if unit.status != ISSUED:
             return
+        if unit.group is not None:  # a batch: each unit ends as its own result.json says
+            for member in [u for u in self.units.values() if u.group == unit.group and u.status == ISSUED]:
+                record = self._record_from_file(member)
+                if record is not None:
+                    member.metrics = dict(record.get("metrics") or {}) or None
+                    ok = record.get("status") == "SUCCEEDED"
+                else:  # not readable here (no shared storage): the trial's status; its final is the best unit's
+                    member.metrics = None
+                    ok = succeeded
+                self._end_unit(member, ok, "SUCCEEDED" if ok else ("FAILED" if succeeded else nni_status), trial_job_id)
+            self._advance()
+            return
+        self._end_unit(unit, succeeded, nni_status, trial_job_id)
+        self._advance()
+
+    def _end_unit(self, unit: Unit, succeeded: bool, nni_status: str | None, trial_job_id: str | None) -> None:
         unit.nni_status, unit.trial_job_id = nni_status, trial_job_id or unit.trial_job_id
         step = self.step(unit.step)
         st = self.step_state[step.name]
@@ -613,7 +709,14 @@ class PipelineScheduler:
             else:
                 strategy.tell(unit.sample, {"default": -math.inf, "error": nni_status or "failed"})
             st["strategy_state"] = strategy.state_dict()
-        self._advance()
+
+    @staticmethod
+    def _record_from_file(unit: Unit) -> dict[str, Any] | None:
+        try:
+            record = read_json(Path(unit.out_dir) / "result.json")
+        except (OSError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
 
     @staticmethod
     def _metrics_from_file(unit: Unit) -> dict[str, Any] | None:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import socket
 import sys
 import time
 import traceback
@@ -49,9 +51,11 @@ PARAMS_FILE = "params.json"
 #: seconds a local trial waits for the trial before it (by sequence id) to take its parameters
 FETCH_WAIT_ENV = "FACENAS_NNI_FETCH_WAIT"
 ORDER_DIR = ".parameter-order"
+#: set in a trial that runs as a child of the experiment's warm server (its pid)
+WARM_SERVER_ENV = "FACENAS_NNI_WARM_SERVER"
 
 
-def fetch_parameters_in_order(nni: Any) -> Any:
+def fetch_parameters_in_order(nni: Any, experiment_output: str | None = None) -> Any:
     """``nni.get_next_parameter()``, taken in sequence-id order on NNI's local training service.
 
     NNI 3.0's local training service (the v3 compatibility layer) hands queued parameters to
@@ -60,15 +64,22 @@ def fetch_parameters_in_order(nni: Any) -> Any:
     way round (the portal then shows swapped parameters). Asking in creation order avoids it: a
     trial with sequence id ``s`` waits (at most ``$FACENAS_NNI_FETCH_WAIT`` s, default 30) until
     trial ``s - 1`` has taken its parameters, marked by a file in the experiment output folder.
-    Other platforms fetch directly (the facenas advisors also cope with swapped parameters, see
-    :mod:`facenas.adapters.nni.advisor`).
+    NNI's ``remote`` service (the same v3 layer) hands parameters out the same way; there the
+    markers go to ``experiment_output`` (the shared output folder, ``{experiment_id}`` replaced),
+    which ``facenas nni create`` passes on the trial command line (``--experiment-output``).
+    Without it other platforms fetch directly (the facenas advisors also cope with swapped
+    parameters, see :mod:`facenas.adapters.nni.advisor`).
     """
     from facenas.adapters.nni.paths import output_dir_in_trial
 
     seq = os.environ.get("NNI_TRIAL_SEQ_ID", "")
-    if os.environ.get("NNI_PLATFORM") != "local" or not seq.lstrip("-").isdigit() or int(seq) < 0:
+    local = os.environ.get("NNI_PLATFORM") == "local"
+    if not (local or experiment_output) or not seq.lstrip("-").isdigit() or int(seq) < 0:
         return nni.get_next_parameter()
-    marker_dir = output_dir_in_trial() / ORDER_DIR
+    if local:
+        marker_dir = output_dir_in_trial() / ORDER_DIR
+    else:
+        marker_dir = Path(str(experiment_output).replace("{experiment_id}", os.environ.get("NNI_EXP_ID", ""))) / ORDER_DIR
     marker_dir.mkdir(parents=True, exist_ok=True)
     previous = marker_dir / str(int(seq) - 1)
     deadline = time.time() + float(os.environ.get(FETCH_WAIT_ENV, "30"))
@@ -133,24 +144,100 @@ def _process_record() -> dict[str, Any]:
     return {k: v for k, v in holder_record().items() if k in ("pid", "host", "start_ticks", "since")}
 
 
-def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None) -> int:
-    """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status."""
+class UnreadableInputError(FacenasError):
+    """An earlier step's artefact a trial refers to cannot be read on the machine the trial runs on."""
+
+
+def check_inputs(spec: TrialSpec) -> None:
+    """Fail fast, before the stage runs, when an artefact path the trial's parameters refer to
+    (``spec.inputs``: ``${teacher.result.output}/last.pt`` ...) is not readable on this machine.
+
+    Trials on NNI's ``remote`` (or any multi-machine) training service read earlier steps' outputs
+    by absolute path, so every machine must see the experiment output folder at the same path.
+    """
+    for path in spec.inputs or ():
+        p = Path(path)
+        try:
+            if p.is_dir():
+                next(iter(os.scandir(p)), None)
+            else:
+                with open(p, "rb") as fh:
+                    fh.read(1)
+            continue
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        raise UnreadableInputError(
+            f"step '{spec.step}': {path} (an artefact of an earlier step) is not readable on this machine "
+            f"({socket.gethostname()}: {reason}); every machine must see the experiment output folder at the same "
+            f"absolute path: mount shared storage on all of them (NNI's `sharedStorage` option, or NFS) and give "
+            f"that path as the output root (facenas nni create --output-root)"
+        )
+
+
+def run_batch(spec: TrialSpec, nni_info: Mapping[str, Any] | None = None) -> int:
+    """Run the units of a batched trial one after another in this process.
+
+    Each unit has its own folder and ``result.json`` (as a one-unit trial); each successful unit's
+    final metrics go to NNI as an intermediate result (with ``unit``: its index in the step), and the
+    trial's final result is the best unit's (highest ``default``) plus ``units`` and
+    ``units_succeeded``. Exit status 0 when at least one unit succeeded.
+    """
+    import dataclasses
+
+    from facenas.adapters.nni.reporter import nni_metric_dict, portal_metrics
+    from facenas.nas.report import LocalReporter
+
+    nni = _imports.nni()
+    units = list(spec.batch or [])
+    done = []
+    for position, member in enumerate(units):
+        unit = dataclasses.replace(spec, params=dict(member["params"]), out_dir=member["out_dir"], index=int(member["index"]),
+                                   attempt=int(member.get("attempt", 0)), inputs=member.get("inputs"), batch=None)
+        info = {**dict(nni_info or {}), "batch": {"position": position, "size": len(units)}}
+        run_trial(unit, unit.out_dir, info, reporter_cls=LocalReporter)
+        try:
+            record = json.loads((Path(unit.out_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            record = {"status": "FAILED"}
+        if record.get("status") == "SUCCEEDED":
+            metrics = nni_metric_dict(record.get("metrics") or {})
+            nni.report_intermediate_result({**metrics, "unit": float(unit.index)})
+            done.append(metrics)
+    if not done:
+        return 1
+    best = max(done, key=lambda m: m.get("default", -math.inf))
+    nni.report_final_result(portal_metrics({**best, "units": float(len(units)), "units_succeeded": float(len(done))},
+                                           spec.step, spec.role))
+    return 0
+
+
+def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str, Any] | None = None,
+              reporter_cls: type | None = None) -> int:
+    """Run one stage with an NNI reporter in ``out_dir``; returns the process exit status.
+
+    A batched trial (``spec.batch``) runs its units with :func:`run_batch`; ``reporter_cls``
+    (default :class:`~facenas.adapters.nni.reporter.NNIReporter`) is what a unit reports through.
+    """
     from facenas.adapters.nni.reporter import NNIReporter
     from facenas.nas.stages import STAGES
 
+    if spec.batch:
+        return run_batch(spec, nni_info)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = dict(nni_info or {})
     record: dict[str, Any] = {
         "stage": spec.stage, "step": spec.step, "index": spec.index, "attempt": spec.attempt,
         "out_dir": str(out), "params": jsonable(spec.params), "nni": info,
-        "space": spec.space, "space_config": spec.space_config, "role": spec.role,
+        "space": spec.space, "space_config": spec.space_config, "role": spec.role, "inputs": spec.inputs,
         "process": _process_record(),  # lets `facenas nni results` tell a killed trial from a running one
     }
     write_json(out / PARAMS_FILE, record)
     started = time.time()
-    reporter = NNIReporter(out, step=spec.step, role=spec.role)
+    # a batched trial's units report locally; the trial reports the best unit (run_batch)
+    reporter = reporter_cls(out) if reporter_cls is not None else NNIReporter(out, step=spec.step, role=spec.role)
     try:
+        check_inputs(spec)
         stage = STAGES.get(spec.stage)
         returned = dict(stage(spec.params, reporter) or {})
         if reporter.final_metrics is None:
@@ -195,13 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space-config", help="the space's config as JSON (or @file.json)")
     p.add_argument("--parameters", help="run outside NNI with these NNI-style parameters (JSON or @file.json)")
     p.add_argument("--output", help="trial folder (default: from the envelope, else <experiment output>/trials/<trial id>)")
+    p.add_argument("--experiment-output", help="the experiment output folder as every machine sees it ({experiment_id} "
+                   "replaced; facenas nni create adds it for remote experiments): parameters are taken in trial order")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, warm: bool = True) -> int:
     from facenas.adapters.nni.paths import output_dir_in_trial
     from facenas.utils.log import setup_logging
 
+    if warm:  # NNI local trials run in the experiment's warm server when there is one (adapters/nni/warm.py)
+        from facenas.adapters.nni.warm import handoff
+
+        code = handoff([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)
     setup_logging(0)
     try:
@@ -210,11 +305,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parameters = _json_arg(args.parameters, "--parameters")
             info: dict[str, Any] = {"standalone": True}
         else:
-            parameters = fetch_parameters_in_order(nni)
+            parameters = fetch_parameters_in_order(nni, args.experiment_output)
             info = {"experiment_id": nni.get_experiment_id(), "trial_id": nni.get_trial_id(),
-                    "sequence_id": nni.get_sequence_id()}
+                    "sequence_id": nni.get_sequence_id(), "host": socket.gethostname(), "cwd": os.getcwd()}
             if parameters is None:
                 raise FacenasError("NNI gave this trial no parameters (is it running under NNI? use --parameters to run it alone)")
+        if os.environ.get(WARM_SERVER_ENV):
+            info["warm_server"] = int(os.environ[WARM_SERVER_ENV])
         spec = from_parameters(parameters, stage=args.stage, params=_json_arg(args.params, "--params"),
                                space=args.space, space_config=_json_arg(args.space_config, "--space-config"))
         out_dir = spec.out_dir or args.output

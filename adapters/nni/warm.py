@@ -1,0 +1,399 @@
+"""Warm trials: NNI's local trials without paying Python's imports in every trial process.
+
+Measured under ``nnictl`` (``benchmarks/bench_nni_overhead.py``): most of what a local trial
+costs beyond its stage is the new interpreter importing ``nni`` (scipy.stats, pandas through
+json_tricks), ``torch`` and the stage's own heavy modules (``nni.nas`` pulls in Lightning) --
+seconds per trial on a busy 2-core machine, paid once by ``facenas nni run-local`` but by every
+trial under nnictl.
+
+A *warm server* (one per experiment, started by the facenas advisor, on the advisor's machine)
+imports those modules once and forks a child per trial:
+
+1. NNI starts the trial command as usual (``python -m facenas.adapters.nni.trial``); its
+   :func:`handoff` (before any heavy import) connects to the experiment's socket and passes its
+   argv, environment, working directory and stdin/stdout/stderr (``SCM_RIGHTS``);
+2. the server forks; the child takes the trial's file descriptors, working directory and
+   environment, re-reads NNI's trial environment (NNI 3.0 reads it at import time:
+   :func:`_rebind_nni`), reseeds the global RNGs and runs :func:`facenas.adapters.nni.trial.main`;
+3. the trial process relays signals to the child and exits with the child's status, so NNI sees an
+   ordinary trial (its stdout, metrics, exit code); a trial process that disappears gets its child
+   killed.
+
+Modules a child imported that the server had not are imported by the server after the child
+ends, so later trials of the same stage start warm. Only NNI's ``local`` platform hands off
+(remote trials run on other machines); anything unexpected (no server, a refused connection)
+falls back to running the trial in its own process. The socket lives in a ``0700`` folder of
+the user's and the server serves only its own uid (``SO_PEERCRED``). It exits when the advisor
+process that started it ends.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+#: set to "0" in the NNI manager's environment to run every trial in its own process
+ENABLE_ENV = "FACENAS_NNI_WARM"
+_MAX_MSG = 1 << 20
+#: longest a trial waits for a server that is still importing (then it runs in its own process)
+STARTUP_WAIT_S = 120.0
+
+
+def socket_path(experiment_id: str) -> Path:
+    """The warm server's socket for ``experiment_id`` (short: AF_UNIX paths are limited to 107 bytes)."""
+    return Path(tempfile.gettempdir()) / f"facenas-warm-{os.getuid()}" / f"{experiment_id}.sock"
+
+
+def _starting_marker(path: Path) -> Path:
+    return path.with_suffix(".starting")
+
+
+def enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
+    return env.get(ENABLE_ENV, "1") not in ("0", "false", "no", "")
+
+
+# -- the trial process (client) -----------------------------------------------------------------
+def handoff(argv: Sequence[str]) -> int | None:
+    """Run this trial in the experiment's warm server; its exit status, or None to run it here."""
+    exp_id = os.environ.get("NNI_EXP_ID")
+    if os.environ.get("NNI_PLATFORM") != "local" or not exp_id or not enabled():
+        return None
+    path = socket_path(exp_id)
+    starting = _starting_marker(path)
+    try:
+        deadline = starting.stat().st_mtime + STARTUP_WAIT_S  # a stale marker (a killed server) is not waited for
+    except OSError:
+        deadline = 0.0
+    while not path.exists() and starting.exists() and time.time() < deadline:
+        time.sleep(0.05)  # the server is importing what this process would import too: wait for it
+    if not path.exists():
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        request = json.dumps({"argv": list(argv), "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        socket.send_fds(sock, [request], [0, 1, 2])
+        reader = sock.makefile("rb")
+        first = json.loads(reader.readline() or b"{}")
+    except (OSError, ValueError) as exc:
+        log.debug("warm server at %s not usable (%s): running the trial in this process", path, exc)
+        sock.close()
+        return None
+    pid = first.get("pid")
+    if not isinstance(pid, int):
+        sock.close()
+        return None
+
+    def relay(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, relay)
+    try:
+        line = reader.readline()
+    except OSError:
+        line = b""
+    sock.close()
+    if not line:  # the server went away: make sure the child does not outlive us
+        relay(signal.SIGKILL, None)
+        print("facenas trial: the warm trial server ended before the trial did", file=sys.stderr)
+        return 1
+    return int(json.loads(line).get("exit", 1))
+
+
+# -- the server -----------------------------------------------------------------------------------
+def _rebind_nni() -> None:
+    """Make an already imported ``nni`` (3.0) read this process's trial environment again."""
+    import nni.runtime.env_vars as env_vars
+    import nni.runtime.log as nni_log
+    import nni.runtime.trial_command_channel as channel
+    import nni.trial as nni_trial
+
+    env_vars.trial_env_vars = env_vars._load_env_vars(env_vars._trial_env_var_names)
+    t = env_vars.trial_env_vars
+    nni_trial.trial_env_vars = t
+    nni_trial._params = None
+    nni_trial._experiment_id = t.NNI_EXP_ID or "STANDALONE"
+    nni_trial._trial_id = t.NNI_TRIAL_JOB_ID or "STANDALONE"
+    nni_trial._sequence_id = int(t.NNI_TRIAL_SEQ_ID) if t.NNI_TRIAL_SEQ_ID is not None else 0
+    channel._channel = None
+    root = logging.getLogger()
+    for tag, handler in list(nni_log.handlers.items()):  # the server's own (standalone) NNI log handler
+        root.removeHandler(handler)
+        del nni_log.handlers[tag]
+    nni_log.trial_env_vars = t
+    nni_log._init_logger()
+
+
+def _reseed() -> None:
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+
+
+def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[int]) -> None:
+    """In the forked child: become the trial and run it; never returns."""
+    code = 1
+    try:
+        for fd in close:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["FACENAS_NNI_WARM_SERVER"] = str(os.getppid())
+        sys.argv = list(request["argv"])
+        if "nni" in sys.modules:
+            _rebind_nni()
+        _reseed()
+        from facenas.adapters.nni import trial
+
+        code = trial.main(sys.argv[1:], warm=False)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the child must report and exit whatever happened
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # a file, not a pipe: the list outgrows a pipe's buffer and nobody reads it before we exit
+            report.write_text(json.dumps(sorted(sys.modules)), encoding="utf-8")
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(code)
+
+
+class WarmServer:
+    """Forks one child per trial from a process that has the heavy modules imported."""
+
+    def __init__(self, path: Path, parent_pid: int | None, preload: Sequence[str] = (), stages: Sequence[str] = ()):
+        self.path = path
+        self.parent_pid = parent_pid
+        self.children: dict[int, dict[str, Any]] = {}  # pid -> {"conn", "report"}
+        self.learned: set[str] = set()
+        self.reports = 0
+        self.sel = selectors.DefaultSelector()
+        for name in preload:
+            self._import(name)
+        if stages:
+            from facenas.nas.stages import STAGES
+
+            for stage in stages:
+                try:
+                    STAGES.get(stage)
+                except Exception as exc:  # noqa: BLE001 - the trial will report it
+                    log.warning("stage %s not preloaded: %s", stage, exc)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        if path.exists():
+            path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(16)
+        self.sel.register(self.sock, selectors.EVENT_READ, "listen")
+        _starting_marker(path).unlink(missing_ok=True)
+
+    @staticmethod
+    def _import(name: str) -> None:
+        import importlib
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - an optional warm-up
+            log.debug("preload of %s failed: %s", name, exc)
+
+    def _parent_alive(self) -> bool:
+        return self.parent_pid is None or os.getppid() == self.parent_pid
+
+    def _accept(self) -> None:
+        conn, _ = self.sock.accept()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():  # a forked child could not use CUDA
+            log.warning("CUDA was initialised in the warm server: trials run in their own processes from now on")
+            conn.close()
+            return
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            log.warning("refused a connection from uid %d", uid)
+            conn.close()
+            return
+        conn.settimeout(10)
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(conn, _MAX_MSG, 3)
+            while not msg.endswith(b"\n"):
+                more = conn.recv(_MAX_MSG)
+                if not more:
+                    raise ValueError("truncated request")
+                msg += more
+            request = json.loads(msg)
+            if len(fds) != 3:
+                raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
+        except (OSError, ValueError) as exc:
+            log.warning("bad request: %s", exc)
+            conn.close()
+            return
+        self.reports += 1
+        report = self.path.parent / f"{self.path.stem}.{os.getpid()}.{self.reports}.modules"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            others = [self.sock.fileno(), conn.fileno()] + [c["conn"].fileno() for c in self.children.values()]
+            _child(request, fds, report, others)
+        for fd in fds:
+            os.close(fd)
+        conn.settimeout(None)
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        self.children[pid] = {"conn": conn, "report": report, "started": time.time()}
+        self.sel.register(conn, selectors.EVENT_READ, pid)
+
+    def _reap(self) -> None:
+        now = time.time()
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 1 << 8
+            child = self.children[pid]
+            if not done:
+                if child.get("kill_at") and now > child["kill_at"]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                continue
+            del self.children[pid]
+            code = os.waitstatus_to_exitcode(status)
+            code = code if code >= 0 else 128 - code
+            if not child.get("kill_at"):
+                self.sel.unregister(child["conn"])
+                try:
+                    child["conn"].sendall(json.dumps({"exit": code}).encode() + b"\n")
+                except OSError:
+                    pass
+            child["conn"].close()
+            try:
+                self.learned |= set(json.loads(child["report"].read_text(encoding="utf-8") or "[]")) - set(sys.modules)
+            except (OSError, ValueError):
+                pass
+            child["report"].unlink(missing_ok=True)
+
+    def _client_gone(self, pid: int) -> None:
+        """The trial process's connection became readable: it ended (NNI killed it); end its child."""
+        child = self.children.get(pid)
+        if child is None or child.get("kill_at"):
+            return
+        try:
+            data = child["conn"].recv(1, socket.MSG_PEEK)
+        except OSError:
+            data = b""
+        if data:
+            return
+        log.warning("the trial process of child %d went away: ending the child", pid)
+        self.sel.unregister(child["conn"])
+        child["kill_at"] = time.time() + 5
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def serve(self) -> None:
+        log.info("warm trial server on %s (pid %d)", self.path, os.getpid())
+        try:
+            while self._parent_alive():
+                for key, _ in self.sel.select(timeout=0.2):
+                    if key.data == "listen":
+                        self._accept()
+                    else:
+                        self._client_gone(key.data)
+                self._reap()
+                if not self.children and self.learned:
+                    for name in sorted(self.learned, key=lambda n: n.count(".")):
+                        if name not in sys.modules and name != "__main__" and not name.startswith("facenas.adapters.nni.warm"):
+                            self._import(name)
+                    self.learned.clear()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for leftover in (self.path, _starting_marker(self.path)):
+            leftover.unlink(missing_ok=True)
+        self.sock.close()
+
+
+def start(experiment_id: str, stages: Sequence[str], log_file: Path) -> Any | None:
+    """Start the warm server of ``experiment_id`` (from the advisor); the Popen, or None if disabled."""
+    import subprocess
+
+    if not enabled():
+        return None
+    path = socket_path(experiment_id)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _starting_marker(path).touch()  # trials that start meanwhile wait for the server instead of importing alongside it
+    cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--socket", str(path), "--parent", str(os.getpid()),
+           "--stages", ",".join(stages)]
+    env = {k: v for k, v in os.environ.items() if k not in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL")}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, close_fds=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from facenas.utils.log import setup_logging
+
+    p = argparse.ArgumentParser(prog="python -m facenas.adapters.nni.warm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--socket", required=True)
+    p.add_argument("--parent", type=int, help="exit when this process ends")
+    p.add_argument("--stages", default="", help="stages to import at start (comma-separated)")
+    p.add_argument("--preload", default="torch,nni", help="modules to import at start (comma-separated)")
+    args = p.parse_args(argv)
+    setup_logging(0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
+                            [s for s in args.stages.split(",") if s])
+    finally:
+        _starting_marker(Path(args.socket)).unlink(missing_ok=True)
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
