@@ -3,7 +3,7 @@
 The repository's top-level folders map into the ``facenas`` namespace, so nothing named
 ``adapters``, ``plugins`` or ``recipes`` lands at the top of site-packages:
 
-    facenas/   -> facenas            (core: CLI, registry, config, utils)
+    facenas/   -> facenas            (core: CLI, registry, config, the NAS API in nas/, utils)
     adapters/  -> facenas.adapters   (InsightFace, NNI, runtimes)
     plugins/   -> facenas.plugins    (search methods)
     recipes/   -> facenas.recipes    (config modules and NNI experiment files)
