@@ -39,8 +39,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("facenas.adapters.nni.strategy", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.strategy", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.strategy", "facenas.plugins.strategy"): _FOLLOW_UP_CORE_API,
+    ("facenas.adapters.nni.trial", "facenas.plugins.report"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.trial", "facenas.plugins.space"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.nni.trial", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
+    ("facenas.adapters.nni.warm", "facenas.plugins.stages"): _FOLLOW_UP_CORE_API,
     ("facenas.adapters.runtime.lut", "facenas.plugins.space"):
         "latency tables build a space by name; " + _FOLLOW_UP_CORE_API,
 }
