@@ -51,3 +51,28 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
 @pytest.fixture
 def loader_factory():
     return tiny_loader
+
+
+#: A tiny MobileFaceNet recipe over the synthetic set (format with rec, val, epochs, workers,
+#: val_every, checkpoint_every): what the CLI, kill/resume and multi-node tests train.
+TINY_RECIPE = """
+from facenas.plugins.engine import TrainConfig
+config = TrainConfig()
+config.network = "mbf"
+config.network_kwargs = {{"width_mult": 0.125}}
+config.image_size = 32
+config.embedding_size = 32
+config.rec = {rec!r}
+config.num_classes = 24
+config.num_image = 240
+config.batch_size = 16
+config.num_epoch = {epochs}
+config.warmup_epoch = 1
+config.lr = 0.05
+config.val_targets = [{val!r}]
+config.val_every_epoch = {val_every}
+config.frequent = 5
+config.num_workers = {workers}
+config.threads = 1
+config.checkpoint_every = {checkpoint_every}
+"""

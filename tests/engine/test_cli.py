@@ -13,32 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-RECIPE = """
-from facenas.plugins.engine import TrainConfig
-config = TrainConfig()
-config.network = "mbf"
-config.network_kwargs = {{"width_mult": 0.125}}
-config.image_size = 32
-config.embedding_size = 32
-config.rec = {rec!r}
-config.num_classes = 24
-config.num_image = 240
-config.batch_size = 16
-config.num_epoch = {epochs}
-config.warmup_epoch = 1
-config.lr = 0.05
-config.val_targets = [{val!r}]
-config.val_every_epoch = 2
-config.frequent = 5
-config.num_workers = {workers}
-config.threads = 1
-config.checkpoint_every = 3
-"""
+from .conftest import TINY_RECIPE
+
 
 
 def _recipe(tmp_path: Path, data: Path, epochs: int = 4, workers: int = 0, name: str = "recipe.py") -> Path:
     path = tmp_path / name
-    path.write_text(RECIPE.format(rec=str(data), val=str(data / "val.bin"), epochs=epochs, workers=workers))
+    path.write_text(TINY_RECIPE.format(rec=str(data), val=str(data / "val.bin"), epochs=epochs, workers=workers,
+                                        val_every=2, checkpoint_every=3))
     return path
 
 

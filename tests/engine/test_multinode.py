@@ -21,29 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from facenas.adapters.nni.launch import descendants
+
+from .conftest import TINY_RECIPE
+
 pytestmark = pytest.mark.slow
 
-ENGINE_RECIPE = """
-from facenas.plugins.engine import TrainConfig
-config = TrainConfig()
-config.network = "mbf"
-config.network_kwargs = {{"width_mult": 0.125}}
-config.image_size = 32
-config.embedding_size = 32
-config.rec = {rec!r}
-config.num_classes = 24
-config.num_image = 240
-config.batch_size = 16
-config.num_epoch = 10
-config.warmup_epoch = 1
-config.lr = 0.05
-config.val_targets = [{val!r}]
-config.val_every_epoch = 5
-config.frequent = 5
-config.num_workers = 0
-config.threads = 1
-config.checkpoint_every = 2
-"""
+ENGINE_RECIPE = TINY_RECIPE.replace("{epochs}", "10").replace("{workers}", "0").replace("{val_every}", "5") \
+    .replace("{checkpoint_every}", "2")
 
 OFA_RECIPE = """
 from facenas.plugins.ofa.train import progressive_shrinking_phases
@@ -120,27 +105,9 @@ def _assert_same(a: list[dict], b: list[dict], atol: float = 1e-5) -> None:
                 assert torch.equal(ra[k], rb[k]), k
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (torchrun starts its workers in sessions of their own)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _kill_node(proc: subprocess.Popen) -> None:
     """``kill -9`` of a node: its launcher and every process under it."""
-    for pid in [proc.pid, *_descendants(proc.pid)]:
+    for pid in [proc.pid, *descendants(proc.pid)]:  # torchrun starts its workers in sessions of their own
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -20,3 +20,17 @@ def nas_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setattr(config_utils.Experiments.__init__, "__defaults__", (str(home),))
     return tmp_path
+
+
+def stop_and_check_nothing_left(exp_id: str, env: dict) -> None:
+    """``nnictl stop`` an experiment, then fail (after cleaning up) if any of its processes is left."""
+    import time
+
+    from facenas.adapters.nni import launch
+
+    launch.nnictl(["stop", exp_id], env=env, check=False)
+    time.sleep(2)
+    left = launch.experiment_processes(exp_id)
+    if left:
+        launch.terminate(left)
+    assert left == [], f"processes left behind: {left}"

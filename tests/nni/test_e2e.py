@@ -18,6 +18,8 @@ from facenas.adapters.nni.e2e import run_experiment_e2e
 from facenas.adapters.nni.results import summarize
 from facenas.nas.space import create_space
 
+from .conftest import stop_and_check_nothing_left
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"
 
@@ -125,12 +127,7 @@ def test_stop_resume_and_view(tmp_path):
         assert len(client.trials()) == len(trials)
         assert launch.listening_sockets(port3) == ["127.0.0.1"]
     finally:
-        launch.nnictl(["stop", exp_id], env=env, check=False)
-        time.sleep(2)
-        left = launch.experiment_processes(exp_id)
-        if left:
-            launch.terminate(left)
-        assert left == [], f"processes left behind: {left}"
+        stop_and_check_nothing_left(exp_id, env)
 
 
 METHOD_TEST_FILES = sorted(p for p in RECIPES.glob("*_test.yml") if not p.name.startswith("toy"))

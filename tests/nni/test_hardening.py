@@ -23,6 +23,8 @@ from facenas.errors import ConfigError
 from facenas.utils.io import write_json
 from facenas.utils.lock import holder_record
 
+from .conftest import stop_and_check_nothing_left
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"
 
@@ -86,12 +88,7 @@ def test_a_rebinding_delete_does_not_stop_a_running_experiment(tmp_path):
         assert client.status()["status"] not in ("STOPPED", "STOPPING", "ERROR")  # NNI never saw the request
         assert launch.listening_sockets(port) == ["127.0.0.1"]
     finally:
-        launch.nnictl(["stop", exp_id], env=env, check=False)
-        time.sleep(2)
-        left = launch.experiment_processes(exp_id)
-        if left:
-            launch.terminate(left)
-        assert left == [], f"processes left behind: {left}"
+        stop_and_check_nothing_left(exp_id, env)
 
 
 def _has_curl() -> bool:

@@ -77,11 +77,8 @@ def mbf(num_features: int = 512, fp16: bool = False, dropout: float = 0.0, block
 def mbf_large(num_features: int = 512, fp16: bool = False, dropout: float = 0.0, blocks: tuple = (2, 8, 12, 4),
               scale: int = 4, width_mult: float = 1.0, input_size: int = 112, act: str = "prelu") -> nn.Module:
     """Large MobileFaceNet (arcface_torch ``mbf_large``); ``act="relu"``: ReLU in place of PReLU."""
-    from .mobilefacenet import MobileFaceNet
-
     _no_dropout("mbf_large", dropout)
-    return MobileFaceNet(fp16, num_features, tuple(blocks), scale, width_mult=width_mult, input_size=input_size,
-                         act=act)
+    return mbf(num_features, fp16, 0.0, blocks, scale, width_mult, input_size, act)
 
 
 @BACKBONES.register("airface")
