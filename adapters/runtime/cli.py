@@ -29,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TFLite int8: .rec folder/file (or .bin) of representative faces (default: ../shared/data/celeba299)")
     p.add_argument("--calibration-images", type=int, default=200, help="TFLite int8: number of representative faces")
     p.add_argument("--eval-bin", default=None, help="TFLite int8: .bin set to report the accuracy change on (e.g. lfw.bin)")
-    p.add_argument("--no-check", action="store_true", help="skip the parity check")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check (and its pass/fail thresholds)")
+    p.add_argument("--min-cosine", type=float, default=None,
+                   help="fail (exit 3, file not kept) below this min cosine to the torch model (default 0.999; int8 0.9)")
+    p.add_argument("--min-spread", type=float, default=0.5,
+                   help="fail when embeddings vary across faces less than this fraction of the torch model's (int8)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.05,
+                   help="fail when --eval-bin accuracy drops more than this from float32 to int8")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(handler=_export)
 
@@ -103,6 +109,9 @@ def _export(args) -> int:
     if not loaded.trained:
         log.warning("%s has freshly initialised weights (an architecture / name, not a checkpoint)", args.model)
     size = (args.input_size, args.input_size)
+    from .export_checks import ExportThresholds
+
+    thresholds = ExportThresholds(args.min_cosine, args.min_spread, args.max_accuracy_drop)
     result: dict = {"format": fmt, "out": args.out, "model": loaded.source, "native_input_size": list(loaded.input_size),
                     "input_size": list(size)}
     if fmt == "onnx":
@@ -113,12 +122,14 @@ def _export(args) -> int:
         result["parity"] = report.to_dict() if report else None
         if report and not args.json:
             print(report.line())
+        if report:
+            _enforce_onnx(report.to_dict(), thresholds, args.out)
     else:
         from .tflite_export import export_tflite
 
         out = export_tflite(loaded.module, args.out, size, native_size=loaded.input_size, check=not args.no_check,
                             int8=args.int8, calibration=args.calibration, calibration_images=args.calibration_images,
-                            eval_bin=args.eval_bin)
+                            eval_bin=args.eval_bin, thresholds=thresholds)
         result.update(out)
         if not args.json:
             for key in ("parity", "int8_parity"):
@@ -131,6 +142,18 @@ def _export(args) -> int:
     else:
         print(f"wrote {args.out}")
     return 0
+
+
+def _enforce_onnx(parity: dict, thresholds, out: str) -> None:
+    """Remove a written ONNX file whose parity is below the threshold, and fail naming the figure."""
+    import os
+
+    from .export_checks import check_export, raise_on_failures
+
+    failures = check_export("onnxruntime", parity, None, None, thresholds, int8=False)
+    if failures and os.path.exists(out):
+        os.remove(out)
+    raise_on_failures(failures, out, written=True)
 
 
 def _latency(args) -> int:
