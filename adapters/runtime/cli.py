@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="batch-1 latency (median, p90) of a model in onnxruntime, TFLite or torch")
     p.add_argument("--model", required=True, help=".onnx / .tflite file, facenas checkpoint, architecture JSON or backbone name")
     p.add_argument("--network", default=None, help="backbone name for an arcface_torch bare state dict")
-    p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")
+    p.add_argument("--runtime", choices=RUNTIMES, nargs="+", default=None,
+                   help="one or more (a side-by-side report at one input size); default: tflite for a .tflite "
+                        "file, else onnxruntime")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="input size to measure a checkpoint/architecture at (default: its native size; another "
+                        "size puts the export's resize in front, as `facenas export --input-size` does)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
@@ -157,18 +162,25 @@ def _enforce_onnx(parity: dict, thresholds, out: str) -> None:
 
 
 def _latency(args) -> int:
-    from .latency import device_info, measure_latency
+    from .latency import device_info, measure_runtimes, runtime_of
 
-    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network,
-                          args.clock)
-    out = res.to_dict()
+    size = (args.input_size, args.input_size) if args.input_size else None
+    runtimes = args.runtime or [runtime_of(args.model, None)]
+    results = measure_runtimes(args.model, runtimes, size, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                               min_time_s=args.min_time, network=args.network, clock=args.clock)
+    if len(results) == 1:
+        out = next(iter(results.values())).to_dict()
+    else:
+        first = next(iter(results.values()))
+        out = {"model": first.model, "input_size": first.input_size, "runtimes": {k: v.to_dict() for k, v in results.items()}}
     out["clock"] = args.clock
     out["device"] = device_info()
     if args.json:
         emit_json(out)
     else:
-        print(f"{res.model} [{res.runtime}, {res.threads} thread(s), input {res.input_shape}]: "
-              f"median {res.median_ms:.3f} ms, p90 {res.p90_ms:.3f} ms ({res.runs} runs after {res.warmup} warm-up)")
+        for res in results.values():
+            print(f"{res.model} [{res.runtime}, {res.threads} thread(s), input {res.input_shape}]: "
+                  f"median {res.median_ms:.3f} ms, p90 {res.p90_ms:.3f} ms ({res.runs} runs after {res.warmup} warm-up)")
     return 0
 
 
