@@ -99,8 +99,8 @@ def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
         return bridge.get_model(cfg.network, **kwargs)
     if cfg.network_kwargs and not str(cfg.network).endswith(".json"):
         kwargs.update(cfg.network_kwargs)
-    if cfg.image_size is not None and "input_size" not in kwargs and not str(cfg.network).endswith(".json"):
-        kwargs["input_size"] = cfg.image_size
+    if cfg.image_size is not None and "input_size" not in kwargs:
+        kwargs["input_size"] = cfg.image_size  # a description is rebuilt at that size when it was searched at another
     return get_model(cfg.network, **kwargs)
 
 
