@@ -137,8 +137,8 @@ def _export(args) -> int:
                             eval_bin=args.eval_bin, thresholds=thresholds)
         result.update(out)
         if not args.json:
-            for key in ("parity", "int8_parity"):
-                if result.get(key):
+            for key in ("parity", "int8_parity", "int8_spread_ratio"):
+                if result.get(key) is not None:
                     print(f"{key}: {json.dumps(result[key])}")
             if result.get("accuracy"):
                 print(f"accuracy: {json.dumps(result['accuracy'])}")
