@@ -135,4 +135,3 @@ def test_slice_and_asymmetric_pad_on_nhwc_maps():
     want = np.pad(x, [(0, 0), (0, 0), (0, 1), (0, 2)])[:, :, 1:, 1:6:2]
     np.testing.assert_array_equal(got, want)
     assert onnx
-
