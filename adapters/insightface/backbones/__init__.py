@@ -3,11 +3,13 @@
 ``get_model(name, **kwargs)`` has arcface_torch's signature (``backbones/__init__.py``): names
 ``r18 r34 r50 r100 r200 mbf mbf_large`` plus ``airface``, kwargs ``num_features``, ``fp16``,
 ``dropout`` and our extensions (``width_mult``, ``input_size``, ...). It also accepts a facenas
-architecture description (``facenas.arch/1``: a dict, a JSON file or JSON text), so a searched
-backbone drops into arcface_torch's ``train_v2.py`` by changing one import::
+architecture description (``facenas.arch/1``: a dict, a JSON file or JSON text), so arcface_torch's
+``train_v2.py`` can train a searched backbone after its ``get_model`` import is changed and, for a
+network searched below 112 px, ``input_size=112`` is added to the call (train_v2 needs CUDA,
+NCCL and mxnet besides: see docs/training.md)::
 
     from facenas.adapters.insightface.backbones import get_model
-    backbone = get_model("runs/enas/best_arch.json", dropout=0.0, fp16=cfg.fp16, num_features=512)
+    backbone = get_model("runs/enas/best_arch.json", dropout=0.0, fp16=cfg.fp16, num_features=512, input_size=112)
 
 Checkpoints: :func:`load_backbone` reads facenas ``facenas.model/1`` files, arcface_torch
 ``model.pt`` state dicts (with the network name) and ONNX files (a frozen teacher);
@@ -115,8 +117,11 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
         name: a ``BACKBONES`` name (``"r50"``, ``"mbf"``...) or an architecture description
             (dict / path to JSON / JSON text, format ``facenas.arch/1``).
         kwargs: the factory's keyword arguments (``num_features``, ``fp16``, ``dropout``, ...).
-            For a description, ``num_features`` sets the space's ``embedding_size`` and
-            ``fp16`` / ``dropout`` are accepted and ignored (searched networks have neither).
+            For a description, ``num_features`` sets the space's ``embedding_size``,
+            ``input_size`` rebuilds the space at that size (its head re-sized; an architecture
+            that cannot run there fails naming why), ``fp16`` runs the body under CUDA autocast
+            and the head in float32 as arcface_torch's backbones do; ``dropout`` is ignored with a
+            warning (searched networks have no dropout layer).
 
     The returned module carries ``facenas_network`` (how to rebuild it), which
     :func:`save_backbone` stores in ``facenas.model/1`` checkpoints.
@@ -138,9 +143,15 @@ def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
     from facenas.plugins.space import build_from_description, load_description
 
     desc = copy.deepcopy(load_description(source))
-    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout")}
+    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout", "input_size")}
     if extra:
-        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout, not {sorted(extra)}")
+        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout/input_size, "
+                          f"not {sorted(extra)}")
+    searched_size = desc["space_config"].get("input_size")
+    if kwargs.get("input_size") is not None:
+        from .searched import at_input_size
+
+        desc = at_input_size(desc, kwargs["input_size"])
     if kwargs.get("dropout"):
         log.warning("dropout=%s ignored for a searched architecture (it has no dropout layer)", kwargs["dropout"])
     nf = kwargs.get("num_features")
@@ -152,5 +163,15 @@ def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
         elif "embedding_size" not in cfg:
             raise ConfigError(f"space '{desc['space']}' has no embedding_size in its config; cannot set num_features={nf}")
     model = build_from_description(desc)
+    if desc["space_config"].get("input_size") != searched_size:
+        from .searched import check_builds_at
+
+        check_builds_at(model, desc, searched_size)
+        log.info("architecture %s searched at input %s built at %s (its head re-sized, fresh weights)", desc["space"],
+                 searched_size, desc["space_config"]["input_size"])
+    if kwargs.get("fp16"):
+        from .searched import enable_fp16
+
+        enable_fp16(model)
     model.facenas_network = {"arch": json.loads(json.dumps(desc))}
     return model
