@@ -5,7 +5,8 @@
 Reads only what the benchmarks recorded (``benchmarks/results/*.json``); a benchmark that has not
 been run is listed as missing, never filled in. Sections: data-layer speed ratios, LUT prediction
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
-budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA, deployment latency.
+budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA, deployment latency,
+export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front.
 """
@@ -305,6 +306,88 @@ def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = Non
          "LFW acc (TFLite fp32)"], rows)
 
 
+def section_export_passes(results: Path) -> str:
+    """Latency of each network as exported plain and with the runtime's graph passes (bench_export_passes)."""
+    r = _load(results, "bench_export_passes")
+    title = "## Export graph passes (batch 1, 1 thread, 64 px; medians of interleaved rounds, one run)"
+    if not r:
+        return title + "\n\n" + _missing("bench_export_passes", "python -m benchmarks.bench_export_passes")
+    rows = []
+    for name, net in r.get("networks", {}).items():
+        forms = net.get("forms", {})
+        plain = forms.get("plain", {}).get("latency_ms", {})
+        default = r.get("defaults", {}).get("onnxruntime") or []
+        passed = forms.get(default[0], {}) if default else {}
+        best = passed.get("latency_ms", {}) if passed else plain
+        row = [name, forms.get("plain", {}).get("prelu_nodes")]
+        for runtime in ("onnxruntime", "tflite"):
+            a, b = plain.get(runtime, {}).get("median_ms"), best.get(runtime, {}).get("median_ms")
+            row += [a, b, (a / b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None]
+        row.append(max(passed.get("max_abs_diff_vs_plain", {}).values(), default=None) if passed else 0.0)
+        rows.append(row)
+    return "\n\n".join([title, f"Default passes: {r.get('defaults')}; outputs compared with the plain export.",
+                         _table(["network", "PReLU nodes", "ORT plain ms", "ORT passes ms", "ORT speed-up",
+                                 "TFLite plain ms", "TFLite passes ms", "TFLite speed-up", "max abs diff"], rows)])
+
+
+def section_hardening(results: Path) -> str:
+    """Counts of the data-file fuzz run and the CLI / recipe / NNI bad-input cases."""
+    title = "## Bad input (fuzzed files, CLI cases)"
+    rows = []
+    for name, how in (("fuzz_data", "python -m benchmarks.fuzz_data --cases 320 --seed 0 --save"),
+                      ("hardening_cli", "python -m benchmarks.hardening_cli")):
+        r = _load(results, name)
+        if not r:
+            rows.append([name, _missing(name, how), None, None, None, None, None])
+            continue
+        rows.append([name, r.get("tried"), r.get("clean"), r.get("traceback"), r.get("hang"), r.get("oom", "–"),
+                     r.get("accepted")])
+    return "\n\n".join([title, _table(["record", "tried", "clean (one line / identical)", "traceback", "hang", "OOM",
+                                        "wrong data accepted"], rows)])
+
+
+def section_scale(results: Path) -> str:
+    """nnictl vs run-local per test experiment (before / after the overhead work), MS1M-shape data, PartialFC."""
+    parts = ["## NNI per-trial overhead and MS1M scale"]
+    r = _load(results, "bench_nni_overhead")
+    if not r:
+        parts.append(_missing("bench_nni_overhead", "python -m benchmarks.bench_nni_overhead"))
+    else:
+        runs = r.get("runs", {})
+        files = sorted(set().union(*(v.get("files", {}) for v in runs.values())))
+        rows = []
+        for f in files:
+            b, a = runs.get("before", {}).get("files", {}).get(f, {}), runs.get("after", {}).get("files", {}).get(f, {})
+            rows.append([f, a.get("run_local_s"), a.get("nnictl_s"), b.get("ratio"), a.get("ratio"),
+                         b.get("in_trial_overhead_s"), a.get("in_trial_overhead_s"), a.get("within_2x")])
+        parts.append(f"Goal: {r.get('goal')}.")
+        parts.append(_table(["experiment file", "run-local s", "nnictl s", "ratio before", "ratio after",
+                             "in-trial overhead s/trial before", "after", "within 2x"], rows))
+    m = _load(results, "bench_ms1m_scale")
+    if not m:
+        parts.append(_missing("bench_ms1m_scale", "python -m benchmarks.bench_ms1m_scale"))
+    else:
+        idx = m.get("index", {}).get("numpy", {})
+        shape = m.get("shape", {})
+        rows = [[f"`.idx` + layout load, {shape.get('images')} images / {shape.get('identities')} identities",
+                 f"{_f(idx.get('seconds'), 2)} s, +{_f(idx.get('peak_added_mb'), 0)} MB peak",
+                 f"meets goal (<= 10 s, <= 1 GB): {_f(m.get('index', {}).get('meets_goal'))}"]]
+        for key, t in m.get("throughput", {}).items():
+            if key == "workers_for_2000_img_s":
+                rows.append(["loader workers to feed 2,000 img/s (112 px)",
+                             f"{t.get('workers_with_a_free_core_each')} with a free core each, "
+                             f"{t.get('workers_at_wall_rate')} at this shared machine's wall rate", t.get("from")])
+                continue
+            rows.append([f"read + decode: {key}", f"{_f(t.get('img_per_s'), 0)} img/s wall",
+                         f"{_f(t.get('img_per_cpu_s') or t.get('img_per_worker_cpu_s'), 0)} img per CPU-second"])
+        for pfc in m.get("partial_fc") or []:
+            rows.append([f"PartialFC {pfc.get('num_classes')} classes, sample_rate {pfc.get('sample_rate')}, "
+                         f"batch {pfc.get('batch_size')}, {pfc.get('threads')} threads",
+                         f"{_f(pfc.get('step_s_median'), 2)} s/step", f"+{_f(pfc.get('peak_added_mb'), 0)} MB peak"])
+        parts.append(_table(["MS1MV3-shape synthetic set", "measured", "note"], rows))
+    return "\n\n".join(parts)
+
+
 def render(results: Path) -> dict[str, Any]:
     """Write ``summary.md`` and (when there are points) ``summary.png`` into ``results``."""
     from facenas.utils.plot import pareto_front, plot_accuracy_latency
@@ -315,7 +398,8 @@ def render(results: Path) -> dict[str, Any]:
              "the JSON in this folder (machine, versions and command line are recorded there)."]
     parts += [s(results) for s in sections]
     parts.append(report)
-    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows)]
+    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
+              section_export_passes(results), section_hardening(results), section_scale(results)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
     if points:

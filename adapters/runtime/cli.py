@@ -29,14 +29,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TFLite int8: .rec folder/file (or .bin) of representative faces (default: ../shared/data/celeba299)")
     p.add_argument("--calibration-images", type=int, default=200, help="TFLite int8: number of representative faces")
     p.add_argument("--eval-bin", default=None, help="TFLite int8: .bin set to report the accuracy change on (e.g. lfw.bin)")
-    p.add_argument("--no-check", action="store_true", help="skip the parity check")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check (and its pass/fail thresholds)")
+    p.add_argument("--min-cosine", type=float, default=None,
+                   help="fail (exit 3, file not kept) below this min cosine to the torch model (default 0.999; int8 0.9)")
+    p.add_argument("--min-spread", type=float, default=0.5,
+                   help="fail when embeddings vary across faces less than this fraction of the torch model's (int8)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.05,
+                   help="fail when --eval-bin accuracy drops more than this from float32 to int8")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(handler=_export)
 
     p = sub.add_parser("latency", help="batch-1 latency (median, p90) of a model in onnxruntime, TFLite or torch")
     p.add_argument("--model", required=True, help=".onnx / .tflite file, facenas checkpoint, architecture JSON or backbone name")
     p.add_argument("--network", default=None, help="backbone name for an arcface_torch bare state dict")
-    p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")
+    p.add_argument("--runtime", choices=RUNTIMES, nargs="+", default=None,
+                   help="one or more (a side-by-side report at one input size); default: tflite for a .tflite "
+                        "file, else onnxruntime")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="input size to measure a checkpoint/architecture at (default: its native size; another "
+                        "size puts the export's resize in front, as `facenas export --input-size` does)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
@@ -103,6 +114,9 @@ def _export(args) -> int:
     if not loaded.trained:
         log.warning("%s has freshly initialised weights (an architecture / name, not a checkpoint)", args.model)
     size = (args.input_size, args.input_size)
+    from .export_checks import ExportThresholds
+
+    thresholds = ExportThresholds(args.min_cosine, args.min_spread, args.max_accuracy_drop)
     result: dict = {"format": fmt, "out": args.out, "model": loaded.source, "native_input_size": list(loaded.input_size),
                     "input_size": list(size)}
     if fmt == "onnx":
@@ -113,16 +127,18 @@ def _export(args) -> int:
         result["parity"] = report.to_dict() if report else None
         if report and not args.json:
             print(report.line())
+        if report:
+            _enforce_onnx(report.to_dict(), thresholds, args.out)
     else:
         from .tflite_export import export_tflite
 
         out = export_tflite(loaded.module, args.out, size, native_size=loaded.input_size, check=not args.no_check,
                             int8=args.int8, calibration=args.calibration, calibration_images=args.calibration_images,
-                            eval_bin=args.eval_bin)
+                            eval_bin=args.eval_bin, thresholds=thresholds)
         result.update(out)
         if not args.json:
-            for key in ("parity", "int8_parity"):
-                if result.get(key):
+            for key in ("parity", "int8_parity", "int8_spread_ratio"):
+                if result.get(key) is not None:
                     print(f"{key}: {json.dumps(result[key])}")
             if result.get("accuracy"):
                 print(f"accuracy: {json.dumps(result['accuracy'])}")
@@ -133,19 +149,38 @@ def _export(args) -> int:
     return 0
 
 
-def _latency(args) -> int:
-    from .latency import device_info, measure_latency
+def _enforce_onnx(parity: dict, thresholds, out: str) -> None:
+    """Remove a written ONNX file whose parity is below the threshold, and fail naming the figure."""
+    import os
 
-    res = measure_latency(args.model, args.runtime, args.threads, args.warmup, args.runs, args.min_time, args.network,
-                          args.clock)
-    out = res.to_dict()
+    from .export_checks import check_export, raise_on_failures
+
+    failures = check_export("onnxruntime", parity, None, None, thresholds, int8=False)
+    if failures and os.path.exists(out):
+        os.remove(out)
+    raise_on_failures(failures, out, written=True)
+
+
+def _latency(args) -> int:
+    from .latency import device_info, measure_runtimes, runtime_of
+
+    size = (args.input_size, args.input_size) if args.input_size else None
+    runtimes = args.runtime or [runtime_of(args.model, None)]
+    results = measure_runtimes(args.model, runtimes, size, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                               min_time_s=args.min_time, network=args.network, clock=args.clock)
+    if len(results) == 1:
+        out = next(iter(results.values())).to_dict()
+    else:
+        first = next(iter(results.values()))
+        out = {"model": first.model, "input_size": first.input_size, "runtimes": {k: v.to_dict() for k, v in results.items()}}
     out["clock"] = args.clock
     out["device"] = device_info()
     if args.json:
         emit_json(out)
     else:
-        print(f"{res.model} [{res.runtime}, {res.threads} thread(s), input {res.input_shape}]: "
-              f"median {res.median_ms:.3f} ms, p90 {res.p90_ms:.3f} ms ({res.runs} runs after {res.warmup} warm-up)")
+        for res in results.values():
+            print(f"{res.model} [{res.runtime}, {res.threads} thread(s), input {res.input_shape}]: "
+                  f"median {res.median_ms:.3f} ms, p90 {res.p90_ms:.3f} ms ({res.runs} runs after {res.warmup} warm-up)")
     return 0
 
 

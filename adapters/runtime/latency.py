@@ -44,6 +44,8 @@ class LatencyResult:
     warmup: int
     input_shape: list[int]
     model: str = ""
+    input_size: list[int] | None = None  # (H, W) of the image the model took, whatever its layout
+
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +97,26 @@ def time_runner(runner: Runner, warmup: int = 10, runs: int = 50, min_time_s: fl
 def summarize(times: np.ndarray, runtime: str, threads: int, warmup: int, input_shape, model: str = "") -> LatencyResult:
     ms = times * 1e3
     return LatencyResult(runtime, int(threads), float(np.median(ms)), float(np.percentile(ms, 90)), float(ms.mean()),
-                         float(ms.min()), int(ms.size), int(warmup), [int(v) for v in input_shape], model)
+                         float(ms.min()), int(ms.size), int(warmup), [int(v) for v in input_shape], model,
+                         image_size(input_shape, runtime))
+
+
+def image_size(input_shape, runtime: str) -> list[int] | None:
+    """``[H, W]`` of a batch-1 image input: NHWC for TFLite, NCHW otherwise (``None`` if not 4-D)."""
+    shape = [int(v) for v in input_shape]
+    if len(shape) != 4:
+        return None
+    return shape[1:3] if runtime == "tflite" else shape[2:4]
+
+
+def runtime_of(model: Any, runtime: str | None) -> str:
+    """The runtime to measure ``model`` in: as given, else from a ``.tflite`` / ``.onnx`` file name, else onnxruntime."""
+    if runtime is not None:
+        return runtime
+    text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else ""
+    if text.endswith(".tflite"):
+        return "tflite"
+    return "onnxruntime"
 
 
 # -- runners ------------------------------------------------------------------------------------------
@@ -162,19 +183,24 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 # -- the public entry point ---------------------------------------------------------------------------
-def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, warmup: int = 10, runs: int = 50,
-                    min_time_s: float = 0.0, network: str | None = None, clock: str = "wall") -> LatencyResult:
+def measure_latency(model: Any, runtime: str | None = None, threads: int = 1, warmup: int = 10, runs: int = 50,
+                    min_time_s: float = 0.0, network: str | None = None, clock: str = "wall",
+                    input_size: tuple[int, int] | None = None) -> LatencyResult:
     """Batch-1 latency of ``model`` in ``runtime``.
 
     Args:
         model: an ``.onnx`` or ``.tflite`` file, a facenas checkpoint, an architecture description
             (``.json``/dict: fresh weights), a backbone name, or an ``nn.Module``. A torch model is
-            exported (to a temporary file, at its native input size, batch 1) for onnxruntime / TFLite.
-        runtime: ``onnxruntime``, ``tflite`` or ``torch``.
+            exported (to a temporary file, batch 1) for onnxruntime / TFLite.
+        runtime: ``onnxruntime``, ``tflite`` or ``torch``; ``None``: ``tflite`` for a ``.tflite``
+            file, else ``onnxruntime``.
         threads: intra-op threads of the runtime.
         warmup, runs, min_time_s, clock: see :func:`time_runner` (``clock="cpu"`` needs ``threads=1``).
         network: backbone name for an arcface_torch bare state dict.
+        input_size: ``(H, W)`` the model takes: a torch model is measured behind the export's
+            resize when it differs from its native size (default: native); a file must have it.
     """
+    runtime = runtime_of(model, runtime)
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime '{runtime}' is not one of {list(RUNTIMES)}")
     if clock == "cpu" and threads != 1:
@@ -198,25 +224,54 @@ def measure_latency(model: Any, runtime: str = "onnxruntime", threads: int = 1, 
 
             runner, shape = tflite_runner(text, threads)
         else:
-            from .models import load_model
+            from .models import deployable, load_model
 
             loaded = load_model(model, network)
-            shape_chw = (3, *loaded.input_size)
+            size = tuple(input_size) if input_size is not None else tuple(loaded.input_size)
+            module = deployable(loaded.module, size, tuple(loaded.input_size))
+            shape_chw = (3, *size)
             if runtime == "torch":
                 stack.enter_context(torch_threads(threads))
-                runner, shape = torch_runner(loaded.module, shape_chw, threads)
+                runner, shape = torch_runner(module, shape_chw, threads)
             elif runtime == "onnxruntime":
                 path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facenas-lat-"))) / "model.onnx"
                 from .onnx_export import torch_export
 
-                torch_export(loaded.module, path, shape_chw, dynamic_batch=False)
+                torch_export(module, path, shape_chw, dynamic_batch=False)
                 runner, shape = onnx_runner(path, threads)
             else:
                 from .tflite_export import torch_to_tflite, tflite_runner
 
-                runner, shape = tflite_runner(torch_to_tflite(loaded.module, shape_chw), threads)
+                runner, shape = tflite_runner(torch_to_tflite(module, shape_chw), threads)
+        _check_file_size(text, image_size(shape, runtime), input_size)
         times = time_runner(runner, warmup, runs, min_time_s, clock)
     result = summarize(times, runtime, threads, warmup, shape, label)
     log.info("%s [%s, %d thread(s)]: median %.3f ms, p90 %.3f ms over %d runs", label, runtime, threads,
              result.median_ms, result.p90_ms, result.runs)
     return result
+
+
+def _check_file_size(path: str, size: list[int] | None, wanted: tuple[int, int] | None) -> None:
+    if wanted is not None and size is not None and list(size) != [int(v) for v in wanted]:
+        raise ConfigError(f"{path} takes {size[0]}x{size[1]} input, not the requested {wanted[0]}x{wanted[1]}; "
+                          "export it at that size (facenas export --input-size) or give the checkpoint")
+
+
+def measure_runtimes(model: Any, runtimes: list[str], input_size: tuple[int, int] | None = None,
+                     **kwargs: Any) -> dict[str, LatencyResult]:
+    """Latency of one torch model in several runtimes, every one at the same input size.
+
+    A side-by-side report compares runtimes only when they ran the same network on the same
+    image: a file exported at 112 (resize in front) next to a checkpoint measured at its native
+    64 px would compare two different computations. Files hold one runtime's form: give the
+    checkpoint / description for several.
+    """
+    text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else ""
+    if len(runtimes) > 1 and text.endswith((".onnx", ".tflite")):
+        raise ConfigError(f"{text} runs in one runtime only; give the checkpoint or architecture to compare "
+                          f"{', '.join(runtimes)} at one input size")
+    results = {rt: measure_latency(model, rt, input_size=input_size, **kwargs) for rt in runtimes}
+    sizes = {tuple(r.input_size or ()) for r in results.values()}
+    if len(sizes) > 1:  # a guard: every runtime above was given the same module and size
+        raise ConfigError(f"runtimes measured {model} at different input sizes {sorted(sizes)}")
+    return results

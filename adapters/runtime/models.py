@@ -121,7 +121,12 @@ class InputResize(nn.Module):
         self.from_size, self.to_size = tuple(from_size), tuple(to_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.matmul(self.rows, torch.matmul(x, self.cols_t))
+        # both products keep the constant on the right (activation @ weights: a FullyConnected
+        # after export): TFLite's int8 BATCH_MATMUL with a constant left operand (rows @ x)
+        # returns the zero point for every input, which made int8 exports map all faces to one
+        # embedding
+        x = torch.matmul(x, self.cols_t)  # (B, C, H, w)
+        x = torch.matmul(x.transpose(2, 3), self.rows.t()).transpose(2, 3)  # (B, C, h, w)
         return self.model(x)
 
 

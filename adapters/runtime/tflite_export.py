@@ -170,7 +170,7 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, input_size: tuple[i
                   native_size: tuple[int, int] | None = None, check: bool = True, int8: bool = False,
                   calibration: str | os.PathLike | None = None, calibration_images: int = 200,
                   eval_bin: str | os.PathLike | None = None, faces: np.ndarray | None = None,
-                  layout: str = "nhwc") -> dict[str, Any]:
+                  layout: str = "nhwc", thresholds: Any = None) -> dict[str, Any]:
     """Export a backbone to TFLite (float32, or int8 with ``int8=True``) and check it.
 
     Args:
@@ -183,6 +183,9 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, input_size: tuple[i
             ``calibration`` (a ``.rec`` folder; default ``../shared/data/celeba299``).
         eval_bin: a ``.bin`` set; with ``int8`` the accuracy of the float32 and the int8 model on it
             is reported (InsightFace 10-fold protocol with flip-test).
+        thresholds: an :class:`~facenas.adapters.runtime.export_checks.ExportThresholds` (default:
+            its defaults); with ``check``, a file below them is not written and
+            :class:`~facenas.adapters.runtime.export_checks.ExportCheckError` names the figure.
 
     Returns:
         a dict with ``out``, ``bytes``, ``parity`` (float32), and with int8 ``int8_parity`` and
@@ -205,23 +208,48 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, input_size: tuple[i
         reps, source = representative_faces(calibration, calibration_images, tuple(input_size))
         final = onnx_to_tflite(proto, layout, reps)
         result.update(calibration=source, calibration_images=len(reps), int8_bytes=len(final))
-    path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        fh.write(final)
-    result["bytes"] = len(final)
-    log.info("wrote %s (%.2f MB, %s)", path, len(final) / 1e6, "int8" if int8 else "float32")
     if check:
         ref, x, source = _reference(wrapped, tuple(input_size), faces)
         report = compare(ref, TFLiteEmbedder(float_bytes)(x), "tflite float32", source)
         log.info("%s", report.line())
         result["parity"] = report.to_dict()
         if int8:
-            report8 = compare(ref, TFLiteEmbedder(final)(x), "tflite int8", source)
+            out8 = TFLiteEmbedder(final)(x)
+            report8 = compare(ref, out8, "tflite int8", source)
             log.info("%s", report8.line())
             result["int8_parity"] = report8.to_dict()
+            result["int8_spread_ratio"] = _spread_ratio(ref, out8)
     if int8 and eval_bin is not None:
         result["accuracy"] = int8_accuracy_change(float_bytes, final, eval_bin)
+    if check:
+        _enforce(result, thresholds, int8, os.fspath(path))
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        fh.write(final)
+    result["bytes"] = len(final)
+    log.info("wrote %s (%.2f MB, %s)", path, len(final) / 1e6, "int8" if int8 else "float32")
     return result
+
+
+def _spread_ratio(reference: np.ndarray, int8_out: np.ndarray) -> float:
+    from .export_checks import spread_ratio
+
+    ratio = spread_ratio(reference, int8_out)
+    log.info("tflite int8 embedding spread across %d faces: %.3g of the torch model's", len(reference), ratio)
+    return ratio
+
+
+def _enforce(result: dict[str, Any], thresholds: Any, int8: bool, path: str) -> None:
+    """Raise ``ExportCheckError`` (nothing written) when the float32 or int8 file fails its thresholds."""
+    from .export_checks import ExportThresholds, check_export, raise_on_failures
+
+    thresholds = thresholds or ExportThresholds()
+    failures = check_export("tflite float32", result.get("parity"), None, None, thresholds, int8=False)
+    if int8:
+        failures += check_export("tflite int8", result.get("int8_parity"), result.get("int8_spread_ratio"),
+                                 result.get("accuracy"), thresholds, int8=True)
+    result["checks"] = {"passed": not failures, "failures": failures}
+    raise_on_failures(failures, path, written=False)
 
 
 def _reference(model: nn.Module, input_size: tuple[int, int], faces: np.ndarray | None):

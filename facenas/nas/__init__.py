@@ -6,6 +6,7 @@
 - :mod:`.report` -- how a stage reports intermediate and final metrics
 - :mod:`.flops` -- multiply-accumulate counting
 - :mod:`.backbones` -- ``BACKBONES`` and ``get_model`` (a network by name or from a description)
+- :mod:`.searched` -- a described network at another input size, and under ``fp16``
 
 The registries name the modules that populate them (adapters' backbones, plugins' stages, the toy space)
 as strings and import them on first lookup, so this package never imports a higher layer.

@@ -46,8 +46,11 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
         name: a ``BACKBONES`` name (``"r50"``, ``"mbf"``...) or an architecture description
             (dict / path to JSON / JSON text, format ``facenas.arch/1``).
         kwargs: the factory's keyword arguments (``num_features``, ``fp16``, ``dropout``, ...).
-            For a description, ``num_features`` sets the space's ``embedding_size`` and
-            ``fp16`` / ``dropout`` are accepted and ignored (searched networks have neither).
+            For a description, ``num_features`` sets the space's ``embedding_size``,
+            ``input_size`` rebuilds the space at that size (its head re-sized; an architecture
+            that cannot run there fails naming why), ``fp16`` runs the body under CUDA autocast
+            and the head in float32 as arcface_torch's backbones do; ``dropout`` is ignored with a
+            warning (searched networks have no dropout layer).
 
     The returned module carries ``facenas_network`` (how to rebuild it), which
     :func:`~facenas.adapters.insightface.backbones.save_backbone` stores in ``facenas.model/1`` checkpoints.
@@ -67,9 +70,15 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
 
 def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
     desc = copy.deepcopy(load_description(source))
-    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout")}
+    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout", "input_size")}
     if extra:
-        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout, not {sorted(extra)}")
+        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout/input_size, "
+                          f"not {sorted(extra)}")
+    searched_size = desc["space_config"].get("input_size")
+    if kwargs.get("input_size") is not None:
+        from facenas.nas.searched import at_input_size
+
+        desc = at_input_size(desc, kwargs["input_size"])
     if kwargs.get("dropout"):
         log.warning("dropout=%s ignored for a searched architecture (it has no dropout layer)", kwargs["dropout"])
     nf = kwargs.get("num_features")
@@ -81,5 +90,15 @@ def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
         elif "embedding_size" not in cfg:
             raise ConfigError(f"space '{desc['space']}' has no embedding_size in its config; cannot set num_features={nf}")
     model = build_from_description(desc)
+    if desc["space_config"].get("input_size") != searched_size:
+        from facenas.nas.searched import check_builds_at
+
+        check_builds_at(model, desc, searched_size)
+        log.info("architecture %s searched at input %s built at %s (its head re-sized, fresh weights)", desc["space"],
+                 searched_size, desc["space_config"]["input_size"])
+    if kwargs.get("fp16"):
+        from facenas.nas.searched import enable_fp16
+
+        enable_fp16(model)
     model.facenas_network = {"arch": json.loads(json.dumps(desc))}
     return model

@@ -27,6 +27,8 @@ from facenas.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+#: verification metric that selects best.pt (see ``TrainConfig.select_metric``)
+SELECT_METRICS = ("acc", "auc")
 
 
 @dataclasses.dataclass
@@ -118,6 +120,9 @@ class TrainConfig(TypedConfig):
     test_targets: list[str] = dataclasses.field(default_factory=list)
     #: verification batch size
     val_batch_size: int = 128
+    #: what keeps best.pt: the first val set's "acc" (10-fold accuracy, arcface_torch's choice) or
+    #: "auc" (threshold-free; pooled over all pairs when a set's folds are class-pure, e.g. lfw_devtest)
+    select_metric: str = "acc"
     #: also write the training checkpoint every this many steps (0 = at epochs and verifications)
     checkpoint_every: int = 0
     #: stop (with a checkpoint) after this many minutes of training (None = no limit)
@@ -173,6 +178,8 @@ class TrainConfig(TypedConfig):
             raise bad("image_size", "must be None or a size in [16, 1024]")
         if self.device not in DEVICES:
             raise bad("device", f"is not one of {list(DEVICES)}")
+        if self.select_metric not in SELECT_METRICS:
+            raise bad("select_metric", f"is not one of {list(SELECT_METRICS)}")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "must be None or >= 1")
         if self.max_minutes is not None and self.max_minutes <= 0:

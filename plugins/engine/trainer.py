@@ -101,8 +101,8 @@ def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
         return bridge.get_model(cfg.network, **kwargs)
     if cfg.network_kwargs and not str(cfg.network).endswith(".json"):
         kwargs.update(cfg.network_kwargs)
-    if cfg.image_size is not None and "input_size" not in kwargs and not str(cfg.network).endswith(".json"):
-        kwargs["input_size"] = cfg.image_size
+    if cfg.image_size is not None and "input_size" not in kwargs:
+        kwargs["input_size"] = cfg.image_size  # a description is rebuilt at that size when it was searched at another
     return get_model(cfg.network, **kwargs)
 
 
@@ -386,13 +386,15 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
             with torch.no_grad():
                 metrics = {k: float(v) for k, v in evaluator(backbone).items()}
             backbone.train()
-            key = _primary_metric(metrics)
+            key = _selection_metric(metrics, cfg.select_metric)
             log.info("verification at step %d (%s, %.1fs): %s", run.global_step, tag, time.monotonic() - t0,
                      {k: round(v, 4) for k, v in metrics.items()})
             run.last_val = (run.global_step, metrics)
             run.log_json({"type": "val", "step": run.global_step, "epoch": run.epoch, "tag": tag, **metrics})
             if key is not None and (run.best is None or metrics[key] > run.best["value"]):
                 run.best = {"step": run.global_step, "epoch": run.epoch, "metric": key, "value": metrics[key]}
+                log.info("new best %s %.4f at step %d (select_metric=%s)", key, metrics[key], run.global_step,
+                         cfg.select_metric)
                 if spec is not None:
                     save_backbone(backbone, out / "best.pt", network=spec, embedding_size=cfg.embedding_size,
                                   meta={"global_step": run.global_step, key: metrics[key], "config": cfg.to_dict()})
@@ -667,6 +669,23 @@ def _diverged(run: _Run, what: str, value: float, optimizer: torch.optim.Optimiz
 def _primary_metric(metrics: Mapping[str, float]) -> str | None:
     accs = [k for k in metrics if k.endswith("_acc")]
     return accs[0] if accs else None
+
+
+def _selection_metric(metrics: Mapping[str, float], select: str) -> str | None:
+    """The metric that keeps ``best.pt``: the first set's ``<set>_<select>`` (``acc`` or ``auc``).
+
+    Fold accuracy is only meaningful when every fold holds both classes; on a sorted ``.bin``
+    (``lfw_devtest``: 500 same then 500 different pairs) each fold is class-pure and the mean
+    fold accuracy can fall below chance for a network that verifies well. The AUC is threshold-free
+    and, on such a set, computed over all pairs pooled (``verification.evaluate``).
+    """
+    if not metrics:
+        return None
+    keys = [k for k in metrics if k.endswith(f"_{select}")]
+    if not keys:
+        raise ConfigError(f"select_metric={select!r}: the verification reported no '<set>_{select}' metric "
+                          f"(it reported {sorted(metrics)}); set select_metric to one it reports")
+    return keys[0]
 
 
 def _with_default(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -227,3 +227,36 @@ def test_cli_set_parses_literals():
     assert isinstance(parsed["lr"], float)
     with pytest.raises(ConfigError, match="FIELD=VALUE"):
         cli._parse_set(["lr"])
+
+
+class ClassPureVerification:
+    """Fold accuracy of a sorted (class-pure) set swings below chance; the pooled AUC tracks the network."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        i = min(self.calls, 3) - 1
+        return {"tiny_acc": [0.23, 0.05, 0.40][i], "tiny_acc_std": 0.3, "tiny_auc": [0.56, 0.70, 0.62][i]}
+
+
+def test_select_metric_auc_keeps_best_by_pooled_auc_and_says_so(tmp_path, caplog):
+    """Issue 19: best.pt was kept by lfw_devtest fold accuracy, meaningless on its class-pure folds."""
+    import logging
+
+    from recipes.configs._celeba299_cpu import protocol_config
+
+    assert protocol_config().select_metric == "auc"  # the CPU recipes verify on lfw_devtest
+    cfg = tiny_config(tmp_path, val_every_epoch=1, select_metric="auc")
+    with caplog.at_level(logging.INFO, logger="facenas.plugins.engine.trainer"):
+        result = train(cfg, train_loader=tiny_loader(), evaluator=ClassPureVerification())
+    assert result.best == {"step": 12, "epoch": 2, "metric": "tiny_auc", "value": 0.70}
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["meta"]["global_step"] == 12
+    assert "new best tiny_auc 0.7000 at step 12 (select_metric=auc)" in caplog.text
+    # by fold accuracy (arcface_torch's choice, the default) the first, worst network would be kept
+    acc = train(tiny_config(tmp_path / "acc", val_every_epoch=1), train_loader=tiny_loader(),
+                evaluator=ClassPureVerification())
+    assert acc.best["metric"] == "tiny_acc" and acc.best["step"] == 18
+    with pytest.raises(ConfigError, match="select_metric"):
+        TrainConfig.from_dict({"rec": "x", "select_metric": "f1"})

@@ -176,3 +176,60 @@ def test_airface_spatial_gate_is_normalised_and_does_not_saturate():
     assert float((gate < 0.01).float().mean()) < 0.05
     out = att(x)
     assert float(out.std()) > 0.1 * float(x.std())
+
+
+def _tnas_description(input_size: int = 32) -> dict:
+    space = create_space("tnas", base="r18", width_mult=0.25, input_size=input_size, embedding_size=32)
+    return space.describe(space.smallest())
+
+
+def test_searched_network_builds_at_another_input_size(tmp_path):
+    """Issue 19: a TNAS network searched at 32 px failed at train_v2's 112 (mat1 and mat2 shapes)."""
+    desc = _tnas_description(32)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(desc))
+    small = get_model(str(path), dropout=0.0, fp16=False, num_features=32)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        small.eval()(torch.randn(1, 3, 112, 112))
+    big = get_model(str(path), dropout=0.0, fp16=False, num_features=32, input_size=112)  # train_v2's call + size
+    assert big(torch.randn(2, 3, 112, 112)).shape == (2, 32)
+    assert big.facenas_network["arch"]["space_config"]["input_size"] == [112, 112]
+    assert big.facenas_network["arch"]["sample"] == desc["sample"]  # the searched choices are kept
+    shapes = {k: tuple(v.shape) for k, v in small.state_dict().items()}
+    changed = {k for k, v in big.state_dict().items() if tuple(v.shape) != shapes[k]}
+    assert changed == {"fc.weight"} and set(shapes) == set(big.state_dict())  # only the head follows the size
+    ofa = create_space("ofa_tiny", head="gdc")
+    gdc = get_model(ofa.describe(ofa.smallest()), input_size=112)
+    assert gdc.eval()(torch.randn(1, 3, 112, 112)).shape == (1, 16)
+    with pytest.raises(ConfigError, match="input_size"):
+        get_model(desc, input_size=8)  # below what the space allows: named, not a shape error later
+    with pytest.raises(ConfigError, match="no input_size"):
+        get_model({**desc, "space": "toy", "space_config": {"embedding_size": 8}, "sample": {}}, input_size=112)
+
+
+@pytest.mark.parametrize("space,config", [("tnas", {"base": "r18", "width_mult": 0.25, "input_size": 32}),
+                                          ("ofa_tiny", {}), ("enas_test", {}), ("toy", {"input_size": 32})])
+def test_fp16_body_under_autocast_head_in_float32(space, config):
+    """fp16=True is honoured as arcface_torch's backbones: autocast body, float32 final layers and output."""
+    sp = create_space(space, **config)
+    desc = sp.describe(sp.smallest())
+    ref = get_model(desc).eval()
+    model = get_model(desc, fp16=True).eval()
+    model.load_state_dict(ref.state_dict())  # same keys: a float checkpoint loads into the fp16 network
+    assert model.fp16 is True
+    size = sp.input_size if hasattr(sp, "input_size") else (32, 32)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))  # CPU tensors: no autocast, as arcface_torch
+    if space == "tnas":  # an IResNet: its own forward autocasts the body on CUDA and runs fc on x.float()
+        return
+    # the wrapped networks: inside an autocast region the body computes in low precision, the head in float32
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    seen: dict[str, torch.dtype] = {}
+    hooks = [layers[0].register_forward_hook(lambda m, i, o: seen.update(stem=o.dtype) and None),
+             layers[-1].register_forward_hook(lambda m, i, o: seen.update(last=o.dtype) and None)]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    assert seen == {"stem": torch.bfloat16, "last": torch.float32} and out.dtype == torch.float32

@@ -3,12 +3,14 @@
 ``get_model(name, **kwargs)`` has arcface_torch's signature (``backbones/__init__.py``): names
 ``r18 r34 r50 r100 r200 mbf mbf_large`` plus ``airface``, kwargs ``num_features``, ``fp16``,
 ``dropout`` and our extensions (``width_mult``, ``input_size``, ...). It also accepts a facenas
-architecture description (``facenas.arch/1``: a dict, a JSON file or JSON text), so a searched
-backbone drops into arcface_torch's ``train_v2.py`` by changing one import (``BACKBONES`` and
-``get_model`` are defined in core, :mod:`facenas.nas.backbones`, and re-exported here)::
+architecture description (``facenas.arch/1``: a dict, a JSON file or JSON text), so arcface_torch's
+``train_v2.py`` can train a searched backbone after its ``get_model`` import is changed and, for a
+network searched below 112 px, ``input_size=112`` is added to the call (train_v2 needs CUDA,
+NCCL and mxnet besides: see docs/training.md). ``BACKBONES`` and ``get_model`` are defined in
+core (:mod:`facenas.nas.backbones`) and re-exported here::
 
     from facenas.adapters.insightface.backbones import get_model
-    backbone = get_model("runs/enas/best_arch.json", dropout=0.0, fp16=cfg.fp16, num_features=512)
+    backbone = get_model("runs/enas/best_arch.json", dropout=0.0, fp16=cfg.fp16, num_features=512, input_size=112)
 
 Checkpoints: :func:`load_backbone` reads facenas ``facenas.model/1`` files, arcface_torch
 ``model.pt`` state dicts (with the network name) and ONNX files (a frozen teacher);
