@@ -57,11 +57,34 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None, load_average: bool = False) -> Path:
+def portable(value: Any, places: dict[str, str] | None = None) -> Any:
+    """``value`` with this machine's paths written as names (the repository as ``.``, the data folder
+    as ``$FACENAS_SHARED_DATA``, the artifacts folder, Python's prefix, the home folder), so records
+    name no machine; ``places`` adds more ``{path: name}`` pairs (e.g. a run's output folder)."""
+    from facenas.utils.paths import shared_data_dir
+
+    repo = Path(__file__).resolve().parents[1]
+    known = {**(places or {}), str(shared_data_dir().resolve()): "$" + "FACENAS_SHARED_DATA",
+             str(artifacts_dir("").resolve()): "$" + ARTIFACTS_ENV, str(repo): ".",
+             str(Path(sys.base_prefix).resolve()): "$PYTHON_PREFIX", str(Path.home()): "~"}
+    if isinstance(value, str):
+        for path in sorted(known, key=len, reverse=True):  # the longest (most specific) first
+            value = value.replace(path, known[path])
+        return value
+    if isinstance(value, dict):
+        return {k: portable(v, places) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, places) for v in value]
+    return value
+
+
+def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None, load_average: bool = False,
+                places: dict[str, str] | None = None) -> Path:
     """Write ``result`` with metadata to ``benchmarks/results/<name>.json`` and print it.
 
     ``load_average``: add the machine's 1/5/15-minute load averages to ``result`` (context for a
-    speed figure measured on a shared machine).
+    speed figure measured on a shared machine). Paths are written through :func:`portable`
+    (``places``: more ``{path: name}`` pairs).
     """
     from facenas.utils.io import write_json
 
@@ -74,6 +97,7 @@ def save_result(name: str, result: dict[str, Any], out_dir: Path | None = None, 
         "machine": machine_info(),
         "result": result,
     }
+    record = portable(record, places)
     path = (out_dir or RESULTS_DIR) / f"{name}.json"
     write_json(path, record)
     print(json.dumps(result, indent=2, default=str))

@@ -306,6 +306,31 @@ def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = Non
          "LFW acc (TFLite fp32)"], rows)
 
 
+def section_reference_front(results: Path) -> str:
+    """Hand-designed reference networks of ``recipes/nni/reference_front_cpu.yml`` (as far as the run got)."""
+    title = "## Hand-designed reference front (recipes/nni/reference_front_cpu.yml)"
+    r = _load(results, "reference_front_cpu")
+    if not r:
+        return title + "\n\n" + _missing("reference_front_cpu", "facenas nni run-local recipes/nni/reference_front_cpu.yml "
+                                           "--output OUT; python -m benchmarks.collect_pipeline OUT --name "
+                                           "reference_front_cpu --experiment recipes/nni/reference_front_cpu.yml")
+    by_step = {t["step"]: t for t in r.get("trials", []) if t.get("status") == "SUCCEEDED"}
+    rows = []
+    for step, t in by_step.items():
+        if t.get("stage") != "engine.train":
+            continue
+        m, lat = t.get("metrics", {}), by_step.get(f"{step}_latency", {}).get("metrics", {})
+        params = t.get("params") or {}
+        rows.append([step, f"{params.get('network_kwargs')}", _acc(m.get("lfw_acc"), m.get("lfw_acc_std")),
+                     m.get("lfw_tar_at_far_1e-3"), lat.get("latency_onnxruntime_ms"), lat.get("latency_tflite_ms"),
+                     m.get("mflops"), m.get("params_m"), f"{_f(m.get('epochs'), 0)} epochs, seed {params.get('seed')}"])
+    pending = r.get("pending_steps") or []
+    return "\n\n".join([title, _table(["step", "network", "LFW acc ± std", "TAR@FAR=1e-3", "ORT ms", "TFLite ms",
+                                        "MFLOPs", "params (M)", "budget"], rows),
+                         f"One seed each, 1 thread, batch 1, 64 px, each runtime's default export. Not run yet: "
+                         f"{', '.join(pending) if pending else 'none'}."])
+
+
 def section_export_passes(results: Path) -> str:
     """Latency of each network as exported plain and with the runtime's graph passes (bench_export_passes)."""
     r = _load(results, "bench_export_passes")
@@ -399,7 +424,8 @@ def render(results: Path) -> dict[str, Any]:
     parts += [s(results) for s in sections]
     parts.append(report)
     parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
-              section_export_passes(results), section_hardening(results), section_scale(results)]
+              section_reference_front(results), section_export_passes(results), section_hardening(results),
+              section_scale(results)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
     if points:

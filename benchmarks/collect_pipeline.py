@@ -1,0 +1,57 @@
+"""Record what a pipeline run left in its output folder as ``benchmarks/results/<name>.json``.
+
+    python -m benchmarks.collect_pipeline OUTPUT_DIR --name reference_front \
+        --experiment recipes/nni/reference_front_cpu.yml
+
+Reads only the run's own records (``advisor_state.json`` and each trial's ``result.json``, as
+written by ``facenas nni run-local`` or an NNI experiment) and keeps, per trial, its step, stage,
+role, status, parameters and final metrics; steps not run yet are listed as pending. Nothing is
+re-measured: the numbers are the experiment file's. Machine and versions are this machine's (the
+run's own machine is in each trial's ``process.host``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import save_result
+
+#: per-trial metrics kept in the record (everything else stays in the run's folder)
+KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest_auc", "loss", "epochs",
+        "global_step", "train_seconds", "mflops", "params_m", "latency_ms", "latency_onnxruntime_ms",
+        "latency_tflite_ms", "input_size", "threads", "passes")
+
+
+def collect(output_dir: Path) -> dict[str, Any]:
+    """Trials (finished or not) of the pipeline run in ``output_dir``, in step order."""
+    state_file = output_dir / "advisor_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    trials = []
+    for result in sorted(output_dir.glob("*/*/result.json")):
+        record = json.loads(result.read_text(encoding="utf-8"))
+        metrics = record.get("metrics") or {}
+        trials.append({"step": record.get("step"), "stage": record.get("stage"), "role": record.get("role"),
+                       "status": record.get("status"), "params": record.get("params"),
+                       "host": (record.get("process") or {}).get("host"),
+                       "metrics": {k: metrics[k] for k in KEPT if k in metrics}})
+    done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
+    steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
+    return {"pipeline": state.get("name"), "trials": trials,
+            "pending_steps": [s for s in steps if s not in done]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("output_dir", type=Path, help="the run's output folder (facenas nni run-local --output)")
+    ap.add_argument("--name", required=True, help="record name: benchmarks/results/<name>.json")
+    ap.add_argument("--experiment", required=True, help="the experiment file the run came from")
+    args = ap.parse_args(argv)
+    result = collect(args.output_dir)
+    result["experiment_file"] = args.experiment
+    save_result(args.name, result, places={str(args.output_dir.resolve()): "$RUN_DIR"})
+
+
+if __name__ == "__main__":
+    main()
