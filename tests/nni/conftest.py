@@ -34,3 +34,19 @@ def stop_and_check_nothing_left(exp_id: str, env: dict) -> None:
     if left:
         launch.terminate(left)
     assert left == [], f"processes left behind: {left}"
+
+
+def start_toy_experiment(tmp_path, name: str = "toy_test.yml"):
+    """Start ``recipes/nni/<name>`` through ``launch.create`` in a temporary NNI home.
+
+    Returns ``(env, port, info)``; stop it with :func:`stop_and_check_nothing_left`.
+    """
+    from pathlib import Path
+
+    from facenas.adapters.nni import launch
+
+    env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
+    launch.register(env)
+    port = launch.free_port()
+    info = launch.create(Path(__file__).resolve().parents[2] / "recipes" / "nni" / name, port=port, env=env)
+    return env, port, info

@@ -18,7 +18,7 @@ from facenas.adapters.nni.e2e import run_experiment_e2e
 from facenas.adapters.nni.results import summarize
 from facenas.nas.space import create_space
 
-from .conftest import stop_and_check_nothing_left
+from .conftest import start_toy_experiment, stop_and_check_nothing_left
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"
@@ -86,10 +86,7 @@ def _wait(client, predicate, timeout, what):
 @pytest.mark.slow
 def test_stop_resume_and_view(tmp_path):
     """Stop a pipeline mid-way, resume it to the end (killed trials run again), then view it read-only."""
-    env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
-    launch.register(env)
-    port = launch.free_port()
-    info = launch.create(RECIPES / "toy_test.yml", port=port, env=env)
+    env, port, info = start_toy_experiment(tmp_path)
     exp_id, out = info["experiment_id"], Path(info["output_dir"])
     client = launch.RestClient(port)
     try:

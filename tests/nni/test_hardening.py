@@ -23,7 +23,7 @@ from facenas.errors import ConfigError
 from facenas.utils.io import write_json
 from facenas.utils.lock import holder_record
 
-from .conftest import stop_and_check_nothing_left
+from .conftest import start_toy_experiment, stop_and_check_nothing_left
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "nni"
@@ -68,10 +68,7 @@ def test_the_shim_refuses_requests_naming_a_non_loopback_host():
 @pytest.mark.nni
 def test_a_rebinding_delete_does_not_stop_a_running_experiment(tmp_path):
     """curl -X DELETE -H 'Host: evil.example' http://127.0.0.1:PORT/api/v1/nni/experiment -> 403, still running."""
-    env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
-    launch.register(env)
-    port = launch.free_port()
-    info = launch.create(RECIPES / "toy_test.yml", port=port, env=env)
+    env, port, info = start_toy_experiment(tmp_path)
     exp_id = info["experiment_id"]
     try:
         client = launch.RestClient(port)

@@ -31,20 +31,27 @@ def _face_source(synthetic_data):
     return real if real.exists() else synthetic_data
 
 
+def _small_64px_net(source):
+    """A small MobileFaceNet native at 64 px, seeded, with BatchNorm statistics from real-ish faces."""
+    from facenas.adapters.insightface.backbones import get_model
+    from facenas.adapters.runtime.faces import load_faces
+
+    torch.manual_seed(0)
+    return _bn_from_faces(get_model("mbf", num_features=32, width_mult=0.25, blocks=(1, 2, 2, 1), input_size=64),
+                          load_faces(source, 64, seed=3), 64)
+
+
 @pytest.mark.tflite
 def test_int8_of_a_64px_network_at_112_keeps_faces_apart(tmp_path, synthetic_data):
     """Issue 19: the int8 file of a 64-px network, exported at 112 (resize in front), gave one embedding for all faces."""
     pytest.importorskip("tensorflow", reason="TFLite export needs tensorflow (pip install 'facenas[tflite]')")
-    from facenas.adapters.insightface.backbones import get_model
     from facenas.adapters.runtime.export_checks import ExportThresholds, embedding_spread
     from facenas.adapters.runtime.faces import load_faces
     from facenas.adapters.runtime.onnx_export import compare
     from facenas.adapters.runtime.tflite_export import TFLiteEmbedder, export_tflite
 
     source = _face_source(synthetic_data)
-    torch.manual_seed(0)
-    net = _bn_from_faces(get_model("mbf", num_features=32, width_mult=0.25, blocks=(1, 2, 2, 1), input_size=64),
-                         load_faces(source, 64, seed=3), 64)
+    net = _small_64px_net(source)
     faces = load_faces(source, 16, seed=5)
     path = tmp_path / "q.tflite"
     # random weights quantise less cleanly than trained ones: the cosine limit is lowered, the spread one is not
@@ -75,15 +82,12 @@ class _Offset(torch.nn.Module):
 @pytest.mark.tflite
 def test_int8_export_that_collapses_fails_naming_the_spread(tmp_path, synthetic_data):
     pytest.importorskip("tensorflow", reason="TFLite export needs tensorflow (pip install 'facenas[tflite]')")
-    from facenas.adapters.insightface.backbones import get_model
     from facenas.adapters.runtime.export_checks import ExportCheckError, ExportThresholds
     from facenas.adapters.runtime.faces import load_faces
     from facenas.adapters.runtime.tflite_export import export_tflite
 
     source = _face_source(synthetic_data)
-    torch.manual_seed(0)
-    net = _bn_from_faces(get_model("mbf", num_features=32, width_mult=0.25, blocks=(1, 2, 2, 1), input_size=64),
-                         load_faces(source, 64, seed=3), 64)
+    net = _small_64px_net(source)
     path = tmp_path / "collapsed.tflite"
     with pytest.raises(ExportCheckError, match="spread across faces") as info:
         export_tflite(_Offset(net), path, (64, 64), native_size=(64, 64), int8=True, calibration=source,
