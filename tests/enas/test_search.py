@@ -131,3 +131,15 @@ def test_resume_from_a_crafted_checkpoint_runs_no_code(synthetic_data, search_da
     with pytest.raises(DataFormatError, match="search_checkpoint.pt"):
         run_search(tiny_config(synthetic_data, candidates=3, resume=True), out, data=search_data)
     assert not marker.exists()
+
+
+def test_the_refusal_of_a_crafted_checkpoint_is_one_line(tmp_path):
+    from facenas.adapters.insightface.backbones.checkpoint import read_model_file
+    from facenas.errors import DataFormatError
+
+    path = tmp_path / "x.pt"
+    torch.save({"x": _Payload(tmp_path / "pwned")}, path)
+    with pytest.raises(DataFormatError) as info:
+        read_model_file(path)
+    assert "\n" not in str(info.value) and "x.pt" in str(info.value)
+    assert not (tmp_path / "pwned").exists()

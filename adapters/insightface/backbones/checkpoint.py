@@ -130,7 +130,10 @@ def read_model_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise DataFormatError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})",
+        # torch's weights_only refusal spans many lines (its advice on allow-listing globals): keep the first
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise DataFormatError(path, f"not a readable PyTorch checkpoint, or one that holds more than tensors and "
+                                    f"plain containers ({type(exc).__name__}: {first})",
                               "give a facenas model file, an arcface_torch model.pt, or an .onnx file") from None
 
 
