@@ -499,7 +499,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
                              state_record())
         run.log_json({"type": "epoch", **epoch_metrics})
         if reporter is not None and dist_info.is_main:
-            reporter.intermediate(_with_default(epoch_metrics))
+            reporter.intermediate(_with_default(epoch_metrics, cfg.select_metric))
         if run.global_step >= total_steps:
             break
     if dist_info.is_main:
@@ -529,7 +529,7 @@ def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: P
     if run.best is not None:
         final["best_step"] = run.best["step"]
         final[f"best_{run.best['metric']}"] = run.best["value"]
-    final = _with_default(final)
+    final = _with_default(final, cfg.select_metric)
     run.log_json({"type": "final", **final})
     if dist_info.is_main:
         write_json(out / "final.json", final)
@@ -688,10 +688,14 @@ def _selection_metric(metrics: Mapping[str, float], select: str) -> str | None:
     return keys[0]
 
 
-def _with_default(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def _with_default(metrics: Mapping[str, Any], select: str = "acc") -> dict[str, Any]:
+    """``metrics`` plus ``default`` (what a pipeline ranks): the first set's ``<set>_<select>`` -- the
+    measure that keeps ``best.pt``, so a class-pure validation set ranks by AUC -- else its first
+    accuracy, else minus the loss."""
     out = dict(metrics)
     if "default" not in out:
-        key = _primary_metric({k: v for k, v in out.items() if isinstance(v, (int, float)) and not k.startswith("best_")})
+        numbers = {k: v for k, v in out.items() if isinstance(v, (int, float)) and not k.startswith("best_")}
+        key = next((k for k in numbers if k.endswith(f"_{select}")), None) or _primary_metric(numbers)
         out["default"] = float(out[key]) if key else -float(out.get("loss", 0.0))
     return out
 

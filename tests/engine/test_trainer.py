@@ -254,9 +254,11 @@ def test_select_metric_auc_keeps_best_by_pooled_auc_and_says_so(tmp_path, caplog
     assert result.best == {"step": 12, "epoch": 2, "metric": "tiny_auc", "value": 0.70}
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["meta"]["global_step"] == 12
     assert "new best tiny_auc 0.7000 at step 12 (select_metric=auc)" in caplog.text
+    assert result.metrics["default"] == result.metrics["tiny_auc"]  # what a pipeline ranks: the same measure
     # by fold accuracy (arcface_torch's choice, the default) the first, worst network would be kept
     acc = train(tiny_config(tmp_path / "acc", val_every_epoch=1), train_loader=tiny_loader(),
                 evaluator=ClassPureVerification())
     assert acc.best["metric"] == "tiny_acc" and acc.best["step"] == 18
+    assert acc.metrics["default"] == acc.metrics["tiny_acc"]
     with pytest.raises(ConfigError, match="select_metric"):
         TrainConfig.from_dict({"rec": "x", "select_metric": "f1"})
