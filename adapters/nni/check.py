@@ -33,9 +33,6 @@ from typing import Any, Callable, Iterator, Mapping
 from facenas.errors import FacenasError
 
 _REF = re.compile(r"\$\{([^${}]+)\}")
-_ROOT = re.compile(r"^(?P<name>[A-Za-z_][\w\-]*)(?:\[(?P<sel>\*|best|\d+)\])?")
-#: roots of references that are not steps (see :mod:`facenas.adapters.nni.pipeline`)
-_BUILTIN_ROOTS = {"index", "seed", "sample", "experiment"}
 #: NNI 3.0's built-in tuners and advisors (``nnictl algo list``)
 NNI_TUNERS = ("TPE", "Random", "Anneal", "Evolution", "SMAC", "BatchTuner", "GridSearch", "NetworkMorphism",
               "MetisTuner", "GPTuner", "PBTTuner", "RegularizedEvolutionTuner", "DNGOTuner", "Hyperband", "BOHB")
@@ -105,8 +102,6 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
     for i, step in enumerate(step_configs):
         where = f"step {i} '{step.name}'"
         steps.append(f"{step.name}: {step.stage}")
-        _check_references(step, steps_before=[s.name for s in step_configs[:i]],
-                          later={s.name for s in step_configs[i + 1:]}, where=where, bad=bad)
         if not _check_stage_name(step.stage, f"{where} stage", bad):
             continue
         for space, space_config, field in _spaces_of(step):
@@ -203,44 +198,6 @@ def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable
         bad(where, f"space '{name}' with space_config {dict(config)} does not build: {_one_line(exc)}")
     except TypeError as exc:
         bad(where, f"space '{name}': space_config {dict(config)} has a field the space does not take: {_one_line(exc)}")
-
-
-def _check_references(step: Any, steps_before: list[str], later: set[str], where: str,
-                      bad: Callable[[str, str], None]) -> None:
-    for field, value in (("params", step.params), ("foreach", step.foreach)):
-        for ref in _references(value):
-            root = _ROOT.match(ref.strip())
-            name = root.group("name") if root else ref
-            if name in steps_before or name in _BUILTIN_ROOTS:
-                continue
-            if name == "item":
-                if field == "params" and step.foreach is None:
-                    bad(f"{where} {field}", f"'${{{ref}}}': ${{item}} exists only in a step with 'foreach'")
-                continue
-            if name == step.name:
-                bad(f"{where} {field}", f"'${{{ref}}}' refers to its own step; a reference names an earlier step")
-            elif name in later:
-                bad(f"{where} {field}", f"'${{{ref}}}' refers to step '{name}', which runs later; "
-                                        "references name earlier steps")
-            elif name == "vars":
-                bad(f"{where} {field}", f"'${{{ref}}}': no such entry in tuner.classArgs.variables")
-            else:
-                close = difflib.get_close_matches(name, steps_before, n=1)
-                bad(f"{where} {field}", f"'${{{ref}}}' refers to '{name}', which is no earlier step "
-                                        f"(earlier: {steps_before or 'none'})" + (f"; did you mean '{close[0]}'?"
-                                                                                   if close else ""))
-
-
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        for m in _REF.finditer(value.replace("$${", "")):
-            yield m.group(1)
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _references(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _references(v)
 
 
 def _placeholders(value: Any) -> Any:

@@ -221,6 +221,9 @@ def check_references(steps: list[StepConfig], source: str) -> None:
                                       "STEP.key, STEP[*].key, STEP[best].key, STEP[i].key or one of "
                                       f"{list(CONTEXT_NAMES)}")
                 name = m.group("name")
+                if name == "item" and field == "params" and step.foreach is None:
+                    raise ConfigError(f"{source}: step '{step.name}' {field}: '${{{ref}}}': ${{item}} exists only in "
+                                      "a step with 'foreach'")
                 if name in CONTEXT_NAMES and m.group("sel") is None:
                     continue
                 if name not in names:

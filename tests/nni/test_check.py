@@ -59,7 +59,7 @@ CASES = {
     "unknown_step": ("tnas_test.yml", lambda d: _set(_steps(d)[1], ["params", "teacher"], "${teachr.result.output}/best.pt"),
                      ["names no step 'teachr'", "did you mean 'teacher'"]),
     "item_outside_foreach": ("ofa_test.yml", lambda d: _set(_steps(d)[3], ["params", "supernet"], "${item.sample}"),
-                             ["step 3 'search' params", "only in a step with 'foreach'"]),
+                             ["step 'search' params", "only in a step with 'foreach'"]),
     "missing_recipe": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config"], "recipes/configs/nope_gpu.py"),
                        ["params.config", "'recipes/configs/nope_gpu.py' does not exist"]),
     "bad_config_field": ("ofa_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config", "batch_sise"], 64),
