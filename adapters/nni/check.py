@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from facenas.adapters.nni.launch import PLATFORMS, experiment_fields
 from facenas.errors import FacenasError
 
 _REF = re.compile(r"\$\{([^${}]+)\}")
@@ -37,7 +38,6 @@ _REF = re.compile(r"\$\{([^${}]+)\}")
 NNI_TUNERS = ("TPE", "Random", "Anneal", "Evolution", "SMAC", "BatchTuner", "GridSearch", "NetworkMorphism",
               "MetisTuner", "GPTuner", "PBTTuner", "RegularizedEvolutionTuner", "DNGOTuner", "Hyperband", "BOHB")
 #: NNI 3.0's training services (``trainingService.platform``)
-PLATFORMS = ("local", "remote", "openpai", "aml", "dlc", "kubeflow", "frameworkcontroller")
 #: stands in for a ``${...}`` value while a config is validated (the value exists only at run time)
 PLACEHOLDER = "/facenas-check/reference"
 
@@ -147,7 +147,7 @@ def _check_schema(src: Path, data: Mapping[str, Any], bad: Callable[[str, str], 
     except ImportError as exc:  # NNI not installed: the facenas parts are still checked
         bad("schema", f"not checked against NNI's schema (pip install nni==3.0): {exc}")
         return
-    known = {_camel(f.name) for f in dataclasses.fields(config_cls)}
+    known = set(experiment_fields())
     unknown = [k for k in data if k not in known]
     for key in unknown:
         close = difflib.get_close_matches(str(key), sorted(known), n=1)
@@ -277,11 +277,6 @@ def warnings_silenced() -> Iterator[None]:
             yield
         finally:
             nni_log.setLevel(level)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -193,6 +193,16 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 PLATFORMS = ("local", "remote", "openpai", "aml", "dlc", "kubeflow", "frameworkcontroller")
 
 
+def experiment_fields() -> list[str]:
+    """The fields of NNI's experiment file (v2 schema), camelCase as written in the YAML."""
+    import dataclasses
+
+    from nni.experiment.config import ExperimentConfig
+
+    return [re.sub(r"_(\w)", lambda m: m.group(1).upper(), f.name) for f in dataclasses.fields(ExperimentConfig)
+            if not f.name.startswith("_")]
+
+
 def algorithm_names(env: Mapping[str, str] | None = None) -> list[str]:
     """Tuner / advisor / assessor names NNI knows for ``env``: built-in (with aliases), registered, facenas's."""
     import yaml
@@ -279,13 +289,10 @@ def validate_experiment(cfg: Mapping[str, Any], source: str | os.PathLike,
         if str(name).lower() not in {k.lower() for k in known}:
             raise bad(f"{kind}.name", f"'{name}' is not a built-in or registered NNI algorithm"
                       f"{_did_you_mean(str(name), known)} (register facenas's with: facenas nni register)")
-    import dataclasses
-
     from nni.experiment.config import ExperimentConfig
 
-    fields = [f.name for f in dataclasses.fields(ExperimentConfig) if not f.name.startswith("_")]
-    camel = [re.sub(r"_(\w)", lambda m: m.group(1).upper(), f) for f in fields]
-    normal = {f.replace("_", "").lower() for f in fields}
+    camel = experiment_fields()
+    normal = {f.lower() for f in camel}
     for key in cfg:
         if str(key).replace("_", "").lower() not in normal:
             raise bad(str(key), f"not an NNI experiment field{_did_you_mean(str(key), camel)}")
