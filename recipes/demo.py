@@ -267,7 +267,7 @@ def _checkpoint_file(path: str) -> str:
 
 def _arch_of(row: dict[str, Any]) -> dict[str, Any] | None:
     """The student's sample (depths and width ratios) from its checkpoint's architecture description."""
-    from facenas.adapters.insightface.backbones.checkpoint import read_model_file
+    from facenas.engine.checkpoint import read_model_file
 
     ckpt = read_model_file(row["checkpoint"])
     network = ckpt.get("network", {}) if isinstance(ckpt, dict) else {}

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facenas.adapters.insightface.backbones.checkpoint import read_model_file
+from facenas.engine.checkpoint import read_model_file
 from facenas.config import TypedConfig
 from facenas.errors import ConfigError, FacenasError
 from facenas.nas.report import Reporter

@@ -18,7 +18,8 @@ from typing import Any
 
 _EXPORTS = {
     "TrainConfig": ".config", "load_train_config": ".config",
-    "PolynomialLRWarmup": ".optim", "build_optimizer": ".optim", "param_groups": ".optim", "schedule_steps": ".optim",
+    "PolynomialLRWarmup": "facenas.engine.optim", "build_optimizer": "facenas.engine.optim",
+    "param_groups": "facenas.engine.optim", "schedule_steps": "facenas.engine.optim",
     "TrainingDivergedError": ".trainer", "TrainResult": ".trainer", "build_backbone": ".trainer",
     "build_head": ".trainer", "resolve_device": ".trainer", "resolve_val_targets": ".trainer", "train": ".trainer",
 }

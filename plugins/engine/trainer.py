@@ -43,11 +43,11 @@ from facenas.utils.paths import shared_data_dir
 from facenas.utils.progress import Progress
 from facenas.utils.seed import seed_everything
 
-from . import distributed as D
-from .checkpoint import (agreed_checkpoint, capture_rng, checkpoint_path, load_train_state, restore_rng,
+from facenas.engine import distributed as D
+from facenas.engine.checkpoint import (agreed_checkpoint, capture_rng, checkpoint_path, load_train_state, restore_rng,
                          save_train_state)
 from .config import TrainConfig
-from .optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
+from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
 
 log = logging.getLogger(__name__)
 

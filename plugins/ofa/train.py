@@ -302,7 +302,7 @@ def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None
         on_step: called after every optimiser step with ``{"step", "phase", "loss"}`` (tests use
             it to interrupt a run).
     """
-    from facenas.plugins.engine import distributed as D
+    from facenas.engine import distributed as D
     from facenas.plugins.engine.trainer import resolve_device
 
     config.validate("supernet train config")
@@ -329,9 +329,9 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
     from facenas.adapters.insightface.dataset import get_dataloader
     from facenas.adapters.insightface.losses import build_margin_head
     from facenas.adapters.insightface.partial_fc import PartialFC
-    from facenas.plugins.engine import distributed as D
-    from facenas.plugins.engine.checkpoint import agreed_checkpoint, capture_rng, save_rank_state
-    from facenas.plugins.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups
+    from facenas.engine import distributed as D
+    from facenas.engine.checkpoint import agreed_checkpoint, capture_rng, save_rank_state
+    from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups
     from facenas.plugins.engine.trainer import data_num_classes
     from facenas.utils.seed import seed_everything
 
@@ -623,7 +623,7 @@ def _set_loader_state(loader: Any, state: torch.Tensor | None) -> None:
 
 def _epoch_iterator(loader: Any, st: _State, resume_rng: dict[str, Any] | None):
     """A fresh iterator over this epoch's batches; on resume, the same order, skipping the batches done."""
-    from facenas.plugins.engine.checkpoint import restore_rng
+    from facenas.engine.checkpoint import restore_rng
 
     if resume_rng is not None and st.epoch_rng is not None and st.step_in_epoch > 0:
         torch.set_rng_state(st.epoch_rng["torch"])

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from facenas.adapters.insightface.backbones.checkpoint import read_model_file
+from facenas.engine.checkpoint import read_model_file
 from facenas.config import TypedConfig, load_config_module
 from facenas.errors import ConfigError, DataFormatError, FacenasError
 from facenas.nas.report import Reporter

@@ -134,7 +134,7 @@ def test_resume_from_a_crafted_checkpoint_runs_no_code(synthetic_data, search_da
 
 
 def test_the_refusal_of_a_crafted_checkpoint_is_one_line(tmp_path):
-    from facenas.adapters.insightface.backbones.checkpoint import read_model_file
+    from facenas.engine.checkpoint import read_model_file
     from facenas.errors import DataFormatError
 
     path = tmp_path / "x.pt"

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from facenas.errors import ConfigError
-from facenas.plugins.engine import distributed as D
-from facenas.plugins.engine.checkpoint import (agreed_checkpoint, previous_checkpoint, read_global_step,
+from facenas.engine import distributed as D
+from facenas.engine.checkpoint import (agreed_checkpoint, previous_checkpoint, read_global_step,
                                                save_train_state)
 
 

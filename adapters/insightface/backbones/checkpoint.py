@@ -21,14 +21,13 @@ import torch
 from torch import nn
 
 from facenas.errors import ConfigError, DataFormatError, FacenasError
+from facenas.engine.checkpoint import TRAIN_FORMAT, read_model_file
 from facenas.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
 #: Format tag of facenas backbone checkpoints.
 MODEL_FORMAT = "facenas.model/1"
-#: Format tag of facenas training-state checkpoints (see facenas.plugins.engine.checkpoint).
-TRAIN_FORMAT = "facenas.train/1"
 
 _LIST_LIMIT = 12
 
@@ -120,21 +119,6 @@ def save_backbone(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, 
     }
     atomic_torch_save(record, path)
     return Path(path)
-
-
-def read_model_file(path: str | os.PathLike) -> Any:
-    """``torch.load`` a checkpoint safely (``weights_only``), with a clear error when unreadable."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataFormatError(path, "no such checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        # torch's weights_only refusal spans many lines (its advice on allow-listing globals): keep the first
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        raise DataFormatError(path, f"not a readable PyTorch checkpoint, or one that holds more than tensors and "
-                                    f"plain containers ({type(exc).__name__}: {first})",
-                              "give a facenas model file, an arcface_torch model.pt, or an .onnx file") from None
 
 
 def _build(spec: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> nn.Module:

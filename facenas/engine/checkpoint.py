@@ -24,9 +24,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from facenas.adapters.insightface.backbones.checkpoint import TRAIN_FORMAT, read_model_file
 from facenas.errors import ConfigError, DataFormatError
 from facenas.utils.io import atomic_torch_save
+
+#: Format tag of training-state checkpoints.
+TRAIN_FORMAT = "facenas.train/1"
+
+
+def read_model_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` a checkpoint safely (``weights_only``), with a clear error when unreadable."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataFormatError(path, "no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        # torch's weights_only refusal spans many lines (its advice on allow-listing globals): keep the first
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise DataFormatError(path, f"not a readable PyTorch checkpoint, or one that holds more than tensors and "
+                                    f"plain containers ({type(exc).__name__}: {first})",
+                              "give a facenas model file, an arcface_torch model.pt, or an .onnx file") from None
 
 
 def checkpoint_path(output: str | os.PathLike, rank: int, world_size: int) -> Path:
