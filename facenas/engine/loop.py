@@ -33,6 +33,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import torch
 
 from facenas.errors import ConfigError, DataFormatError, FacenasError, OutputFolderError
+from facenas.nas.results import CONFIG as CONFIG_FILE
+from facenas.nas.results import FINAL as FINAL_FILE
+from facenas.nas.results import METRICS as METRICS_FILE
 from facenas.utils.io import append_jsonl, atomic_write, dumps, read_json, write_json
 from facenas.utils.progress import Progress
 
@@ -41,11 +44,6 @@ from .checkpoint import (TRAIN_FORMAT, agreed_checkpoint, capture_rng, checkpoin
                          restore_rng, save_rank_state)
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "train_metrics.jsonl"
-FINAL_FILE = "final.json"
-CONFIG_FILE = "config.json"
-
 
 class TrainingDivergedError(FacenasError):
     """The loss (or gradient norm) became NaN / inf; the run stopped before updating the weights."""
