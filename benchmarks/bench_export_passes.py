@@ -10,7 +10,7 @@ is timed in onnxruntime and its TFLite rebuild (``onnx_to_tflite``) in the TFLit
 medians is reported; thread CPU clock, so other processes' bursts are not counted). Each rewritten
 form is checked against the plain export on the same random input (``max_abs_diff``: the rewrite
 is exact, so 0.0 is expected) and the default export against the torch model by the export's
-parity check (``check_onnx_parity`` on real faces when ``../shared/data`` has them).
+parity check (``check_onnx_parity`` on real faces when the real-data folder has them).
 
 MobileFaceNet x0.5 with ReLU in place of PReLU is timed too: the floor a PReLU rewrite can approach.
 Results: ``benchmarks/results/bench_export_passes.json``; ``best`` names the fastest form per

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixed-batch", action="store_true", help="ONNX: batch axis fixed to 1 instead of dynamic")
     p.add_argument("--int8", action="store_true", help="TFLite: post-training int8 quantisation")
     p.add_argument("--calibration", default=None,
-                   help="TFLite int8: .rec folder/file (or .bin) of representative faces (default: ../shared/data/celeba299)")
+                   help="TFLite int8: .rec folder/file (or .bin) of representative faces (default: celeba299 in $FACENAS_SHARED_DATA)")
     p.add_argument("--calibration-images", type=int, default=200, help="TFLite int8: number of representative faces")
     p.add_argument("--eval-bin", default=None, help="TFLite int8: .bin set to report the accuracy change on (e.g. lfw.bin)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check (and its pass/fail thresholds)")

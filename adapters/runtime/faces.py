@@ -1,4 +1,4 @@
-"""Real aligned faces for parity checks and int8 calibration, read from ``../shared/data``.
+"""Real aligned faces for parity checks and int8 calibration, read from the real-data folder (``$FACENAS_SHARED_DATA``).
 
 Export parity is measured on real faces (not random noise, whose statistics differ from what a
 deployed network sees). :func:`load_faces` reads ``n`` images from a ``.rec`` folder (InsightFace
@@ -60,7 +60,7 @@ def load_faces(source: str | os.PathLike, n: int = 16, seed: int = 0, stride: in
         picks = _pick(len(encoded), n, seed, stride)
         return np.stack([decode_image(encoded[i], str(path)) for i in picks])
     raise DataFormatError(str(path), "not a RecordIO folder (train.rec + train.idx), a .rec file or a .bin set",
-                          "give e.g. ../shared/data/celeba299 or ../shared/data/lfw_devtest.bin")
+                          "give a .rec folder of aligned faces (e.g. celeba299) or a .bin set (e.g. lfw_devtest.bin)")
 
 
 def _pick(total: int, n: int, seed: int, stride: int | None) -> list[int]:
@@ -86,7 +86,7 @@ def default_faces(n: int = 16) -> tuple[np.ndarray | None, str]:
                 return load_faces(candidate, n), str(candidate)
             except DataFormatError as exc:
                 log.warning("cannot read faces from %s: %s", candidate, exc)
-    return None, (f"no real faces found under {root} (set {DATA_ENV} to a folder laid out like ../shared/data); "
+    return None, (f"no real faces found under {root} (set {DATA_ENV} to a folder holding celeba299/ or lfw_devtest.bin); "
                   "parity was checked on random inputs only")
 
 

@@ -154,7 +154,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
             a different size puts the data layer's resize in front of it.
         dynamic_batch: a symbolic batch axis (``batch``) instead of 1.
         check: run the parity check (torch vs onnxruntime, and insightface's ``get_feat``).
-        faces: uint8 ``(N, 112, 112, 3)`` RGB faces for the check (default: from ``../shared/data``).
+        faces: uint8 ``(N, 112, 112, 3)`` RGB faces for the check (default: from the real-data folder, ``$FACENAS_SHARED_DATA``).
         metadata: extra ``metadata_props`` (JSON-encoded) stored in the file.
         passes: graph passes run on the export (:mod:`.graph_passes`; ``None``: onnxruntime's
             defaults, e.g. PReLU as ``Max(x, 0) + a * Min(x, 0)``; ``()``: none). They are exact, and

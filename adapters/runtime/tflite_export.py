@@ -151,7 +151,7 @@ class TFLiteEmbedder:
 
 # -- export ---------------------------------------------------------------------------------------------
 def representative_faces(source: str | os.PathLike | None, n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], str]:
-    """``n`` NHWC float32 batch-1 arrays of real faces (default source: ``../shared/data/celeba299``)."""
+    """``n`` NHWC float32 batch-1 arrays of real faces (default source: ``celeba299`` in ``$FACENAS_SHARED_DATA``)."""
     from facenas.utils.paths import shared_data_dir
 
     from .faces import load_faces, normalise
@@ -180,7 +180,7 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, input_size: tuple[i
             :func:`~facenas.adapters.runtime.onnx_export.export_onnx`.
         check: float32 parity in the TFLite interpreter on real faces.
         int8: post-training int8 quantisation calibrated on ``calibration_images`` faces from
-            ``calibration`` (a ``.rec`` folder; default ``../shared/data/celeba299``).
+            ``calibration`` (a ``.rec`` folder; default ``celeba299`` in ``$FACENAS_SHARED_DATA``).
         eval_bin: a ``.bin`` set; with ``int8`` the accuracy of the float32 and the int8 model on it
             is reported (InsightFace 10-fold protocol with flip-test).
         thresholds: an :class:`~facenas.adapters.runtime.export_checks.ExportThresholds` (default:

@@ -4,14 +4,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Environment variable that points at a folder laid out like ``../shared/data``.
+#: Environment variable that points at the real-data folder (``celeba299/``, ``lfw_devtest.bin``, ``lfw.bin``).
 DATA_ENV = "FACENAS_SHARED_DATA"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_data_dir() -> Path:
-    """The real-data folder: ``$FACENAS_SHARED_DATA`` or ``../shared/data`` beside the repo."""
+    """The real-data folder: ``$FACENAS_SHARED_DATA``, else ``shared/data`` beside the repository
+    (the layout CI checks the repository out in)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
