@@ -283,7 +283,8 @@ def _run_search(cfg: TnasSearchConfig, reporter: Reporter | None,
              task.largest / 1e6, task.total)
     final = loop.run()
     if task.description is None:
-        raise DataFormatError(str(out / ARCH), "missing from a finished search; rerun it with overwrite=True")
+        raise DataFormatError(str(out / ARCH), "the derived architecture of this finished search is missing",
+                              "search again into this folder with overwrite=True, or into a new output folder")
     return SearchResult(dict(task.description["sample"]), task.description, final, list(task.history), str(out),
                         bool(final.get("stopped_early")))
 

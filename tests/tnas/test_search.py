@@ -172,12 +172,19 @@ def test_time_budget_stops_mid_epoch_and_resume_finishes_the_same(straight, synt
         assert torch.equal(v, state_c["supernet"][k]), k
 
 
-def test_fresh_search_into_a_used_folder_is_refused(straight, synthetic_data, tmp_path):
+def test_fresh_search_into_a_used_folder_is_refused(synthetic_data, tmp_path):
     from facenas.errors import OutputFolderError
 
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(OutputFolderError, match="--resume"):
         run_search(_config(synthetic_data, tmp_path, **SHORT))
+
+
+def test_divergence_names_the_step_and_the_fix(synthetic_data, tmp_path):
+    from facenas.engine.loop import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match=r"distillation loss became nan at step 2 .*Fix: lower lr"):
+        run_search(_config(synthetic_data, tmp_path, num_epoch=2, lr=1e12, clip_grad_norm=0.0))
 
 
 def test_config_errors_name_the_field(synthetic_data, tmp_path):
