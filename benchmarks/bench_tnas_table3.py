@@ -94,7 +94,7 @@ def run_search_step(art: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     recipe = RECIPES / "celeba299_tnas_search_cpu.py"
     cfg = load_search_config(str(recipe), {"output": str(out), "teacher": str(art / "teacher" / "best.pt"),
                                            "teacher_cache_file": str(art / "teacher_cache.pt"), **overrides,
-                                           **({"resume": True} if (out / "search_state.pt").is_file() else {})})
+                                           **({"resume": True} if (out / "checkpoint.pt").is_file() else {})})
     t0 = time.monotonic()
     res = run_search(cfg)
     m, h = res.metrics, res.history
@@ -104,7 +104,7 @@ def run_search_step(art: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "argmax_within_tolerance": m["argmax_within_tolerance"], "repair_moves": m["repair_moves"],
         "depths": m["depths"], "stem_width": m["stem_width"], "stage_widths": m["stage_widths"],
         "inner_widths": m["inner_widths"], "params_m": m["params_m"], "epochs": m["epochs"],
-        "search_minutes": round(m["search_seconds"] / 60, 2), "wall_minutes": round((time.monotonic() - t0) / 60, 2),
+        "search_minutes": round(m["train_seconds"] / 60, 2), "wall_minutes": round((time.monotonic() - t0) / 60, 2),
         "per_epoch": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items() if k != "arch"} for e in h],
         "config": cfg.to_dict(),
     }

@@ -113,7 +113,7 @@ def experiment_config(rec: str, vals: list[str], scale: str, threads: int) -> di
             "device": "auto", "seed": 0, "num_workers": 0}},
         {"name": "student", "role": "candidate", "stage": "tnas.train", "params": {
             "config": {**train_common, "num_epoch": s["student_epochs"], "warmup_epoch": 1},
-            "arch": "${search.result.arch}", "sample": "${search.arch.sample}", "distill": {"teacher": teacher}}},
+            "arch": "${search.result.arch_path}", "sample": "${search.arch.sample}", "distill": {"teacher": teacher}}},
         {"name": "uniform", "role": "reference", "stage": "tnas.train", "params": {
             "config": {**train_common, "num_epoch": s["student_epochs"], "warmup_epoch": 1},
             "uniform_ratio": 0.5, "space": space, "distill": {"teacher": teacher}}},

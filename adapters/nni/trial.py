@@ -107,28 +107,12 @@ def jsonable(obj: Any) -> Any:
     return json.loads(text, parse_constant=lambda _: None)
 
 
-def _arch_file(path: str, arch_format: str) -> dict[str, Any] | None:
-    """The architecture description (format ``arch_format``) in a JSON file, or None if it holds none."""
-    from facenas.utils.io import read_json
-
-    try:
-        data = read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("cannot read the architecture file %s: %s", path, exc)
-        return None
-    return dict(data) if isinstance(data, Mapping) and data.get("format") == arch_format else None
-
-
 def _architecture(spec: TrialSpec, result: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The architecture description of the trial's network, when it can be told."""
     from facenas.nas.space import ARCH_FORMAT, create_space
 
     if result and isinstance(result.get("arch"), Mapping) and result["arch"].get("format") == ARCH_FORMAT:
-        return dict(result["arch"])
-    if result and isinstance(result.get("arch"), str) and result["arch"].endswith(".json"):
-        described = _arch_file(result["arch"], ARCH_FORMAT)  # e.g. tnas.search: the path of its arch.json
-        if described is not None:
-            return described
+        return dict(result["arch"])  # every stage yielding an architecture (facenas.nas.results)
     sample = spec.params.get("sample")
     if spec.space and isinstance(sample, Mapping):
         space = create_space(spec.space, **(spec.space_config or {}))

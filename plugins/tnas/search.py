@@ -12,25 +12,27 @@ Per iteration (Algorithm 1):
 The temperature of Eq. 5 decays linearly from 10 to 0.1 over the run; ``|I| = 2`` candidates are
 mixed per choice. After the last epoch the derived architecture is each choice's most probable
 candidate. Every epoch reports the architecture entropy, the expected and the derived FLOPs and
-the distillation losses; the state is checkpointed atomically (``search_state.pt``) at every
-epoch end and every ``checkpoint_every`` iterations, and ``resume=True`` continues bit for bit.
+the distillation losses. The search runs on the shared loop (:mod:`facenas.engine.loop`): the
+state is checkpointed atomically (``checkpoint.pt``) at every epoch end and every
+``checkpoint_every`` iterations, ``resume=True`` continues bit for bit (also after ``kill -9``),
+and the run writes ``train_metrics.jsonl`` and ``final.json`` as every method does.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
-from facenas.engine.checkpoint import read_model_file
 from facenas.config import TypedConfig, load_config_module
-from facenas.errors import ConfigError, DataFormatError, FacenasError
+from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
+from facenas.errors import ConfigError, DataFormatError
 from facenas.nas.report import Reporter
+from facenas.nas.results import ARCH, CONFIG, arch_entry, with_architectures
 from facenas.plugins.tnas.data import (
     EpochBatchSampler,
     KeyedFaceDataset,
@@ -50,13 +52,13 @@ from facenas.plugins.tnas.teacher import (
     cache_identity,
     load_teacher,
 )
-from facenas.utils.io import atomic_torch_save, write_json
-from facenas.utils.progress import Progress
+from facenas.utils.io import read_json, write_json
 from facenas.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "facenas.tnas_search/1"
+#: the search's own files besides the loop's (``overwrite=True`` deletes them; the teacher cache is kept)
+RUN_FILES = (ARCH, "argmax_arch.json", "search_history.json", "derive_moves.json")
 
 
 @dataclasses.dataclass
@@ -93,8 +95,10 @@ class TnasSearchConfig(TypedConfig):
         teacher_cache: cache teacher embeddings per (image, flip); ``teacher_cache_file`` shares
             them between runs (default ``<output>/teacher_cache.pt``).
         seed, threads, device, num_workers: reproducibility and resources.
-        output: output folder; resume: continue from ``<output>/search_state.pt``.
+        output: output folder; resume: continue from ``<output>/checkpoint.pt``; overwrite: replace
+            a previous run in ``output`` (a fresh run refuses a used folder).
         checkpoint_every: also checkpoint every this many iterations (0 = epoch ends only).
+        frequent: write a train record to ``train_metrics.jsonl`` every this many iterations (0 = none).
         max_minutes: stop (checkpointed, with the current argmax derived) after this long.
     """
 
@@ -134,7 +138,9 @@ class TnasSearchConfig(TypedConfig):
     num_workers: int = 0
     output: str | None = None
     resume: bool = False
+    overwrite: bool = False
     checkpoint_every: int = 0
+    frequent: int = 10
     max_minutes: float | None = None
 
     def check(self, source: str) -> None:
@@ -175,8 +181,8 @@ class TnasSearchConfig(TypedConfig):
             raise bad("projection", f"is not one of {list(PROJECTIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", "is not one of ['auto', 'cpu', 'cuda']")
-        if self.checkpoint_every < 0 or self.num_workers < 0:
-            raise ConfigError(f"{source}: checkpoint_every and num_workers must be >= 0")
+        if self.checkpoint_every < 0 or self.num_workers < 0 or self.frequent < 0:
+            raise ConfigError(f"{source}: checkpoint_every, frequent and num_workers must be >= 0")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise bad("max_minutes", "must be None or > 0")
 
@@ -244,9 +250,9 @@ def run_search(cfg: TnasSearchConfig, reporter: Reporter | None = None,
                on_step: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Run (or resume) a TNAS search; see the module docstring. Writes into ``cfg.output``:
 
-    ``search_state.pt`` (checkpoint), per-epoch records in ``search_history.json``, ``arch.json``
-    (the derived architecture, ``facenas.arch/1``), ``argmax_arch.json``, ``search_final.json``,
-    ``config.json`` and ``teacher_cache.pt``.
+    ``checkpoint.pt``, ``train_metrics.jsonl`` and ``final.json`` (the shared loop's files),
+    per-epoch records in ``search_history.json``, ``arch.json`` (the derived architecture,
+    ``facenas.arch/1``), ``argmax_arch.json``, ``config.json`` and ``teacher_cache.pt``.
     """
     from facenas.utils.lock import output_lock
 
@@ -258,224 +264,240 @@ def run_search(cfg: TnasSearchConfig, reporter: Reporter | None = None,
 def _run_search(cfg: TnasSearchConfig, reporter: Reporter | None,
                 on_step: Callable[[dict[str, Any]], None] | None) -> SearchResult:
     out = Path(cfg.output or "work_dirs/tnas_search")
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
     seed_everything(cfg.seed)
-    try:
-        space = TnasSpace(**cfg.space)
-    except TypeError as exc:
-        raise ConfigError(f"tnas search config: space={cfg.space} is not a valid TnasSpace config ({exc})") from None
-    if space.input_size[0] != space.input_size[1]:
-        raise ConfigError(f"tnas search needs a square input; space input_size={list(space.input_size)}")
-    size = space.input_size[0]
-    target = resolve_target(space, cfg)
-    smallest, largest = space.flops(space.smallest()), space.flops(space.largest())
-    if not smallest <= target <= largest:
-        raise ConfigError(f"target {target / 1e6:.2f} MFLOPs is outside the space's range "
-                          f"[{smallest / 1e6:.2f}, {largest / 1e6:.2f}] MFLOPs; change target_mflops/target_width_ratio")
-
-    # data: train split for the weights, val split (or val_source) for the architecture
-    dataset = KeyedFaceDataset(cfg.rec, image_size=size)
-    if cfg.val_source:
-        val_dataset = KeyedFaceDataset(cfg.val_source, image_size=size)
-        train_idx, val_idx = list(range(len(dataset))), list(range(len(val_dataset)))
-    else:
-        val_dataset = dataset
-        train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
-    train_sampler = EpochBatchSampler(train_idx, cfg.batch_size, seed=cfg.seed)
-    val_sampler = EpochBatchSampler(val_idx, cfg.arch_batch_size or cfg.batch_size, seed=cfg.seed + 1)
-    val_cycle = _Cycle(val_dataset, val_sampler, cfg.num_workers)
-
-    # teacher
-    teacher = load_teacher(cfg.teacher, cfg.teacher_network).to(device)
-    ident = cache_identity(cfg.teacher, describe_data(cfg.rec, size), size, len(dataset))
-    t_train = TeacherFeatures(teacher, len(dataset), cfg.teacher_cache, ident)
-    cache_file = Path(cfg.teacher_cache_file) if cfg.teacher_cache_file else out / "teacher_cache.pt"
-    if cfg.teacher_cache:
-        t_train.load(cache_file)
-    if val_dataset is dataset:
-        t_val = t_train
-    else:
-        t_val = TeacherFeatures(teacher, len(val_dataset), cfg.teacher_cache,
-                                cache_identity(cfg.teacher, describe_data(cfg.val_source or "", size), size,
-                                               len(val_dataset)))
-    teacher_dim = t_train.embedding_size((3, size, size))
-
-    # model, losses, optimisers
-    supernet = TnasSupernet(space, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    distill = DistillationLoss(space.embedding_size, teacher_dim, cfg.projection, cfg.distill_loss).to(device)
-    w_params = supernet.weight_parameters() + [p for p in distill.parameters()]
-    w_opt = torch.optim.SGD(w_params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
-                             weight_decay=cfg.arch_weight_decay)
-    gumbel = torch.Generator()
-    gumbel.manual_seed(cfg.seed)
-    spe = len(train_sampler)
-    total = spe * cfg.num_epoch
-
-    st: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "seconds": 0.0, "history": [],
-                          "sums": _zero_sums()}
-    state_file = out / "search_state.pt"
-    if cfg.resume:
-        if not state_file.is_file():
-            raise FacenasError(f"resume=True but {state_file} does not exist; run without resume first")
-        ckpt = read_model_file(state_file)
-        if not isinstance(ckpt, Mapping) or ckpt.get("format") != STATE_FORMAT:
-            raise DataFormatError(str(state_file), f"not a TNAS search checkpoint ({STATE_FORMAT})")
-        if ckpt["space"] != space.config():
-            raise ConfigError(f"{state_file} was written for space {ckpt['space']}, not {space.config()}; "
-                              "resume with the same space")
-        supernet.load_state_dict(ckpt["supernet"])
-        distill.load_state_dict(ckpt["distill"])
-        w_opt.load_state_dict(ckpt["w_opt"])
-        a_opt.load_state_dict(ckpt["a_opt"])
-        gumbel.set_state(ckpt["gumbel"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        val_cycle.epoch, val_cycle.batch = int(ckpt["val_epoch"]), int(ckpt["val_batch"])
-        for key in ("epoch", "step_in_epoch", "global_step", "seconds", "history", "sums"):
-            st[key] = ckpt[key]
-        log.info("resumed TNAS search from %s at iteration %d (epoch %d)", state_file, st["global_step"], st["epoch"])
-    write_json(out / "config.json", {**cfg.to_dict(), "space_resolved": space.config(), "target_flops": target,
-                                     "steps_per_epoch": spe, "total_steps": total, "teacher_dim": teacher_dim})
-
-    def checkpoint() -> None:
-        atomic_torch_save({
-            "format": STATE_FORMAT, "config": cfg.to_dict(), "space": space.config(),
-            "supernet": supernet.state_dict(), "distill": distill.state_dict(), "w_opt": w_opt.state_dict(),
-            "a_opt": a_opt.state_dict(), "gumbel": gumbel.get_state(), "torch_rng": torch.get_rng_state(),
-            "val_epoch": val_cycle.epoch, "val_batch": val_cycle.batch,
-            **{k: st[k] for k in ("epoch", "step_in_epoch", "global_step", "seconds", "history", "sums")},
-        }, state_file)
-        if cfg.teacher_cache:
-            t_train.save(cache_file)
-
+    task = TnasSearch(cfg, out)
+    loop = Loop(task, LoopConfig(output=str(out), resume=cfg.resume, overwrite=cfg.overwrite,
+                                 checkpoint_every=cfg.checkpoint_every, max_minutes=cfg.max_minutes,
+                                 log_every=cfg.frequent),
+                settings=cfg.to_dict(), reporter=reporter, on_step=on_step, run_files=RUN_FILES)
+    loop.claim_output()  # refuse a used folder before loading data and the teacher
+    task.build(device)
+    write_json(out / CONFIG, {**cfg.to_dict(), "space_resolved": task.space.config(), "target_flops": task.target,
+                              "steps_per_epoch": task.steps_per_epoch, "total_steps": task.total,
+                              "teacher_dim": task.teacher_dim})
     log.info("TNAS search: %d choices, target %.2f MFLOPs (+-%.0f%%), space %.2f..%.2f MFLOPs, %d iterations",
-             len(supernet.labels), target / 1e6, cfg.tolerance * 100, smallest / 1e6, largest / 1e6, total)
-    progress = Progress(total, "tnas search", unit="it", interval=15.0, start=st["global_step"])
-    stopped_early = False
-    num_sampled = cfg.num_sampled
+             len(task.supernet.labels), task.target / 1e6, cfg.tolerance * 100, task.smallest / 1e6,
+             task.largest / 1e6, task.total)
+    final = loop.run()
+    if task.description is None:
+        raise DataFormatError(str(out / ARCH), "the derived architecture of this finished search is missing",
+                              "search again into this folder with overwrite=True, or into a new output folder")
+    return SearchResult(dict(task.description["sample"]), task.description, final, list(task.history), str(out),
+                        bool(final.get("stopped_early")))
 
-    while st["epoch"] < cfg.num_epoch and not stopped_early:
-        train_sampler.set_epoch(st["epoch"], st["step_in_epoch"])
-        arch_on = st["epoch"] >= cfg.arch_warmup_epochs
-        t_last = time.monotonic()
-        for images, _labels, indices, flipped in keyed_loader(dataset, train_sampler, cfg.num_workers):
-            step = st["global_step"]
-            tau = linear_temperature(step, total, cfg.tau_max, cfg.tau_min)
-            lr = cosine_lr(step, total, cfg.lr)
-            for group in w_opt.param_groups:
-                group["lr"] = lr
-            supernet.train()
-            images = images.to(device)
-            # 1. weights on the train split, L_train (Eq. 9)
-            feats_t = t_train(images, indices, flipped)
-            feats_s = supernet(images, supernet.select(tau, num_sampled, gumbel, differentiable=False))
-            loss_w = distill(feats_s, feats_t)
-            if not math.isfinite(loss_w.item()):
-                raise FacenasError(f"TNAS search diverged: distillation loss {float(loss_w)} at iteration {step + 1}; "
-                                   f"lower lr (now {cfg.lr}) and resume from {state_file}")
-            w_opt.zero_grad(set_to_none=True)
-            loss_w.backward()
-            if cfg.clip_grad_norm > 0:
-                nn.utils.clip_grad_norm_(w_params, cfg.clip_grad_norm)
-            w_opt.step()
-            # 2. architecture on the val split, L_val = H + lambda * L_cost (Eqs. 10-11)
-            record = {"step": step + 1, "epoch": st["epoch"], "tau": tau, "lr": lr, "distill_loss": loss_w.item()}
-            if arch_on:
-                v_images, _vl, v_idx, v_flip = val_cycle.next()
-                v_images = v_images.to(device)
-                v_t = t_val(v_images, v_idx, v_flip)
-                v_s = supernet(v_images, supernet.select(tau, num_sampled, gumbel, differentiable=True))
-                loss_d = distill(v_s, v_t)
-                expected = supernet.expected_flops()
-                actual = space.flops(supernet.argmax_sample())
-                loss_c, regime = cost_loss(expected, actual, target, cfg.tolerance, cfg.cost_below)
-                loss_a = loss_d + cfg.cost_lambda * loss_c
-                params = supernet.arch_parameters()
-                grads = torch.autograd.grad(loss_a, params, allow_unused=True)
-                a_opt.zero_grad(set_to_none=True)
-                for p, g in zip(params, grads):
-                    p.grad = torch.zeros_like(p) if g is None else g
-                a_opt.step()
-                record.update(val_distill_loss=loss_d.item(), cost_loss=loss_c.item(), regime=regime,
-                              expected_mflops=expected.item() / 1e6, argmax_mflops=actual / 1e6)
-            _accumulate(st["sums"], record)
-            st["global_step"] += 1
-            st["step_in_epoch"] += 1
-            now = time.monotonic()
-            st["seconds"] += now - t_last
-            t_last = now
-            progress.update(1, loss=record["distill_loss"], tau=tau,
-                            mflops=record.get("argmax_mflops", float("nan")))
-            if on_step is not None:
-                on_step(record)
-            if cfg.checkpoint_every and st["global_step"] % cfg.checkpoint_every == 0:
-                checkpoint()
-                t_last = time.monotonic()
-            if cfg.max_minutes is not None and st["seconds"] >= cfg.max_minutes * 60:
-                log.warning("max_minutes=%s reached at iteration %d; stopping the search", cfg.max_minutes,
-                            st["global_step"])
-                stopped_early = True
-                break
-        if stopped_early and st["step_in_epoch"] < spe:
-            checkpoint()
-            break
-        metrics = _epoch_metrics(st, supernet, space, target, cfg.tolerance)
-        st["history"].append(metrics)
-        st["epoch"] += 1
-        st["step_in_epoch"] = 0
-        st["sums"] = _zero_sums()
-        checkpoint()
-        if reporter is not None:
-            reporter.intermediate({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+
+class TnasSearch(LoopTask):
+    """Algorithm 1 on the shared loop: one step = a weight step on a train batch and (after
+    ``arch_warmup_epochs``) an architecture step on the next batch of the endless val cycle.
+
+    Besides the networks and optimisers, its checkpoint holds the Gumbel generator, the val
+    cycle's position, the running sums of the current epoch and the per-epoch history.
+    """
+
+    desc = "tnas search"
+
+    def __init__(self, cfg: TnasSearchConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        self.epochs = cfg.num_epoch
+        try:
+            self.space = TnasSpace(**cfg.space)
+        except TypeError as exc:
+            raise ConfigError(f"tnas search config: space={cfg.space} is not a valid TnasSpace config ({exc})") from None
+        if self.space.input_size[0] != self.space.input_size[1]:
+            raise ConfigError(f"tnas search needs a square input; space input_size={list(self.space.input_size)}")
+        self.target = resolve_target(self.space, cfg)
+        self.smallest = self.space.flops(self.space.smallest())
+        self.largest = self.space.flops(self.space.largest())
+        if not self.smallest <= self.target <= self.largest:
+            raise ConfigError(f"target {self.target / 1e6:.2f} MFLOPs is outside the space's range "
+                              f"[{self.smallest / 1e6:.2f}, {self.largest / 1e6:.2f}] MFLOPs; change "
+                              "target_mflops/target_width_ratio")
+        self.history: list[dict[str, Any]] = []
+        self.sums = _zero_sums()
+        self.description: dict[str, Any] | None = None
+
+    def build(self, device: torch.device) -> None:
+        """Data, teacher, supernet and optimisers (in this order: the global RNG seeds a projection)."""
+        cfg, space, out = self.cfg, self.space, self.out
+        self.device = device
+        size = space.input_size[0]
+        # data: train split for the weights, val split (or val_source) for the architecture
+        self.dataset = KeyedFaceDataset(cfg.rec, image_size=size)
+        if cfg.val_source:
+            val_dataset = KeyedFaceDataset(cfg.val_source, image_size=size)
+            train_idx, val_idx = list(range(len(self.dataset))), list(range(len(val_dataset)))
+        else:
+            val_dataset = self.dataset
+            train_idx, val_idx = split_indices(len(self.dataset), cfg.val_fraction, cfg.seed)
+        self.train_sampler = EpochBatchSampler(train_idx, cfg.batch_size, seed=cfg.seed)
+        val_sampler = EpochBatchSampler(val_idx, cfg.arch_batch_size or cfg.batch_size, seed=cfg.seed + 1)
+        self.val_cycle = _Cycle(val_dataset, val_sampler, cfg.num_workers)
+        # teacher
+        teacher = load_teacher(cfg.teacher, cfg.teacher_network).to(device)
+        ident = cache_identity(cfg.teacher, describe_data(cfg.rec, size), size, len(self.dataset))
+        self.t_train = TeacherFeatures(teacher, len(self.dataset), cfg.teacher_cache, ident)
+        self.cache_file = Path(cfg.teacher_cache_file) if cfg.teacher_cache_file else out / "teacher_cache.pt"
+        if cfg.teacher_cache:
+            self.t_train.load(self.cache_file)
+        if val_dataset is self.dataset:
+            self.t_val = self.t_train
+        else:
+            self.t_val = TeacherFeatures(teacher, len(val_dataset), cfg.teacher_cache,
+                                         cache_identity(cfg.teacher, describe_data(cfg.val_source or "", size), size,
+                                                        len(val_dataset)))
+        self.teacher_dim = self.t_train.embedding_size((3, size, size))
+        # model, losses, optimisers
+        self.supernet = TnasSupernet(space, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+        self.distill = DistillationLoss(space.embedding_size, self.teacher_dim, cfg.projection,
+                                        cfg.distill_loss).to(device)
+        self.w_params = self.supernet.weight_parameters() + [p for p in self.distill.parameters()]
+        self.w_opt = torch.optim.SGD(self.w_params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
+                                      weight_decay=cfg.arch_weight_decay)
+        self.gumbel = torch.Generator()
+        self.gumbel.manual_seed(cfg.seed)
+        self.steps_per_epoch = len(self.train_sampler)
+        self.total = self.steps_per_epoch * cfg.num_epoch
+
+    # -- the loop's hooks ---------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        return self.total
+
+    def epoch_data(self, state: LoopState, skip: int) -> Iterator:
+        self.train_sampler.set_epoch(state.epoch, skip)  # starts after the skipped batches without loading them
+        return iter(keyed_loader(self.dataset, self.train_sampler, self.cfg.num_workers))
+
+    def step(self, batch: Any, state: LoopState) -> dict[str, Any]:
+        cfg, supernet, space = self.cfg, self.supernet, self.space
+        images, _labels, indices, flipped = batch
+        step = state.global_step
+        tau = linear_temperature(step, self.total, cfg.tau_max, cfg.tau_min)
+        lr = cosine_lr(step, self.total, cfg.lr)
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+        supernet.train()
+        images = images.to(self.device)
+        # 1. weights on the train split, L_train (Eq. 9)
+        feats_t = self.t_train(images, indices, flipped)
+        feats_s = supernet(images, supernet.select(tau, cfg.num_sampled, self.gumbel, differentiable=False))
+        loss_w = self.distill(feats_s, feats_t)
+        if not math.isfinite(loss_w.item()):
+            raise Diverged("the distillation loss", loss_w.item(),
+                           f"lower lr (now {cfg.lr}) or clip_grad_norm (now {cfg.clip_grad_norm}) and start the "
+                           "search again (overwrite=True)", lr=lr)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss_w.backward()
+        if cfg.clip_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.w_params, cfg.clip_grad_norm)
+        self.w_opt.step()
+        # 2. architecture on the val split, L_val = H + lambda * L_cost (Eqs. 10-11)
+        record: dict[str, Any] = {"loss": loss_w.item(), "lr": lr, "tau": tau}
+        if state.epoch >= cfg.arch_warmup_epochs:
+            v_images, _vl, v_idx, v_flip = self.val_cycle.next()
+            v_images = v_images.to(self.device)
+            v_t = self.t_val(v_images, v_idx, v_flip)
+            v_s = supernet(v_images, supernet.select(tau, cfg.num_sampled, self.gumbel, differentiable=True))
+            loss_d = self.distill(v_s, v_t)
+            expected = supernet.expected_flops()
+            actual = space.flops(supernet.argmax_sample())
+            loss_c, regime = cost_loss(expected, actual, self.target, cfg.tolerance, cfg.cost_below)
+            loss_a = loss_d + cfg.cost_lambda * loss_c
+            params = supernet.arch_parameters()
+            grads = torch.autograd.grad(loss_a, params, allow_unused=True)
+            self.a_opt.zero_grad(set_to_none=True)
+            for p, g in zip(params, grads):
+                p.grad = torch.zeros_like(p) if g is None else g
+            self.a_opt.step()
+            record.update(val_distill_loss=loss_d.item(), cost_loss=loss_c.item(), regime=regime,
+                          expected_mflops=expected.item() / 1e6, argmax_mflops=actual / 1e6)
+        _accumulate(self.sums, record)
+        return record
+
+    def end_epoch(self, state: LoopState) -> dict[str, Any]:
+        """The epoch's record (appended to the history); at the time budget, the partial epoch's."""
+        metrics = _epoch_metrics(self.sums, state, self.supernet, self.space, self.target, self.cfg.tolerance)
+        if not state.stopped_early:  # a partial epoch goes on accumulating when the search resumes
+            self.history.append(metrics)
+            self.sums = _zero_sums()
         log.info("epoch %d: %s", metrics["epoch"], {k: round(v, 4) if isinstance(v, float) else v
                                                     for k, v in metrics.items() if k != "arch"})
-    progress.close()
+        return metrics
 
-    with torch.no_grad():
-        logprobs = {label: torch.log_softmax(a.detach().float().cpu(), -1).tolist()
-                    for label, a in zip(supernet.labels, supernet.arch_logits)}
-    derivation = derive(space, logprobs, target, cfg.tolerance, cfg.derive)
-    sample = space.validate(derivation.sample)
-    description = space.describe(sample)
-    write_json(out / "arch.json", description)
-    write_json(out / "argmax_arch.json", space.describe(derivation.argmax))
-    write_json(out / "search_history.json", st["history"])
-    derived = derivation.flops
-    aw = space.widths(sample)
-    last = st["history"][-1] if st["history"] else {}
-    final = {
-        "mflops": derived / 1e6, "target_mflops": target / 1e6, "flops_ratio": derived / target,
-        "within_tolerance": derivation.within, "tolerance": cfg.tolerance,
-        "argmax_mflops": derivation.argmax_flops / 1e6,
-        "argmax_within_tolerance": cost_regime(derivation.argmax_flops, target, cfg.tolerance)
-        not in (COST_ABOVE, COST_BELOW),
-        "derive": cfg.derive, "repair_moves": len(derivation.moves),
-        "log_prob": log_probability(space, logprobs, sample),
-        "argmax_log_prob": log_probability(space, logprobs, derivation.argmax),
-        "params_m": space.params(sample) / 1e6,
-        "largest_mflops": largest / 1e6, "depths": list(aw.depths), "stage_widths": list(aw.stages),
-        "stem_width": aw.stem, "inner_widths": [list(m) for m in aw.inner],
-        "epochs": st["epoch"] + (st["step_in_epoch"] / spe if stopped_early else 0.0),
-        "search_seconds": round(st["seconds"], 2), "stopped_early": stopped_early,
-        "arch_entropy": supernet.entropy()["arch_entropy"], "arch": str(out / "arch.json"),
-        "teacher_images_computed": t_train.computed,
-    }
-    if derivation.moves:
-        write_json(out / "derive_moves.json", derivation.moves)
-    for key in ("val_distill_loss", "distill_loss", "expected_mflops"):
-        if key in last:
-            final[key] = last[key]
-    final["default"] = -float(final.get("val_distill_loss", final.get("distill_loss", 0.0)))
-    write_json(out / "search_final.json", final)
-    if reporter is not None:
-        reporter.final(final)
-    log.info("derived architecture: %.2f MFLOPs (target %.2f, %s tolerance; argmax %.2f MFLOPs, %d repair moves), "
-             "depths %s, stage widths %s", derived / 1e6, target / 1e6, "within" if final["within_tolerance"] else "OUTSIDE",
-             derivation.argmax_flops / 1e6, len(derivation.moves), aw.depths, aw.stages)
-    return SearchResult(sample, description, final, list(st["history"]), str(out), stopped_early)
+    def after_checkpoint(self, state: LoopState, reason: str) -> None:
+        if self.cfg.teacher_cache:
+            self.t_train.save(self.cache_file)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"supernet": self.supernet.state_dict(), "distill": self.distill.state_dict(),
+                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "gumbel": self.gumbel.get_state(),
+                "val_cycle": {"epoch": self.val_cycle.epoch, "batch": self.val_cycle.batch},
+                "history": list(self.history), "sums": dict(self.sums)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.distill.load_state_dict(state["distill"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.gumbel.set_state(state["gumbel"])
+        self.val_cycle.epoch, self.val_cycle.batch = int(state["val_cycle"]["epoch"]), int(state["val_cycle"]["batch"])
+        self.history = list(state["history"])
+        self.sums = dict(state["sums"])
+
+    def final(self, state: LoopState) -> dict[str, Any]:
+        """Derive the architecture (``arch.json``) and describe it; the loop adds its own fields."""
+        cfg, space, supernet, out = self.cfg, self.space, self.supernet, self.out
+        target = self.target
+        with torch.no_grad():
+            logprobs = {label: torch.log_softmax(a.detach().float().cpu(), -1).tolist()
+                        for label, a in zip(supernet.labels, supernet.arch_logits)}
+        derivation = derive(space, logprobs, target, cfg.tolerance, cfg.derive)
+        sample = space.validate(derivation.sample)
+        write_json(out / "argmax_arch.json", space.describe(derivation.argmax))
+        write_json(out / "search_history.json", self.history)
+        derived = derivation.flops
+        aw = space.widths(sample)
+        last = self.history[-1] if self.history else {}
+        metrics: dict[str, Any] = {
+            "mflops": derived / 1e6, "target_mflops": target / 1e6, "flops_ratio": derived / target,
+            "within_tolerance": derivation.within, "tolerance": cfg.tolerance,
+            "argmax_mflops": derivation.argmax_flops / 1e6,
+            "argmax_within_tolerance": cost_regime(derivation.argmax_flops, target, cfg.tolerance)
+            not in (COST_ABOVE, COST_BELOW),
+            "derive": cfg.derive, "repair_moves": len(derivation.moves),
+            "log_prob": log_probability(space, logprobs, sample),
+            "argmax_log_prob": log_probability(space, logprobs, derivation.argmax),
+            "params_m": space.params(sample) / 1e6,
+            "largest_mflops": self.largest / 1e6, "depths": list(aw.depths), "stage_widths": list(aw.stages),
+            "stem_width": aw.stem, "inner_widths": [list(m) for m in aw.inner],
+            "epochs": state.epoch + (state.step_in_epoch / self.steps_per_epoch if state.stopped_early else 0.0),
+            "arch_entropy": supernet.entropy()["arch_entropy"],
+            "teacher_images_computed": self.t_train.computed,
+        }
+        if derivation.moves:
+            write_json(out / "derive_moves.json", derivation.moves)
+        else:
+            (out / "derive_moves.json").unlink(missing_ok=True)  # a previous derivation's, when resumed
+        for key in ("val_distill_loss", "distill_loss", "expected_mflops"):
+            if key in last:
+                metrics[key] = last[key]
+        metrics["default"] = -float(metrics.get("val_distill_loss", metrics.get("distill_loss", 0.0)))
+        entry = arch_entry(space.describe(sample), out / ARCH, mflops=metrics["mflops"],
+                           within_tolerance=metrics["within_tolerance"])
+        self.description = entry["arch"]
+        log.info("derived architecture: %.2f MFLOPs (target %.2f, %s tolerance; argmax %.2f MFLOPs, %d repair moves), "
+                 "depths %s, stage widths %s", derived / 1e6, target / 1e6,
+                 "within" if metrics["within_tolerance"] else "OUTSIDE", derivation.argmax_flops / 1e6,
+                 len(derivation.moves), aw.depths, aw.stages)
+        return with_architectures(metrics, [entry])
+
+    def finished(self, final: Mapping[str, Any]) -> None:
+        """A finished search resumed: its result is the ``arch.json`` it derived."""
+        path = self.out / ARCH
+        if path.is_file():
+            self.description = read_json(path)
 
 
 def _zero_sums() -> dict[str, float]:
@@ -485,7 +507,7 @@ def _zero_sums() -> dict[str, float]:
 
 def _accumulate(sums: dict[str, float], record: Mapping[str, Any]) -> None:
     sums["n"] += 1
-    sums["distill_loss"] += record["distill_loss"]
+    sums["distill_loss"] += record["loss"]
     if "val_distill_loss" in record:
         sums["n_arch"] += 1
         sums["val_distill_loss"] += record["val_distill_loss"]
@@ -493,21 +515,20 @@ def _accumulate(sums: dict[str, float], record: Mapping[str, Any]) -> None:
         sums[record["regime"]] += 1
 
 
-def _epoch_metrics(st: Mapping[str, Any], supernet: TnasSupernet, space: TnasSpace, target: float,
-                   tolerance: float) -> dict[str, Any]:
-    sums = st["sums"]
+def _epoch_metrics(sums: Mapping[str, float], state: LoopState, supernet: TnasSupernet, space: TnasSpace,
+                   target: float, tolerance: float) -> dict[str, Any]:
     n, na = max(1.0, sums["n"]), sums["n_arch"]
     sample = supernet.argmax_sample()
     with torch.no_grad():
         expected = float(supernet.expected_flops())
     argmax = space.flops(sample)
     m: dict[str, Any] = {
-        "epoch": st["epoch"] + 1, "step": st["global_step"],
+        "epoch": state.epoch, "step": state.global_step,
         "distill_loss": sums["distill_loss"] / n,
         **supernet.entropy(),
         "expected_mflops": expected / 1e6, "argmax_mflops": argmax / 1e6, "target_mflops": target / 1e6,
         "argmax_within_tolerance": float(cost_regime(argmax, target, tolerance) not in (COST_ABOVE, COST_BELOW)),
-        "seconds": round(st["seconds"], 2),
+        "train_seconds": round(state.train_seconds, 2),
     }
     if na:
         m.update(val_distill_loss=sums["val_distill_loss"] / na, cost_loss=sums["cost_loss"] / na,
@@ -517,4 +538,4 @@ def _epoch_metrics(st: Mapping[str, Any], supernet: TnasSupernet, space: TnasSpa
     return m
 
 
-__all__ = ["TnasSearchConfig", "SearchResult", "load_search_config", "resolve_target", "run_search", "COST_BELOW"]
+__all__ = ["TnasSearchConfig", "TnasSearch", "SearchResult", "load_search_config", "resolve_target", "run_search", "COST_BELOW"]

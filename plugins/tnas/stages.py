@@ -4,8 +4,9 @@
     The search (Algorithm 1) as one trial: per-epoch intermediate metrics ``arch_entropy``,
     ``expected_mflops``, ``argmax_mflops``, ``distill_loss``, ``val_distill_loss``,
     ``cost_loss`` (``default`` = minus the validation distillation loss); final metrics describe
-    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``, ``arch`` =
-    path of its ``arch.json``). Parameters: ``config`` (a recipe path or a dict of
+    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``; ``arch`` = its
+    ``facenas.arch/1`` description, ``arch_path`` = its ``arch.json``, which a pipeline passes on as
+    ``${search.result.arch_path}``). Parameters: ``config`` (a recipe path or a dict of
     :class:`~facenas.plugins.tnas.search.TnasSearchConfig` fields) plus any field as an override.
     Output: ``<out_dir>/search`` unless ``output`` is set.
 

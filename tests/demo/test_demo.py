@@ -44,7 +44,7 @@ def test_experiment_config_is_a_valid_facenas_pipeline(tmp_path, scale):
     resolved, warnings = prepare_config(path)
     steps = resolved["tuner"]["classArgs"]["steps"]
     assert [s["name"] for s in steps] == ["teacher", "search", "student", "uniform"]
-    assert steps[2]["params"]["arch"] == "${search.result.arch}" and resolved["searchSpace"]
+    assert steps[2]["params"]["arch"] == "${search.result.arch_path}" and resolved["searchSpace"]
     # the portal's best trial is the searched student, never the teacher or the uniform comparison network
     assert [s["role"] for s in steps] == ["reference", "auxiliary", "candidate", "reference"]
     assert steps[2]["params"]["sample"] == "${search.arch.sample}"  # the found choices as portal columns

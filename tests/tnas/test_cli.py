@@ -20,8 +20,10 @@ def test_search_then_train_from_the_command_line(synthetic_data, tmp_path, capsy
     assert main(["-q", "search", "tnas", str(search_recipe), "--set", "num_epoch=1", "--output",
                  str(tmp_path / "s"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["epochs"] == 1 and out["arch"].endswith("arch.json") and out["stage"] == "tnas.search"
+    assert out["epochs"] == 1 and out["arch_path"] == str(tmp_path / "s" / "search" / "arch.json")
+    assert out["arch"] == json.loads((tmp_path / "s" / "search" / "arch.json").read_text()) and out["stage"] == "tnas.search"
     assert json.loads((tmp_path / "s" / "final.json").read_text())["arch"] == out["arch"]
+    assert json.loads((tmp_path / "s" / "search" / "final.json").read_text())["arch"] == out["arch"]
 
     student_recipe = tmp_path / "student.py"
     student_recipe.write_text(

@@ -1,18 +1,24 @@
 """The TNAS search end to end at test scale: the cost loss steers the expected FLOPs to the target, the
-derived architecture lands within the tolerance, per-epoch metrics are reported, and a killed search
-resumes bit for bit from its atomic checkpoint."""
+derived architecture lands within the tolerance, per-epoch metrics are reported, its numbers match the
+pre-port golden hashes, and a search killed with ``kill -9`` (or stopped by its time budget) resumes bit
+for bit from the shared loop's checkpoint."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 import torch
 
+from facenas.engine.checkpoint import TRAIN_FORMAT
+from facenas.engine.loop import metric_records
+
 from facenas.errors import ConfigError
 from facenas.nas.report import LocalReporter
 from facenas.nas.space import build_from_description
-from facenas.plugins.tnas.search import STATE_FORMAT, TnasSearchConfig, run_search
+from facenas.plugins.tnas.search import TnasSearchConfig, run_search
 from facenas.plugins.tnas.space import TEST_SPACE
+from tests.kill9 import run_killed
 
 from .conftest import random_teacher
 
@@ -50,35 +56,135 @@ def test_search_reaches_the_flops_target(synthetic_data, tmp_path):
     assert reporter.final_metrics["mflops"] == m["mflops"]
     # the derived architecture builds standalone with the promised FLOPs
     desc = json.loads((tmp_path / "search" / "arch.json").read_text())
+    assert m["arch"] == desc == result.description and m["arch_path"] == str(tmp_path / "search" / "arch.json")
+    assert m["architectures"][0]["sample"] == result.sample == desc["sample"]
     net = build_from_description(desc)
     from facenas.nas.flops import count_flops
 
     assert count_flops(net, (1, 3, 32, 32)) / 1e6 == pytest.approx(m["mflops"])
 
 
-class _Kill(Exception):
-    pass
+# The 2-epoch search below (14 iterations, arch steps from the first one), hashed with the search's
+# pre-port code (its own hand-written loop, commit a6c4b61) before it moved onto facenas.engine.loop: the
+# port changed no number. Recorded with torch 2.13.0+cpu, AVX512 kernels, "AMD EPYC", one thread; float
+# rounding differs between CPU kernels, so other machines compare only where these match.
+GOLDEN = {"supernet": "350bbf6e835ccf2533161637cd0c4af5a0354322399e4d84a59e010176def7ed",
+          "history": "07adb7c87da5da694bbab40f3363a5e462aeb90f32593a17ff37cb1a03226906",
+          "sample": "63402bb82a58cc680834a7b2c80bcc3edc6628e868595bdff4cd50da2d219b86"}
+GOLDEN_PLATFORM = ("2.13.0+cpu", "AVX512", "AMD EPYC")
+SHORT = dict(num_epoch=2, checkpoint_every=3, frequent=1)  # 7 iterations per epoch
 
 
-def test_killed_search_resumes_bit_for_bit(synthetic_data, tmp_path):
-    kw = dict(num_epoch=2, checkpoint_every=3)
-    straight = run_search(_config(synthetic_data, tmp_path / "a", **kw))
-    state_a = torch.load(tmp_path / "a" / "search_state.pt", weights_only=True)
+def _platform() -> tuple[str, str, str]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return torch.__version__, torch.backends.cpu.get_cpu_capability(), model
 
-    def kill(record):
-        if record["step"] == 11:  # epoch 2 (7 iterations per epoch); last checkpoint at 9, mid-epoch
-            raise _Kill
 
-    with pytest.raises(_Kill):
-        run_search(_config(synthetic_data, tmp_path / "b", **kw), on_step=kill)
-    assert torch.load(tmp_path / "b" / "search_state.pt", weights_only=True)["global_step"] == 9
-    resumed = run_search(_config(synthetic_data, tmp_path / "b", resume=True, **kw))
-    state_b = torch.load(tmp_path / "b" / "search_state.pt", weights_only=True)
-    assert state_b["format"] == STATE_FORMAT and state_b["global_step"] == state_a["global_step"] == 14
+def _tensor_hash(state: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(v.dtype).encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _json_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _untimed(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k not in ("seconds", "train_seconds")} for h in history]
+
+
+@pytest.fixture(scope="module")
+def straight(synthetic_data, tmp_path_factory):
+    """The short search, uninterrupted: its result and final checkpoint."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("straight")
+    try:
+        result = run_search(_config(synthetic_data, out, **SHORT))
+    finally:
+        torch.set_num_threads(before)
+    return result, torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_search_numbers_match_the_golden_hashes(straight):
+    result, state = straight
+    assert state["format"] == TRAIN_FORMAT and state["global_step"] == 14
+    got = {"supernet": _tensor_hash(state["supernet"]), "history": _json_hash(_untimed(result.history)),
+           "sample": _json_hash(result.sample)}
+    if _platform() != GOLDEN_PLATFORM:
+        pytest.skip(f"golden hashes recorded on {GOLDEN_PLATFORM}, this is {_platform()}; got {got}")
+    assert got == GOLDEN
+
+
+def test_kill9_mid_epoch_then_resume_is_bit_for_bit(straight, synthetic_data, tmp_path):
+    """A real ``kill -9`` at iteration 11 (epoch 2, batch 4); the last checkpoint is iteration 9's, mid-epoch."""
+    result_a, state_a = straight
+    out = tmp_path / "b"
+    run_killed(f"""
+        import torch
+        torch.set_num_threads(1)
+        from facenas.plugins.tnas.search import run_search
+        from tests.kill9 import kill9_at
+        from tests.tnas.test_search import SHORT, _config
+        run_search(_config({str(synthetic_data)!r}, {str(out)!r}, **SHORT), on_step=kill9_at(11))
+    """)
+    killed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (killed["global_step"], killed["epoch"], killed["step_in_epoch"]) == (9, 1, 2)
+    assert not (out / "final.json").exists()
+    resumed = run_search(_config(synthetic_data, out, resume=True, **SHORT))
+    state_b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state_b["global_step"] == 14
     for k, v in state_a["supernet"].items():
         assert torch.equal(v, state_b["supernet"][k]), k
-    assert resumed.sample == straight.sample
-    assert [h["distill_loss"] for h in resumed.history] == [h["distill_loss"] for h in straight.history]
+    assert resumed.sample == result_a.sample and resumed.description == result_a.description
+    assert _untimed(resumed.history) == _untimed(result_a.history)
+    steps = [r["step"] for r in metric_records(out / "train_metrics.jsonl") if r["type"] == "train"]
+    assert steps == list(range(1, 15))  # every iteration once: the killed run's 10 and 11 were cut back
+    # the result: arch = the description, arch_path = its file; a finished search resumed reports it unchanged
+    final = json.loads((out / "final.json").read_text())
+    assert final["arch"] == json.loads((out / "arch.json").read_text()) and final["arch_path"] == str(out / "arch.json")
+    again = run_search(_config(synthetic_data, out, resume=True, **SHORT))
+    assert again.metrics == final and again.sample == result_a.sample and again.history == resumed.history
+
+
+def test_time_budget_stops_mid_epoch_and_resume_finishes_the_same(straight, synthetic_data, tmp_path):
+    result_a, state_a = straight
+    out = tmp_path / "c"
+    stopped = run_search(_config(synthetic_data, out, max_minutes=1e-9, **SHORT))
+    assert stopped.stopped_early and stopped.metrics["global_step"] == 1 and stopped.history == []
+    assert (out / "arch.json").is_file()  # the current argmax, derived
+    done = run_search(_config(synthetic_data, out, resume=True, **SHORT))
+    assert not done.stopped_early and done.sample == result_a.sample
+    assert _untimed(done.history) == _untimed(result_a.history)  # the partial epoch went on accumulating
+    state_c = torch.load(out / "checkpoint.pt", weights_only=True)
+    for k, v in state_a["supernet"].items():
+        assert torch.equal(v, state_c["supernet"][k]), k
+
+
+def test_fresh_search_into_a_used_folder_is_refused(synthetic_data, tmp_path):
+    from facenas.errors import OutputFolderError
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(OutputFolderError, match="--resume"):
+        run_search(_config(synthetic_data, tmp_path, **SHORT))
+
+
+def test_divergence_names_the_step_and_the_fix(synthetic_data, tmp_path):
+    from facenas.engine.loop import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match=r"distillation loss became nan at step 2 .*Fix: lower lr"):
+        run_search(_config(synthetic_data, tmp_path, num_epoch=2, lr=1e12, clip_grad_norm=0.0))
 
 
 def test_config_errors_name_the_field(synthetic_data, tmp_path):
@@ -103,7 +209,7 @@ def test_resume_from_a_crafted_state_runs_no_code(synthetic_data, tmp_path):
 
     out = tmp_path / "b"
     out.mkdir()
-    torch.save({"format": STATE_FORMAT, "x": Payload()}, out / "search_state.pt")
-    with pytest.raises(DataFormatError, match="search_state.pt"):
+    torch.save({"format": TRAIN_FORMAT, "x": Payload()}, out / "checkpoint.pt")
+    with pytest.raises(DataFormatError, match="checkpoint.pt"):
         run_search(_config(synthetic_data, out, num_epoch=2, resume=True))
     assert not (tmp_path / "pwned").exists()
