@@ -81,3 +81,53 @@ def test_phase_sampling_stays_within_candidates():
         sample_subnet(space, PhaseConfig(depths=[5]), subnet_rng(0, 0, 0))
     with pytest.raises(ConfigError, match="kd_type"):
         SupernetTrainConfig(kd_type="feature").validate("x")
+
+
+# -- golden numbers ---------------------------------------------------------------------------------
+#: A run with two epochs in one phase (the second fractional), distillation, channel sorting and
+#: several subnets per step. Its losses and final supernet + head weights were recorded with the
+#: training loop as it was before it moved onto facenas.engine.loop (commit a6c4b61, torch
+#: 2.13 CPU); the port must not change a single bit.
+GOLDEN_PHASES = progressive_shrinking_phases(
+    {"full": 1.2, "kernel": 0.2, "depth_1": 0.13, "depth_2": 0.07, "expand_1": 0.2, "expand_2": 0.07})
+GOLDEN = {"torch": "2.13", "steps": 28,
+          "losses": "e789431f738b1800f6bd08b890a0f79b49d5797167fcc855061f5e2844fb8880",
+          "weights": "345a078dd01e204568021881820c702fec6c150f3b17e335b6d792b78e6ed9f6"}
+
+
+def _sha256(state: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                add(f"{prefix}.{key}", value[key])
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{prefix}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        else:
+            h.update(f"{prefix}={value!r}".encode())
+
+    add("", state)
+    return h.hexdigest()
+
+
+def _golden_run(out, synthetic_data) -> tuple[int, str, str]:
+    import hashlib
+
+    losses: list[float] = []
+    result = train_supernet(_config(out, synthetic_data, phases=GOLDEN_PHASES), on_step=lambda r: losses.append(r["loss"]))
+    head = torch.load(out / "checkpoint.pt", weights_only=True)["head"]
+    weights = {**{f"supernet.{k}": v for k, v in result.supernet.state_dict().items()},
+               **{f"head.{k}": v for k, v in head.items()}}
+    return len(losses), hashlib.sha256(repr(losses).encode()).hexdigest(), _sha256(weights)
+
+
+def test_numbers_match_the_golden_run(tmp_path, synthetic_data):
+    if not torch.__version__.startswith(GOLDEN["torch"]):
+        pytest.skip(f"golden numbers recorded with torch {GOLDEN['torch']}, this is {torch.__version__}")
+    steps, losses, weights = _golden_run(tmp_path / "run", synthetic_data)
+    assert (steps, losses, weights) == (GOLDEN["steps"], GOLDEN["losses"], GOLDEN["weights"])
