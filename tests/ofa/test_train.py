@@ -45,27 +45,6 @@ def test_progressive_shrinking_end_to_end(tmp_path, synthetic_data):
     assert (tmp_path / "run" / "supernet_full.pt").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
-def test_resume_continues_bit_for_bit(tmp_path, synthetic_data):
-    phases = [dict(TINY_PHASES[0]), dict(TINY_PHASES[1], epochs=0.5), dict(TINY_PHASES[2])]
-    full = train_supernet(_config(tmp_path / "a", synthetic_data, phases=phases, checkpoint_every=3))
-
-    class Stop(Exception):
-        pass
-
-    def interrupt(info):
-        if info["step"] == 11:  # the last checkpoint (step 9) is mid-epoch in the kernel phase
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_supernet(_config(tmp_path / "b", synthetic_data, phases=phases, checkpoint_every=3), on_step=interrupt)
-    resumed = train_supernet(_config(tmp_path / "b", synthetic_data, phases=phases, checkpoint_every=3, resume=True))
-    assert resumed.global_step == full.global_step
-    a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
-
-
 def test_phase_sampling_stays_within_candidates():
     space = create_space("ofa_tiny")
     phase = PhaseConfig(name="depth_1", kernel_sizes=[3, 5, 7], depths=[3, 4])
@@ -83,11 +62,11 @@ def test_phase_sampling_stays_within_candidates():
         SupernetTrainConfig(kd_type="feature").validate("x")
 
 
-# -- golden numbers ---------------------------------------------------------------------------------
-#: A run with two epochs in one phase (the second fractional), distillation, channel sorting and
-#: several subnets per step. Its losses and final supernet + head weights were recorded with the
-#: training loop as it was before it moved onto facenas.engine.loop (commit a6c4b61, torch
-#: 2.13 CPU); the port must not change a single bit.
+# -- golden numbers, kill -9 ------------------------------------------------------------------------
+#: 15 steps per epoch: full 18 steps (two epochs, the second cut to 3), kernel 3, depth_1 2, depth_2 1,
+#: expand_1 3 (channels sorted, 4 subnets a step), expand_2 1; distillation from the kernel phase on.
+#: Its losses and final supernet + head weights were recorded with the training loop as it was before
+#: it moved onto facenas.engine.loop (commit a6c4b61, torch 2.13 CPU); the port changed no bit.
 GOLDEN_PHASES = progressive_shrinking_phases(
     {"full": 1.2, "kernel": 0.2, "depth_1": 0.13, "depth_2": 0.07, "expand_1": 0.2, "expand_2": 0.07})
 GOLDEN = {"torch": "2.13", "steps": 28,
@@ -95,7 +74,8 @@ GOLDEN = {"torch": "2.13", "steps": 28,
           "weights": "345a078dd01e204568021881820c702fec6c150f3b17e335b6d792b78e6ed9f6"}
 
 
-def _sha256(state: dict) -> str:
+def _sha256(state) -> str:
+    """One hash of the tensors (and plain values) of a nested state dict."""
     import hashlib
 
     h = hashlib.sha256()
@@ -115,19 +95,75 @@ def _sha256(state: dict) -> str:
     return h.hexdigest()
 
 
-def _golden_run(out, synthetic_data) -> tuple[int, str, str]:
+def _weights_hash(out) -> str:
+    """The final supernet (``supernet.pt``) and head (the last checkpoint) weights."""
+    supernet = torch.load(out / "supernet.pt", weights_only=True)["state_dict"]
+    head = torch.load(out / "checkpoint.pt", weights_only=True)["head"]
+    return _sha256({**{f"supernet.{k}": v for k, v in supernet.items()}, **{f"head.{k}": v for k, v in head.items()}})
+
+
+def _golden_run(out, rec, resume: bool = False, kill_at: int | None = None):
+    """The golden configuration (checkpoints every 10 steps: the kill -9 test resumes from them).
+
+    Also the child process of the kill -9 test, hence one thread set here.
+    """
+    from tests.kill9 import kill9_at
+
+    torch.set_num_threads(1)
+    losses: list[float] = []
+
+    def on_step(record):
+        losses.append(record["loss"])
+        if kill_at is not None:
+            kill9_at(kill_at)(record)
+
+    result = train_supernet(_config(out, rec, phases=GOLDEN_PHASES, checkpoint_every=10, resume=resume),
+                            on_step=on_step)
+    return result, losses
+
+
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory, synthetic_data):
+    out = tmp_path_factory.mktemp("golden")
+    result, losses = _golden_run(out, synthetic_data)
+    return out, result, losses
+
+
+def test_numbers_match_the_golden_run(golden_run):
     import hashlib
 
-    losses: list[float] = []
-    result = train_supernet(_config(out, synthetic_data, phases=GOLDEN_PHASES), on_step=lambda r: losses.append(r["loss"]))
-    head = torch.load(out / "checkpoint.pt", weights_only=True)["head"]
-    weights = {**{f"supernet.{k}": v for k, v in result.supernet.state_dict().items()},
-               **{f"head.{k}": v for k, v in head.items()}}
-    return len(losses), hashlib.sha256(repr(losses).encode()).hexdigest(), _sha256(weights)
-
-
-def test_numbers_match_the_golden_run(tmp_path, synthetic_data):
     if not torch.__version__.startswith(GOLDEN["torch"]):
         pytest.skip(f"golden numbers recorded with torch {GOLDEN['torch']}, this is {torch.__version__}")
-    steps, losses, weights = _golden_run(tmp_path / "run", synthetic_data)
-    assert (steps, losses, weights) == (GOLDEN["steps"], GOLDEN["losses"], GOLDEN["weights"])
+    out, result, losses = golden_run
+    assert result.global_step == len(losses) == GOLDEN["steps"]
+    assert hashlib.sha256(repr(losses).encode()).hexdigest() == GOLDEN["losses"]
+    assert _weights_hash(out) == GOLDEN["weights"]
+
+
+def test_kill9_in_the_second_phase_then_resume_is_bit_for_bit(tmp_path, synthetic_data, golden_run):
+    """SIGKILL just after the full phase ended (the boundary checkpoint), then, resumed, mid-epoch in the kernel phase."""
+    from tests.kill9 import run_killed
+
+    straight, straight_result, straight_losses = golden_run
+    out = tmp_path / "killed"
+    for resume, kill_at in ((False, 19), (True, 21)):
+        run_killed(f"""
+            from tests.ofa.test_train import _golden_run
+            _golden_run({str(out)!r}, {str(synthetic_data)!r}, resume={resume}, kill_at={kill_at})
+        """)
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        where = (state["global_step"], state["extra"]["phase"], state["epoch"], state["step_in_epoch"])
+        if kill_at == 19:  # the full phase's end (step 18): the kernel phase, its teacher and optimiser already started
+            assert where == (18, 1, 2, 0) and state["extra"]["phase_started"] and state["teacher"] is not None
+        else:  # checkpoint_every=10: step 20 is the kernel phase's second, mid-epoch
+            assert where == (20, 1, 2, 2) and state["extra"]["step_in_phase"] == 2
+    resumed, losses = _golden_run(out, synthetic_data, resume=True)
+    assert resumed.global_step == 28 and losses == straight_losses[20:]
+    assert resumed.metrics["loss"] == straight_result.metrics["loss"]
+    assert _weights_hash(out) == _weights_hash(straight)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    for part in ("supernet", "teacher", "optimizer", "scheduler"):
+        assert _sha256(a[part]) == _sha256(b[part]), part
+    records = [json.loads(x) for x in (out / "train_metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "epoch"] == [15, 18, 21, 23, 24, 27, 28]  # each once
