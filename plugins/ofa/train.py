@@ -479,7 +479,7 @@ class _SupernetTask(LoopTask):
                     loss = loss + cfg.kd_ratio * distillation_loss(cfg.kd_type, emb, t_emb, self.head,
                                                                    cfg.margin_scale, cfg.kd_temperature)
                 if not torch.isfinite(loss):
-                    raise Diverged(f"the loss (phase {phase.name}, subnet {i})", float(loss),
+                    raise Diverged(f"the loss (phase {phase.name}, subnet {i})", float(loss.detach()),
                                    f"lower phase {phase.name}'s lr ({phase.lr}) and resume from the last good "
                                    "checkpoint, or train again", lr=self.optimizer.param_groups[0]["lr"])
                 (loss / n_sub).backward()

@@ -45,6 +45,29 @@ def test_progressive_shrinking_end_to_end(tmp_path, synthetic_data):
     assert (tmp_path / "run" / "supernet_full.pt").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
+def test_time_budget_stops_mid_phase_and_resume_finishes_bit_for_bit(tmp_path, synthetic_data):
+    phases = TINY_PHASES[:2]  # full 4 steps, kernel 2
+    straight = train_supernet(_config(tmp_path / "a", synthetic_data, phases=phases))
+    stopped = train_supernet(_config(tmp_path / "b", synthetic_data, phases=phases, max_minutes=0.0))
+    assert stopped.stopped_early and stopped.global_step == 1 and stopped.metrics["phases_done"] == 0
+    assert not (tmp_path / "b" / "supernet_full.pt").exists()  # the phase did not end
+    resumed = train_supernet(_config(tmp_path / "b", synthetic_data, phases=phases, resume=True))
+    assert not resumed.stopped_early and resumed.global_step == 6 and resumed.metrics["phases_done"] == 2
+    assert _sha256(resumed.supernet.state_dict()) == _sha256(straight.supernet.state_dict())
+
+
+def test_non_finite_loss_stops_with_one_line(tmp_path):
+    from facenas.engine.loop import TrainingDivergedError
+
+    images = torch.full((4, 3, 32, 32), float("nan"))
+    loader = [(images, torch.tensor([0, 1, 2, 3]))] * 3
+    cfg = SupernetTrainConfig(space="ofa_tiny", num_classes=4, batch_size=4, image_size=32, phases=TINY_PHASES[:1],
+                              output=str(tmp_path), seed=5)
+    with pytest.raises(TrainingDivergedError, match=r"phase full, subnet 0\) became nan at step 1 .*no checkpoint "
+                                                    r"was written yet\. Fix: lower phase full's lr"):
+        train_supernet(cfg, train_loader=loader)
+
+
 def test_phase_sampling_stays_within_candidates():
     space = create_space("ofa_tiny")
     phase = PhaseConfig(name="depth_1", kernel_sizes=[3, 5, 7], depths=[3, 4])
