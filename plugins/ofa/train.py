@@ -345,8 +345,8 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
                           "use kd_type='embedding' with sharded or sampled PartialFC")
     model: nn.Module = supernet
     if dist_info.distributed:
-        # before a resume loads this rank's checkpoint (its own BN statistics) into the wrapped supernet:
-        # DDP's constructor broadcasts rank 0's buffers
+        # wrapped before a resume loads this rank's checkpoint: DDP's constructor broadcasts rank 0's
+        # parameters and buffers, and each rank's own BN statistics (broadcast_buffers=False) come after it
         model = nn.parallel.DistributedDataParallel(supernet, device_ids=[dist_info.local_rank] if device.type == "cuda"
                                                     else None, find_unused_parameters=True, broadcast_buffers=False)
     evaluate = evaluator
