@@ -2,6 +2,7 @@
 
     facenas ofa train my_supernet.py --output work_dirs/ofa_supernet
     facenas ofa train my_supernet.py --output work_dirs/ofa_supernet --resume       # continue a killed run
+    facenas ofa train my_supernet.py --output work_dirs/ofa_supernet --overwrite    # replace the run there
     torchrun --nnodes=2 --nproc_per_node=1 --node_rank=R --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT \\
         -m facenas.cli ofa train my_supernet.py --output /shared/ofa_supernet        # DDP over two nodes
 
@@ -27,6 +28,8 @@ def run_train_cmd(args: argparse.Namespace) -> int:
     overrides = _parse_set(args.set)
     if args.resume:
         overrides["resume"] = True
+    if args.overwrite:
+        overrides["overwrite"] = True
     if args.output:
         overrides["output"] = args.output
     if overrides:
@@ -49,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("config", help="recipe: a Python module assigning `config` (SupernetTrainConfig or dict)")
     q.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint(s)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the output folder (a fresh run refuses to by default)")
     q.add_argument("--output", help="output folder (default: the recipe's)")
     q.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
     q.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")

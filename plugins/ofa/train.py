@@ -17,21 +17,20 @@ ArcFace margin logits, through the training engine's margin heads and PartialFC 
 head's cosine logits, or a cosine loss on embeddings). The input resolution is fixed (the paper
 removed elastic resolution for faces).
 
-Resumable: the whole state (supernet, head, teacher, optimiser, schedule, phase, epoch, batch,
-RNG and the data order) is written atomically to ``output/checkpoint.pt``; ``resume=True``
-continues exactly where it stopped. Subnets are drawn from a generator seeded by
-``(seed, global step, index)``, so a resumed run samples the same subnets. Under ``torchrun``
-the supernet is wrapped in DDP (``find_unused_parameters``: inactive blocks get no gradient) and
-every rank samples the same subnets.
+Training runs on the shared loop (:mod:`facenas.engine.loop`, the phases laid end to end as its
+epochs), which writes ``output/checkpoint.pt`` (supernet, head, teacher, optimiser, schedule, the
+phase, RNG and data order) and ``final.json``; ``resume=True`` continues exactly where it stopped,
+also after ``kill -9``. Subnets are drawn from a generator seeded by ``(seed, global step,
+index)``, so a resumed run samples the same subnets. Under ``torchrun`` the supernet is wrapped in
+DDP (``find_unused_parameters``: inactive blocks get no gradient) and every rank samples the same
+subnets. The trained supernet is ``output/supernet.pt`` (``supernet_<phase>.pt`` after each phase).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -41,10 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from facenas.config import TypedConfig
+from facenas.engine.loop import Diverged, LoopState, LoopTask
 from facenas.errors import ConfigError, DataFormatError, FacenasError
 from facenas.nas.report import Reporter
-from facenas.utils.io import append_jsonl, atomic_torch_save, write_json
-from facenas.utils.progress import Progress
+from facenas.nas.results import CONFIG as CONFIG_FILE
+from facenas.utils.io import atomic_torch_save, write_json
 
 from .network import OFASupernet, StageChoice
 from .space import OFASpace
@@ -52,7 +52,6 @@ from .space import OFASpace
 log = logging.getLogger(__name__)
 
 SUPERNET_FORMAT = "facenas.ofa.supernet/1"
-TRAIN_STATE_FORMAT = "facenas.ofa.train/1"
 
 
 @dataclasses.dataclass
@@ -132,7 +131,8 @@ class SupernetTrainConfig(TypedConfig):
         val_targets: ``.bin`` sets evaluated at the end of each phase (largest and smallest subnet
             after BN recalibration).
         calibration_images: training images used for BN recalibration before evaluation.
-        output: output folder; resume: continue from ``output/checkpoint.pt``.
+        output: output folder; resume: continue from ``output/checkpoint.pt``; overwrite: a fresh
+            run may replace the run already in ``output`` (else it is refused).
         checkpoint_every: also checkpoint every this many steps (0: at epoch ends only).
         max_minutes: stop (with a checkpoint) after this much training time.
         seed, threads, device: reproducibility and resources.
@@ -163,6 +163,7 @@ class SupernetTrainConfig(TypedConfig):
     calibration_images: int = 512
     output: str = "work_dirs/ofa_supernet"
     resume: bool = False
+    overwrite: bool = False
     checkpoint_every: int = 0
     max_minutes: float | None = None
     seed: int = 2048
@@ -178,6 +179,9 @@ class SupernetTrainConfig(TypedConfig):
             raise ConfigError(f"{source}: need kd_ratio >= 0, kd_temperature > 0, 0 <= label_smoothing < 1")
         if not self.phases:
             raise ConfigError(f"{source}: phases is empty; use progressive_shrinking_phases()")
+        if self.resume and self.overwrite:
+            raise ConfigError(f"{source}: resume=True and overwrite=True: continue the run (--resume) or replace it "
+                              "(--overwrite), not both")
         for i, phase in enumerate(self.phases):
             PhaseConfig.from_dict(phase, source=f"{source}: phases[{i}]")
 
@@ -277,30 +281,18 @@ class SupernetTrainResult:
     supernet: OFASupernet = dataclasses.field(repr=False)
 
 
-class _State:
-    def __init__(self) -> None:
-        self.phase = 0
-        self.epoch = 0  # within the phase
-        self.step_in_epoch = 0
-        self.step_in_phase = 0
-        self.global_step = 0
-        self.train_seconds = 0.0
-        self.epoch_rng: dict[str, Any] | None = None
-        self.phase_started = False  # channel sorting / teacher done for the current phase
-
-
 def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None, train_loader: Any | None = None,
                    evaluator: Callable[[nn.Module], Mapping[str, float]] | None = None,
                    on_step: Callable[[dict[str, Any]], None] | None = None) -> SupernetTrainResult:
-    """Train a supernet by progressive shrinking; see the module docstring.
+    """Train a supernet by progressive shrinking on the shared loop (:mod:`facenas.engine.loop`).
 
     Args:
         config: the validated config.
         reporter: receives one intermediate metric dict per epoch and the final one.
         train_loader: batches of ``(images, labels)`` instead of ``get_dataloader(config.rec...)``.
         evaluator: ``model -> metrics`` instead of verification on ``val_targets``.
-        on_step: called after every optimiser step with ``{"step", "phase", "loss"}`` (tests use
-            it to interrupt a run).
+        on_step: called after every optimiser step with ``{"step", "epoch", "phase", "loss", "lr"}``
+            (tests use it to interrupt a run).
     """
     from facenas.engine import distributed as D
     from facenas.plugins.engine.trainer import resolve_device
@@ -325,32 +317,25 @@ def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None
 
 def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, reporter: Reporter | None,
            train_loader: Any | None, evaluator: Callable | None, on_step: Callable | None) -> SupernetTrainResult:
-    from facenas.adapters.insightface.backbones import load_state_dict_checked
     from facenas.adapters.insightface.dataset import get_dataloader
     from facenas.adapters.insightface.losses import build_margin_head
     from facenas.adapters.insightface.partial_fc import PartialFC
-    from facenas.engine import distributed as D
-    from facenas.engine.checkpoint import agreed_checkpoint, capture_rng, save_rank_state
-    from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups
+    from facenas.engine.loop import Loop, LoopConfig
     from facenas.plugins.engine.trainer import data_num_classes
     from facenas.utils.seed import seed_everything
 
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed + dist_info.rank)
     space = cfg.build_space()
     phases = cfg.phase_configs()
     for phase in phases:
         phase_candidates(space, phase)
-    image_size = cfg.image_size
     loader = train_loader if train_loader is not None else get_dataloader(
         cfg.rec, dist_info.local_rank, cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
-        image_size=image_size)
+        image_size=cfg.image_size)
     found = data_num_classes(loader, cfg.rec)
     num_classes = cfg.num_classes or found
     if not num_classes:
         raise ConfigError(f"num_classes is 0 and the data at {cfg.rec!r} does not say how many identities it has")
-    steps_per_epoch = len(loader)
 
     supernet = space.supernet().to(device)
     head = PartialFC(build_margin_head(cfg.margin_head, cfg.margin_list, cfg.margin_scale), space.embedding_size,
@@ -358,210 +343,223 @@ def _train(cfg: SupernetTrainConfig, device: torch.device, dist_info: Any, repor
     if cfg.kd_ratio > 0 and cfg.kd_type == "logits" and (head.world_size > 1 or cfg.sample_rate < 1):
         raise ConfigError("kd_type='logits' needs all class centres in one process (sample_rate=1, one process); "
                           "use kd_type='embedding' with sharded or sampled PartialFC")
-    teacher: nn.Module | None = None
-    st = _State()
-    ckpt = out / ("checkpoint.pt" if dist_info.world_size == 1 else f"checkpoint_rank{dist_info.rank}.pt")
-
-    def make_optimizer(phase: PhaseConfig):
-        opt = build_optimizer("sgd", param_groups(supernet, head), phase.lr, cfg.weight_decay, cfg.momentum)
-        total = max(1, int(round(phase.epochs * steps_per_epoch)))
-        warm = min(int(phase.warmup_epoch * steps_per_epoch), total - 1)
-        return opt, PolynomialLRWarmup(opt, warm, total, cfg.lr_power), total
-
-    resume_rng = None
-    opt_state = sched_state = None
-    resumed_buffers: dict[str, torch.Tensor] = {}
-    if cfg.resume:
-        state = _load_train_state(agreed_checkpoint(ckpt, dist_info))
-        load_state_dict_checked(supernet, state["supernet"], str(ckpt))
-        resumed_buffers = {k: v for k, v in state["supernet"].items() if k in dict(supernet.named_buffers())}
-        load_state_dict_checked(head, state["head"], f"{ckpt} (head)")
-        for key in ("phase", "epoch", "step_in_epoch", "step_in_phase", "global_step", "train_seconds", "epoch_rng",
-                    "phase_started"):
-            setattr(st, key, state[key])
-        if state.get("teacher") is not None:
-            teacher = space.build(space.largest()).to(device)
-            load_state_dict_checked(teacher, state["teacher"], f"{ckpt} (teacher)")
-            teacher.eval().requires_grad_(False)
-        opt_state, sched_state = state["optimizer"], state["scheduler"]
-        resume_rng = state["rng"]
-        log.info("resumed %s at phase %d (%s), epoch %d, batch %d, step %d", ckpt, st.phase,
-                 phases[min(st.phase, len(phases) - 1)].name, st.epoch, st.step_in_epoch, st.global_step)
-    if dist_info.is_main:
-        write_json(out / "config.json", {**cfg.to_dict(), "num_classes": num_classes, "steps_per_epoch": steps_per_epoch,
-                                         "space_description": space.config()})
-
     model: nn.Module = supernet
     if dist_info.distributed:
+        # wrapped before a resume loads this rank's checkpoint: DDP's constructor broadcasts rank 0's
+        # parameters and buffers, and each rank's own BN statistics (broadcast_buffers=False) come after it
         model = nn.parallel.DistributedDataParallel(supernet, device_ids=[dist_info.local_rank] if device.type == "cuda"
                                                     else None, find_unused_parameters=True, broadcast_buffers=False)
-        D.restore_buffers(supernet, resumed_buffers)
     evaluate = evaluator
     if evaluate is None and cfg.val_targets and dist_info.is_main:
         evaluate = _make_evaluator(cfg, space)
-
-    def record(rec: dict[str, Any]) -> None:
-        if dist_info.is_main:
-            append_jsonl(out / "train_metrics.jsonl", {"time": round(time.time(), 3), **rec})
-
-    t_start = time.monotonic()
-    stopped = False
-    last_loss = float("nan")
-    metrics: dict[str, Any] = {}
-    while st.phase < len(phases) and not stopped:
-        phase = phases[st.phase]
-        if not st.phase_started:
-            if phase.sort_channels:
-                supernet.sort_channels_by_importance()
-                log.info("phase %s: hidden channels sorted by importance", phase.name)
-            if cfg.kd_ratio > 0 and teacher is None and st.phase > 0:
-                teacher = _make_teacher(supernet)
-                log.info("phase %s: the full network is the distillation teacher", phase.name)
-            st.phase_started = True
-        optimizer, scheduler, total_steps = make_optimizer(phase)
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state)
-            scheduler.load_state_dict(sched_state)
-            opt_state = sched_state = None
-        n_epochs = math.ceil(phase.epochs)
-        progress = Progress(total_steps, f"ofa {phase.name}", unit="step", interval=15.0, start=st.step_in_phase)
-        phase_losses: list[float] = []
-
-        def save_checkpoint() -> None:
-            state = {
-                "format": TRAIN_STATE_FORMAT, "supernet": supernet.state_dict(), "head": head.state_dict(),
-                "teacher": teacher.state_dict() if teacher is not None else None,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "phase": st.phase, "epoch": st.epoch, "step_in_epoch": st.step_in_epoch,
-                "step_in_phase": st.step_in_phase, "global_step": st.global_step, "train_seconds": st.train_seconds,
-                "epoch_rng": st.epoch_rng, "phase_started": st.phase_started,
-                "rng": {**capture_rng(), "loader": _loader_state(loader)}, "config": cfg.to_dict(),
-                "world_size": dist_info.world_size,
-            }
-            save_rank_state(state, ckpt, keep_previous=dist_info.distributed)
-            D.barrier(dist_info)
-
-        while st.epoch < n_epochs and st.step_in_phase < total_steps and not stopped:
-            sampler = getattr(loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):  # a new data order every epoch, the same on resume
-                sampler.set_epoch(sum(math.ceil(p.epochs) for p in phases[:st.phase]) + st.epoch)
-            iterator = _epoch_iterator(loader, st, resume_rng)
-            resume_rng = None
-            model.train()
-            head.train()
-            t_last = time.monotonic()
-            for images, labels in iterator:
-                images, labels = images.to(device), labels.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                loss_value = 0.0
-                n_sub = phase.subnets_per_step
-                t_emb = None
-                if teacher is not None and cfg.kd_ratio > 0:
-                    with torch.no_grad():
-                        t_emb = teacher(images)
-                for i in range(n_sub):
-                    arch = sample_subnet(space, phase, subnet_rng(cfg.seed, st.global_step, i))
-                    supernet.set_active(arch)
-                    sync = contextlib.nullcontext() if (i == n_sub - 1 or not dist_info.distributed) else model.no_sync()
-                    with sync:
-                        emb = model(images)
-                        loss = head(emb, labels)
-                        if t_emb is not None:
-                            loss = loss + cfg.kd_ratio * distillation_loss(cfg.kd_type, emb, t_emb, head,
-                                                                           cfg.margin_scale, cfg.kd_temperature)
-                        if not torch.isfinite(loss):
-                            raise FacenasError(f"loss became {float(loss)} at step {st.global_step + 1} (phase "
-                                               f"{phase.name}); lower the phase's lr or resume from {ckpt}")
-                        (loss / n_sub).backward()
-                    loss_value += float(loss.detach()) / n_sub
-                if cfg.clip_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(supernet.parameters(), cfg.clip_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                st.global_step += 1
-                st.step_in_epoch += 1
-                st.step_in_phase += 1
-                now = time.monotonic()
-                st.train_seconds += now - t_last
-                t_last = now
-                last_loss = loss_value
-                phase_losses.append(loss_value)
-                progress.update(1, loss=loss_value, lr=optimizer.param_groups[0]["lr"])
-                if st.global_step % 20 == 0:
-                    record({"type": "train", "phase": phase.name, "step": st.global_step, "loss": loss_value,
-                            "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(st.train_seconds, 2)})
-                if on_step is not None:
-                    on_step({"step": st.global_step, "phase": phase.name, "loss": loss_value})
-                if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
-                    save_checkpoint()
-                    t_last = time.monotonic()
-                if cfg.max_minutes is not None and st.train_seconds >= cfg.max_minutes * 60:
-                    log.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, st.global_step)
-                    stopped = True
-                    break
-                if st.step_in_phase >= total_steps:
-                    break
-            del iterator
-            if stopped:
-                break
-            st.epoch += 1
-            st.step_in_epoch = 0
-            st.epoch_rng = None
-            epoch_metrics = {"phase": phase.name, "phase_index": st.phase, "epoch": st.epoch, "step": st.global_step,
-                             "loss": float(np.mean(phase_losses[-steps_per_epoch:])) if phase_losses else last_loss,
-                             "train_seconds": round(st.train_seconds, 2)}
-            save_checkpoint()
-            record({"type": "epoch", **epoch_metrics})
-            if reporter is not None and dist_info.is_main:
-                reporter.intermediate({**epoch_metrics, "default": -epoch_metrics["loss"]})
-        progress.close()
-        if stopped:
-            save_checkpoint()
-            break
-        # end of phase: evaluate the largest and smallest subnet, write the supernet
-        phase_metrics: dict[str, Any] = {"phase": phase.name, "step": st.global_step}
-        if evaluate is not None and dist_info.is_main:
-            phase_metrics.update(_evaluate_extremes(space, supernet, evaluate, cfg, phase))
-            record({"type": "val", **phase_metrics})
-            log.info("after phase %s: %s", phase.name, {k: v for k, v in phase_metrics.items() if k != "phase"})
-        if dist_info.is_main:
-            save_supernet(out / f"supernet_{phase.name}.pt", space, supernet, {"phase": phase.name,
-                                                                              "global_step": st.global_step})
-        metrics.update({f"{k}": v for k, v in phase_metrics.items() if k not in ("phase", "step")})
-        st.phase += 1
-        st.epoch = 0
-        st.step_in_phase = 0
-        st.step_in_epoch = 0
-        st.phase_started = False
-        if st.phase < len(phases):
-            # the next phase starts with a fresh optimiser: checkpoint at the boundary
-            optimizer, scheduler, _ = make_optimizer(phases[st.phase])
-            save_checkpoint()
-
-    final = {"loss": last_loss, "global_step": st.global_step, "train_seconds": round(st.train_seconds, 2),
-             "wall_seconds": round(time.monotonic() - t_start, 2), "phases_done": st.phase,
-             "stopped_early": stopped, **metrics}
+    task = _SupernetTask(cfg, space, phases, loader, supernet, model, head, device, evaluate, dist_info.is_main)
+    loop = Loop(task, LoopConfig(output=cfg.output, resume=cfg.resume, overwrite=cfg.overwrite,
+                                 checkpoint_every=cfg.checkpoint_every, max_minutes=cfg.max_minutes, log_every=20),
+                settings=cfg.to_dict(), reporter=reporter, on_step=on_step, dist_info=dist_info,
+                run_files=("supernet.pt", *(f"supernet_{p.name}.pt" for p in phases)))
+    task.log = loop.log_json
+    loop.claim_output()
     if dist_info.is_main:
-        save_supernet(out / "supernet.pt", space, supernet, {"global_step": st.global_step, "phases_done": st.phase,
-                                                           "config": cfg.to_dict()})
-        final["supernet"] = str(out / "supernet.pt")
-        acc_keys = [k for k in final if k.startswith("largest_") and k.endswith("_acc")]
-        final["default"] = float(final[acc_keys[0]]) if acc_keys else -float(last_loss)
-        write_json(out / "final.json", final)
-        record({"type": "final", **final})
-        if reporter is not None:
-            reporter.final(final)
+        write_json(Path(cfg.output) / CONFIG_FILE, {**cfg.to_dict(), "num_classes": num_classes,
+                                                    "steps_per_epoch": task.steps_per_epoch,
+                                                    "space_description": space.config()})
+    final = loop.run()
+    st = loop.state
     supernet.eval()
-    return SupernetTrainResult(final, str(out), st.global_step, st.train_seconds, stopped, space, supernet)
+    return SupernetTrainResult(final, cfg.output, st.global_step, st.train_seconds, st.stopped_early, space, supernet)
 
 
-def _load_train_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"resume=True but there is no checkpoint at {path}; train without resume first")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != TRAIN_STATE_FORMAT:
-        raise DataFormatError(str(path), f"not an OFA supernet training checkpoint ({TRAIN_STATE_FORMAT})")
-    return data
+class _SupernetTask(LoopTask):
+    """Progressive shrinking as a :class:`LoopTask`: the phases laid end to end as loop epochs.
+
+    Phase ``i`` with ``epochs`` e takes ``round(e x steps_per_epoch)`` steps over
+    ``ceil(steps / steps_per_epoch)`` loop epochs, its last one cut short (:meth:`epoch_steps`).
+    ``state.extra`` holds ``phase`` (its index), ``step_in_phase`` and ``phase_started``. A phase
+    starts (channel sorting, the distillation teacher, a fresh optimiser and schedule) at the end of
+    the phase before it, so the checkpoint at that boundary already holds it and a run resumed there
+    draws the same random numbers as one that went on; the first phase starts in :meth:`start_epoch`.
+    A phase ends (in :meth:`end_epoch`) with the largest and smallest subnet evaluated and
+    ``supernet_<phase>.pt``.
+    """
+
+    desc = "ofa"
+
+    def __init__(self, cfg: SupernetTrainConfig, space: OFASpace, phases: list[PhaseConfig], loader: Any,
+                 supernet: OFASupernet, model: nn.Module, head: nn.Module, device: torch.device,
+                 evaluate: Callable | None, is_main: bool):
+        self.cfg, self.space, self.phases, self.loader = cfg, space, phases, loader
+        self.supernet, self.model, self.head, self.device = supernet, model, head, device
+        self.evaluate, self.is_main = evaluate, is_main
+        self.out = Path(cfg.output)
+        generator = getattr(loader, "generator", None)
+        self.data_generator = generator if isinstance(generator, torch.Generator) else None
+        self.steps_per_epoch = spe = len(loader)
+        self.phase_steps = [max(1, int(round(p.epochs * spe))) for p in phases]
+        self.phase_epochs = [max(1, math.ceil(n / max(spe, 1))) for n in self.phase_steps]
+        self.first_epoch = [sum(self.phase_epochs[:i]) for i in range(len(phases))]
+        # the sampler's epoch numbers count ceil(epochs) per phase (the data order of earlier runs)
+        self.sampler_offset = [sum(math.ceil(p.epochs) for p in phases[:i]) for i in range(len(phases))]
+        self.epochs = sum(self.phase_epochs)
+        self.teacher: nn.Module | None = None
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+        self.phase_metrics: dict[str, float] = {}  # the latest end-of-phase evaluation
+        self.last_loss = float("nan")
+        self.epoch_losses: list[float] = []
+        self.log: Callable[[Mapping[str, Any]], None] = lambda record: None
+
+    # -- phases -------------------------------------------------------------------------------------
+    @staticmethod
+    def _where(state: LoopState) -> dict[str, Any]:
+        for key, value in (("phase", 0), ("step_in_phase", 0), ("phase_started", False)):
+            state.extra.setdefault(key, value)
+        return state.extra
+
+    def _make_optimizer(self, phase: PhaseConfig, total: int) -> tuple[Any, Any]:
+        from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups
+
+        opt = build_optimizer("sgd", param_groups(self.supernet, self.head), phase.lr, self.cfg.weight_decay,
+                              self.cfg.momentum)
+        warm = min(int(phase.warmup_epoch * self.steps_per_epoch), total - 1)
+        return opt, PolynomialLRWarmup(opt, warm, total, self.cfg.lr_power)
+
+    def _start_phase(self, where: dict[str, Any]) -> None:
+        i = where["phase"]
+        phase = self.phases[i]
+        if phase.sort_channels:
+            self.supernet.sort_channels_by_importance()
+            log.info("phase %s: hidden channels sorted by importance", phase.name)
+        if self.cfg.kd_ratio > 0 and self.teacher is None and i > 0:
+            self.teacher = _make_teacher(self.supernet)
+            log.info("phase %s: the full network is the distillation teacher", phase.name)
+        self.optimizer, self.scheduler = self._make_optimizer(phase, self.phase_steps[i])
+        where["phase_started"] = True
+
+    def total_steps(self) -> int:
+        return sum(self.phase_steps)
+
+    def start_epoch(self, state: LoopState) -> None:
+        where = self._where(state)
+        if not where["phase_started"]:
+            self._start_phase(where)
+        i = where["phase"]
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # a new data order every epoch, the same on resume
+            sampler.set_epoch(self.sampler_offset[i] + state.epoch - self.first_epoch[i])
+        self.model.train()
+        self.head.train()
+        self.epoch_losses = []
+
+    def epoch_steps(self, state: LoopState) -> int:
+        i = self._where(state)["phase"]
+        return self.phase_steps[i] - (state.epoch - self.first_epoch[i]) * self.steps_per_epoch
+
+    def batches(self, state: LoopState) -> Any:
+        return self.loader
+
+    def step(self, batch: Any, state: LoopState) -> dict[str, Any]:
+        cfg, where = self.cfg, self._where(state)
+        phase = self.phases[where["phase"]]
+        images, labels = batch[0].to(self.device), batch[1].to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = 0.0
+        n_sub = phase.subnets_per_step
+        t_emb = None
+        if self.teacher is not None and cfg.kd_ratio > 0:
+            with torch.no_grad():
+                t_emb = self.teacher(images)
+        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+        for i in range(n_sub):
+            self.supernet.set_active(sample_subnet(self.space, phase, subnet_rng(cfg.seed, state.global_step, i)))
+            # DDP reduces the gradients once, with the last subnet's backward
+            with contextlib.nullcontext() if (i == n_sub - 1 or not ddp) else self.model.no_sync():
+                emb = self.model(images)
+                loss = self.head(emb, labels)
+                if t_emb is not None:
+                    loss = loss + cfg.kd_ratio * distillation_loss(cfg.kd_type, emb, t_emb, self.head,
+                                                                   cfg.margin_scale, cfg.kd_temperature)
+                if not torch.isfinite(loss):
+                    raise Diverged(f"the loss (phase {phase.name}, subnet {i})", float(loss.detach()),
+                                   f"lower phase {phase.name}'s lr ({phase.lr}) and resume from the last good "
+                                   "checkpoint, or train again", lr=self.optimizer.param_groups[0]["lr"])
+                (loss / n_sub).backward()
+            loss_value += float(loss.detach()) / n_sub
+        if cfg.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), cfg.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        where["step_in_phase"] += 1
+        self.last_loss = loss_value
+        self.epoch_losses.append(loss_value)
+        return {"loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"], "phase": phase.name}
+
+    def end_epoch(self, state: LoopState) -> dict[str, Any]:
+        if state.stopped_early:  # the time budget: the epoch (and the phase) goes on after a resume
+            return {}
+        where = self._where(state)
+        i = where["phase"]
+        phase = self.phases[i]
+        loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else self.last_loss
+        metrics = {"phase": phase.name, "phase_index": i, "phase_epoch": state.epoch - self.first_epoch[i],
+                   "loss": loss, "default": -loss}
+        if state.epoch == self.first_epoch[i] + self.phase_epochs[i]:
+            self._end_phase(state, where)
+        return metrics
+
+    def _end_phase(self, state: LoopState, where: dict[str, Any]) -> None:
+        """Evaluate the largest and smallest subnet, write ``supernet_<phase>.pt``, start the next phase."""
+        phase = self.phases[where["phase"]]
+        if self.evaluate is not None and self.is_main:
+            self.phase_metrics = _evaluate_extremes(self.space, self.supernet, self.evaluate, self.cfg, phase)
+            self.log({"type": "val", "phase": phase.name, "step": state.global_step, **self.phase_metrics})
+            log.info("after phase %s: %s", phase.name, self.phase_metrics)
+        if self.is_main:
+            save_supernet(self.out / f"supernet_{phase.name}.pt", self.space, self.supernet,
+                          {"phase": phase.name, "global_step": state.global_step})
+        where.update(phase=where["phase"] + 1, step_in_phase=0, phase_started=False)
+        if where["phase"] < len(self.phases):
+            self._start_phase(where)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"supernet": self.supernet.state_dict(), "head": self.head.state_dict(),
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "phase_metrics": dict(self.phase_metrics), "last_loss": self.last_loss}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        from facenas.adapters.insightface.backbones import load_state_dict_checked
+
+        where = dict(state.get("extra") or {})
+        if "supernet" not in state or "phase" not in where:
+            raise DataFormatError(self.cfg.output, "the checkpoint is not an OFA supernet training checkpoint",
+                                  "resume the run that wrote it with its own command, or train without --resume")
+        load_state_dict_checked(self.supernet, state["supernet"], "checkpoint (supernet)")
+        load_state_dict_checked(self.head, state["head"], "checkpoint (head)")
+        if state.get("teacher") is not None:
+            self.teacher = self.space.build(self.space.largest()).to(self.device)
+            load_state_dict_checked(self.teacher, state["teacher"], "checkpoint (teacher)")
+            self.teacher.eval().requires_grad_(False)
+        i = where["phase"]
+        if where.get("phase_started") and i < len(self.phases) and state.get("optimizer") is not None:
+            self.optimizer, self.scheduler = self._make_optimizer(self.phases[i], self.phase_steps[i])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.phase_metrics = dict(state.get("phase_metrics") or {})
+        self.last_loss = float(state.get("last_loss", float("nan")))
+        log.info("resuming phase %d (%s)", i, self.phases[min(i, len(self.phases) - 1)].name)
+
+    def final(self, state: LoopState) -> dict[str, Any]:
+        final: dict[str, Any] = {"loss": self.last_loss, "phases_done": self._where(state)["phase"],
+                                 **self.phase_metrics}
+        if self.is_main:
+            save_supernet(self.out / "supernet.pt", self.space, self.supernet,
+                          {"global_step": state.global_step, "phases_done": final["phases_done"],
+                           "config": self.cfg.to_dict()})
+            final["supernet"] = str(self.out / "supernet.pt")
+            acc_keys = [k for k in final if k.startswith("largest_") and k.endswith("_acc")]
+            final["default"] = float(final[acc_keys[0]]) if acc_keys else -float(self.last_loss)
+        return final
 
 
 def _largest(space: OFASpace) -> list[StageChoice]:
@@ -608,34 +606,3 @@ def _evaluate_extremes(space: OFASpace, supernet: OFASupernet, evaluate: Callabl
     finally:
         supernet.set_active(saved)
     return out
-
-
-def _loader_state(loader: Any) -> torch.Tensor | None:
-    g = getattr(loader, "generator", None)
-    return g.get_state() if isinstance(g, torch.Generator) else None
-
-
-def _set_loader_state(loader: Any, state: torch.Tensor | None) -> None:
-    g = getattr(loader, "generator", None)
-    if isinstance(g, torch.Generator) and state is not None:
-        g.set_state(state)
-
-
-def _epoch_iterator(loader: Any, st: _State, resume_rng: dict[str, Any] | None):
-    """A fresh iterator over this epoch's batches; on resume, the same order, skipping the batches done."""
-    from facenas.engine.checkpoint import restore_rng
-
-    if resume_rng is not None and st.epoch_rng is not None and st.step_in_epoch > 0:
-        torch.set_rng_state(st.epoch_rng["torch"])
-        _set_loader_state(loader, st.epoch_rng.get("loader"))
-        iterator = iter(loader)
-        for _ in range(st.step_in_epoch):
-            next(iterator)
-        restore_rng(resume_rng)
-        _set_loader_state(loader, resume_rng.get("loader"))
-        return iterator
-    if resume_rng is not None:
-        restore_rng(resume_rng)
-        _set_loader_state(loader, resume_rng.get("loader"))
-    st.epoch_rng = {"torch": torch.get_rng_state(), "loader": _loader_state(loader)}
-    return iter(loader)
