@@ -1,0 +1,39 @@
+"""The ENAS search reproduces the numbers pinned in tests/data/enas/search_golden.json bit for bit.
+
+The digests (final supernet, classifier head and controller weights, baseline, ranked candidates
+of two tiny searches: the softmax head and a PartialFC margin head) were written by
+``tests/data/enas/make_golden.py`` with the search as it was before it moved onto the shared loop;
+the same script's searches must still end with the same numbers.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "enas"
+GOLDEN = json.loads((GOLDEN_DIR / "search_golden.json").read_text())
+
+
+def _make_golden():
+    spec = importlib.util.spec_from_file_location("enas_make_golden", GOLDEN_DIR / "make_golden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def golden_rec(tmp_path_factory) -> str:
+    return str(_make_golden().make_synthetic(tmp_path_factory.mktemp("enas_golden")))
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN["runs"]))
+def test_search_matches_the_golden_digests(name, golden_rec, tmp_path):
+    if torch.__version__ != GOLDEN["torch"]:
+        pytest.skip(f"the digests were computed with torch {GOLDEN['torch']} (now {torch.__version__}); "
+                    "rerun tests/data/enas/make_golden.py with the pre-change search to pin this version")
+    got = _make_golden().run(name, golden_rec, tmp_path / name)
+    assert got == GOLDEN["runs"][name]
