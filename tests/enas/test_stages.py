@@ -44,5 +44,6 @@ def test_search_then_retrain(synthetic_data, tmp_path):
     for key in ("val_acc", "mflops", "params_m", "latency_ms", "search_val_acc"):
         assert math.isfinite(retrain[key]), key
     assert retrain["search_val_acc"] == record["val_acc"]
+    assert retrain["arch"] == record["arch"] and json.loads(open(retrain["arch_path"]).read()) == record["arch"]
     assert retrain["latency_ms"] == record["latency_ms"]
     assert retrain["default"] == retrain["val_acc"]
