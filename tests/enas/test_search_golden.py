@@ -7,8 +7,8 @@ the same script's searches must still end with the same numbers.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -18,16 +18,13 @@ GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "enas"
 GOLDEN = json.loads((GOLDEN_DIR / "search_golden.json").read_text())
 
 
-def _make_golden():
-    spec = importlib.util.spec_from_file_location("enas_make_golden", GOLDEN_DIR / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+#: the script's functions (the same searches it ran to write the digests)
+MAKE_GOLDEN = runpy.run_path(str(GOLDEN_DIR / "make_golden.py"))
 
 
 @pytest.fixture(scope="module")
 def golden_rec(tmp_path_factory) -> str:
-    return str(_make_golden().make_synthetic(tmp_path_factory.mktemp("enas_golden")))
+    return str(MAKE_GOLDEN["make_synthetic"](tmp_path_factory.mktemp("enas_golden")))
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN["runs"]))
@@ -35,5 +32,5 @@ def test_search_matches_the_golden_digests(name, golden_rec, tmp_path):
     if torch.__version__ != GOLDEN["torch"]:
         pytest.skip(f"the digests were computed with torch {GOLDEN['torch']} (now {torch.__version__}); "
                     "rerun tests/data/enas/make_golden.py with the pre-change search to pin this version")
-    got = _make_golden().run(name, golden_rec, tmp_path / name)
+    got = MAKE_GOLDEN["run"](name, golden_rec, tmp_path / name)
     assert got == GOLDEN["runs"][name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 
-import torch
 
 from facenas.nas.space import create_space
 from facenas.nas.stages import STAGES, run_stage_locally
