@@ -77,13 +77,34 @@ def _targets(art: Path) -> dict[str, float]:
     return {k: float(np.percentile(lats, p)) for k, p in PERCENTILES.items()}
 
 
+def _search_result(folder: Path) -> dict[str, Any] | None:
+    """A finished search's result (``final.json``; ``search_result.json`` for searches run before the
+    search moved onto the shared loop, whose ``top`` list held the architectures' paths)."""
+    if (folder / "final.json").is_file():
+        return read_json(folder / "final.json")
+    if (folder / "search_result.json").is_file():
+        legacy = read_json(folder / "search_result.json")
+        return {**legacy, "architectures": legacy.get("top", [])}
+    return None
+
+
+def _search_epochs(folder: Path) -> list[dict[str, Any]]:
+    """A search's completed epochs: its ``train_metrics.jsonl`` epoch records (``search_epochs.json`` before)."""
+    from facenas.engine.loop import metric_records
+
+    if (folder / "search_epochs.json").is_file() and not (folder / "train_metrics.jsonl").is_file():
+        return read_json(folder / "search_epochs.json")
+    return [r for r in metric_records(folder / "train_metrics.jsonl") if r.get("type") == "epoch" and "reward" in r]
+
+
 def step_search(art: Path, target: str, args) -> dict[str, Any]:
-    from facenas.plugins.enas.search import SearchConfig, run_search
+    from facenas.plugins.enas.search import CHECKPOINT, SearchConfig, run_search
 
     out = art / (f"search_{target}_{args.variant}" if args.variant else f"search_{target}")
-    if (out / "search_result.json").is_file():
+    done = _search_result(out)
+    if done is not None:
         log.info("search %s: done before", target)
-        return read_json(out / "search_result.json")
+        return done
     t_ms = _targets(art)[target]
     cfg = SearchConfig(space="enas", space_config=dict(SPACE_CONFIG), rec="celeba299", epochs=args.epochs,
                        steps_per_epoch=args.steps, controller_steps=args.controller_steps, arcs_per_step=8,
@@ -91,7 +112,7 @@ def step_search(art: Path, target: str, args) -> dict[str, Any]:
                        latency={"lut": str(_lut_path(art))}, candidates=args.candidates, top_k=3, seed=args.seed,
                        controller={"lr": args.controller_lr, "advantage": args.advantage},
                        val_batch_size=args.val_batch_size,
-                       threads=1, max_minutes=args.max_minutes, resume=(out / "search_checkpoint.pt").is_file())
+                       threads=1, max_minutes=args.max_minutes, resume=(out / CHECKPOINT).is_file())
     log.info("search %s: target %.3f ms", target, t_ms)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench_args.json", {"target": target, "target_ms": t_ms, "exponent": args.exponent,
@@ -118,8 +139,11 @@ def _retrain(arch: dict | str, out: Path, epochs: int) -> dict[str, Any]:
 def step_retrain(art: Path, which: str, args) -> None:
     from facenas.nas.space import load_description
 
-    search = read_json(art / "search_tight" / "search_result.json")
-    top = [load_description(t["arch"]) for t in search["top"]]
+    search = _search_result(art / "search_tight")
+    if search is None:
+        raise SystemExit(f"no finished search in {art / 'search_tight'}; run `python -m benchmarks.bench_enas search "
+                         "--target tight` first")
+    top = [load_description(t["arch"]) for t in search["architectures"]]
     if which == "top":
         for i, desc in enumerate(top, 1):
             _retrain(desc, art / "retrain" / f"top{i}", args.epochs_retrain)
@@ -128,7 +152,7 @@ def step_retrain(art: Path, which: str, args) -> None:
     samples, lats = _random_latencies(art, n=2000, seed=args.seed + 7)
     space = _space()
     used: set[int] = set()
-    for i, entry in enumerate(search["top"], 1):
+    for i, entry in enumerate(search["architectures"], 1):
         want = float(entry["latency_ms"])
         order = np.argsort(np.abs(lats - want))
         j = next(int(k) for k in order if int(k) not in used)
@@ -161,14 +185,12 @@ def step_report(art: Path, args) -> dict[str, Any]:
     curves = {}
     searches = sorted(p.name[len("search_"):] for p in art.glob("search_*") if p.is_dir())  # tight, loose, variants
     for target in searches:
-        epochs_file = art / f"search_{target}" / "search_epochs.json"
-        if epochs_file.is_file():
-            ep = read_json(epochs_file)
+        ep = _search_epochs(art / f"search_{target}")
+        if ep:
             curves[target] = [{k: e.get(k) for k in ("epoch", "reward", "accuracy", "latency_ms", "entropy",
                                                        "greedy_latency_ms")} for e in ep]
-        res_file = art / f"search_{target}" / "search_result.json"
-        if res_file.is_file():
-            r = read_json(res_file)
+        r = _search_result(art / f"search_{target}")
+        if r is not None:
             result[f"search_{target}"] = {k: r.get(k) for k in ("val_acc", "latency_ms", "search_seconds")}
             args_file = art / f"search_{target}" / "bench_args.json"
             if args_file.is_file():
@@ -177,7 +199,7 @@ def step_report(art: Path, args) -> dict[str, Any]:
                 result[f"search_{target}"]["settings"] = {"target": target, "exponent": args.exponent,
                                                           "controller_lr": args.controller_lr, "advantage": args.advantage}
             result[f"search_{target}"]["top"] = [{k: t.get(k) for k in ("rank", "val_acc", "latency_ms", "mflops",
-                                                                         "params_m")} for t in r["top"]]
+                                                                         "params_m")} for t in r["architectures"]]
     result["curves"] = curves
     if curves:
         # mean LUT latency of the arcs the controller sampled: first two epochs vs last two, per search
@@ -236,7 +258,7 @@ def main(argv=None) -> None:
     ap.add_argument("--artifacts", default=str(artifacts_dir("enas")))
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop the alternating epochs after the one during which this much time passed")
+                    help="stop the search once its child training has taken this long (then rank the candidates)")
     ap.add_argument("--steps", type=int, default=30, help="child minibatches per epoch")
     ap.add_argument("--controller-steps", type=int, default=8)
     ap.add_argument("--candidates", type=int, default=30)

@@ -5,7 +5,8 @@ child network's settings and reports test accuracy; here the training engine
 (:func:`facenas.plugins.engine.train`) retrains with the training recipe it is given -- at CPU
 scale the shared protocol (``recipes/configs/celeba299_enas_retrain_cpu.py``, ``benchmarks/PROTOCOL.md``:
 celeba299 at 64 x 64, ArcFace, SGD, 20 epochs, 60-minute cap) --, verifies on ``lfw_devtest.bin`` during training and tests on ``lfw.bin``
-at the end. :func:`retrain_arch` adds the paper's table columns: parameters, MFLOPs, latency.
+at the end. :func:`retrain_arch` adds the paper's table columns: parameters, MFLOPs, latency, and the
+architecture (``arch``, saved as ``arch.json``: ``arch_path``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
+from facenas.nas.results import ARCH, arch_entry
 from facenas.nas.space import create_space, load_description
 
 log = logging.getLogger(__name__)
@@ -64,4 +66,6 @@ def retrain_arch(arch: Mapping[str, Any] | str | os.PathLike, out_dir: str | Pat
         final["latency_ms"] = float(model_latency(sample))
     final["output"] = result.output
     final["train_seconds"] = result.train_seconds
+    entry = arch_entry(desc, Path(out_dir) / ARCH)  # the trained network's architecture, as every stage's result
+    final["arch"], final["arch_path"] = entry["arch"], entry["arch_path"]
     return final

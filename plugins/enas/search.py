@@ -1,27 +1,34 @@
 """The alternating ENAS search (Zhu 2019, Algorithm 1) and the ranking of its architectures.
 
-Each epoch
+The search runs on the shared loop (:mod:`facenas.engine.loop`). Each epoch
 
 1. trains the shared child weights for one pass over the training split (or ``steps_per_epoch``
-   minibatches): the controller samples a fresh arc for every minibatch, which is trained with
-   cross-entropy (a linear softmax classifier, Eq. 1; a margin head optionally) and momentum SGD;
-   the learning rate warms up linearly and then follows the paper's warped cosine (Eq. 6);
-2. trains the controller for ``controller_steps`` (S) steps: each step draws a minibatch of the
-   held-out *validation* images of the training identities and ``arcs_per_step`` (Q) arcs,
-   measures each arc's top-1 identity accuracy on that minibatch with the shared weights (batch
-   statistics in BN, as ENAS evaluates its child model) and its latency from the lookup table,
-   and updates the controller by REINFORCE with the reward of :mod:`.reward`: per arc
-   (``reward_mode="per_arc"``, the default), or -- Algorithm 1 literally -- one reward from the Q
-   arcs' mean accuracy and mean latency shared by all of them (``"batch_mean"``).
+   minibatches) -- the loop's steps: the controller samples a fresh arc for every minibatch, which
+   is trained with cross-entropy (a linear softmax classifier, Eq. 1; a margin head optionally)
+   and momentum SGD; the learning rate warms up linearly and then follows the paper's warped
+   cosine (Eq. 6);
+2. trains the controller for ``controller_steps`` (S) steps -- the loop's epoch end: each step
+   draws a minibatch of the held-out *validation* images of the training identities and
+   ``arcs_per_step`` (Q) arcs, measures each arc's top-1 identity accuracy on that minibatch with
+   the shared weights (batch statistics in BN, as ENAS evaluates its child model) and its latency
+   from the lookup table, and updates the controller by REINFORCE with the reward of
+   :mod:`.reward`: per arc (``reward_mode="per_arc"``, the default), or -- Algorithm 1 literally
+   -- one reward from the Q arcs' mean accuracy and mean latency shared by all of them
+   (``"batch_mean"``).
 
 Per-epoch reward, accuracy, latency and policy entropy go to the reporter (NNI's intermediate
-results); the whole state (supernet, classifier, both optimisers, baseline, generators, history)
-is checkpointed atomically after each epoch and ``resume=True`` continues from it.
+results) and to ``train_metrics.jsonl``. The loop checkpoints the whole state (supernet,
+classifier, both optimisers, baseline, generators, history) atomically in ``checkpoint.pt`` at
+every epoch end and every ``checkpoint_every`` child steps; ``resume=True`` continues from it bit
+for bit, also mid-epoch (the epoch's batch order is re-drawn from the data generator's state at
+the epoch's start, and the batches already trained on are skipped).
 
-At the end (Algorithm 2's first step) ``candidates`` distinct arcs are sampled from the trained
-policy, each is scored on the *whole* validation split with the shared weights, and they are
-ranked by validation accuracy; the top ``top_k`` are written as architecture descriptions for
-retraining from scratch (:mod:`.retrain`).
+At the end (Algorithm 2's first step; the loop's final) ``candidates`` distinct arcs are sampled
+from the trained policy, each is scored on the *whole* validation split with the shared weights,
+and they are ranked by validation accuracy; the top ``top_k`` are written as architecture
+descriptions (``top{i}_arch.json``; the best also as ``arch.json``) for retraining from scratch
+(:mod:`.retrain`), and ``final.json`` holds the typed result (``arch``, ``arch_path``,
+``architectures`` best first; :mod:`facenas.nas.results`).
 """
 from __future__ import annotations
 
@@ -30,18 +37,19 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facenas.engine.checkpoint import read_model_file
 from facenas.config import TypedConfig
+from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
 from facenas.errors import ConfigError, FacenasError
 from facenas.nas.report import Reporter
+from facenas.nas.results import ARCH, CHECKPOINT, CONFIG, arch_entry, with_architectures
 from facenas.nas.space import create_space
-from facenas.utils.io import atomic_torch_save, write_json
+from facenas.utils.io import write_json
 from facenas.utils.paths import shared_data_dir
 from facenas.utils.progress import Progress
 from facenas.utils.seed import torch_generator
@@ -53,8 +61,6 @@ from .model import batch_stat_bn
 from .reward import RewardConfig, latency_reward
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "search_checkpoint.pt"
 
 
 @dataclasses.dataclass
@@ -85,8 +91,12 @@ class SearchConfig(TypedConfig):
         top_k: how many of them are kept for retraining.
         seed: seeds the supernet, the controller and the data order.
         threads: torch CPU threads (None = leave as is).
-        max_minutes: stop after the epoch during which this much time has passed.
-        resume: continue from ``search_checkpoint.pt`` in the output folder if it exists.
+        max_minutes: stop once the child training has taken this long (the loop's training time:
+            child steps, not controller epochs or the ranking), then rank the candidates.
+        checkpoint_every: also checkpoint every this many child steps (0 = at epoch ends only).
+        resume: continue from ``checkpoint.pt`` in the output folder (only ``epochs``,
+            ``max_minutes``, ``threads``, ``checkpoint_every`` may differ from the checkpoint's settings).
+        overwrite: replace a previous search in the output folder (a fresh run refuses one otherwise).
     """
 
     space: str = "enas"
@@ -119,7 +129,9 @@ class SearchConfig(TypedConfig):
     seed: int = 0
     threads: int | None = 2
     max_minutes: float | None = None
+    checkpoint_every: int = 0
     resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         for name in ("split", "margin_list"):
@@ -130,6 +142,8 @@ class SearchConfig(TypedConfig):
         for name in ("epochs", "batch_size", "controller_steps", "arcs_per_step", "val_batch_size", "candidates", "top_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{source}: {name} = {getattr(self, name)} must be >= 1")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"{source}: checkpoint_every = {self.checkpoint_every} must be >= 0 (0 = epoch ends only)")
         if self.top_k > self.candidates:
             raise ConfigError(f"{source}: top_k = {self.top_k} cannot exceed candidates = {self.candidates}")
         if self.steps_per_epoch < 0 or self.child_lr <= 0 or self.child_lr_min < 0 or self.child_lr_min > self.child_lr:
@@ -194,30 +208,36 @@ class _MarginHead(nn.Module):
 
 
 def _make_head(cfg: SearchConfig, embedding_size: int, num_classes: int) -> nn.Module:
+    """The child's classifier: a linear softmax (Eq. 1) or PartialFC with all centres and a margin head."""
     if cfg.child_head == "softmax":
         return _SoftmaxHead(embedding_size, num_classes)
-    from facenas.plugins.engine import TrainConfig, build_head
+    from facenas.adapters.insightface.losses import build_margin_head
+    from facenas.adapters.insightface.partial_fc import PartialFC
 
-    tc = TrainConfig()
-    tc.embedding_size = embedding_size
-    tc.margin_head = cfg.child_head
-    tc.margin_list = tuple(cfg.margin_list)
-    tc.margin_scale = float(cfg.margin_scale)
-    tc.sample_rate = 1.0
-    tc.seed = cfg.seed
-    return _MarginHead(build_head(tc, num_classes))
+    margin = build_margin_head(cfg.child_head, tuple(cfg.margin_list), float(cfg.margin_scale))
+    return _MarginHead(PartialFC(margin, embedding_size, num_classes, sample_rate=1.0, seed=cfg.seed))
 
 
-class EnasSearch:
-    """One ENAS search run (see the module docstring).
+def _empty_child_epoch() -> dict[str, float]:
+    """The running sums behind an epoch's child metrics (checkpointed: an epoch may resume mid-way)."""
+    return {"loss_sum": 0.0, "batches": 0, "correct": 0, "seen": 0, "lr": 0.0}
+
+
+class EnasSearch(LoopTask):
+    """One ENAS search run on the shared loop (see the module docstring).
+
+    The loop's step is one child minibatch (Algorithm 1 lines 3-6), its epoch end the controller's
+    REINFORCE epoch (lines 7-12), its final the ranking of candidate arcs.
 
     Args:
         config: the search configuration.
         out_dir: where checkpoints and results go.
-        reporter: receives per-epoch and final metrics (optional).
+        reporter: receives per-epoch metrics (optional; the final ones are the caller's to report).
         latency_model: overrides ``config.latency`` (e.g. a table built in a test).
         data: pre-loaded search data (default: read ``config.rec``).
     """
+
+    desc = "ENAS child"
 
     def __init__(self, config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,
                  latency_model: LatencyModel | None = None, data: SearchData | None = None):
@@ -225,7 +245,6 @@ class EnasSearch:
         cfg.validate("search config")
         self.cfg = cfg
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.reporter = reporter
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -253,64 +272,81 @@ class EnasSearch:
         if n_batches < 1:
             raise FacenasError(f"the training split has {len(self.data.train)} images, fewer than one batch of "
                                f"{cfg.batch_size}; lower batch_size")
+        self.epochs = cfg.epochs
         self.steps_per_epoch = min(n_batches, cfg.steps_per_epoch) if cfg.steps_per_epoch else n_batches
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.warmup_steps = min(int(self.steps_per_epoch * cfg.child_warmup_epochs), self.total_steps - 1)
+        self.warmup_steps = min(int(self.steps_per_epoch * cfg.child_warmup_epochs), self.total_steps() - 1)
         self.controller = Controller(self.space, ControllerConfig.from_dict(cfg.controller), seed=cfg.seed)
         self.trainer = ReinforceTrainer(self.controller)
-        self.data_gen = torch_generator(cfg.seed + 101)
+        # the child batches' order and flips; the loop checkpoints it and re-creates a resumed epoch from it
+        self.data_generator = self.data_gen = torch_generator(cfg.seed + 101)
         self.val_gen = torch_generator(cfg.seed + 202)
-        self.epoch = 0
-        self.global_step = 0
         self.controller_step = 0
-        self.seconds = 0.0
+        self.controller_seconds = 0.0
+        self.child_epoch = _empty_child_epoch()
         self.history: list[dict[str, Any]] = []
         self.epoch_log: list[dict[str, Any]] = []
 
     # -- pieces ---------------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
     def latency_of(self, sample: Mapping[str, Any]) -> float | None:
         return None if self.latency is None else float(self.latency(sample))
 
-    def _set_lr(self) -> float:
+    def _set_lr(self, step: int) -> float:
         cfg = self.cfg
-        lr = child_lr_at(self.global_step, self.total_steps, self.warmup_steps, cfg.child_lr, cfg.child_lr_min)
+        lr = child_lr_at(step, self.total_steps(), self.warmup_steps, cfg.child_lr, cfg.child_lr_min)
         for group in self.child_opt.param_groups:
             group["lr"] = lr
         return lr
 
-    def train_child_epoch(self) -> dict[str, float]:
-        """Algorithm 1 lines 3-6: a fresh arc per minibatch, shared weights updated by SGD."""
-        cfg = self.cfg
+    # -- Algorithm 1 lines 3-6: the loop's steps -------------------------------------------------
+    def start_epoch(self, state: LoopState) -> None:
         self.supernet.train()
         self.head.train()
-        losses, correct, seen, lr = [], 0, 0, 0.0
-        progress = Progress(self.steps_per_epoch, f"epoch {self.epoch + 1} child", unit="batch", interval=30)
-        batches = self.data.train.batches(cfg.batch_size, generator=self.data_gen, flip=True, drop_last=True)
-        for i, (x, y) in enumerate(batches):
-            if i >= self.steps_per_epoch:
-                break
-            sample = self.controller.sample()
-            self.supernet.activate(sample)
-            lr = self._set_lr()
-            emb = self.supernet(x)
-            loss = self.head(emb, y)
-            if not torch.isfinite(loss):
-                raise FacenasError(f"child loss became {float(loss)} at step {self.global_step + 1} (lr {lr:.4g}); "
-                                   f"lower child_lr (now {cfg.child_lr}) or raise child_warmup_epochs")
-            self.child_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.child_grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.supernet.parameters(), cfg.child_grad_clip)
-            self.child_opt.step()
-            self.global_step += 1
-            losses.append(float(loss.detach()))
-            with torch.no_grad():
-                correct += int((self.head.logits(emb.detach()).argmax(1) == y).sum())
-            seen += len(y)
-            progress.update(loss=round(losses[-1], 3))
-        progress.close()
-        return {"child_loss": sum(losses) / max(1, len(losses)), "child_train_acc": correct / max(1, seen), "lr": lr}
 
+    def batches(self, state: LoopState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's minibatches: one shuffled, flipped pass (``data_gen``) cut at ``steps_per_epoch``.
+
+        Reading stops at the first batch past the cut (its flips are drawn from ``data_gen``, as
+        they always were), so the generator's stream -- and every earlier search -- is unchanged.
+        """
+        cfg = self.cfg
+        for i, batch in enumerate(self.data.train.batches(cfg.batch_size, generator=self.data_gen, flip=True,
+                                                          drop_last=True)):
+            if i >= self.steps_per_epoch:
+                return
+            yield batch
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], state: LoopState) -> dict[str, Any]:
+        """A fresh arc from the controller for this minibatch; the shared weights updated by SGD."""
+        cfg = self.cfg
+        x, y = batch
+        sample = self.controller.sample()
+        self.supernet.activate(sample)
+        lr = self._set_lr(state.global_step)
+        emb = self.supernet(x)
+        loss = self.head(emb, y)
+        if not torch.isfinite(loss):
+            raise Diverged("child loss", float(loss), f"lower child_lr (now {cfg.child_lr}) or raise "
+                           "child_warmup_epochs", lr=lr)
+        self.child_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.child_grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.supernet.parameters(), cfg.child_grad_clip)
+        self.child_opt.step()
+        value = float(loss.detach())
+        with torch.no_grad():
+            correct = int((self.head.logits(emb.detach()).argmax(1) == y).sum())
+        run = self.child_epoch
+        run["loss_sum"] += value
+        run["batches"] += 1
+        run["correct"] += correct
+        run["seen"] += len(y)
+        run["lr"] = lr
+        return {"loss": value, "lr": lr}
+
+    # -- Algorithm 1 lines 7-12: the loop's epoch end ----------------------------------------------
     @torch.no_grad()
     def accuracy(self, sample: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> float:
         """Top-1 identity accuracy of ``sample`` on ``(x, y)`` with the shared weights (batch-stat BN)."""
@@ -331,8 +367,8 @@ class EnasSearch:
         idx = torch.randperm(n, generator=self.val_gen)[:min(n, self.cfg.val_batch_size)]
         return self.data.val.images[idx], self.data.val.labels[idx]
 
-    def train_controller_epoch(self) -> dict[str, float]:
-        """Algorithm 1 lines 7-12: S REINFORCE steps, each over Q arcs on one validation minibatch."""
+    def train_controller_epoch(self, epoch: int) -> dict[str, float]:
+        """S REINFORCE steps, each over Q arcs on one validation minibatch (``epoch``: 1-based, for the history)."""
         cfg = self.cfg
         stats: dict[str, list[float]] = {k: [] for k in ("reward", "accuracy", "latency_ms", "entropy", "controller_loss")}
         for _ in range(cfg.controller_steps):
@@ -344,7 +380,7 @@ class EnasSearch:
             step = self.trainer.update(samples, rewards)
             self.controller_step += 1
             for s, a, lat, r in zip(samples, accs, lats, rewards):
-                self.history.append({"epoch": self.epoch + 1, "controller_step": self.controller_step, "sample": s,
+                self.history.append({"epoch": epoch, "controller_step": self.controller_step, "sample": s,
                                      "accuracy": a, "latency_ms": lat, "reward": r})
             stats["reward"].append(sum(rewards) / len(rewards))
             stats["accuracy"].append(sum(accs) / len(accs))
@@ -356,78 +392,72 @@ class EnasSearch:
         out["baseline"] = float(self.trainer.baseline or 0.0)
         return out
 
+    def end_epoch(self, state: LoopState) -> dict[str, Any]:
+        """The controller's epoch and the epoch's metrics (``default`` = the mean reward).
+
+        At a time-budget stop inside an epoch the loop calls this before the epoch is complete:
+        the controller is not trained then (it will be when a resumed run completes the epoch),
+        and ``default`` repeats the last epoch's reward (0, the lowest reward, before the first).
+        """
+        run = self.child_epoch
+        child = {"child_loss": run["loss_sum"] / max(1, run["batches"]),
+                 "child_train_acc": run["correct"] / max(1, run["seen"]), "lr": run["lr"]}
+        if state.stopped_early:
+            return {**child, "default": self.epoch_log[-1]["reward"] if self.epoch_log else 0.0}
+        t0 = time.monotonic()
+        ctrl = self.train_controller_epoch(state.epoch)
+        metrics = {**child, **ctrl}
+        if self.latency is not None:
+            metrics["greedy_latency_ms"] = self.latency_of(self.controller.greedy())
+        metrics["default"] = metrics["reward"]
+        seconds = time.monotonic() - t0
+        self.controller_seconds += seconds
+        metrics["controller_seconds"] = round(seconds, 2)
+        self.epoch_log.append({"epoch": state.epoch, **metrics})
+        self.child_epoch = _empty_child_epoch()
+        log.info("epoch %d/%d: reward %.4f acc %.4f latency %s entropy %.3f (controller %.0f s)", state.epoch,
+                 self.cfg.epochs, metrics["reward"], metrics["accuracy"], metrics.get("latency_ms"),
+                 metrics["entropy"], seconds)
+        return metrics
+
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"format": "facenas.enas_search/1", "config": self.cfg.to_dict(), "epoch": self.epoch,
-                "global_step": self.global_step, "controller_step": self.controller_step, "seconds": self.seconds,
-                "supernet": self.supernet.state_dict(), "head": self.head.state_dict(),
+        return {"supernet": self.supernet.state_dict(), "head": self.head.state_dict(),
                 "child_opt": self.child_opt.state_dict(), "controller": self.trainer.state_dict(),
-                "data_gen": self.data_gen.get_state(), "val_gen": self.val_gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": self.history, "epoch_log": self.epoch_log}
+                "val_gen": self.val_gen.get_state(), "controller_step": self.controller_step,
+                "controller_seconds": self.controller_seconds, "child_epoch": dict(self.child_epoch),
+                "history": self.history, "epoch_log": self.epoch_log}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("format") != "facenas.enas_search/1":
-            raise FacenasError(f"{self.out / CHECKPOINT} is not an ENAS search checkpoint")
-        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "resume", "max_minutes", "threads")}
-        now = {k: v for k, v in self.cfg.to_dict().items() if k not in ("epochs", "resume", "max_minutes", "threads")}
-        differ = sorted(k for k in now if now[k] != saved.get(k))
-        if differ:
-            raise ConfigError(f"{self.out / CHECKPOINT} was written by a search with different settings {differ}; "
-                              "resume with the same config (only epochs / max_minutes / threads may change) or use "
-                              "a new output folder")
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.controller_step, self.seconds = int(state["controller_step"]), float(state["seconds"])
         self.supernet.load_state_dict(state["supernet"])
         self.head.load_state_dict(state["head"])
         self.child_opt.load_state_dict(state["child_opt"])
         self.trainer.load_state_dict(state["controller"])
-        self.data_gen.set_state(state["data_gen"])
         self.val_gen.set_state(state["val_gen"])
-        torch.set_rng_state(state["torch_rng"])
+        self.controller_step = int(state["controller_step"])
+        self.controller_seconds = float(state["controller_seconds"])
+        self.child_epoch = dict(state["child_epoch"])
         self.history = list(state["history"])
         self.epoch_log = list(state["epoch_log"])
 
-    def checkpoint(self) -> None:
-        atomic_torch_save(self.state_dict(), self.out / CHECKPOINT)
-        write_json(self.out / "search_epochs.json", self.epoch_log)
-
-    # -- the loop -------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Alternate child and controller epochs, then rank candidates; returns the final metrics."""
+    # -- the run --------------------------------------------------------------------------------
+    def run(self, on_step: Any = None) -> dict[str, Any]:
+        """Alternate child and controller epochs on the shared loop, then rank candidates; returns
+        the final metrics (also in ``final.json``). ``on_step`` is the loop's per-step hook."""
         cfg = self.cfg
-        ckpt = self.out / CHECKPOINT
-        if cfg.resume and ckpt.is_file():
-            self.load_state_dict(read_model_file(ckpt))
-            log.info("resumed the ENAS search from %s after epoch %d", ckpt, self.epoch)
-        write_json(self.out / "search_config.json", {**cfg.to_dict(), "space_config": self.space.config(),
-                                                     "latency_model": self.latency.info() if self.latency else None,
-                                                     "data": self.data.summary()})
-        t_start = time.monotonic()
-        seconds_at_start = self.seconds
-        while self.epoch < cfg.epochs:
-            t0 = time.monotonic()
-            child = self.train_child_epoch()
-            ctrl = self.train_controller_epoch()
-            self.epoch += 1
-            greedy = self.controller.greedy()
-            metrics = {"epoch": self.epoch, **child, **ctrl, "seconds": round(time.monotonic() - t0, 2)}
-            if self.latency is not None:
-                metrics["greedy_latency_ms"] = self.latency_of(greedy)
-            metrics["default"] = metrics["reward"]
-            self.seconds = seconds_at_start + time.monotonic() - t_start
-            self.epoch_log.append(metrics)
-            self.checkpoint()
-            log.info("epoch %d/%d: reward %.4f acc %.4f latency %s entropy %.3f (%.0f s)", self.epoch, cfg.epochs,
-                     metrics["reward"], metrics["accuracy"], metrics.get("latency_ms"), metrics["entropy"],
-                     metrics["seconds"])
-            if self.reporter is not None:
-                self.reporter.intermediate(metrics)
-            if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
-                log.warning("max_minutes=%s reached after epoch %d of %d; ranking candidates now", cfg.max_minutes,
-                            self.epoch, cfg.epochs)
-                break
-        return self.finish()
+        loop = Loop(self, LoopConfig(output=str(self.out), resume=cfg.resume, overwrite=cfg.overwrite,
+                                     checkpoint_every=cfg.checkpoint_every, max_minutes=cfg.max_minutes,
+                                     may_change=RESUME_MAY_CHANGE),
+                    settings=cfg.to_dict(), reporter=self.reporter, on_step=on_step, report_final=False,
+                    run_files=("candidates.json", "arcs_history.json", ARCH,
+                               *(f"top{i}_arch.json" for i in range(1, cfg.top_k + 1))))
+        loop.claim_output()
+        write_json(self.out / CONFIG, {**cfg.to_dict(), "space_config": self.space.config(),
+                                       "latency_model": self.latency.info() if self.latency else None,
+                                       "data": self.data.summary()})
+        return loop.run()
 
+    # -- Algorithm 2's first step: the loop's final ------------------------------------------------
     def sample_candidates(self, n: int) -> list[dict[str, Any]]:
         """``n`` distinct arcs from the policy (bounded: 50 n draws, then whatever was found)."""
         seen: dict[tuple, dict[str, Any]] = {}
@@ -448,8 +478,8 @@ class EnasSearch:
             correct += self.accuracy(sample, x, y) * len(y)
         return correct / len(part)
 
-    def finish(self) -> dict[str, Any]:
-        """Rank ``candidates`` sampled arcs by validation accuracy; write the top ``top_k``."""
+    def final(self, state: LoopState) -> dict[str, Any]:
+        """Rank ``candidates`` sampled arcs by validation accuracy; write the top ``top_k`` (best first)."""
         from facenas.nas.flops import count_flops
 
         cfg = self.cfg
@@ -472,25 +502,32 @@ class EnasSearch:
             r["rank"] = i
         write_json(self.out / "candidates.json", ranked)
         write_json(self.out / "arcs_history.json", self.history)
-        top = []
-        for i, r in enumerate(ranked[:cfg.top_k], 1):
-            desc = self.space.describe(r["sample"])
-            path = self.out / f"top{i}_arch.json"
-            write_json(path, desc)
-            top.append({**{k: v for k, v in r.items() if k != "sample"}, "arch": str(path)})
+        top = [arch_entry(self.space.describe(r["sample"]), self.out / f"top{i}_arch.json",
+                          **{k: v for k, v in r.items() if k != "sample"})
+               for i, r in enumerate(ranked[:cfg.top_k], 1)]
         best = ranked[0]
-        final = {"default": best["val_acc"], "val_acc": best["val_acc"], "latency_ms": best["latency_ms"],
-                 "mflops": best["mflops"], "params_m": best["params_m"], "epochs": self.epoch,
-                 "reward": self.epoch_log[-1]["reward"] if self.epoch_log else None,
-                 "search_seconds": round(self.seconds, 1), "top": top, "out_dir": str(self.out)}
-        write_json(self.out / "search_result.json", final)
+        metrics = {"default": best["val_acc"], "val_acc": best["val_acc"], "latency_ms": best["latency_ms"],
+                   "mflops": best["mflops"], "params_m": best["params_m"], "epochs": state.epoch,
+                   "reward": self.epoch_log[-1]["reward"] if self.epoch_log else None,
+                   "search_seconds": round(state.train_seconds + self.controller_seconds, 1),
+                   "out_dir": str(self.out)}
+        final = with_architectures(metrics, top)
+        final["arch_path"] = arch_entry(top[0]["arch"], self.out / ARCH)["arch_path"]  # the best, as every method
         return final
 
 
+#: the settings a resumed search may change (any other must match the checkpoint's)
+RESUME_MAY_CHANGE = ("epochs", "resume", "overwrite", "max_minutes", "threads", "checkpoint_every")
+
+
 def run_search(config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,
-               latency_model: LatencyModel | None = None, data: SearchData | None = None) -> dict[str, Any]:
-    """Run (or resume) an ENAS search; see :class:`EnasSearch`."""
+               latency_model: LatencyModel | None = None, data: SearchData | None = None,
+               on_step: Any = None) -> dict[str, Any]:
+    """Run (or resume) an ENAS search; see :class:`EnasSearch`. ``on_step``: the loop's per-step hook."""
     from facenas.utils.lock import output_lock
 
     with output_lock(out_dir, "ENAS search"):  # one writer per output folder
-        return EnasSearch(config, out_dir, reporter, latency_model, data).run()
+        return EnasSearch(config, out_dir, reporter, latency_model, data).run(on_step=on_step)
+
+
+__all__ = ["CHECKPOINT", "EnasSearch", "RESUME_MAY_CHANGE", "SearchConfig", "child_lr_at", "run_search", "warped_cosine"]

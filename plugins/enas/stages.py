@@ -7,7 +7,9 @@ from scratch. Parameters (JSON):
 
 * ``enas.search``: ``config`` -- a recipe path (a module assigning ``config = SearchConfig(...)``)
   or a dict of :class:`~facenas.plugins.enas.search.SearchConfig` fields -- plus any field as an
-  override (``epochs``, ``seed`` ...). Output: ``<trial>/search``.
+  override (``epochs``, ``seed`` ...). Output: ``<trial>/search`` (``final.json``, ``checkpoint.pt``,
+  ``arch.json`` = the best, ``top{i}_arch.json``, ``candidates.json``); result: ``arch`` (the best's
+  ``facenas.arch/1`` description), ``arch_path``, ``architectures`` (best first).
 * ``enas.retrain``: ``arch`` -- an architecture description (dict or JSON path; e.g.
   ``${item.arch}`` of the search's ``architectures``); ``config`` -- a training recipe or dict
   (the CPU-scale protocol: ``recipes/configs/celeba299_enas_retrain_cpu.py``); ``latency`` -- ``{"lut": path}`` to add ``latency_ms``;
@@ -36,23 +38,27 @@ def search_config_from_params(params: Mapping[str, Any]):
 @auxiliary_stage
 @checks_params(lambda params, scratch: search_config_from_params(params))
 def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
-    """Algorithm 1 as one trial; returns the top-k ``architectures`` for retraining."""
-    from facenas.utils.io import read_json
+    """Algorithm 1 as one trial; returns the top-k ``architectures`` (best first) for retraining.
+
+    A trial that runs again in its folder (NNI re-queues running trials when an experiment
+    resumes) continues its search from ``checkpoint.pt`` unless the parameters set ``resume`` or
+    ``overwrite``.
+    """
+    import logging
+
+    from facenas.nas.results import CHECKPOINT
 
     from .search import run_search
 
     cfg = search_config_from_params(params)
     out = reporter.out_dir / "search"
-    result = run_search(cfg, out, reporter=reporter)
-    architectures = []
-    for entry in result["top"]:
-        desc = read_json(entry["arch"])
-        architectures.append({"sample": desc["sample"], "arch": desc, "arch_path": entry["arch"],
-                              **{k: entry[k] for k in ("rank", "val_acc", "latency_ms", "reward", "mflops", "params_m")}})
-    final = {k: v for k, v in result.items() if k not in ("top",)}
-    final.update({"architectures": architectures, "arch": architectures[0]["arch"],
-                  "checkpoint": str(out / "search_checkpoint.pt")})
-    return final
+    base = params.get("config")
+    explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
+    if not explicit and not cfg.overwrite and (out / CHECKPOINT).is_file():
+        logging.getLogger(__name__).info("%s holds a search checkpoint: continuing it (resume=True)", out)
+        cfg.resume = True
+    final = run_search(cfg, out, reporter=reporter)
+    return {**final, "checkpoint": str(out / CHECKPOINT)}
 
 
 @STAGES.register("enas.retrain")

@@ -70,8 +70,19 @@ def test_search_runs_reports_and_writes_top_k(synthetic_data, search_data, tmp_p
     candidates = json.loads((tmp_path / "candidates.json").read_text())
     assert len(candidates) == 4
     assert [c["val_acc"] for c in candidates] == sorted((c["val_acc"] for c in candidates), reverse=True)
-    assert len(result["top"]) == 3 and result["default"] == candidates[0]["val_acc"]
-    net = build_from_description(result["top"][0]["arch"])
+    assert len(result["architectures"]) == 3 and result["default"] == candidates[0]["val_acc"]
+    # typed result (facenas.nas.results): arch = the best's description, arch_path = arch.json, best first
+    assert result["arch"] == result["architectures"][0]["arch"] and result["arch"]["format"] == "facenas.arch/1"
+    assert result["arch_path"] == str(tmp_path / "arch.json")
+    assert json.loads((tmp_path / "arch.json").read_text()) == result["arch"]
+    for i, entry in enumerate(result["architectures"], 1):
+        assert entry["rank"] == i and entry["sample"] == candidates[i - 1]["sample"]
+        assert entry["arch_path"] == str(tmp_path / f"top{i}_arch.json")
+        assert json.loads((tmp_path / f"top{i}_arch.json").read_text()) == entry["arch"]
+    assert result == json.loads((tmp_path / "final.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["seed"] == 1 and config["data"]["identities"] == 24 and "latency_model" in config
+    net = build_from_description(result["arch"])
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 16)
     # the latency the search used is the table's sum over the arc's blocks
     space = create_space("enas_test")
@@ -79,24 +90,90 @@ def test_search_runs_reports_and_writes_top_k(synthetic_data, search_data, tmp_p
     assert candidates[0]["latency_ms"] == pytest.approx(table(candidates[0]["sample"]))
 
 
+def _final_state(out):
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def _assert_same_search(a, b):
+    """Same final supernet, head and controller weights, same arcs and same ranked candidates."""
+    ca, cb = _final_state(a), _final_state(b)
+    for part in ("supernet", "head"):
+        assert ca[part].keys() == cb[part].keys()
+        for k, v in ca[part].items():
+            assert torch.equal(v, cb[part][k]), (part, k)
+    for k, v in ca["controller"]["controller"].items():
+        assert torch.equal(v, cb["controller"]["controller"][k]), k
+    assert ca["controller"]["baseline"] == cb["controller"]["baseline"]
+    for name in ("arcs_history.json", "candidates.json", "arch.json"):
+        assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+
+
 def test_resume_matches_an_uninterrupted_search(synthetic_data, search_data, tmp_path):
     full = tiny_config(synthetic_data, candidates=3)
     run_search(full, tmp_path / "a", data=search_data)
-    interrupted = tiny_config(synthetic_data, candidates=3, max_minutes=0.0)  # stops after epoch 1
-    assert run_search(interrupted, tmp_path / "b", data=search_data)["epochs"] == 1
+    interrupted = tiny_config(synthetic_data, candidates=3, max_minutes=0.0)  # stops after the first child step
+    stopped = run_search(interrupted, tmp_path / "b", data=search_data)
+    assert stopped["stopped_early"] and stopped["global_step"] == 1 and stopped["epochs"] == 0
+    state = _final_state(tmp_path / "b")
+    assert state["step_in_epoch"] == 1 and state["controller"]["steps"] == 0  # no controller epoch yet
     resumed = tiny_config(synthetic_data, candidates=3, resume=True)
-    run_search(resumed, tmp_path / "b", data=search_data)
-    ha = json.loads((tmp_path / "a" / "arcs_history.json").read_text())
-    hb = json.loads((tmp_path / "b" / "arcs_history.json").read_text())
-    assert ha == hb
-    ca = torch.load(tmp_path / "a" / "search_checkpoint.pt", weights_only=True)
-    cb = torch.load(tmp_path / "b" / "search_checkpoint.pt", weights_only=True)
-    for part in ("supernet", "head"):
-        for k, v in ca[part].items():
-            assert torch.equal(v, cb[part][k]), k
-    assert ca["controller"]["baseline"] == cb["controller"]["baseline"]
-    with pytest.raises(ConfigError, match="different settings"):
+    final = run_search(resumed, tmp_path / "b", data=search_data)
+    assert not final["stopped_early"] and final["global_step"] == 6 and final["epochs"] == 2
+    _assert_same_search(tmp_path / "a", tmp_path / "b")
+    epochs = [r for r in map(json.loads, (tmp_path / "b" / "train_metrics.jsonl").read_text().splitlines())
+              if r["type"] == "epoch" and "reward" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    with pytest.raises(ConfigError, match=r"other settings \(seed: 1 -> 5\)"):
         run_search(tiny_config(synthetic_data, candidates=3, resume=True, seed=5), tmp_path / "b", data=search_data)
+
+
+def test_a_fresh_search_refuses_a_used_folder(synthetic_data, search_data, tmp_path):
+    from facenas.errors import OutputFolderError
+
+    cfg = tiny_config(synthetic_data, candidates=3, epochs=1, steps_per_epoch=1)
+    run_search(cfg, tmp_path, data=search_data)
+    with pytest.raises(OutputFolderError, match="--resume"):
+        run_search(cfg, tmp_path, data=search_data)
+    assert not run_search(tiny_config(synthetic_data, candidates=3, epochs=1, steps_per_epoch=1, overwrite=True),
+                          tmp_path, data=search_data)["stopped_early"]
+
+
+def test_kill9_mid_epoch_then_resume_is_bit_for_bit(synthetic_data, tmp_path):
+    """kill -9 after child step 7 (epoch 2, step 3; last checkpoint: step 6), resume: the same search."""
+    from tests.kill9 import run_killed
+
+    kill9_search(str(synthetic_data), str(tmp_path / "a"))
+    run_killed(f"""
+        from tests.enas.test_search import kill9_search
+        kill9_search({str(synthetic_data)!r}, {str(tmp_path / 'b')!r}, kill_at=7)
+    """)
+    state = _final_state(tmp_path / "b")
+    assert state["global_step"] == 6 and state["epoch"] == 1 and state["step_in_epoch"] == 2
+    assert not (tmp_path / "b" / "final.json").exists()
+    final = kill9_search(str(synthetic_data), str(tmp_path / "b"), resume=True)
+    assert final["global_step"] == 8 and final["epochs"] == 2
+    _assert_same_search(tmp_path / "a", tmp_path / "b")
+    straight = json.loads((tmp_path / "a" / "final.json").read_text())
+    for key in ("val_acc", "latency_ms", "reward"):
+        assert final[key] == straight[key], key
+    assert [a["arch"] for a in final["architectures"]] == [a["arch"] for a in straight["architectures"]]
+    timed = ("time", "train_seconds", "controller_seconds")
+    epochs = {run: [{k: v for k, v in r.items() if k not in timed}
+                    for r in map(json.loads, (tmp_path / run / "train_metrics.jsonl").read_text().splitlines())
+                    if r["type"] == "epoch"] for run in ("a", "b")}
+    assert [(r["epoch"], r["step"]) for r in epochs["b"]] == [(1, 4), (2, 8)]  # each epoch logged once
+    assert epochs["a"] == epochs["b"]  # the resumed epoch's child loss / accuracy sums came back with it
+
+
+def kill9_search(rec: str, out: str, kill_at: int | None = None, resume: bool = False) -> dict:
+    """The kill -9 test's search (also run in the killed child process): 2 epochs x 4 child steps."""
+    import torch
+
+    from tests.kill9 import kill9_at
+
+    torch.set_num_threads(1)
+    cfg = tiny_config(rec, candidates=3, steps_per_epoch=4, checkpoint_every=3, threads=1, resume=resume)
+    return run_search(cfg, out, on_step=kill9_at(kill_at) if kill_at else None)
 
 
 def test_config_errors(synthetic_data):
@@ -127,8 +204,8 @@ def test_resume_from_a_crafted_checkpoint_runs_no_code(synthetic_data, search_da
     marker = tmp_path / "pwned"
     out = tmp_path / "run"
     out.mkdir()
-    torch.save({"format": "facenas.enas_search/1", "x": _Payload(marker)}, out / "search_checkpoint.pt")
-    with pytest.raises(DataFormatError, match="search_checkpoint.pt"):
+    torch.save({"format": "facenas.train/1", "x": _Payload(marker)}, out / "checkpoint.pt")
+    with pytest.raises(DataFormatError, match="checkpoint.pt"):
         run_search(tiny_config(synthetic_data, candidates=3, resume=True), out, data=search_data)
     assert not marker.exists()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 
-import torch
 
 from facenas.nas.space import create_space
 from facenas.nas.stages import STAGES, run_stage_locally
@@ -16,15 +15,22 @@ from .test_search import flops_table
 def test_search_then_retrain(synthetic_data, tmp_path):
     assert {"enas.search", "enas.retrain"} <= set(STAGES.names())
     space = create_space("enas_test")
-    search = run_stage_locally("enas.search", {
+    params = {
         "config": {"threads": None, "space": "enas_test", "rec": str(synthetic_data), "batch_size": 16, "steps_per_epoch": 2,
                    "controller_steps": 2, "arcs_per_step": 2, "val_batch_size": 16, "candidates": 3, "top_k": 2,
                    "reward": {"target_ms": 0.3, "exponent": -0.5}, "latency": {"table": flops_table(space)}},
-        "epochs": 1}, str(tmp_path / "search"))
+        "epochs": 1}
+    search = run_stage_locally("enas.search", params, str(tmp_path / "search"))
     assert len(search["architectures"]) == 2
     lines = [json.loads(l) for l in (tmp_path / "search" / "metrics.jsonl").read_text().splitlines()]
     assert [l["type"] for l in lines] == ["intermediate", "final"]
     assert {"reward", "accuracy", "latency_ms", "entropy"} <= set(lines[0])
+    assert search["arch"] == search["architectures"][0]["arch"]
+    assert search["arch_path"] == str(tmp_path / "search" / "search" / "arch.json")
+    assert search["checkpoint"] == str(tmp_path / "search" / "search" / "checkpoint.pt")
+    # the trial run again in its folder (NNI re-queues it on resume) continues the search: here, finished
+    again = run_stage_locally("enas.search", {"config": {**params["config"]}, "epochs": 1}, str(tmp_path / "search"))
+    assert again["architectures"] == search["architectures"]
 
     record = search["architectures"][0]
     retrain = run_stage_locally("enas.retrain", {
@@ -37,5 +43,6 @@ def test_search_then_retrain(synthetic_data, tmp_path):
     for key in ("val_acc", "mflops", "params_m", "latency_ms", "search_val_acc"):
         assert math.isfinite(retrain[key]), key
     assert retrain["search_val_acc"] == record["val_acc"]
+    assert retrain["arch"] == record["arch"] and json.loads(open(retrain["arch_path"]).read()) == record["arch"]
     assert retrain["latency_ms"] == record["latency_ms"]
     assert retrain["default"] == retrain["val_acc"]
