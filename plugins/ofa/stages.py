@@ -14,7 +14,9 @@
 ``ofa.search``
     Fits the LightGBM comparator (or OFA's MLP predictor, ``ranker: mlp``) on ``candidates``
     (``${evaluate[*]}``: the accuracy set's trial records) and runs Algorithm 1 (QuickSelect
-    evolution) under ``bound`` on ``cost`` (``mflops``, or ``{"lut": table.json}`` for latency).
+    evolution) under ``bound`` on ``cost`` (``mflops``, or ``{"lut": table.json}`` for latency: the
+    table's predicted milliseconds, :class:`~facenas.adapters.runtime.latency_model.LatencyModel`,
+    so ``bound`` can be a measured latency, e.g. a reference network's ``runtime.latency``).
     Final: ``architectures`` (top-k samples) for ``ofa.evaluate`` trials, and the search time.
 """
 from __future__ import annotations
@@ -165,11 +167,10 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     cost_spec = params.get("cost", "mflops")
     if cost_spec == "mflops":
         cost = AdditiveCost.flops(space)
-    elif isinstance(cost_spec, Mapping) and "lut" in cost_spec:
-        from facenas.adapters.runtime.lut import LatencyTable
+    elif isinstance(cost_spec, Mapping) and set(cost_spec) == {"lut"}:
+        from facenas.adapters.runtime.latency_model import LatencyModel
 
-        table = LatencyTable.load(cost_spec["lut"])
-        cost = AdditiveCost.latency(space, {k: table.latency_of(r) for k, r in table.entries.items()})
+        cost = AdditiveCost.latency(space, LatencyModel.load(cost_spec["lut"], space))
     else:
         raise ConfigError(f"ofa.search: cost must be 'mflops' or {{'lut': path}}, got {cost_spec!r}")
     evo = EvolutionConfig.from_dict(dict(params.get("evolution") or {}), source="ofa.search evolution")
