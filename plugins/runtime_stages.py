@@ -1,4 +1,17 @@
-"""Stage ``runtime.latency`` for pipelines (``STAGES``): time a trained network in onnxruntime and TFLite.
+"""Runtime stages for pipelines (``STAGES``): ``runtime.lut`` builds a latency table, ``runtime.latency``
+times a trained network in onnxruntime and TFLite.
+
+``runtime.lut`` is ``facenas lut build`` as a step: parameters are the fields of
+:class:`~facenas.adapters.runtime.lut.BuildConfig` (``space``, ``space_config``, ``runtime``,
+``threads``, ``warmup``, ``runs``, ``min_time_s``, ``rounds``, ``clock``, ``statistic``,
+``calibrate``, ``seed``), plus ``out`` (the table file; default
+``<trial folder>/lut_<space>_<runtime>_t<threads>.json``, resumed if it exists), ``validate``
+(random subnets timed whole against the prediction, ``facenas lut validate``; 0: off) and
+``percentiles`` (default ``[35, 75]``: of the predicted latency of ``bound_samples`` random subnets,
+seed ``bound_seed``; a search step can take its bound from them). Final: ``table`` (the file, for
+``ofa.search``'s ``cost: {lut: ...}``), ``entries``, ``fit_mape``, ``p<q>_ms``, and with
+``validate`` the ``spearman``, ``mape`` and ``within_10pct`` of the prediction; every latency is
+:class:`~facenas.adapters.runtime.latency_model.LatencyModel`'s prediction.
 
 Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always
 written, the same architecture as ``best.pt``), an architecture description or a backbone name --
@@ -29,7 +42,7 @@ import numpy as np
 
 from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
-from facenas.nas.stages import STAGES
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
 
 log = logging.getLogger(__name__)
 
@@ -137,4 +150,63 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
     final["passes"] = {r: list((passes or {}).get(r, default_passes(r))) for r in runtimes}
     final.update(model=str(params["model"]), input_size=list(size), threads=threads, clock=clock,
                  device=device_info())
+    return final
+
+
+#: ``runtime.lut`` parameters that are not BuildConfig fields
+_LUT_EXTRA = ("out", "validate", "percentiles", "bound_samples", "bound_seed")
+
+
+def _lut_config(params: Mapping[str, Any]):
+    from facenas.adapters.runtime.lut import BuildConfig
+    from facenas.nas.space import create_space
+
+    cfg = BuildConfig.from_dict({k: v for k, v in params.items() if k not in _LUT_EXTRA}, source="runtime.lut parameters")
+    if cfg.runtime not in ("onnxruntime", "tflite", "torch"):
+        raise ConfigError(f"runtime.lut runtime '{cfg.runtime}' is not one of ['onnxruntime', 'tflite', 'torch']")
+    cfg.resolved_clock()
+    create_space(cfg.space, **cfg.space_config).all_latency_blocks()  # a space that describes its blocks
+    return cfg
+
+
+def _check_lut(params: dict[str, Any], scratch: str) -> Any:
+    return _lut_config(params)
+
+
+@STAGES.register("runtime.lut")
+@auxiliary_stage
+@checks_params(_check_lut)
+def runtime_lut(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Build (or resume) the latency table of a space on this machine; optionally validate it."""
+    from facenas.adapters.runtime.latency_model import LatencyModel
+    from facenas.adapters.runtime.lut import build_table, sample_subnets, validate_table
+
+    cfg = _lut_config(params)
+    out = str(params.get("out") or os.path.join(os.fspath(reporter.out_dir),
+                                                f"lut_{cfg.space}_{cfg.runtime}_t{cfg.threads}.json"))
+    table = build_table(cfg, out)
+    model = LatencyModel(table)
+    final: dict[str, Any] = {"table": out, "space": table.space, "runtime": table.runtime, "threads": table.threads,
+                             "entries": len(table.entries), "device": table.device}
+    if table.calibration:
+        final["fit_mape"] = float(table.calibration["fit_mape"])
+    subnets = sample_subnets(model.space, int(params.get("bound_samples", 300)), int(params.get("bound_seed", 7)))
+    predicted = np.array([model.predict(s) for s in subnets])
+    for q in params.get("percentiles", [35, 75]):
+        final[f"p{float(q):g}_ms"] = float(np.percentile(predicted, float(q)))
+    final["predicted_ms"] = {"min": float(predicted.min()), "median": float(np.median(predicted)),
+                             "max": float(predicted.max())}
+    n_val = int(params.get("validate", 0))
+    final["default"] = 0.0
+    if n_val > 0:
+        res = validate_table(table, n_val, seed=int(params.get("seed", 0)) + 1)
+        for key in ("spearman", "mape", "within_10pct", "raw_spearman", "raw_mape", "measurement_retest_spearman"):
+            if res.get(key) is not None:
+                final[key] = float(res[key])
+        final["default"] = float(res["spearman"])
+        from facenas.utils.io import write_json
+
+        write_json(os.path.join(os.fspath(reporter.out_dir), "validate.json"), res)
+    log.info("latency table %s: %d entries, predicted %.3f-%.3f ms over %d random subnets", out, len(table.entries),
+             predicted.min(), predicted.max(), len(subnets))
     return final

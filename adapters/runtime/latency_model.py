@@ -38,8 +38,9 @@ class LatencyModel:
     """
 
     def __init__(self, table: LatencyTable, space: Any = None):
-        space = space if space is not None else table.create_space()
-        if table.space != space.name or _canonical(table.space_config) != _canonical(space.config()):
+        built = table.create_space()  # a registry name (ofa_tiny) can stand for a space class's name (ofa)
+        space = space if space is not None else built
+        if built.name != space.name or _canonical(built.config()) != _canonical(space.config()):
             raise ConfigError(
                 f"{table.source} was built for space '{table.space}' with config {_canonical(table.space_config)}, "
                 f"but the network is from '{space.name}' with {_canonical(space.config())}; build a table for it with "
