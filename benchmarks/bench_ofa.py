@@ -15,7 +15,8 @@ each runtime's table, ``ofa.search`` trials the searches (their runtime: the tab
 their bound's source: the reference's measured latency or a percentile of the table's
 predictions), the exported ``ofa.evaluate`` trials the chosen subnets on the final set,
 ``ofa.finetune`` the fine-tuned ones, ``engine.train`` with role ``reference`` the reference and
-``runtime.latency`` the side-by-side times. :func:`report_rows` gives the rows of the accuracy
+``runtime.latency`` the times (those of the step that timed the reference and the fine-tuned
+subnets in the same rounds, ``side_by_side``, where it ran). :func:`report_rows` gives the rows of the accuracy
 report in ``benchmarks/summary.py``.
 """
 from __future__ import annotations
@@ -54,16 +55,27 @@ def _close(a: Any, b: Any) -> bool:
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _latency_of(record: dict[str, Any], model_prefix: str | None) -> dict[str, float]:
-    """Side-by-side times (``runtime.latency``) of the network written under ``model_prefix``."""
+def _timings(record: dict[str, Any], model_prefix: str | None) -> list[tuple[bool, dict[str, float]]]:
+    """Every ``runtime.latency`` timing of the network written under ``model_prefix``, as ``(side by side,
+    {runtime: ms})``: side by side when the step timed several networks in the same rounds (``models``)."""
     if not model_prefix:
-        return {}
+        return []
+    prefix = str(model_prefix).rstrip("/") + "/"
+    out = []
     for t in _ok(record, "runtime.latency"):
-        model = str((t.get("params") or {}).get("model", ""))
-        if model.startswith(str(model_prefix).rstrip("/") + "/"):
-            m = t.get("metrics", {})
-            return {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if f"latency_{rt}_ms" in m}
-    return {}
+        p, m = t.get("params") or {}, t.get("metrics", {})
+        for name, path in (p.get("models") or {}).items():
+            if str(path).startswith(prefix) and isinstance((m.get("latency_ms") or {}).get(name), dict):
+                out.append((True, dict(m["latency_ms"][name])))
+        if str(p.get("model", "")).startswith(prefix):
+            out.append((False, {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if f"latency_{rt}_ms" in m}))
+    return out
+
+
+def _latency_of(record: dict[str, Any], model_prefix: str | None) -> dict[str, float]:
+    """The network's times: the side-by-side step's when there is one, else its own step's."""
+    timings = sorted(_timings(record, model_prefix), key=lambda t: not t[0])
+    return timings[0][1] if timings else {}
 
 
 def _acc(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +97,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         ref = refs[0]
         m = ref.get("metrics", {})
         reference = {"step": ref["step"], **_acc(m), "epochs": m.get("epochs"), "params": ref.get("params"),
-                     "latency_ms": _latency_of(record, _output_of(ref))}
+                     "output": _output_of(ref), "latency_ms": _latency_of(record, _output_of(ref))}
     finals = {}
     for t in _ok(record, "ofa.evaluate"):
         if (t.get("params") or {}).get("export"):
@@ -103,9 +115,8 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             runtime = "mflops" if cost == "mflops" else str(lut)
         bound = p.get("bound")
         source = "given"
-        ref_ms = (reference or {}).get("latency_ms", {}).get(runtime)
-        if _close(bound, ref_ms):
-            source = "reference"
+        if reference and any(_close(bound, lat.get(runtime)) for _, lat in _timings(record, reference["output"])):
+            source = "reference"  # the reference's measured latency on that runtime (reference_latency)
         for q in ("p35", "p75"):
             if _close(bound, (tables.get(runtime) or {}).get(f"{q}_ms")):
                 source = q

@@ -18,12 +18,12 @@ def _pipeline(name: str):
 def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
     steps_list = _pipeline("ofa_cpu.yml")
     per_runtime = lambda rt: [(f"search_{rt}", "ofa.search"), (f"final_{rt}", "ofa.evaluate"),  # noqa: E731
-                              (f"finetune_{rt}", "ofa.finetune"), (f"finetune_{rt}_latency", "runtime.latency")]
+                              (f"finetune_{rt}", "ofa.finetune")]
     assert [(s.name, s.stage) for s in steps_list] == [
         ("lut_onnxruntime", "runtime.lut"), ("lut_tflite", "runtime.lut"),
         ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"),
         ("reference", "engine.train"), ("reference_latency", "runtime.latency"),
-        *per_runtime("onnxruntime"), *per_runtime("tflite")]
+        *per_runtime("onnxruntime"), *per_runtime("tflite"), ("side_by_side", "runtime.latency")]
     steps = {s.name: s for s in steps_list}
     for rt in ("onnxruntime", "tflite"):
         assert steps[f"lut_{rt}"].params["runtime"] == rt and steps[f"lut_{rt}"].params["validate"] > 0
@@ -42,8 +42,11 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         assert finetune["head"] == "${supernet.result.head}"
         assert "lfw.bin" in steps[f"final_{rt}"].params["val"][0]
         assert steps[f"final_{rt}"].params["latency"]["runtime"] == rt
-        assert steps[f"finetune_{rt}_latency"].params["runtimes"] == ["onnxruntime", "tflite"]
-    assert steps["reference_latency"].params["runtimes"] == ["onnxruntime", "tflite"]
+        # the fine-tuned pick is timed with the reference, every runtime, in one step's interleaved rounds
+        assert steps["side_by_side"].params["models"][f"ofa_{rt}"] == f"${{finetune_{rt}.result.output}}/last.pt"
+    assert steps["side_by_side"].params["models"]["reference"] == "${reference.result.output}/last.pt"
+    assert steps["side_by_side"].params["runtimes"] == steps["reference_latency"].params["runtimes"] == [
+        "onnxruntime", "tflite"]
     assert check_experiment_file(RECIPES / "ofa_cpu.yml").problems == []
 
 

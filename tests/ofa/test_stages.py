@@ -100,3 +100,16 @@ def test_runtime_lut_stage_builds_a_table_the_search_reads(tmp_path):
     assert out["p50_ms"] > 0 and model.info()["corrected"]
     with pytest.raises(ConfigError, match="runtime.lut runtime"):
         run_stage_locally("runtime.lut", {"space": "toy", "runtime": "coreml"}, str(tmp_path / "bad"))
+
+
+def test_runtime_latency_times_several_networks_in_the_same_rounds(tmp_path):
+    space = create_space("toy", input_size=32)
+    small = space.describe({"stem/width": 8, "block/kernel_size": 3, "block/depth": 1, "block/op": "dwconv"})
+    large = space.describe({"stem/width": 16, "block/kernel_size": 5, "block/depth": 2, "block/op": "conv"})
+    out = run_stage_locally("runtime.latency", {"models": {"small": small, "large": large}, "runtimes": ["onnxruntime"],
+                                                "rounds": 2, "runs": 5, "min_time_s": 0.0}, str(tmp_path / "lat"))
+    assert set(out["latency_ms"]) == {"small", "large"} and len(out["rounds"]["large"]["onnxruntime"]) == 2
+    assert out["latency_small_onnxruntime_ms"] == out["latency_ms"]["small"]["onnxruntime"] > 0
+    assert out["mflops_large"] > out["mflops_small"]
+    with pytest.raises(ConfigError, match="'model'.*or 'models'"):
+        run_stage_locally("runtime.latency", {"model": small, "models": {"a": large}}, str(tmp_path / "bad"))
