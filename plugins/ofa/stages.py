@@ -92,10 +92,13 @@ def save_head(output: str) -> str | None:
     if not os.path.isfile(state_file):
         return None
     state = torch.load(state_file, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not isinstance(state.get("head"), dict):
+    # the margin head's state: under "head" (or a key ending in it), holding the class centres ("weight")
+    heads = [v for k, v in (state.items() if isinstance(state, dict) else ())
+             if str(k).split(".")[-1].endswith("head") and isinstance(v, dict) and "weight" in v]
+    if not heads:
         return None
     path = os.path.join(output, "head.pt")
-    atomic_torch_save({"head": state["head"]}, path)
+    atomic_torch_save({"head": heads[0]}, path)
     return path
 
 

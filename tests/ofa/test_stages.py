@@ -113,3 +113,15 @@ def test_runtime_latency_times_several_networks_in_the_same_rounds(tmp_path):
     assert out["mflops_large"] > out["mflops_small"]
     with pytest.raises(ConfigError, match="'model'.*or 'models'"):
         run_stage_locally("runtime.latency", {"model": small, "models": {"a": large}}, str(tmp_path / "bad"))
+
+
+def test_supernet_head_is_saved_for_finetuning(tmp_path):
+    import torch
+
+    from facenas.plugins.ofa.stages import save_head
+
+    assert save_head(str(tmp_path)) is None  # no training state: nothing to save
+    weight = torch.randn(5, 16)
+    torch.save({"supernet": {}, "head": {"weight": weight}, "epoch": 3}, tmp_path / "checkpoint.pt")
+    path = save_head(str(tmp_path))
+    assert torch.equal(torch.load(path, weights_only=True)["head"]["weight"], weight)
