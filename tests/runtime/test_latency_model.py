@@ -118,12 +118,19 @@ def _lut_predict(path, space, tmp_path):
     LatencyModel.load(path).predict(space.largest())
 
 
+def _nni_profiler(path, space, tmp_path):
+    from facenas.adapters.runtime.profiler import LatencyTableProfiler
+
+    LatencyTableProfiler(table=path)
+
+
 CONSUMERS = {"ofa.search": ("ofa_tiny", _ofa_search), "ofa_evolution": ("ofa_tiny", _ofa_strategy),
              "enas": ("enas_test", _enas), "lut validate": ("ofa_tiny", _lut_validate),
-             "lut predict": ("ofa_tiny", _lut_predict)}
+             "lut predict": ("ofa_tiny", _lut_predict), "nni profiler": ("ofa_tiny", _nni_profiler)}
 
 
-@pytest.mark.parametrize("consumer", sorted(CONSUMERS))
+@pytest.mark.parametrize("consumer", [pytest.param(c, marks=pytest.mark.nni) if c == "nni profiler" else c
+                                      for c in sorted(CONSUMERS)])
 def test_missing_entry_is_the_same_one_line_error(tmp_path, consumer):
     space_name, use = CONSUMERS[consumer]
     space = create_space(space_name)
