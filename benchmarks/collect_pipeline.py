@@ -21,7 +21,19 @@ from benchmarks._common import save_result
 #: per-trial metrics kept in the record (everything else stays in the run's folder)
 KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest_auc", "loss", "epochs",
         "global_step", "train_seconds", "mflops", "params_m", "latency_ms", "latency_onnxruntime_ms",
-        "latency_tflite_ms", "input_size", "threads", "passes")
+        "latency_tflite_ms", "input_size", "threads", "passes",
+        # latency tables (runtime.lut) and searches (ofa.search): what the OFA rows are read from
+        "runtime", "entries", "fit_mape", "p35_ms", "p75_ms", "spearman", "mape", "within_10pct", "raw_spearman",
+        "raw_mape", "best_cost", "bound", "ranker", "search_seconds", "fit_seconds", "candidates", "device",
+        "supernet_mflops", "largest_lfw_devtest_acc", "smallest_lfw_devtest_acc", "phases_done", "table", "output")
+
+
+def _params(params: Any) -> Any:
+    """A trial's parameters, with lists of earlier trials' records (``${evaluate[*]}``) kept as their count."""
+    if not isinstance(params, dict):
+        return params
+    return {k: (f"{len(v)} trial records" if isinstance(v, list) and v and isinstance(v[0], dict) and "metrics" in v[0]
+                else v) for k, v in params.items()}
 
 
 def collect(output_dir: Path) -> dict[str, Any]:
@@ -32,8 +44,9 @@ def collect(output_dir: Path) -> dict[str, Any]:
     for result in sorted(output_dir.glob("*/*/result.json")):
         record = json.loads(result.read_text(encoding="utf-8"))
         metrics = record.get("metrics") or {}
-        trials.append({"step": record.get("step"), "stage": record.get("stage"), "role": record.get("role"),
-                       "status": record.get("status"), "params": record.get("params"),
+        trials.append({"step": record.get("step"), "index": record.get("index"), "stage": record.get("stage"),
+                       "role": record.get("role"), "status": record.get("status"), "params": _params(record.get("params")),
+                       "arch": record.get("arch") or (metrics["arch"] if isinstance(metrics.get("arch"), dict) else None),
                        "host": (record.get("process") or {}).get("host"),
                        "metrics": {k: metrics[k] for k in KEPT if k in metrics}})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}

@@ -5,7 +5,8 @@
 Reads only what the benchmarks recorded (``benchmarks/results/*.json``); a benchmark that has not
 been run is listed as missing, never filled in. Sections: data-layer speed ratios, LUT prediction
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
-budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA, deployment latency,
+budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA (from the record of
+recipes/nni/ofa_cpu.yml), deployment latency,
 export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front.
@@ -76,21 +77,17 @@ def section_data(results: Path) -> str:
         rows.append(["OFA supernet training step time / extracted static subnet's (largest subnet; a time ratio, not a speed-up)",
                      r["ratio_supernet_vs_static"],
                      "; ".join(f"{k}: {v['ratio']}x time" for k, v in r.get("subnets", {}).items()), None])
-    r = _load(results, "bench_ofa")
-    speed = (r or {}).get("search_speed")
-    if speed:
-        rows.append(["Algorithm 1 (T=500, P=100, latency table) with the comparator: time vs the MLP predictor's",
-                     speed["comparator_vs_mlp_time"],
-                     f"comparator {speed['comparator']['seconds']:.2f} s (goal <= 3 s: {_f(speed.get('goal_met'))}), "
-                     f"MLP {speed['mlp']['seconds']:.2f} s; at most {speed['comparator']['max_calls_per_generation']} "
-                     "comparator calls per generation (linear)", None])
-    elif r:
-        runs = (r.get("search") or {}).get("runs") or {}
-        comp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/comparator")]
-        mlp = [v["search_seconds"] for k, v in runs.items() if k.endswith("/mlp")]
-        if comp and mlp:
-            rows.append(["QuickSelect evolution with the comparator vs with the MLP predictor (search time)",
-                         round(sum(mlp) / sum(comp), 2), f"comparator {sum(comp) / len(comp):.2f} s, MLP {sum(mlp) / len(mlp):.2f} s per search", None])
+    ofa = _ofa(results)
+    times: dict[str, list[float]] = {}
+    for rt in (ofa or {}).get("runtimes", {}).values():
+        for e in rt["searches"]:
+            if isinstance(e.get("search_seconds"), (int, float)):
+                times.setdefault(e["ranker"], []).append(e["search_seconds"])
+    if times.get("comparator") and times.get("mlp"):
+        comp, mlp = (sum(times[k]) / len(times[k]) for k in ("comparator", "mlp"))
+        rows.append(["Algorithm 1 (QuickSelect evolution, latency table) with the comparator: time vs the MLP predictor's",
+                     round(comp / mlp, 2), f"comparator {comp:.2f} s, MLP {mlp:.2f} s per search (ofa_cpu.yml searches)",
+                     None])
     lines.append(_table(["what", "ratio (x)", "notes", "goal (x)"], rows) if rows else
                  _missing("bench_recordio", "python -m benchmarks.bench_recordio"))
     return "\n\n".join(lines)
@@ -153,29 +150,9 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
                                  search_min=round(search_s / 60, 1) if top and isinstance(search_s, (int, float)) else None,
                                  checkpoint=os.path.join(art, "retrain", name, "train", "best.pt") if art else None,
                                  budget=f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"))
-    r = _load(results, "bench_ofa")
-    if r:
-        sup = r.get("supernet") or {}
-        supernet_min = round((sup.get("train_seconds") or 0) / 60, 1)
-        # where the supernet trained (older records: this CPU, 1 thread) and for how many epochs
-        sup_where = f"{sum((sup.get('phase_epochs') or {}).values()):g} epochs on {_where(sup.get('device'), sup.get('threads'))}"
-        for name, run in ((r.get("search") or {}).get("runs") or {}).items():
-            bound, ranker = name.split("/", 1)
-            rows.append(_row("OFA + comparator" if ranker == "comparator" else "OFA + MLP predictor", f"ofa bound {bound}",
-                             run, tar=run.get("lfw_tar_at_far_1e-3"), latency_ms=run.get("latency_ms_measured"),
-                             checkpoint=run.get("checkpoint"), time_min=supernet_min,
-                             search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
-                             budget=f"supernet ({sup_where}) weights, BN recalibrated, no fine-tuning"))
-        ft = r.get("finetune")
-        run = ((r.get("search") or {}).get("runs") or {}).get(ft.get("run", "")) if ft else None
-        if ft and run:
-            rows.append(_row("OFA + comparator, fine-tuned", "ofa bound baseline, fine-tuned", ft,
-                             tar=ft.get("lfw_tar_at_far_1e-3"), mflops=run.get("mflops"), params_m=run.get("params_m"),
-                             latency_ms=run.get("latency_ms_measured"), checkpoint=ft.get("checkpoint"),
-                             time_min=round(supernet_min + (ft.get("train_minutes") or 0), 1),
-                             search_min=round(run["search_seconds"] / 60, 3) if run.get("search_seconds") else None,
-                             budget=f"supernet ({sup_where}) + {ft.get('epochs'):g} epochs fine-tuning on "
-                                    f"{_where(ft.get('device'), ft.get('threads'))}"))
+    from benchmarks.bench_ofa import report_rows
+
+    rows += report_rows(results)  # the OFA rows: recipes/nni/ofa_cpu.yml's record
     return rows
 
 
@@ -259,33 +236,44 @@ def section_enas(results: Path) -> str:
     return "\n\n".join(lines)
 
 
-def _where(device: str | None, threads: int | None) -> str:
-    """Where a recorded training ran: a GPU's name, else N CPU threads (records before the field: 1 thread)."""
-    if device and device != "cpu":
-        return device
-    return f"{threads or 1} CPU thread(s)"
+def _ofa(results: Path) -> dict[str, Any] | None:
+    from benchmarks.bench_ofa import load_record, summarise
+
+    record = load_record(results)
+    return summarise(record) if record else None
 
 
 def section_ofa(results: Path) -> str:
-    r = _load(results, "bench_ofa")
-    head = "## OFA + LightGBM comparator vs MLP predictor"
-    if not r:
-        return head + "\n\n" + _missing("bench_ofa", "python -m benchmarks.bench_ofa")
-    p = r.get("predictors") or {}
-    rows = [[kind, (p.get(kind) or {}).get("pairwise_accuracy"), (p.get(kind) or {}).get("kendall_tau"),
-             (p.get(kind) or {}).get("spearman"), (p.get(kind) or {}).get("fit_seconds")] for kind in ("comparator", "mlp")]
-    acc = r.get("accuracy_set") or {}
-    parts = [head, f"Accuracy set: {acc.get('n')} subnets, target `{acc.get('target')}` on {acc.get('set')}; hold-out "
-                   f"{p.get('holdout')} subnets (trained on {p.get('train')}).",
-             _table(["ranker", "pairwise accuracy", "Kendall tau", "Spearman", "fit s"], rows)]
-    runs = (r.get("search") or {}).get("runs") or {}
-    parts.append(_table(["bound / ranker", "LFW acc ± std", "latency ms (measured)", "MFLOPs", "search s"],
-                        [[n, _acc(v.get("lfw_acc"), v.get("lfw_acc_std")), v.get("latency_ms_measured"), v.get("mflops"),
-                          v.get("search_seconds")] for n, v in runs.items()]))
-    if r.get("vs_baseline"):
-        parts.append("Versus the hand-designed baseline: " + json.dumps(r["vs_baseline"]))
-    if r.get("front_png"):
-        parts.append(f"![OFA front]({Path(r['front_png']).name})")
+    """OFA per runtime from the record of recipes/nni/ofa_cpu.yml: table, searches, fine-tuned subnet vs reference."""
+    head = "## OFA + LightGBM comparator vs MLP predictor, per runtime (recipes/nni/ofa_cpu.yml)"
+    s = _ofa(results)
+    if not s:
+        return head + "\n\n" + _missing("ofa_cpu", "facenas nni run-local recipes/nni/ofa_cpu.yml --output OUT; python -m "
+                                        "benchmarks.collect_pipeline OUT --name ofa_cpu --experiment recipes/nni/ofa_cpu.yml")
+    parts = [head]
+    acc = s.get("accuracy_set") or {}
+    parts.append(f"Accuracy set: {acc.get('n')} subnets (lfw_devtest AUC {_f(acc.get('lfw_devtest_auc_min'))} - "
+                 f"{_f(acc.get('lfw_devtest_auc_max'))}). Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
+    ref = s.get("reference") or {}
+    for runtime, rt in s.get("runtimes", {}).items():
+        tb = rt.get("table") or {}
+        parts.append(f"### {runtime}\n\nLatency table: {tb.get('entries')} blocks, validation Spearman "
+                     f"{_f(tb.get('spearman'))}, MAPE {_f(tb.get('mape'))}, within +-10% {_f(tb.get('within_10pct'))}; "
+                     f"predicted p35 / p75 of random subnets {_f(tb.get('p35_ms'))} / {_f(tb.get('p75_ms'))} ms.")
+        parts.append(_table(["ranker", "bound from", "bound ms", "predicted ms", f"measured ms ({runtime})",
+                             "LFW acc ± std (supernet weights)", "MFLOPs", "search s"],
+                            [[e["ranker"], e["bound_from"], e.get("bound_ms"), e.get("predicted_ms"), e.get("latency_ms"),
+                              _acc(e.get("lfw_acc"), e.get("lfw_acc_std")), e.get("mflops"), e.get("search_seconds")]
+                             for e in rt["searches"]]))
+        ft = rt.get("finetuned")
+        if ft:
+            lat = ft.get("latency_ms") or {}
+            rows = [["reference " + str(ref.get("step")), _acc(ref.get("lfw_acc"), ref.get("lfw_acc_std")),
+                     (ref.get("latency_ms") or {}).get("onnxruntime"), (ref.get("latency_ms") or {}).get("tflite"),
+                     ref.get("mflops"), ref.get("epochs")],
+                    [f"OFA {ft['search']}, fine-tuned", _acc(ft.get("lfw_acc"), ft.get("lfw_acc_std")),
+                     lat.get("onnxruntime"), lat.get("tflite"), ft.get("mflops"), ft.get("epochs")]]
+            parts.append(_table(["network", "LFW acc ± std", "ORT ms", "TFLite ms", "MFLOPs", "epochs"], rows))
     return "\n\n".join(parts)
 
 

@@ -27,7 +27,7 @@ COMMAND_MODULES: list[str] = [
     "facenas.plugins.search_cli",  # methods, search METHOD (any installed method's stage, without NNI)
     "facenas.plugins.ofa.cli",  # ofa train (progressive-shrinking supernet training, torchrun for DDP)
     "facenas.adapters.nni.cli",  # nni register|create|results|space
-    "facenas.adapters.runtime.cli",  # export, latency, lut build|validate
+    "facenas.adapters.runtime.cli",  # export, latency, lut build|predict|validate
     "facenas.recipes.demo",  # demo: the main job on synthetic identities
 ]
 

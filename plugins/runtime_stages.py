@@ -1,8 +1,23 @@
-"""Stage ``runtime.latency`` for pipelines (``STAGES``): time a trained network in onnxruntime and TFLite.
+"""Runtime stages for pipelines (``STAGES``): ``runtime.lut`` builds a latency table, ``runtime.latency``
+times a trained network in onnxruntime and TFLite.
+
+``runtime.lut`` is ``facenas lut build`` as a step: parameters are the fields of
+:class:`~facenas.adapters.runtime.lut.BuildConfig` (``space``, ``space_config``, ``runtime``,
+``threads``, ``warmup``, ``runs``, ``min_time_s``, ``rounds``, ``clock``, ``statistic``,
+``calibrate``, ``seed``), plus ``out`` (the table file; default
+``<trial folder>/lut_<space>_<runtime>_t<threads>.json``, resumed if it exists), ``validate``
+(random subnets timed whole against the prediction, ``facenas lut validate``; 0: off) and
+``percentiles`` (default ``[35, 75]``: of the predicted latency of ``bound_samples`` random subnets,
+seed ``bound_seed``; a search step can take its bound from them). Final: ``table`` (the file, for
+``ofa.search``'s ``cost: {lut: ...}``), ``entries``, ``fit_mape``, ``p<q>_ms``, and with
+``validate`` the ``spearman``, ``mape`` and ``within_10pct`` of the prediction; every latency is
+:class:`~facenas.adapters.runtime.latency_model.LatencyModel`'s prediction.
 
 Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always
 written, the same architecture as ``best.pt``), an architecture description or a backbone name --
-and optionally ``runtimes`` (default
+or ``models`` (``{name: model}``: several networks, e.g. a reference and a searched one, timed in
+the same interleaved rounds; final ``latency_ms`` is then ``{name: {runtime: ms}}`` with flat
+``latency_<name>_<runtime>_ms``) -- and optionally ``runtimes`` (default
 ``["onnxruntime", "tflite"]``), ``threads`` (1), ``rounds`` (3), ``runs`` (50), ``min_time_s`` (0.2),
 ``clock`` (``cpu``: the calling thread's CPU time, which a busy machine does not inflate; needs
 ``threads: 1``) and ``passes`` (per runtime, the graph passes of the export; default: each
@@ -29,7 +44,7 @@ import numpy as np
 
 from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
-from facenas.nas.stages import STAGES
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +117,20 @@ def time_side_by_side(runners: Mapping[str, Any], rounds: int = 3, runs: int = 5
 
 @STAGES.register("runtime.latency")
 def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
-    """Export ``model`` with each runtime's best passes and time it batch-1 in every runtime, side by side."""
+    """Export ``model`` (or each of ``models``) with each runtime's best passes and time it batch-1 in every
+    runtime, side by side: every network x runtime in the same interleaved rounds."""
     from facenas.adapters.runtime.graph_passes import default_passes
     from facenas.adapters.runtime.latency import device_info
     from facenas.adapters.runtime.models import load_model
     from facenas.nas.flops import count_flops, count_params
 
     params = dict(params)
-    if "model" not in params:
-        raise ConfigError("runtime.latency needs 'model' (a checkpoint, e.g. \"${train.result.output}/last.pt\")")
+    if ("model" in params) == ("models" in params):
+        raise ConfigError("runtime.latency needs 'model' (a checkpoint, e.g. \"${train.result.output}/last.pt\") or "
+                          "'models' ({name: checkpoint}: several networks timed side by side), not both")
+    models = params.get("models")
+    if models is not None and (not isinstance(models, Mapping) or not models):
+        raise ConfigError(f"runtime.latency 'models' must be a non-empty mapping {{name: checkpoint}}, got {models!r}")
     runtimes = list(params.get("runtimes", STAGE_RUNTIMES))
     bad = [r for r in runtimes if r not in STAGE_RUNTIMES]
     if bad or not runtimes:
@@ -119,22 +139,100 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
     if clock == "cpu" and threads != 1:
         raise ConfigError("runtime.latency clock 'cpu' times the calling thread only; use it with threads: 1")
     passes = params.get("passes")
-    loaded = load_model(params["model"], params.get("network"))
-    module, size = loaded.module.eval(), tuple(loaded.input_size)
+    named = {str(k): v for k, v in models.items()} if models is not None else {"": params["model"]}
+    loaded = {name: load_model(src, params.get("network")) for name, src in named.items()}
     with tempfile.TemporaryDirectory(prefix="facenas-stage-lat-") as tmp:
-        runners = runners_for(module, (3, *size), runtimes, threads, passes, Path(tmp))
+        runners = {}
+        for i, (name, net) in enumerate(loaded.items()):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            size = tuple(net.input_size)
+            for runtime, run in runners_for(net.module.eval(), (3, *size), runtimes, threads, passes, folder).items():
+                runners[(name, runtime)] = run
         timed = time_side_by_side(runners, int(params.get("rounds", 3)), int(params.get("runs", 50)),
                                   float(params.get("min_time_s", 0.2)), clock)
-    latency = {r: timed[r]["median_ms"] for r in runtimes}
-    for r in runtimes:
-        log.info("%s [%s, %d thread(s), batch 1, %s]: %.3f ms", params["model"], r, threads,
-                 "x".join(map(str, size)), latency[r])
-    final: dict[str, Any] = {"default": latency[runtimes[0]], "latency_ms": latency}
+    per = {name: {r: timed[(name, r)]["median_ms"] for r in runtimes} for name in loaded}
+    for name, net in loaded.items():
+        for r in runtimes:
+            log.info("%s [%s, %d thread(s), batch 1, %s]: %.3f ms", named[name], r, threads,
+                     "x".join(map(str, net.input_size)), per[name][r])
+    common = {"passes": {r: list((passes or {}).get(r, default_passes(r))) for r in runtimes}, "threads": threads,
+              "clock": clock, "device": device_info()}
+    if models is not None:
+        final: dict[str, Any] = {"default": per[next(iter(per))][runtimes[0]], "latency_ms": per, **common}
+        for name, net in loaded.items():
+            size = tuple(net.input_size)
+            final.update({f"latency_{name}_{r}_ms": per[name][r] for r in runtimes})
+            final[f"mflops_{name}"] = count_flops(net.module, (1, 3, *size)) / 1e6
+        final["rounds"] = {name: {r: timed[(name, r)]["round_medians_ms"] for r in runtimes} for name in loaded}
+        final["models"] = {name: str(src) for name, src in named.items()}
+        return final
+    net = loaded[""]
+    size = tuple(net.input_size)
+    latency = per[""]
+    final = {"default": latency[runtimes[0]], "latency_ms": latency}
     final.update({f"latency_{r}_ms": latency[r] for r in runtimes})
-    final["mflops"] = count_flops(module, (1, 3, *size)) / 1e6
-    final["params_m"] = count_params(module) / 1e6
-    final["rounds"] = {r: timed[r]["round_medians_ms"] for r in runtimes}
-    final["passes"] = {r: list((passes or {}).get(r, default_passes(r))) for r in runtimes}
-    final.update(model=str(params["model"]), input_size=list(size), threads=threads, clock=clock,
-                 device=device_info())
+    final["mflops"] = count_flops(net.module, (1, 3, *size)) / 1e6
+    final["params_m"] = count_params(net.module) / 1e6
+    final["rounds"] = {r: timed[("", r)]["round_medians_ms"] for r in runtimes}
+    final.update(common, model=str(params["model"]), input_size=list(size))
+    return final
+
+
+#: ``runtime.lut`` parameters that are not BuildConfig fields
+_LUT_EXTRA = ("out", "validate", "percentiles", "bound_samples", "bound_seed")
+
+
+def _lut_config(params: Mapping[str, Any]):
+    from facenas.adapters.runtime.lut import BuildConfig
+    from facenas.nas.space import create_space
+
+    cfg = BuildConfig.from_dict({k: v for k, v in params.items() if k not in _LUT_EXTRA}, source="runtime.lut parameters")
+    if cfg.runtime not in ("onnxruntime", "tflite", "torch"):
+        raise ConfigError(f"runtime.lut runtime '{cfg.runtime}' is not one of ['onnxruntime', 'tflite', 'torch']")
+    cfg.resolved_clock()
+    create_space(cfg.space, **cfg.space_config).all_latency_blocks()  # a space that describes its blocks
+    return cfg
+
+
+def _check_lut(params: dict[str, Any], scratch: str) -> Any:
+    return _lut_config(params)
+
+
+@STAGES.register("runtime.lut")
+@auxiliary_stage
+@checks_params(_check_lut)
+def runtime_lut(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Build (or resume) the latency table of a space on this machine; optionally validate it."""
+    from facenas.adapters.runtime.latency_model import LatencyModel
+    from facenas.adapters.runtime.lut import build_table, sample_subnets, validate_table
+
+    cfg = _lut_config(params)
+    out = str(params.get("out") or os.path.join(os.fspath(reporter.out_dir),
+                                                f"lut_{cfg.space}_{cfg.runtime}_t{cfg.threads}.json"))
+    table = build_table(cfg, out)
+    model = LatencyModel(table)
+    final: dict[str, Any] = {"table": out, "space": table.space, "runtime": table.runtime, "threads": table.threads,
+                             "entries": len(table.entries), "device": table.device}
+    if table.calibration:
+        final["fit_mape"] = float(table.calibration["fit_mape"])
+    subnets = sample_subnets(model.space, int(params.get("bound_samples", 300)), int(params.get("bound_seed", 7)))
+    predicted = np.array([model.predict(s) for s in subnets])
+    for q in params.get("percentiles", [35, 75]):
+        final[f"p{float(q):g}_ms"] = float(np.percentile(predicted, float(q)))
+    final["predicted_ms"] = {"min": float(predicted.min()), "median": float(np.median(predicted)),
+                             "max": float(predicted.max())}
+    n_val = int(params.get("validate", 0))
+    final["default"] = 0.0
+    if n_val > 0:
+        res = validate_table(table, n_val, seed=int(params.get("seed", 0)) + 1)
+        for key in ("spearman", "mape", "within_10pct", "raw_spearman", "raw_mape", "measurement_retest_spearman"):
+            if res.get(key) is not None:
+                final[key] = float(res[key])
+        final["default"] = float(res["spearman"])
+        from facenas.utils.io import write_json
+
+        write_json(os.path.join(os.fspath(reporter.out_dir), "validate.json"), res)
+    log.info("latency table %s: %d entries, predicted %.3f-%.3f ms over %d random subnets", out, len(table.entries),
+             predicted.min(), predicted.max(), len(subnets))
     return final

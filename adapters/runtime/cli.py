@@ -1,4 +1,4 @@
-"""``facenas export``, ``facenas latency`` and ``facenas lut build|validate`` commands.
+"""``facenas export``, ``facenas latency`` and ``facenas lut build|predict|validate`` commands.
 
 Imports here stay cheap: torch, onnxruntime and TensorFlow load inside the handlers.
 """
@@ -79,6 +79,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_lut_build)
+
+    p = lsub.add_parser("predict", help="predicted latency (ms) of one network of the table's space")
+    p.add_argument("--table", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--arch", help="an architecture description (facenas.arch/1 JSON file or string)")
+    src.add_argument("--sample", help="a sample of the table's space as JSON ({label: value})")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_lut_predict)
 
     p = lsub.add_parser("validate", help="predicted (table) vs measured latency of random subnets: Spearman, MAPE")
     p.add_argument("--table", required=True)
@@ -217,4 +225,30 @@ def _lut_validate(args) -> int:
         print(f"{result['num_subnets']} subnets of '{result['space']}' [{result['runtime']}, {result['threads']} thread(s)]: "
               f"Spearman {result['spearman']:.4f}, MAPE {100 * result['mape']:.2f}% "
               f"(uncorrected sum: Spearman {result['raw_spearman']:.4f}, MAPE {100 * result['raw_mape']:.2f}%)")
+    return 0
+
+
+def _lut_predict(args) -> int:
+    from .latency_model import LatencyModel
+    from .lut import LatencyTable
+
+    table = LatencyTable.load(args.table)
+    if args.arch is not None:
+        from facenas.nas.space import create_space, load_description
+
+        desc = load_description(args.arch)
+        space, sample = create_space(desc["space"], **desc["space_config"]), desc["sample"]
+    else:
+        try:
+            sample = json.loads(args.sample)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--sample is not JSON ({exc}): {args.sample}") from None
+        if not isinstance(sample, dict):
+            raise ConfigError(f"--sample must be a JSON object {{label: value}}, got {args.sample}")
+        space = table.create_space()
+    model = LatencyModel(table, space)
+    result = {"table": args.table, "space": table.space, "runtime": table.runtime, "threads": table.threads,
+              "predicted_ms": model.predict(sample), "block_sum_ms": model.block_sum(sample),
+              "blocks": len(model.keys(sample)), "corrected": bool(table.calibration)}
+    _print(result, args.json)
     return 0

@@ -24,7 +24,9 @@ What limits a plain sum, and what the table corrects:
   of many runs after warm-up (the statistic is stored with the table), and validation repeats
   its measurements in interleaved rounds.
 
-A table that lacks a block a sample needs raises :class:`MissingKeysError` listing the keys.
+A table that lacks a block a sample needs raises :class:`MissingLatencyEntry` (one line: the table, the
+key and the ``facenas lut build`` command that measures it). :class:`~.latency_model.LatencyModel` is
+the one prediction every consumer uses (the OFA and ENAS searches, ``facenas lut predict|validate``).
 """
 from __future__ import annotations
 
@@ -49,18 +51,24 @@ LUT_FORMAT = "facenas.lut/1"
 STATISTICS = ("median_ms", "p10_ms", "p25_ms", "p90_ms", "min_ms", "mean_ms")
 
 
-class MissingKeysError(FacenasError, KeyError):
-    """A table lacks blocks a network needs (OFA's own tables fail here with a bare KeyError)."""
+class MissingLatencyEntry(FacenasError, KeyError):
+    """A latency table has no entry for a block a network needs (every consumer raises this one).
 
-    def __init__(self, missing: Sequence[str], source: str = "latency table"):
-        self.missing = list(dict.fromkeys(missing))
-        listing = "\n  ".join(self.missing)
-        super().__init__(f"{source} has no entry for {len(self.missing)} block(s) the network needs:\n  {listing}\n"
-                         "(the table was built for another space configuration, or its build was interrupted: "
-                         "rerun `facenas lut build` with the same --out to measure the missing blocks)")
+    One line: the table, the first missing key (``missing`` holds them all) and the fix, which
+    is the ``facenas lut build`` command that measures the missing blocks (a build resumes).
+    """
+
+    def __init__(self, missing: Sequence[str], source: str, fix: str):
+        self.missing, self.source, self.fix = list(dict.fromkeys(missing)), str(source), str(fix)
+        more = f" (and {len(self.missing) - 1} more)" if len(self.missing) > 1 else ""
+        first = self.missing[0] if self.missing else "?"
+        super().__init__(f"{self.source}: no latency entry for block '{first}'{more}; {self.fix}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+    def __reduce__(self):
+        return (type(self), (self.missing, self.source, self.fix))
 
 
 @dataclasses.dataclass
@@ -288,6 +296,29 @@ class LatencyTable:
         return [k for k in dict.fromkeys(keys) if k not in self.entries]
 
     @property
+    def source(self) -> str:
+        """The table's file, or what it is when it has none (an in-line table)."""
+        return self.path or f"in-line latency table of space '{self.space}'"
+
+    def rebuild_hint(self) -> str:
+        """How to get a table that has every block of this table's space (the fix of a missing entry)."""
+        import json
+
+        config = json.dumps(self.space_config, sort_keys=True, separators=(", ", ": "))
+        if self.path is None or self.runtime not in ("onnxruntime", "tflite", "torch"):
+            return (f"add the key to the in-line table, or build a table with `facenas lut build --space {self.space} "
+                    f"--space-config '{config}' --out FILE` and pass {{\"lut\": FILE}}")
+        return (f"rebuild the table with `facenas lut build --space {self.space} --space-config '{config}' --runtime "
+                f"{self.runtime} --threads {self.threads} --out {self.path}` so it covers that op (the build resumes "
+                "and measures only the missing blocks)")
+
+    def check_keys(self, keys: Sequence[str]) -> None:
+        """Raise :class:`MissingLatencyEntry` when any of ``keys`` has no entry."""
+        missing = self.missing(keys)
+        if missing:
+            raise MissingLatencyEntry(missing, self.source, self.rebuild_hint())
+
+    @property
     def unit_ms(self) -> float | None:
         """The probe network's latency during the build (the machine's speed the table is expressed at)."""
         return self.probe[self.statistic] if self.probe else None
@@ -301,9 +332,7 @@ class LatencyTable:
         return record[stat]
 
     def block_sum(self, keys: Sequence[str]) -> float:
-        missing = self.missing(keys)
-        if missing:
-            raise MissingKeysError(missing, self.path or f"latency table of space '{self.space}'")
+        self.check_keys(keys)
         return float(sum(self.latency_of(self.entries[k]) for k in keys))
 
     def overhead_corrected(self, keys: Sequence[str]) -> float:
@@ -553,12 +582,13 @@ def validate_table(table: LatencyTable, num_subnets: int = 50, seed: int = 1, wa
                    runs: int | None = None, min_time_s: float | None = None, rounds: int | None = None) -> dict[str, Any]:
     """Predicted vs measured whole-network latency of ``num_subnets`` random subnets.
 
-    Every subnet's blocks are checked against the table first (a missing key fails before any
-    measuring). Networks are exported once and timed in ``rounds`` interleaved rounds (default:
+    Predictions are :class:`~.latency_model.LatencyModel`'s; the table must hold every block of
+    its space (a missing entry fails before any measuring). Networks are exported once and timed in ``rounds`` interleaved rounds (default:
     the table's) with the table's clock and statistic (medians over rounds), as the blocks were.
 
     Returns:
-        ``spearman`` and ``mape`` of the corrected prediction, ``raw_*`` of the plain block sum,
+        ``spearman``, ``mape`` and ``within_10pct`` (the share of subnets predicted within +-10%) of
+        the corrected prediction, ``raw_*`` of the plain block sum,
         ``overhead_*`` of the sum with only the per-call overhead removed, and per-subnet rows.
     """
     from .latency import device_info
@@ -567,10 +597,10 @@ def validate_table(table: LatencyTable, num_subnets: int = 50, seed: int = 1, wa
     subnets = sample_subnets(space, num_subnets, seed)
     if len(subnets) < num_subnets:
         log.warning("space '%s' has only %d distinct networks; validating on all of them", table.space, len(subnets))
-    block_lists = [[b.key for b in space.latency_blocks(s)] for s in subnets]
-    missing = table.missing([k for keys in block_lists for k in keys])
-    if missing:
-        raise MissingKeysError(missing, table.path or "latency table")
+    from .latency_model import LatencyModel
+
+    model = LatencyModel(table, space)  # every block the space has must be in the table: fails before measuring
+    block_lists = [model.keys(s) for s in subnets]
     st = table.settings
     measurer = Measurer(table.runtime, table.threads, st.get("warmup", 10) if warmup is None else warmup,
                         st.get("runs", 50) if runs is None else runs,
@@ -592,7 +622,7 @@ def validate_table(table: LatencyTable, num_subnets: int = 50, seed: int = 1, wa
     speed_ratio = float(np.median([p[stat] for p in probe_timings]) / table.unit_ms) if probe_timings else None
     raw = np.array([table.block_sum(keys) for keys in block_lists])
     over = np.array([table.overhead_corrected(keys) for keys in block_lists])
-    pred = np.array([table.predict_keys(keys) for keys in block_lists])
+    pred = np.array([model.predict_keys(keys) for keys in block_lists])
     # the other statistics (uncalibrated), to show how the choice of statistic matters on a busy machine
     by_statistic = {}
     for s in STATISTICS:
@@ -614,6 +644,7 @@ def validate_table(table: LatencyTable, num_subnets: int = 50, seed: int = 1, wa
         "measurement_retest_spearman": retest,
         "statistic": stat, "clock": measurer.clock, "num_subnets": len(subnets), "seed": seed, "rounds": rounds,
         "spearman": spearman(pred, measured), "mape": mape(pred, measured),
+        "within_10pct": float(np.mean(np.abs(pred - measured) / measured <= 0.10)),  # nn-Meter's accuracy figure
         "raw_spearman": spearman(raw, measured), "raw_mape": mape(raw, measured),
         "overhead_spearman": spearman(over, measured), "overhead_mape": mape(over, measured),
         "absolute_spearman": spearman(pred, absolute), "absolute_mape": mape(pred, absolute),

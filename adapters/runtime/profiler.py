@@ -11,7 +11,8 @@ sample (a flat ``dict[label, value]``, the same labels facenas spaces use) to a 
     keep = RangeProfilerFilter(profiler, max=5.0)   # subnets predicted under 5 ms
 
 Labels in an NNI sample that the space does not know (e.g. ones an NNI model space adds) are
-ignored; a block missing from the table raises :class:`~.lut.MissingKeysError`.
+ignored; the prediction is :class:`~.latency_model.LatencyModel`'s, and a block missing from the
+table raises its :class:`~.lut.MissingLatencyEntry`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ require("nni", "the NNI latency profiler", "pip install nni==3.0")
 
 from nni.nas.profiler import Profiler  # noqa: E402
 
+from .latency_model import LatencyModel  # noqa: E402
 from .lut import LatencyTable  # noqa: E402
 
 
@@ -42,10 +44,11 @@ class LatencyTableProfiler(Profiler):
         if table is None:
             raise ValueError("LatencyTableProfiler needs table= (a LatencyTable or the path of one)")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
-        self.space = self.table.create_space()
+        self.model = LatencyModel(self.table)
+        self.space = self.model.space
         self.labels = set(self.space.labels())
         self.corrected = corrected
 
     def profile(self, sample: Mapping[str, Any]) -> float:
         ours = {k: v for k, v in dict(sample).items() if k in self.labels}
-        return self.table.predict(ours, self.space, self.corrected)
+        return self.model.predict(ours) if self.corrected else self.model.block_sum(ours)

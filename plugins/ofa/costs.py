@@ -1,28 +1,32 @@
 """Additive per-block costs of OFA subnets: latency from a lookup table, or FLOPs (Algorithm 1, line 6).
 
 The paper predicts a subnet's latency as the sum of its layers' latencies in a per-device lookup
-table (Sec. IV-B, step 4). Because only a stage's first block strides or changes width, a block's
-cost depends on (stage, first-or-later position, kernel size, expand ratio) only, so the whole
-table folds into a ``(stages, max_depth, kernels, expand ratios)`` array plus the fixed parts
-(first conv, first block, head); the cost of a batch of genomes is one gather and a masked sum.
+table (Sec. IV-B, step 4). Here the prediction is the one latency model's
+(:class:`~facenas.adapters.runtime.latency_model.LatencyModel`: the table's corrected block sum, in
+the same milliseconds as every other method and ``facenas lut predict``), folded exactly into
+per-block costs by :meth:`LatencyModel.additive`.
+
+Because only a stage's first block strides or changes width, a block's cost depends on (stage,
+first-or-later position, kernel size, expand ratio) only, so the whole table folds into a
+``(stages, max_depth, kernels, expand ratios)`` array plus the fixed parts (first conv, first
+block, head); the cost of a batch of genomes is one gather and a masked sum.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from facenas.adapters.runtime.latency_model import LatencyModel
 from facenas.errors import FacenasError
 
 from .space import OFASpace
 
 
-class MissingLatencyKeysError(FacenasError, KeyError):
-    """A latency table lacks blocks the space needs."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+def _is_entries(spec: Any) -> bool:
+    """An in-line ``{block key: ms}`` table (not a ``{"lut": ...}`` / ``{"table": ...}`` spec)."""
+    return isinstance(spec, Mapping) and not (set(spec) <= {"lut", "table"})
 
 
 class InfeasibleConstraintError(FacenasError):
@@ -67,21 +71,17 @@ class AdditiveCost:
         return cls(space, "mflops", space.fixed_flops() / 1e6, table, "MFLOPs")
 
     @classmethod
-    def latency(cls, space: OFASpace, lut: Mapping[str, float], source: str = "latency table") -> "AdditiveCost":
-        """Latency (ms) from a lookup table ``{block key: milliseconds}`` of :meth:`OFASpace.all_latency_blocks`.
+    def latency(cls, space: OFASpace, model: LatencyModel | Mapping[str, float] | Any) -> "AdditiveCost":
+        """Predicted latency (ms) of :class:`LatencyModel` ``model`` (or of an in-line ``{block key: ms}``
+        table of :meth:`OFASpace.all_latency_blocks`): ``of_sample(s) == model.predict(s)``.
 
-        Every missing key is listed in the error (with how to rebuild the table).
+        A block the table lacks raises :class:`~facenas.adapters.runtime.lut.MissingLatencyEntry`.
         """
-        needed = [b.key for b in space.all_latency_blocks()]
-        missing = [k for k in needed if k not in lut]
-        if missing:
-            shown = ", ".join(missing[:8]) + (f" ... and {len(missing) - 8} more" if len(missing) > 8 else "")
-            raise MissingLatencyKeysError(
-                f"{source} lacks {len(missing)} of the {len(needed)} blocks of space '{space.name}' "
-                f"(config {space.config()}): {shown}. Build a table for this space and config "
-                "(facenas lut build --space ofa ...) or pass the space config the table was built for")
-        table = _block_table(space, lambda spec, size: float(lut[space.block_key(spec, size)]))
-        fixed = sum(float(lut[b.key]) for b in space.fixed_latency_blocks())
+        if not isinstance(model, LatencyModel):
+            model = LatencyModel.from_entries(space, model) if _is_entries(model) else LatencyModel.from_spec(model, space)
+        base, per = model.additive()
+        table = _block_table(space, lambda spec, size: per[space.block_key(spec, size)])
+        fixed = base + sum(per[b.key] for b in space.fixed_latency_blocks())
         return cls(space, "latency_ms", fixed, table, "ms")
 
     # -- evaluation --------------------------------------------------------------------------------

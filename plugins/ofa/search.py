@@ -547,14 +547,15 @@ class OFAEvolutionStrategy(Strategy):
         seed: generator seed.
         generations, population_size, parent_ratio, mutation_ratio, mutation_prob: Algorithm 1's.
         max_mflops: FLOPs bound (None: no bound).
-        latency_table: ``{block key: ms}`` and ``max_latency_ms``: a latency bound instead.
+        latency_table: a table file of ``facenas lut build`` (or an in-line ``{block key: ms}``) and
+            ``max_latency_ms``: a bound on the predicted latency instead.
     """
 
     name = "ofa_evolution"
 
     def __init__(self, space: OFASpace, seed: int = 0, generations: int = 10, population_size: int = 20,
                  parent_ratio: float = 0.25, mutation_ratio: float = 0.5, mutation_prob: float = 0.1,
-                 max_mflops: float | None = None, latency_table: Mapping[str, float] | None = None,
+                 max_mflops: float | None = None, latency_table: Mapping[str, float] | str | None = None,
                  max_latency_ms: float | None = None):
         super().__init__(space, seed)
         if not isinstance(space, OFASpace):

@@ -3,7 +3,8 @@
 ``ofa.train_supernet``
     Progressive-shrinking supernet training (:mod:`.train`) as one trial, per-epoch intermediate
     results; ``config``: a dict of :class:`~.train.SupernetTrainConfig` fields (or a recipe path)
-    plus overrides. Final: the phases' metrics and ``checkpoint`` (``supernet.pt``).
+    plus overrides. Final: the phases' metrics, ``checkpoint`` (``supernet.pt``) and ``head``
+    (``head.pt``: the trained margin head, for ``ofa.finetune``).
 ``ofa.evaluate``
     One subnet of a trained supernet (``supernet``: its ``supernet.pt``; ``sample``: the subnet),
     BN recalibrated on ``calibration_images`` training images of ``rec``, verified on ``val``
@@ -11,10 +12,16 @@
     params. Used for the accuracy set (a ``sample`` step) and for the final architectures: with
     ``export`` the subnet is saved (``checkpoint``) and timed (``latency_ms``; ``latency``: see
     :func:`~facenas.plugins.runtime_stages.network_latency_ms`, default on with ``export``).
+``ofa.finetune``
+    A chosen subnet (``supernet`` + ``sample``) trained further as a static network with the
+    training engine's recipe (``config``), starting from the supernet's weights and, with
+    ``head``, its trained margin head (the ``head`` result of ``ofa.train_supernet``).
 ``ofa.search``
     Fits the LightGBM comparator (or OFA's MLP predictor, ``ranker: mlp``) on ``candidates``
     (``${evaluate[*]}``: the accuracy set's trial records) and runs Algorithm 1 (QuickSelect
-    evolution) under ``bound`` on ``cost`` (``mflops``, or ``{"lut": table.json}`` for latency).
+    evolution) under ``bound`` on ``cost`` (``mflops``, or ``{"lut": table.json}`` for latency: the
+    table's predicted milliseconds, :class:`~facenas.adapters.runtime.latency_model.LatencyModel`,
+    so ``bound`` can be a measured latency, e.g. a reference network's ``runtime.latency``).
     Final: ``architectures`` (top-k samples) for ``ofa.evaluate`` trials, and the search time.
 """
 from __future__ import annotations
@@ -70,9 +77,33 @@ def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[st
     save_supernet(path, res.space, res.supernet)
     final = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     final.update({"checkpoint": path, "train_seconds": float(res.train_seconds), "global_step": float(res.global_step)})
+    head = save_head(res.output)
+    if head is not None:
+        final["head"] = head
     final.setdefault("default", float(final.get("largest_" + next(iter(cfg.val_targets), "") + "_acc", 0.0))
                      if cfg.val_targets else 0.0)
     return final
+
+
+def save_head(output: str) -> str | None:
+    """The supernet's trained ArcFace head (class centres) as ``head.pt`` beside it, for ``ofa.finetune``;
+    None when the training state holds no head (a sharded PartialFC under DDP)."""
+    import torch
+
+    from facenas.utils.io import atomic_torch_save
+
+    state_file = os.path.join(output, "checkpoint.pt")
+    if not os.path.isfile(state_file):
+        return None
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    # the margin head's state: under "head" (or a key ending in it), holding the class centres ("weight")
+    heads = [v for k, v in (state.items() if isinstance(state, dict) else ())
+             if str(k).split(".")[-1].endswith("head") and isinstance(v, dict) and "weight" in v]
+    if not heads:
+        return None
+    path = os.path.join(output, "head.pt")
+    atomic_torch_save({"head": heads[0]}, path)
+    return path
 
 
 def _val_sets(val: Any) -> dict[str, str]:
@@ -133,6 +164,94 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     return final
 
 
+def _finetune_config(params: Mapping[str, Any], out_dir: Any):
+    """The engine's TrainConfig of an ``ofa.finetune`` step (``config`` + overrides; ``network``: the subnet)."""
+    from facenas.plugins.engine.stages import config_from_params
+
+    train_params = {k: v for k, v in params.items() if k not in _FINETUNE_EXTRA}
+    train_params.setdefault("network", "ofa_subnet")  # the model is given: the name only labels the run
+    return config_from_params(train_params, out_dir)
+
+
+#: ``ofa.finetune`` parameters that are not TrainConfig fields
+_FINETUNE_EXTRA = ("supernet", "sample", "head", "calibration_images", "latency", "seed_calibration")
+
+
+def _check_finetune(params: dict[str, Any], scratch: str) -> Any:
+    for key in ("supernet", "sample", "config"):
+        if key not in params:
+            raise ConfigError(f"ofa.finetune needs '{key}'; got {sorted(params)}")
+    return _finetune_config(params, scratch)
+
+
+@STAGES.register("ofa.finetune")
+@checks_params(_check_finetune)
+def ofa_finetune(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Fine-tune a chosen subnet as a static network with the training engine, from the supernet's weights.
+
+    ``supernet`` (``supernet.pt``) and ``sample`` give the subnet; its weights are the supernet's
+    (BN recalibrated on ``calibration_images`` training images); ``head`` (optional: the
+    ``head.pt`` of ``ofa.train_supernet``) starts the margin head from the supernet's trained class
+    centres, else it starts fresh. ``config`` (a recipe path or dict of TrainConfig fields, e.g. the
+    protocol's ``recipes/configs/celeba299_mbf_cpu.py``) and any TrainConfig field as an override
+    give the training, which :func:`~facenas.plugins.engine.trainer.train` runs (val and test sets,
+    checkpoints, resume: as ``engine.train``). Final: the engine's metrics (``lfw_acc`` ... from
+    ``test_targets``), ``mflops``, ``params_m``, ``output``, ``arch`` and ``latency_ms``
+    (``latency``, as ``ofa.evaluate``'s; default on).
+    """
+    import torch
+
+    from facenas.nas.flops import count_flops, count_params
+    from facenas.plugins.engine.trainer import build_head, train
+    from facenas.plugins.runtime_stages import network_latency_ms
+
+    from .calibrate import load_calibration_images, recalibrate_bn
+    from .train import load_supernet
+
+    for key in ("supernet", "sample", "config"):
+        if key not in params:
+            raise ConfigError(f"ofa.finetune needs '{key}'; got {sorted(params)}")
+    cfg = _finetune_config(params, reporter.out_dir)
+    space, supernet = load_supernet(params["supernet"])
+    sample = space.canonical(space.validate(params["sample"]))
+    size = space.input_size[0]
+    if cfg.input_size() != size or cfg.embedding_size != space.embedding_size:
+        raise ConfigError(f"ofa.finetune: the training config's image_size {cfg.input_size()} / embedding_size "
+                          f"{cfg.embedding_size} differ from the supernet's {size} / {space.embedding_size}; set "
+                          f"image_size: {size} and embedding_size: {space.embedding_size}")
+    images = load_calibration_images(cfg.rec, int(params.get("calibration_images", 256)), size,
+                                     seed=int(params.get("seed_calibration", 0)))
+    supernet.set_active(space.arch(sample))
+    subnet = recalibrate_bn(supernet.get_active_subnet(), images).train()
+    desc = space.describe(sample)
+    subnet.facenas_network = {"arch": desc}  # how checkpoints (last.pt, best.pt) rebuild it
+    head = None
+    if params.get("head"):
+        state = torch.load(str(params["head"]), map_location="cpu", weights_only=True)
+        weight = state.get("head", {}).get("weight") if isinstance(state, dict) else None
+        if weight is None:
+            raise ConfigError(f"ofa.finetune: {params['head']} is not a head file of ofa.train_supernet (no head weight)")
+        classes = int(weight.shape[0])  # the supernet's identities: the head's class centres
+        if cfg.num_classes and cfg.num_classes != classes:
+            raise ConfigError(f"ofa.finetune: num_classes={cfg.num_classes}, but the head {params['head']} has {classes} "
+                              f"class centres; train on the supernet's data with num_classes={classes} (or drop 'head')")
+        head = build_head(cfg, classes)
+        head.load_state_dict(state["head"])
+    result = train(cfg, model=subnet, head=head, reporter=reporter, report_final=False)
+    model = result.model.cpu().eval()
+    final = dict(result.metrics)
+    final["mflops"] = count_flops(model, (1, 3, size, size)) / 1e6
+    final["params_m"] = count_params(model) / 1e6
+    final.update(output=result.output, arch=desc, train_seconds=float(result.train_seconds),
+                 supernet_mflops=space.flops(sample) / 1e6)
+    if not hasattr(model, "input_size"):
+        model.input_size = (size, size)
+    lat = network_latency_ms(model, params.get("latency", True))
+    if lat is not None:
+        final["latency_ms"] = lat
+    return final
+
+
 @STAGES.register("ofa.search")
 @auxiliary_stage
 def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
@@ -169,11 +288,10 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     cost_spec = params.get("cost", "mflops")
     if cost_spec == "mflops":
         cost = AdditiveCost.flops(space)
-    elif isinstance(cost_spec, Mapping) and "lut" in cost_spec:
-        from facenas.adapters.runtime.lut import LatencyTable
+    elif isinstance(cost_spec, Mapping) and set(cost_spec) == {"lut"}:
+        from facenas.adapters.runtime.latency_model import LatencyModel
 
-        table = LatencyTable.load(cost_spec["lut"])
-        cost = AdditiveCost.latency(space, {k: table.latency_of(r) for k, r in table.entries.items()})
+        cost = AdditiveCost.latency(space, LatencyModel.load(cost_spec["lut"], space))
     else:
         raise ConfigError(f"ofa.search: cost must be 'mflops' or {{'lut': path}}, got {cost_spec!r}")
     evo = EvolutionConfig.from_dict(dict(params.get("evolution") or {}), source="ofa.search evolution")

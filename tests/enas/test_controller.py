@@ -142,13 +142,13 @@ def test_update_rejects_bad_rewards():
 def test_latency_reward_steers_the_policy_to_faster_arcs():
     """Eq. 5 with accuracy held at 1 and a tight target: REINFORCE lowers the sampled arcs' latency,
     while a constant reward (no target) leaves it where it was (bench_enas_latency_controller in small)."""
-    from facenas.plugins.enas.latency import TableLatency
+    from facenas.adapters.runtime.latency_model import LatencyModel
     from facenas.plugins.enas.reward import RewardConfig, latency_reward
 
     space = create_space("enas_test")
     cost = {"sep_conv_5x5": 3.0, "sep_conv_3x3": 2.0, "skip": 1.0}
-    latency = TableLatency(space, {b.key: next((v for k, v in cost.items() if f".{k}|" in b.key), 0.5)
-                                   for b in space.all_latency_blocks()})
+    latency = LatencyModel.from_entries(space, {b.key: next((v for k, v in cost.items() if f".{k}|" in b.key), 0.5)
+                                                for b in space.all_latency_blocks()})
     rng = np.random.default_rng(0)
     tight = float(np.percentile([latency(space.sample(rng)) for _ in range(200)], 20))
 

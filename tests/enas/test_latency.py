@@ -1,11 +1,13 @@
-"""Latency models for the reward: in-line tables and the runtime package's lookup tables."""
+"""ENAS's latency goes through the one latency model (in-line tables and ``facenas lut build`` tables)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from facenas.adapters.runtime.latency_model import LatencyModel
+from facenas.adapters.runtime.lut import MissingLatencyEntry
 from facenas.errors import FacenasError
-from facenas.plugins.enas.latency import LutLatency, TableLatency, build_latency_model
+from facenas.plugins.enas.latency import build_latency_model
 from facenas.nas.space import create_space
 
 
@@ -24,7 +26,7 @@ def test_lut_latency_is_the_tables_prediction(lut_path):
 
     space = create_space("enas_test")
     model = build_latency_model({"lut": str(lut_path)}, space)
-    assert isinstance(model, LutLatency)
+    assert isinstance(model, LatencyModel)
     table = LatencyTable.load(lut_path)
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -38,12 +40,14 @@ def test_lut_for_another_configuration_is_refused(lut_path):
         build_latency_model({"lut": str(lut_path)}, create_space("enas_test", channels=4))
 
 
-def test_inline_table_sums_blocks_and_lists_missing_keys():
+def test_inline_table_sums_blocks_and_names_a_missing_key():
     space = create_space("enas_test")
     table = {b.key: 1.0 for b in space.all_latency_blocks()}
-    model = TableLatency(space, table)
+    model = build_latency_model({"table": table}, space)
     s = space.sample(np.random.default_rng(1))
     assert model(s) == len(space.latency_blocks(s))
-    table.pop(next(iter(table)))
-    with pytest.raises(FacenasError, match="lacks 1 of the 18"):
-        TableLatency(space, table)
+    gone = next(iter(table))
+    table.pop(gone)
+    with pytest.raises(MissingLatencyEntry, match="in-line latency table of space 'enas_test'") as err:
+        build_latency_model({"table": table}, space)
+    assert err.value.missing == [gone]

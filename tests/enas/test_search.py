@@ -10,7 +10,7 @@ import torch
 
 from facenas.errors import ConfigError
 from facenas.plugins.enas.data import identity_split, load_search_data
-from facenas.plugins.enas.latency import TableLatency
+from facenas.adapters.runtime.latency_model import LatencyModel
 from facenas.plugins.enas.search import SearchConfig, child_lr_at, run_search, warped_cosine
 from facenas.nas.flops import count_flops
 from facenas.nas.report import LocalReporter
@@ -86,7 +86,7 @@ def test_search_runs_reports_and_writes_top_k(synthetic_data, search_data, tmp_p
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 16)
     # the latency the search used is the table's sum over the arc's blocks
     space = create_space("enas_test")
-    table = TableLatency(space, flops_table(space))
+    table = LatencyModel.from_entries(space, flops_table(space))
     assert candidates[0]["latency_ms"] == pytest.approx(table(candidates[0]["sample"]))
 
 

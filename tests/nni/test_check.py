@@ -44,6 +44,10 @@ def _steps(data):
     return data["tuner"]["classArgs"]["steps"]
 
 
+def _step(data, name):
+    return next(s for s in _steps(data) if s["name"] == name)
+
+
 def _set(obj, keys, value):
     for key in keys[:-1]:
         obj = obj[key]
@@ -58,7 +62,7 @@ CASES = {
                    ["step 'search' params", "refers to step 'student', which does not run before it"]),
     "unknown_step": ("tnas_test.yml", lambda d: _set(_steps(d)[1], ["params", "teacher"], "${teachr.result.output}/best.pt"),
                      ["names no step 'teachr'", "did you mean 'teacher'"]),
-    "item_outside_foreach": ("ofa_test.yml", lambda d: _set(_steps(d)[3], ["params", "supernet"], "${item.sample}"),
+    "item_outside_foreach": ("ofa_test.yml", lambda d: _set(_step(d, "search"), ["params", "supernet"], "${item.sample}"),
                              ["step 'search' params", "only in a step with 'foreach'"]),
     "missing_recipe": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "config"], "recipes/configs/nope_gpu.py"),
                        ["params.config", "'recipes/configs/nope_gpu.py' does not exist"]),
@@ -66,8 +70,8 @@ CASES = {
                          ["step 0 'supernet' params", "ofa.train_supernet config does not load", "batch_sise"]),
     "bad_train_value": ("tnas_gpu.yml", lambda d: _set(_steps(d)[0], ["params", "lr"], -1.0),
                         ["step 0 'teacher' params", "engine.train config does not load", "lr"]),
-    "bad_space_config": ("ofa_test.yml", lambda d: _set(_steps(d)[2], ["sample", "space_config"], {"input_sise": 64}),
-                         ["step 2 'evaluate' sample.space", "space 'ofa_tiny'", "input_sise"]),
+    "bad_space_config": ("ofa_test.yml", lambda d: _set(_step(d, "evaluate"), ["sample", "space_config"], {"input_sise": 64}),
+                         ["'evaluate' sample.space", "space 'ofa_tiny'", "input_sise"]),
     "unknown_space": ("enas_gpu.yml", lambda d: _steps(d)[1].update(space="enass"),
                       ["step 1 'retrain' space", "'enass'"]),
     "nni_field": ("toy_test.yml", lambda d: d.update(trialConcurency=d.pop("trialConcurrency")),

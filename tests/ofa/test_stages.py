@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from facenas.errors import ConfigError
 from facenas.plugins.ofa.train import save_supernet
 from facenas.nas.space import create_space
 from facenas.nas.stages import STAGES, run_stage_locally
@@ -37,3 +39,89 @@ def test_data_evaluate_search_chain(tmp_path):
                                 str(tmp_path / f"search_{ranker}"))
         assert len(out["architectures"]) == 2 and out["best_cost"] <= bound
         assert all(space.flops(a["sample"]) / 1e6 <= bound + 1e-9 for a in out["architectures"])
+
+
+def _data(tmp_path):
+    return run_stage_locally("data.synthetic", {"num_identities": 8, "images_per_identity": 4, "val_identities": 6,
+                                                "val_pairs": 40, "image_size": 32}, str(tmp_path / "data"))
+
+
+def test_finetune_starts_from_the_supernets_weights_and_head(tmp_path):
+    """ofa.finetune trains the extracted subnet (not a fresh one) with the supernet's margin head: at a
+    learning rate that changes nothing, the trained network's weights are the supernet's slice."""
+    import torch
+
+    from facenas.adapters.insightface.backbones import load_backbone
+    from facenas.plugins.engine.config import TrainConfig
+    from facenas.plugins.engine.trainer import build_head
+
+    data = _data(tmp_path)
+    space = create_space("ofa_tiny")
+    torch.manual_seed(0)
+    supernet = space.supernet()
+    save_supernet(tmp_path / "supernet.pt", space, supernet)
+    sample = space.canonical(space.sample(np.random.default_rng(3)))
+    config = {"rec": data["rec"], "val_targets": [data["val"]], "image_size": 32, "embedding_size": 16,
+              "batch_size": 16, "num_epoch": 1, "warmup_epoch": 0, "lr": 1e-12, "weight_decay": 0.0, "num_workers": 0,
+              "device": "cpu", "threads": 1, "verbose": 100000, "frequent": 10}
+    head_state = build_head(TrainConfig.from_dict(config, source="test"), 8).state_dict()
+    head_weight = head_state["weight"] = torch.randn(8, space.embedding_size)  # the "trained" class centres
+    torch.save({"head": head_state}, tmp_path / "head.pt")
+    out = run_stage_locally("ofa.finetune", {"supernet": str(tmp_path / "supernet.pt"), "head": str(tmp_path / "head.pt"),
+                                             "sample": sample, "calibration_images": 16, "config": config},
+                            str(tmp_path / "ft"))
+    assert out["arch"]["sample"] == sample and out["latency_ms"] > 0 and math.isfinite(out["default"])
+    trained = load_backbone(f"{out['output']}/last.pt")
+    supernet.set_active(space.arch(sample))
+    extracted = supernet.get_active_subnet()
+    weights = {k: v for k, v in extracted.state_dict().items() if k.endswith("weight") and v.dim() > 1}
+    got = trained.state_dict()
+    assert weights and all(torch.allclose(got[k], v, atol=1e-6) for k, v in weights.items())
+    ckpt = torch.load(f"{out['output']}/checkpoint.pt", map_location="cpu", weights_only=True)
+    head_state = next(v for k, v in ckpt.items() if "head" in k and isinstance(v, dict))
+    assert torch.allclose(head_state["weight"], head_weight, atol=1e-6)
+    # a head of another dataset is refused with one line naming both counts
+    with pytest.raises(ConfigError, match="num_classes=5, but the head"):
+        run_stage_locally("ofa.finetune", {"supernet": str(tmp_path / "supernet.pt"), "head": str(tmp_path / "head.pt"),
+                                           "sample": sample, "config": {**config, "num_classes": 5}},
+                          str(tmp_path / "ft2"))
+
+
+def test_runtime_lut_stage_builds_a_table_the_search_reads(tmp_path):
+    from facenas.adapters.runtime.latency_model import LatencyModel
+
+    out = run_stage_locally("runtime.lut", {"space": "toy", "space_config": {"input_size": 32}, "runtime": "torch",
+                                            "warmup": 1, "runs": 3, "min_time_s": 0.0, "rounds": 1, "calibrate": 3,
+                                            "validate": 4, "percentiles": [50]},
+                            str(tmp_path / "lut"))
+    model = LatencyModel.load(out["table"])
+    assert out["entries"] == 12 and out["runtime"] == "torch" and 0 <= out["within_10pct"] <= 1
+    assert out["predicted_ms"]["min"] <= out["p50_ms"] <= out["predicted_ms"]["max"]
+    assert out["p50_ms"] > 0 and model.info()["corrected"]
+    with pytest.raises(ConfigError, match="runtime.lut runtime"):
+        run_stage_locally("runtime.lut", {"space": "toy", "runtime": "coreml"}, str(tmp_path / "bad"))
+
+
+def test_runtime_latency_times_several_networks_in_the_same_rounds(tmp_path):
+    space = create_space("toy", input_size=32)
+    small = space.describe({"stem/width": 8, "block/kernel_size": 3, "block/depth": 1, "block/op": "dwconv"})
+    large = space.describe({"stem/width": 16, "block/kernel_size": 5, "block/depth": 2, "block/op": "conv"})
+    out = run_stage_locally("runtime.latency", {"models": {"small": small, "large": large}, "runtimes": ["onnxruntime"],
+                                                "rounds": 2, "runs": 5, "min_time_s": 0.0}, str(tmp_path / "lat"))
+    assert set(out["latency_ms"]) == {"small", "large"} and len(out["rounds"]["large"]["onnxruntime"]) == 2
+    assert out["latency_small_onnxruntime_ms"] == out["latency_ms"]["small"]["onnxruntime"] > 0
+    assert out["mflops_large"] > out["mflops_small"]
+    with pytest.raises(ConfigError, match="'model'.*or 'models'"):
+        run_stage_locally("runtime.latency", {"model": small, "models": {"a": large}}, str(tmp_path / "bad"))
+
+
+def test_supernet_head_is_saved_for_finetuning(tmp_path):
+    import torch
+
+    from facenas.plugins.ofa.stages import save_head
+
+    assert save_head(str(tmp_path)) is None  # no training state: nothing to save
+    weight = torch.randn(5, 16)
+    torch.save({"supernet": {}, "head": {"weight": weight}, "epoch": 3}, tmp_path / "checkpoint.pt")
+    path = save_head(str(tmp_path))
+    assert torch.equal(torch.load(path, weights_only=True)["head"]["weight"], weight)

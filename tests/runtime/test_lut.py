@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from facenas.adapters.runtime.lut import BuildConfig, LatencyTable, MissingKeysError, build_table, validate_table
+from facenas.adapters.runtime.lut import BuildConfig, LatencyTable, MissingLatencyEntry, build_table, validate_table
 
 FAST = dict(warmup=2, runs=5, min_time_s=0.0)
 BUILD = dict(FAST, rounds=2)
@@ -90,12 +90,12 @@ def test_missing_key_lists_keys(toy_table, tmp_path):
         del table.entries[k]
     table.save(tmp_path / "holes.json")
     s = {"stem/width": 8, "block/kernel_size": 5, "block/depth": 1, "block/op": "dwconv"}
-    with pytest.raises(MissingKeysError) as err:
+    with pytest.raises(MissingLatencyEntry) as err:
         table.predict(s)
     assert any(k in str(err.value) for k in gone) and "facenas lut build" in str(err.value)
-    with pytest.raises(MissingKeysError) as err:
+    with pytest.raises(MissingLatencyEntry) as err:
         validate_table(table, num_subnets=16, **FAST)
-    assert all(k in str(err.value) for k in gone)
+    assert sorted(err.value.missing) == sorted(gone) and "\n" not in str(err.value)
 
 
 def test_validate_reports_spearman_and_mape(toy_table):
