@@ -173,7 +173,7 @@ def _make_evaluator(bins: Mapping[str, str], cfg: TrainConfig) -> Callable[[nn.M
     return VerificationEvaluator(dict(bins), batch_size=cfg.val_batch_size, flip=True, image_size=cfg.image_size)
 
 
-# -- the loop ---------------------------------------------------------------------------------
+# -- engine.train on the shared loop ---------------------------------------------------------
 #: The model files a training run writes besides the loop's own (``--overwrite`` deletes them too).
 MODEL_FILES = ("last.pt", "best.pt", "model.pt")
 
