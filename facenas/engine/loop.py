@@ -85,11 +85,14 @@ class LoopTask:
         epochs: how many epochs to train.
         desc: the progress lines' label.
         data_generator: the loader's ``torch.Generator`` (its state is part of the RNG-exact resume).
+        images_per_step: images one step trains on (all processes); when set, the ``train`` records
+            of ``train_metrics.jsonl`` carry ``images_per_s``.
     """
 
     epochs: int = 1
     desc: str = "train"
     data_generator: torch.Generator | None = None
+    images_per_step: int | None = None
 
     def total_steps(self) -> int | None:
         """Optimiser steps in the whole run (progress and ETA), None when unknown."""
@@ -171,6 +174,9 @@ class LoopConfig:
     #: config fields a resumed run may change (anything else must match the checkpoint's config)
     may_change: tuple[str, ...] = ("resume", "overwrite", "max_minutes", "threads", "num_workers", "checkpoint_every",
                                    "verbose", "frequent", "output")
+    #: when set, only these config fields must match the checkpoint's (``may_change`` is then unused):
+    #: for a method whose resume may change most settings (e.g. a lower lr after a divergence)
+    must_match: tuple[str, ...] | None = None
 
 
 class Loop:
@@ -278,15 +284,21 @@ class Loop:
         return state
 
     def _check_settings(self, path: Path, saved: Mapping[str, Any]) -> None:
-        skip = set(self.cfg.may_change)
-        now = {k: v for k, v in self.settings.items() if k not in skip}
-        before = {k: v for k, v in saved.items() if k not in skip}
+        if self.cfg.must_match is not None:
+            keep = set(self.cfg.must_match)
+            now = {k: v for k, v in self.settings.items() if k in keep}
+            before = {k: v for k, v in saved.items() if k in keep}
+            rule = f"{', '.join(sorted(keep))} must stay as they were"
+        else:
+            skip = set(self.cfg.may_change)
+            now = {k: v for k, v in self.settings.items() if k not in skip}
+            before = {k: v for k, v in saved.items() if k not in skip}
+            rule = f"only {', '.join(sorted(skip))} may change"
         differ = sorted(k for k in set(now) | set(before) if _plain(now.get(k)) != _plain(before.get(k)))
         if differ:
             shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
             raise ConfigError(f"{path} was written with other settings ({shown}); resume with the checkpoint's "
-                              f"settings (only {', '.join(sorted(skip))} may change) or train into a new output "
-                              "folder")
+                              f"settings ({rule}) or train into a new output folder")
 
     # -- metrics ------------------------------------------------------------------------------------
     def log_json(self, record: Mapping[str, Any]) -> None:
@@ -370,8 +382,12 @@ class Loop:
         st = self.state
         st.stopped_early = False
         t_start = time.monotonic()
+        progress_log = logging.getLogger("facenas.progress" if self.dist.is_main
+                                         else f"facenas.progress.rank{self.dist.rank}")
+        if not self.dist.is_main:
+            progress_log.setLevel(logging.WARNING)  # one progress line per step count, from rank 0
         progress = Progress(task.total_steps(), task.desc, unit="step", interval=st_cfg.progress_interval,
-                            start=st.global_step)
+                            start=st.global_step, logger=progress_log)
         loss_sum, loss_n = 0.0, 0
         while st.epoch < task.epochs and not st.stopped_early and not task.done(st):
             task.start_epoch(st)
@@ -402,7 +418,10 @@ class Loop:
                     self.log_json({"type": "train", "step": st.global_step, "epoch": st.epoch,
                                    **{k: v for k, v in record.items() if isinstance(v, (int, float, str))},
                                    **({"loss": loss_sum / loss_n} if loss_n else {}),
-                                   "steps_per_s": round(progress.rate, 4), "train_seconds": round(st.train_seconds, 2)})
+                                   "steps_per_s": round(progress.rate, 4),
+                                   **({"images_per_s": round(progress.rate * task.images_per_step, 2)}
+                                      if task.images_per_step else {}),
+                                   "train_seconds": round(st.train_seconds, 2)})
                     loss_sum, loss_n = 0.0, 0
                 if self.on_step is not None:
                     self.on_step({**record, "step": st.global_step, "epoch": st.epoch})

@@ -20,7 +20,7 @@ _EXPORTS = {
     "TrainConfig": ".config", "load_train_config": ".config",
     "PolynomialLRWarmup": "facenas.engine.optim", "build_optimizer": "facenas.engine.optim",
     "param_groups": "facenas.engine.optim", "schedule_steps": "facenas.engine.optim",
-    "TrainingDivergedError": ".trainer", "TrainResult": ".trainer", "build_backbone": ".trainer",
+    "TrainingDivergedError": "facenas.engine.loop", "TrainResult": ".trainer", "build_backbone": ".trainer",
     "build_head": ".trainer", "resolve_device": ".trainer", "resolve_val_targets": ".trainer", "train": ".trainer",
 }
 

@@ -1,4 +1,4 @@
-"""The training loop: arcface_torch's ``train_v2.py`` as a reusable, resumable function.
+"""The face training engine: arcface_torch's ``train_v2.py`` as a reusable, resumable function.
 
 :func:`train` builds (or takes) the data loader, backbone, PartialFC margin head, optimiser and
 LR schedule from a :class:`~facenas.plugins.engine.config.TrainConfig`, trains with optional
@@ -13,9 +13,13 @@ steps and every ``val_every_epoch`` epochs, and writes into ``output``:
 * ``train_metrics.jsonl``: one JSON line per log step, verification, epoch and the end;
   ``config.json``: the resolved config.
 
+It runs on the shared loop (:class:`facenas.engine.loop.Loop`), which does the checkpoints,
+the RNG-exact resume, the time budget, progress, the metrics log and ``final.json``;
+:class:`FaceTraining` is the face-training part (data, step, verification, model files).
+
 A search method retraining a found architecture calls ``train(config, model=net,
-reporter=reporter)``; the smaller helpers (:func:`build_head`, :func:`build_training_parts`,
-``build_optimizer`` / ``PolynomialLRWarmup``) serve methods that run their own loops.
+reporter=reporter)``; the smaller helpers (:func:`build_backbone`, :func:`build_head`,
+``build_optimizer`` / ``PolynomialLRWarmup``) serve methods that build their own tasks.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -35,25 +39,22 @@ from torch import nn
 from facenas.adapters.insightface.backbones import get_model, load_state_dict_checked, network_spec, save_backbone
 from facenas.adapters.insightface.losses import build_margin_head
 from facenas.adapters.insightface.partial_fc import PartialFC
-from facenas.errors import ConfigError, FacenasError, OutputFolderError
+from facenas.engine import distributed as D
+from facenas.engine.checkpoint import checkpoint_path, save_rank_state
+from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
+from facenas.engine.loop import TrainingDivergedError  # noqa: F401 - engine.train's divergence error, re-exported
+from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
+from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
-from facenas.utils.io import append_jsonl, atomic_write, read_json, write_json
+from facenas.nas.results import CONFIG as CONFIG_FILE
+from facenas.utils.io import atomic_torch_save, write_json
 from facenas.utils.lock import output_lock
 from facenas.utils.paths import shared_data_dir
-from facenas.utils.progress import Progress
 from facenas.utils.seed import seed_everything
 
-from facenas.engine import distributed as D
-from facenas.engine.checkpoint import (agreed_checkpoint, capture_rng, checkpoint_path, load_train_state, restore_rng,
-                         save_train_state)
 from .config import TrainConfig
-from facenas.engine.optim import PolynomialLRWarmup, build_optimizer, param_groups, schedule_steps
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(FacenasError):
-    """The loss (or gradient norm) became NaN / inf; the run stopped before updating the weights."""
 
 
 @dataclasses.dataclass
@@ -172,29 +173,295 @@ def _make_evaluator(bins: Mapping[str, str], cfg: TrainConfig) -> Callable[[nn.M
     return VerificationEvaluator(dict(bins), batch_size=cfg.val_batch_size, flip=True, image_size=cfg.image_size)
 
 
-# -- the loop ---------------------------------------------------------------------------------
-class _Run:
-    """State of one training run (kept in one place so checkpoints capture all of it)."""
+# -- engine.train on the shared loop ---------------------------------------------------------
+#: The model files a training run writes besides the loop's own (``--overwrite`` deletes them too).
+MODEL_FILES = ("last.pt", "best.pt", "model.pt")
 
-    def __init__(self, cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: Path):
+#: Config fields a resumed run must keep: they decide the data order, the batch and the shapes the
+#: optimiser state belongs to. Anything else may change -- ``num_epoch`` to train longer, ``lr``,
+#: ``warmup_epoch`` or the margin head after a divergence (its message says so); a changed network
+#: is caught by its weights, naming the keys that do not fit.
+RESUME_MUST_MATCH = ("batch_size", "embedding_size", "gradient_acc", "image_size", "num_classes", "num_image",
+                     "optimizer", "sample_rate", "seed")
+
+DIVERGED_FIX = ("lower lr (now {lr}) or add warm-up (warmup_epoch), or use the Li-ArcFace head (margin_head='li_arcface', "
+                "margin_list=(1.0, 0.45, 0.0)), which converges where ArcFace diverges for small embeddings; then "
+                "train again or resume with the new settings")
+
+
+class FaceTraining(LoopTask):
+    """engine.train's part of the shared loop: one PartialFC margin-softmax step, verification, model files.
+
+    :class:`~facenas.engine.loop.Loop` does checkpoints, resume, the time budget, progress and
+    the metrics log; this task supplies the data, the step (AMP, gradient accumulation, clipping,
+    DDP) and verification every ``verbose`` steps and every ``val_every_epoch`` epochs, keeping
+    ``best.pt`` / ``last.pt`` / ``model.pt`` next to each checkpoint.
+    """
+
+    desc = "train"
+
+    def __init__(self, cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: Path, use_amp: bool):
         self.cfg = cfg
         self.dist = dist_info
         self.device = device
         self.out = out
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.train_seconds = 0.0
+        self.use_amp = use_amp
+        self.epochs = cfg.num_epoch
+        self.loop: Loop | None = None
         self.best: dict[str, Any] | None = None
-        self.last_metrics: dict[str, Any] = {}
-        self.epoch_rng: dict[str, Any] | None = None
-        self.last_good_checkpoint: str | None = None
-        self.last_good_step: int | None = None
         self.last_val: tuple[int, dict[str, float]] | None = None
+        self.epoch_losses: list[float] = []  # this epoch's step losses (checkpointed: a resumed epoch's mean is exact)
+        self.resumed_buffers: dict[str, torch.Tensor] = {}
+        self.resumed = False
+        self._begun = False
 
-    def log_json(self, record: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            append_jsonl(self.out / "train_metrics.jsonl", {"time": round(time.time(), 3), **record})
+    # -- set-up -----------------------------------------------------------------------------------
+    def setup(self, model: nn.Module | None, train_loader: Any | None,
+              evaluator: Callable[[nn.Module], Mapping[str, float]] | None,
+              test_evaluator: Callable[[nn.Module], Mapping[str, float]] | None, head: nn.Module | None) -> None:
+        """Data, backbone, head, optimiser, schedule and evaluators (after the output folder was claimed)."""
+        from facenas.adapters.insightface.arcface_torch_bridge import bridge_from_config
+
+        cfg, dist_info, device = self.cfg, self.dist, self.device
+        seed_everything(cfg.seed + dist_info.rank)
+        bridge = bridge_from_config(cfg)
+
+        # data first: a wrong num_classes must fail before any training
+        loader = train_loader if train_loader is not None else _make_loader(cfg, dist_info)
+        found = data_num_classes(loader, cfg.rec)
+        num_classes = cfg.num_classes or found
+        if not num_classes:
+            raise ConfigError(f"num_classes is 0 and the data at {cfg.rec!r} does not say how many identities it "
+                              "has; set num_classes")
+        if found is not None and num_classes < found:
+            raise ConfigError(f"num_classes={num_classes} is smaller than the {found} identities in {cfg.rec!r} "
+                              f"(labels up to {found - 1}); set num_classes={found}")
+        try:
+            loader_len = len(loader)
+        except TypeError:
+            loader_len = None
+        self.loader, self.num_classes = loader, num_classes
+        generator = getattr(loader, "generator", None)
+        self.data_generator = generator if isinstance(generator, torch.Generator) else None
+        self.images_per_step = cfg.batch_size * dist_info.world_size
+        self.steps_per_epoch, self.warmup_steps, self.steps = schedule_steps(
+            cfg.num_image, self.images_per_step, cfg.num_epoch, cfg.warmup_epoch, loader_len)
+
+        self.backbone = model if model is not None else build_backbone(cfg, bridge)
+        self.backbone.to(device)
+        self.head = head if head is not None else build_head(cfg, num_classes, bridge)
+        self.head.to(device)
+        self.optimizer = build_optimizer(cfg.optimizer, param_groups(self.backbone, self.head), cfg.lr,
+                                         cfg.weight_decay, cfg.momentum)
+        self.scheduler = PolynomialLRWarmup(self.optimizer, self.warmup_steps, self.steps, cfg.lr_power)
+        self.scaler = torch.amp.GradScaler("cuda", growth_interval=100, enabled=self.use_amp)
+        try:
+            self.spec = network_spec(self.backbone)
+        except ConfigError:
+            self.spec = None
+            log.warning("the backbone was not built by get_model/build_from_description; best.pt/last.pt will hold "
+                        "its state dict with no way to rebuild it (pass a model built by get_model or a space)")
+        self.ddp_model: nn.Module = self.backbone
+
+        # every rank takes part in verification's barriers, so the decision must not depend on the rank
+        self.has_val = evaluator is not None or bool(cfg.val_targets)
+        bins = resolve_val_targets(cfg.val_targets, cfg.rec) if dist_info.is_main else {}
+        if evaluator is None and dist_info.is_main:
+            evaluator = _make_evaluator(bins, cfg) if bridge is None or not bridge.uses("verification") \
+                else bridge.evaluator(bins, cfg)
+        if test_evaluator is None and dist_info.is_main and cfg.test_targets:
+            test_bins = resolve_val_targets(cfg.test_targets, cfg.rec)
+            test_evaluator = _make_evaluator(test_bins, cfg) if bridge is None or not bridge.uses("verification") \
+                else bridge.evaluator(test_bins, cfg)
+        self.evaluator, self.test_evaluator = evaluator, test_evaluator
+
+    def _begin(self, state: LoopState) -> None:
+        """Once, when training (or the final evaluation) starts: config.json, DDP, the model files of a resume."""
+        if self._begun:
+            return
+        self._begun = True
+        cfg, dist_info = self.cfg, self.dist
+        if dist_info.is_main:
+            write_json(self.out / CONFIG_FILE, {**cfg.to_dict(), "num_classes": self.num_classes,
+                                                "world_size": dist_info.world_size,
+                                                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.steps,
+                                                "warmup_steps": self.warmup_steps})
+        if dist_info.distributed:
+            # as arcface_torch: BN buffers stay per-rank (no sync at every forward)
+            no_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.backbone, device_ids=[dist_info.local_rank] if self.device.type == "cuda" else None,
+                bucket_cap_mb=16, **no_sync)
+            D.restore_buffers(self.backbone, self.resumed_buffers)
+        if self.resumed:
+            self._write_model_files(state, "resume")  # last.pt / model.pt at checkpoint.pt's step (after_checkpoint)
+        self.backbone.train()
+        self.head.train()
+
+    # -- the loop's hooks ---------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        return self.steps
+
+    def done(self, state: LoopState) -> bool:
+        return state.global_step >= self.steps
+
+    def start_epoch(self, state: LoopState) -> None:
+        self._begin(state)
+        if state.step_in_epoch == 0:  # not an epoch resumed part-way
+            self.epoch_losses = []
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(state.epoch)
+
+    def batches(self, state: LoopState) -> Any:
+        return self.loader
+
+    def step(self, batch: Any, state: LoopState) -> dict[str, Any]:
+        cfg, optimizer, scaler = self.cfg, self.optimizer, self.scaler
+        step = state.global_step + 1
+        images, labels = batch
+        _check_labels(labels, self.num_classes, step)
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", enabled=self.use_amp) if self.use_amp else contextlib.nullcontext():
+            embeddings = self.ddp_model(images)
+        loss = self.head(embeddings.float(), labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise self._diverged("loss", loss_value)
+        scaler.scale(loss).backward()
+        if step % cfg.gradient_acc == 0:
+            scaler.unscale_(optimizer)
+            if cfg.clip_grad_norm > 0:
+                norm = torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), cfg.clip_grad_norm)
+                if not self.use_amp and not math.isfinite(float(norm)):
+                    raise self._diverged("gradient norm", float(norm))
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # stepped every iteration, also between accumulated steps
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+        self.epoch_losses.append(loss_value)
+        return {"loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
+
+    def _diverged(self, what: str, value: float) -> Diverged:
+        return Diverged(what, value, DIVERGED_FIX.format(lr=self.cfg.lr), lr=self.optimizer.param_groups[0]["lr"])
+
+    def after_step(self, state: LoopState, record: Mapping[str, Any]) -> str | None:
+        if state.global_step % self.cfg.verbose == 0:
+            self.verify(state, f"step {state.global_step}")
+            return "verification"
+        return None
+
+    def can_checkpoint(self, state: LoopState) -> bool:
+        return state.global_step % self.cfg.gradient_acc == 0  # not between accumulated gradients
+
+    def end_epoch(self, state: LoopState) -> dict[str, Any]:
+        cfg = self.cfg
+        metrics: dict[str, Any] = {"loss": self._epoch_loss()}
+        if not state.stopped_early and cfg.val_every_epoch and state.epoch % cfg.val_every_epoch == 0 \
+                and state.global_step % cfg.verbose != 0:
+            metrics.update(self.verify(state, f"epoch {state.epoch}"))
+        return _with_default(metrics, cfg.select_metric)
+
+    def after_checkpoint(self, state: LoopState, reason: str) -> None:
+        # checkpoint.pt first, then last.pt / model.pt derived from the same weights: a kill between
+        # leaves last.pt one checkpoint behind, and the next --resume rewrites it from checkpoint.pt
+        self._write_model_files(state, reason)
+        if self.cfg.save_all_states and reason == "epoch":
+            suffix = "" if self.dist.world_size == 1 else f"_rank{self.dist.rank}"
+            save_rank_state(self.loop.state_record(), self.out / f"epoch_{state.epoch}{suffix}.pt", keep_previous=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"network": self.spec, "backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "best": self.best, "epoch_losses": list(self.epoch_losses)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        where = str(checkpoint_path(self.out, self.dist.rank, self.dist.world_size))
+        load_state_dict_checked(self.backbone, state["backbone"], where)
+        buffers = dict(self.backbone.named_buffers())
+        self.resumed_buffers = {k: v for k, v in state["backbone"].items() if k in buffers}
+        load_state_dict_checked(self.head, state["head"], f"{where} (head)",
+                                hint="the margin head / num_classes / embedding_size differ from the run being resumed")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best = state.get("best")
+        self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
+        self.resumed = True
+
+    def final(self, state: LoopState) -> dict[str, Any]:
+        self._begin(state)
+        cfg, backbone = self.cfg, self.backbone
+        final: dict[str, Any] = {"loss": self._epoch_loss(),
+                                 "epochs": state.epoch + (state.step_in_epoch / self.steps_per_epoch
+                                                          if state.stopped_early else 0.0)}
+        if self.has_val:
+            final.update(self.last_val[1] if self.last_val and self.last_val[0] == state.global_step
+                         else self.verify(state, "final"))
+        if self.test_evaluator is not None and self.dist.is_main:
+            backbone.eval()
+            with torch.no_grad():
+                tested = {k: float(v) for k, v in self.test_evaluator(backbone).items()}
+            backbone.train()
+            final.update(tested)
+            self.loop.log_json({"type": "test", "step": state.global_step, "model": "last", **tested})
+            if self.best is not None and self.best["step"] != state.global_step and (self.out / "best.pt").is_file():
+                from facenas.adapters.insightface.backbones import load_backbone
+
+                best_model = load_backbone(self.out / "best.pt").to(self.device)
+                with torch.no_grad():
+                    best_tested = {f"best_{k}": float(v) for k, v in self.test_evaluator(best_model).items()}
+                final.update(best_tested)
+                self.loop.log_json({"type": "test", "step": self.best["step"], "model": "best", **best_tested})
+        if self.best is not None:
+            final["best_step"] = self.best["step"]
+            final[f"best_{self.best['metric']}"] = self.best["value"]
+        return _with_default(final, cfg.select_metric)
+
+    # -- verification and model files ---------------------------------------------------------------
+    def _epoch_loss(self) -> float:
+        return sum(self.epoch_losses) / max(1, len(self.epoch_losses))
+
+    def verify(self, state: LoopState, tag: str) -> dict[str, float]:
+        if not self.has_val:
+            return {}
+        cfg, backbone = self.cfg, self.backbone
+        metrics: dict[str, float] = {}
+        self.last_val = (state.global_step, metrics)
+        if self.dist.is_main and self.evaluator is not None:
+            t0 = time.monotonic()
+            backbone.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.evaluator(backbone).items()}
+            backbone.train()
+            key = _selection_metric(metrics, cfg.select_metric)
+            log.info("verification at step %d (%s, %.1fs): %s", state.global_step, tag, time.monotonic() - t0,
+                     {k: round(v, 4) for k, v in metrics.items()})
+            self.last_val = (state.global_step, metrics)
+            self.loop.log_json({"type": "val", "step": state.global_step, "epoch": state.epoch, "tag": tag, **metrics})
+            if key is not None and (self.best is None or metrics[key] > self.best["value"]):
+                self.best = {"step": state.global_step, "epoch": state.epoch, "metric": key, "value": metrics[key]}
+                log.info("new best %s %.4f at step %d (select_metric=%s)", key, metrics[key], state.global_step,
+                         cfg.select_metric)
+                if self.spec is not None:
+                    save_backbone(backbone, self.out / "best.pt", network=self.spec, embedding_size=cfg.embedding_size,
+                                  meta={"global_step": state.global_step, key: metrics[key], "config": cfg.to_dict()})
+        D.barrier(self.dist)
+        return metrics
+
+    def _write_model_files(self, state: LoopState, reason: str) -> None:
+        if self.dist.is_main and self.spec is not None:
+            cfg = self.cfg
+            meta = {"global_step": state.global_step, "epoch": state.epoch, "reason": reason, "config": cfg.to_dict()}
+            save_backbone(self.backbone, self.out / "last.pt", meta=meta, network=self.spec,
+                          embedding_size=cfg.embedding_size)
+            atomic_torch_save({k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
+                              self.out / "model.pt")
 
 
 def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporter | None = None,
@@ -229,8 +496,22 @@ def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporte
     out = Path(cfg.output or cfg.resolved_output())
     try:
         with output_lock(out, "facenas train", enabled=dist_info.is_main):  # one run per folder
-            return _train(cfg, dist_info, device, out, use_amp, model, reporter, train_loader, evaluator,
-                          test_evaluator, head, on_step, report_final)
+            task = FaceTraining(cfg, dist_info, device, out, use_amp)
+            loop = Loop(task, LoopConfig(output=str(out), resume=cfg.resume, overwrite=cfg.overwrite,
+                                         checkpoint_every=cfg.checkpoint_every, max_minutes=cfg.max_minutes,
+                                         log_every=cfg.frequent, progress_interval=10.0,
+                                         must_match=RESUME_MUST_MATCH),
+                        settings=cfg.to_dict(), reporter=reporter, on_step=on_step, dist_info=dist_info,
+                        run_files=MODEL_FILES, report_final=report_final)
+            task.loop = loop
+            loop.claim_output()  # refuse a used folder before the set-up's work
+            task.setup(model, train_loader, evaluator, test_evaluator, head)
+            final = loop.run()
+            task.backbone.eval()
+            st = loop.state
+            return TrainResult(final, task.best, str(out), st.global_step, float(final.get("epochs", st.epoch)),
+                               st.train_seconds, bool(final.get("stopped_early", False)), task.backbone,
+                               dist_info.rank)
     except Exception as exc:
         if D.is_peer_failure(exc, dist_info):
             raise D.peer_lost(exc, dist_info, out) from None
@@ -239,431 +520,12 @@ def train(config: TrainConfig, model: nn.Module | None = None, reporter: Reporte
         D.shutdown(dist_info)
 
 
-def _train(cfg: TrainConfig, dist_info: D.DistInfo, device: torch.device, out: Path, use_amp: bool,
-           model: nn.Module | None, reporter: Reporter | None, train_loader: Any | None,
-           evaluator: Callable[[nn.Module], Mapping[str, float]] | None,
-           test_evaluator: Callable[[nn.Module], Mapping[str, float]] | None, head: nn.Module | None,
-           on_step: Callable[[dict[str, Any]], None] | None, report_final: bool) -> TrainResult:
-    from facenas.adapters.insightface.arcface_torch_bridge import bridge_from_config
-
-    out.mkdir(parents=True, exist_ok=True)
-    _claim_output(cfg, out, dist_info)
-    run = _Run(cfg, dist_info, device, out)
-    seed_everything(cfg.seed + dist_info.rank)
-    bridge = bridge_from_config(cfg)
-
-    # data first: a wrong num_classes must fail before any training
-    loader = train_loader if train_loader is not None else _make_loader(cfg, dist_info)
-    found = data_num_classes(loader, cfg.rec)
-    num_classes = cfg.num_classes or found
-    if not num_classes:
-        raise ConfigError(f"num_classes is 0 and the data at {cfg.rec!r} does not say how many identities it has; "
-                          "set num_classes")
-    if found is not None and num_classes < found:
-        raise ConfigError(f"num_classes={num_classes} is smaller than the {found} identities in {cfg.rec!r} "
-                          f"(labels up to {found - 1}); set num_classes={found}")
-    try:
-        loader_len = len(loader)
-    except TypeError:
-        loader_len = None
-    total_batch = cfg.batch_size * dist_info.world_size
-    spe, warmup_steps, total_steps = schedule_steps(cfg.num_image, total_batch, cfg.num_epoch, cfg.warmup_epoch,
-                                                    loader_len)
-
-    backbone = model if model is not None else build_backbone(cfg, bridge)
-    backbone.to(device)
-    head = head if head is not None else build_head(cfg, num_classes, bridge)
-    head.to(device)
-    optimizer = build_optimizer(cfg.optimizer, param_groups(backbone, head), cfg.lr, cfg.weight_decay, cfg.momentum)
-    scheduler = PolynomialLRWarmup(optimizer, warmup_steps, total_steps, cfg.lr_power)
-    scaler = torch.amp.GradScaler("cuda", growth_interval=100, enabled=use_amp)
-    try:
-        spec = network_spec(backbone)
-    except ConfigError:
-        spec = None
-        log.warning("the backbone was not built by get_model/build_from_description; best.pt/last.pt will hold "
-                    "its state dict with no way to rebuild it (pass a model built by get_model or a space)")
-    ckpt_file = checkpoint_path(out, dist_info.rank, dist_info.world_size)
-    resumed_buffers: dict[str, torch.Tensor] = {}
-
-    if cfg.resume:
-        state = load_train_state(agreed_checkpoint(ckpt_file, dist_info))
-        if state.get("world_size", 1) != dist_info.world_size:
-            raise ConfigError(f"{ckpt_file} was written by {state.get('world_size')} process(es); resume with the same "
-                              f"number (now {dist_info.world_size})")
-        load_state_dict_checked(backbone, state["backbone"], str(ckpt_file))
-        resumed_buffers = {k: v for k, v in state["backbone"].items() if k in dict(backbone.named_buffers())}
-        load_state_dict_checked(head, state["head"], f"{ckpt_file} (head)",
-                                hint="the margin head / num_classes / embedding_size differ from the run being resumed")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        run.epoch, run.step_in_epoch, run.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        run.train_seconds = float(state["train_seconds"])
-        run.best = state.get("best")
-        run.epoch_rng = state["epoch_rng"]
-        run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
-        resume_rng = state["rng"]
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_file, run.global_step, run.epoch,
-                 run.step_in_epoch)
-        if run.epoch >= cfg.num_epoch or run.global_step >= total_steps:  # nothing left to train
-            finished = _finished_result(out, run)
-            if finished is not None:
-                log.info("the run in %s had already finished at step %d; reporting its final.json", out,
-                         run.global_step)
-                if reporter is not None and dist_info.is_main and report_final:
-                    reporter.final(finished)
-                backbone.eval()
-                return TrainResult(finished, run.best, str(out), run.global_step, float(finished.get("epochs", run.epoch)),
-                                   run.train_seconds, False, backbone, dist_info.rank)
-        if dist_info.is_main:
-            _truncate_metrics(out / "train_metrics.jsonl", run.global_step)
-    else:
-        resume_rng = None
-
-    if dist_info.is_main:
-        write_json(out / "config.json", {**cfg.to_dict(), "num_classes": num_classes, "world_size": dist_info.world_size,
-                                         "steps_per_epoch": spe, "total_steps": total_steps,
-                                         "warmup_steps": warmup_steps})
-    ddp_model: nn.Module = backbone
-    if dist_info.distributed:
-        # as arcface_torch: BN buffers stay per-rank (no sync at every forward)
-        no_sync = ({"forward_sync_buffers": False}
-                   if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
-                   else {"broadcast_buffers": False})
-        ddp_model = nn.parallel.DistributedDataParallel(
-            backbone, device_ids=[dist_info.local_rank] if device.type == "cuda" else None, bucket_cap_mb=16,
-            **no_sync)
-        D.restore_buffers(backbone, resumed_buffers)
-
-    # every rank takes part in verification's barriers, so the decision must not depend on the rank
-    has_val = evaluator is not None or bool(cfg.val_targets)
-    bins = resolve_val_targets(cfg.val_targets, cfg.rec) if dist_info.is_main else {}
-    if evaluator is None and dist_info.is_main:
-        evaluator = _make_evaluator(bins, cfg) if bridge is None or not bridge.uses("verification") \
-            else bridge.evaluator(bins, cfg)
-    if test_evaluator is None and dist_info.is_main and cfg.test_targets:
-        test_bins = resolve_val_targets(cfg.test_targets, cfg.rec)
-        test_evaluator = _make_evaluator(test_bins, cfg) if bridge is None or not bridge.uses("verification") \
-            else bridge.evaluator(test_bins, cfg)
-
-    def state_record() -> dict[str, Any]:
-        return {
-            "network": spec, "backbone": backbone.state_dict(), "head": head.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": run.epoch, "step_in_epoch": run.step_in_epoch, "global_step": run.global_step,
-            "rng": {**capture_rng(), "loader": _loader_generator_state(loader)}, "epoch_rng": run.epoch_rng,
-            "best": run.best, "train_seconds": run.train_seconds, "world_size": dist_info.world_size, "rank": dist_info.rank, "config": cfg.to_dict(),
-        }
-
-    def checkpoint(reason: str) -> None:
-        if run.global_step % cfg.gradient_acc != 0:
-            log.debug("checkpoint skipped at step %d: gradients are being accumulated", run.global_step)
-            return
-        # checkpoint.pt first, then last.pt / model.pt derived from the same weights: a kill between
-        # leaves last.pt one checkpoint behind, and the next --resume rewrites it from checkpoint.pt
-        save_train_state(ckpt_file, state_record(), keep_previous=dist_info.distributed)
-        run.last_good_checkpoint, run.last_good_step = str(ckpt_file), run.global_step
-        write_model_files(reason)
-        D.barrier(dist_info)
-
-    def write_model_files(reason: str) -> None:
-        if dist_info.is_main and spec is not None:
-            meta = {"global_step": run.global_step, "epoch": run.epoch, "reason": reason, "config": cfg.to_dict()}
-            save_backbone(backbone, out / "last.pt", meta=meta, network=spec, embedding_size=cfg.embedding_size)
-            from facenas.utils.io import atomic_torch_save
-
-            atomic_torch_save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, out / "model.pt")
-
-    def verify(tag: str) -> dict[str, float]:
-        if not has_val:
-            return {}
-        metrics: dict[str, float] = {}
-        run.last_val = (run.global_step, metrics)
-        if dist_info.is_main and evaluator is not None:
-            t0 = time.monotonic()
-            backbone.eval()
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in evaluator(backbone).items()}
-            backbone.train()
-            key = _selection_metric(metrics, cfg.select_metric)
-            log.info("verification at step %d (%s, %.1fs): %s", run.global_step, tag, time.monotonic() - t0,
-                     {k: round(v, 4) for k, v in metrics.items()})
-            run.last_val = (run.global_step, metrics)
-            run.log_json({"type": "val", "step": run.global_step, "epoch": run.epoch, "tag": tag, **metrics})
-            if key is not None and (run.best is None or metrics[key] > run.best["value"]):
-                run.best = {"step": run.global_step, "epoch": run.epoch, "metric": key, "value": metrics[key]}
-                log.info("new best %s %.4f at step %d (select_metric=%s)", key, metrics[key], run.global_step,
-                         cfg.select_metric)
-                if spec is not None:
-                    save_backbone(backbone, out / "best.pt", network=spec, embedding_size=cfg.embedding_size,
-                                  meta={"global_step": run.global_step, key: metrics[key], "config": cfg.to_dict()})
-        D.barrier(dist_info)
-        return metrics
-
-    if cfg.resume:
-        write_model_files("resume")  # last.pt / model.pt at checkpoint.pt's step (see checkpoint())
-    backbone.train()
-    head.train()
-    sampler = getattr(loader, "sampler", None)
-    progress_log = logging.getLogger("facenas.progress" if dist_info.is_main else f"facenas.progress.rank{dist_info.rank}")
-    if not dist_info.is_main:
-        progress_log.setLevel(logging.WARNING)  # one progress line per step count, from rank 0
-    progress = Progress(total_steps, "train", unit="step", interval=10.0, start=run.global_step, logger=progress_log)
-    loss_sum, loss_n = 0.0, 0
-    stopped_early = False
-    t_start = time.monotonic()
-    epoch_losses: list[float] = []
-    if cfg.resume and (run.epoch >= cfg.num_epoch or run.global_step >= total_steps):
-        # killed after its last checkpoint but before final.json: the loss is the last epoch's
-        epoch_losses = _last_epoch_loss(out / "train_metrics.jsonl")
-
-    while run.epoch < cfg.num_epoch and not stopped_early:
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(run.epoch)
-        iterator = _epoch_iterator(loader, run, resume_rng)
-        resume_rng = None
-        epoch_losses = []
-        t_last = time.monotonic()  # training time includes data loading, not verification/checkpoints
-        for images, labels in iterator:
-            _check_labels(labels, num_classes, run)
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast("cuda", enabled=use_amp) if use_amp else contextlib.nullcontext():
-                embeddings = ddp_model(images)
-            loss = head(embeddings.float(), labels)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                _diverged(run, "loss", loss_value, optimizer)
-            run.global_step += 1
-            run.step_in_epoch += 1
-            scaler.scale(loss).backward()
-            if run.global_step % cfg.gradient_acc == 0:
-                scaler.unscale_(optimizer)
-                if cfg.clip_grad_norm > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(backbone.parameters(), cfg.clip_grad_norm)
-                    if not use_amp and not math.isfinite(float(norm)):
-                        run.global_step -= 1
-                        run.step_in_epoch -= 1
-                        _diverged(run, "gradient norm", float(norm), optimizer)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():  # stepped every iteration, also between accumulated steps
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-                scheduler.step()
-            now = time.monotonic()
-            run.train_seconds += now - t_last
-            t_last = now
-            lr = optimizer.param_groups[0]["lr"]
-            loss_sum += loss_value
-            loss_n += 1
-            epoch_losses.append(loss_value)
-            progress.update(1, loss=loss_value, lr=lr, epoch=run.epoch)
-            if run.global_step % cfg.frequent == 0:
-                run.log_json({"type": "train", "step": run.global_step, "epoch": run.epoch, "loss": loss_sum / loss_n,
-                              "lr": lr, "steps_per_s": round(progress.rate, 4),
-                              "images_per_s": round(progress.rate * total_batch, 2),
-                              "train_seconds": round(run.train_seconds, 2)})
-                loss_sum, loss_n = 0.0, 0
-            if on_step is not None:
-                on_step({"step": run.global_step, "epoch": run.epoch, "loss": loss_value, "lr": lr})
-            if run.global_step % cfg.verbose == 0:
-                verify(f"step {run.global_step}")
-                checkpoint("verification")
-                t_last = time.monotonic()
-            elif cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0:
-                checkpoint("checkpoint_every")
-                t_last = time.monotonic()
-            if cfg.max_minutes is not None and run.train_seconds >= cfg.max_minutes * 60:
-                log.warning("max_minutes=%s reached at step %d (epoch %d); stopping", cfg.max_minutes,
-                            run.global_step, run.epoch)
-                stopped_early = True
-                break
-            if run.global_step >= total_steps:
-                break
-        del iterator
-        if not stopped_early:
-            run.epoch += 1
-            run.step_in_epoch = 0
-            run.epoch_rng = None
-        epoch_metrics: dict[str, Any] = {"epoch": run.epoch, "step": run.global_step,
-                                         "loss": sum(epoch_losses) / max(1, len(epoch_losses)),
-                                         "train_seconds": round(run.train_seconds, 2)}
-        if not stopped_early and cfg.val_every_epoch and run.epoch % cfg.val_every_epoch == 0 \
-                and run.global_step % cfg.verbose != 0:
-            epoch_metrics.update(verify(f"epoch {run.epoch}"))
-        checkpoint("epoch" if not stopped_early else "max_minutes")
-        if cfg.save_all_states and not stopped_early:
-            save_train_state(out / f"epoch_{run.epoch}{'' if dist_info.world_size == 1 else f'_rank{dist_info.rank}'}.pt",
-                             state_record())
-        run.log_json({"type": "epoch", **epoch_metrics})
-        if reporter is not None and dist_info.is_main:
-            reporter.intermediate(_with_default(epoch_metrics, cfg.select_metric))
-        if run.global_step >= total_steps:
-            break
-    if dist_info.is_main:
-        progress.close()
-
-    final: dict[str, Any] = {"loss": sum(epoch_losses) / max(1, len(epoch_losses)), "global_step": run.global_step,
-                             "epochs": run.epoch + (run.step_in_epoch / spe if stopped_early else 0.0),
-                             "train_seconds": round(run.train_seconds, 2),
-                             "wall_seconds": round(time.monotonic() - t_start, 2)}
-    if has_val:
-        final.update(run.last_val[1] if run.last_val and run.last_val[0] == run.global_step else verify("final"))
-    if test_evaluator is not None and dist_info.is_main:
-        backbone.eval()
-        with torch.no_grad():
-            tested = {k: float(v) for k, v in test_evaluator(backbone).items()}
-        backbone.train()
-        final.update(tested)
-        run.log_json({"type": "test", "step": run.global_step, "model": "last", **tested})
-        if run.best is not None and run.best["step"] != run.global_step and (out / "best.pt").is_file():
-            from facenas.adapters.insightface.backbones import load_backbone
-
-            best_model = load_backbone(out / "best.pt").to(device)
-            with torch.no_grad():
-                best_tested = {f"best_{k}": float(v) for k, v in test_evaluator(best_model).items()}
-            final.update(best_tested)
-            run.log_json({"type": "test", "step": run.best["step"], "model": "best", **best_tested})
-    if run.best is not None:
-        final["best_step"] = run.best["step"]
-        final[f"best_{run.best['metric']}"] = run.best["value"]
-    final = _with_default(final, cfg.select_metric)
-    run.log_json({"type": "final", **final})
-    if dist_info.is_main:
-        write_json(out / "final.json", final)
-    if reporter is not None and dist_info.is_main and report_final:
-        reporter.final(final)
-    backbone.eval()
-    return TrainResult(final, run.best, str(out), run.global_step, float(final["epochs"]), run.train_seconds,
-                       stopped_early, backbone, dist_info.rank)
-
-
-#: What a training run writes into its output folder (``--overwrite`` deletes these first).
-RUN_FILES = ("final.json", "train_metrics.jsonl", "config.json", "last.pt", "best.pt", "model.pt")
-
-
-def _claim_output(cfg: TrainConfig, out: Path, dist_info: D.DistInfo) -> None:
-    """A fresh run refuses a folder holding another run (finished or not) unless ``overwrite``."""
-    if cfg.resume:
-        return
-    previous = sorted({p.name for p in out.glob("checkpoint*.pt")} | {n for n in RUN_FILES if (out / n).exists()})
-    if not previous:
-        return
-    if not cfg.overwrite:
-        what = "a finished run" if (out / "final.json").is_file() else "an interrupted run"
-        raise OutputFolderError(
-            f"output folder {out} already holds {what} ({', '.join(previous)}); continue it with --resume "
-            "(resume=True), replace it with --overwrite (overwrite=True), or train into a new --output folder")
-    if dist_info.is_main:
-        log.warning("overwrite=True: deleting the previous run's %s in %s", ", ".join(previous), out)
-        for path in [*out.glob("checkpoint*.pt"), *out.glob("epoch_*.pt"), *(out / n for n in RUN_FILES)]:
-            path.unlink(missing_ok=True)
-
-
-def _finished_result(out: Path, run: _Run) -> dict[str, Any] | None:
-    """``final.json`` of a run that finished at the checkpoint's step (None if it is not that run's)."""
-    path = out / "final.json"
-    if not path.is_file():
-        return None
-    try:
-        final = read_json(path)
-    except ValueError:
-        return None
-    return final if isinstance(final, dict) and final.get("global_step") == run.global_step else None
-
-
-def _metric_records(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    records = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # the line a kill cut short
-                continue
-    return records
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop the records a killed run logged after its checkpoint (and its final one): the resumed run
-    logs those steps again, so the log holds each step once."""
-    from facenas.utils.io import dumps
-
-    records = _metric_records(path)
-    keep = [r for r in records if r.get("type") != "final" and int(r.get("step", r.get("global_step", 0)) or 0) <= step]
-    if len(keep) == len(records) and (not path.is_file() or path.read_text(encoding="utf-8").endswith("\n")
-                                      or not records):
-        return
-    with atomic_write(path, "w") as fh:
-        fh.writelines(dumps(r) + "\n" for r in keep)
-    if len(keep) != len(records):
-        log.info("dropped %d record(s) after step %d from %s (logged after the last checkpoint)",
-                 len(records) - len(keep), step, path)
-
-
-def _last_epoch_loss(path: Path) -> list[float]:
-    losses = [r["loss"] for r in _metric_records(path) if r.get("type") == "epoch" and "loss" in r]
-    return losses[-1:]
-
-
-def _loader_generator_state(loader: Any) -> torch.Tensor | None:
-    generator = getattr(loader, "generator", None)
-    return generator.get_state() if isinstance(generator, torch.Generator) else None
-
-
-def _set_loader_generator_state(loader: Any, state: torch.Tensor | None) -> None:
-    generator = getattr(loader, "generator", None)
-    if isinstance(generator, torch.Generator) and state is not None:
-        generator.set_state(state)
-
-
-def _epoch_iterator(loader: Any, run: _Run, resume_rng: dict[str, Any] | None) -> Iterator:
-    """A fresh iterator over this epoch's batches, fast-forwarded past those already trained on.
-
-    The torch RNG state (and the loader's generator) when the iterator is created decide worker
-    seeds and shuffling; they are stored in the checkpoint (``epoch_rng``) so a resumed run
-    re-creates the same iterator, skips the ``step_in_epoch`` batches already trained on, and
-    then restores every RNG to its state at the checkpoint.
-    """
-    if resume_rng is not None and run.epoch_rng is not None and run.step_in_epoch > 0:
-        torch.set_rng_state(run.epoch_rng["torch"])
-        _set_loader_generator_state(loader, run.epoch_rng.get("loader"))
-        iterator = iter(loader)
-        for _ in range(run.step_in_epoch):
-            next(iterator)
-        log.info("skipped %d batches already trained on in epoch %d", run.step_in_epoch, run.epoch)
-        restore_rng(resume_rng)
-        _set_loader_generator_state(loader, resume_rng.get("loader"))
-        return iterator
-    if resume_rng is not None:  # checkpoint at an epoch boundary
-        restore_rng(resume_rng)
-        _set_loader_generator_state(loader, resume_rng.get("loader"))
-    run.epoch_rng = {"torch": torch.get_rng_state(), "loader": _loader_generator_state(loader)}
-    return iter(loader)
-
-
-def _check_labels(labels: torch.Tensor, num_classes: int, run: _Run) -> None:
+def _check_labels(labels: torch.Tensor, num_classes: int, step: int) -> None:
     if labels.numel() and labels.device.type == "cpu":
         top, low = int(labels.max()), int(labels.min())
         if top >= num_classes or low < 0:
-            raise ConfigError(f"a batch at step {run.global_step + 1} has label {top if top >= num_classes else low}, "
+            raise ConfigError(f"a batch at step {step} has label {top if top >= num_classes else low}, "
                               f"outside [0, num_classes={num_classes}); set num_classes to the number of identities")
-
-
-def _diverged(run: _Run, what: str, value: float, optimizer: torch.optim.Optimizer) -> None:
-    step = run.global_step + 1
-    lr = optimizer.param_groups[0]["lr"]
-    where = (f"the last good checkpoint is {run.last_good_checkpoint} (step {run.last_good_step})"
-             if run.last_good_checkpoint else "no checkpoint was written yet")
-    run.log_json({"type": "diverged", "step": step, "epoch": run.epoch, "what": what, "value": str(value)})
-    raise TrainingDivergedError(
-        f"{what} became {value} at step {step} (epoch {run.epoch}, lr {lr:.4g}); training stopped before updating the "
-        f"weights and {where}. Fix: lower lr (now {run.cfg.lr}) or add warm-up (warmup_epoch), or use the Li-ArcFace "
-        "head (margin_head='li_arcface', margin_list=(1.0, 0.45, 0.0)), which converges where ArcFace diverges for "
-        "small embeddings; then train again or resume with the new settings")
 
 
 def _primary_metric(metrics: Mapping[str, float]) -> str | None:

@@ -117,3 +117,18 @@ def test_time_budget_stops_and_resume_finishes(tmp_path):
     _, done = _run(tmp_path, resume=True)
     _, ref = _run(tmp_path / "ref")
     assert done["weight_sum"] == ref["weight_sum"]
+
+
+def test_must_match_checks_only_the_named_settings(tmp_path):
+    Loop(TinyTask(), LoopConfig(output=str(tmp_path), max_minutes=0.0), {"lr": 0.1, "batch": 6}).run()
+    with pytest.raises(ConfigError, match=r"\(batch: 6 -> 8\).*batch must stay as they were"):
+        Loop(TinyTask(), LoopConfig(output=str(tmp_path), resume=True, must_match=("batch",)),
+             {"lr": 0.2, "batch": 8}).run()
+    task = TinyTask()
+    task.images_per_step = 6
+    final = Loop(task, LoopConfig(output=str(tmp_path), resume=True, must_match=("batch",), log_every=1),
+                 {"lr": 0.2, "batch": 6}).run()  # lr may change
+    assert final["global_step"] == 21
+    rows = [json.loads(line) for line in (tmp_path / "train_metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if r["type"] == "train"]
+    assert len(trained) == 20 and all(r["images_per_s"] > 0 for r in trained)

@@ -140,6 +140,15 @@ def test_resume_with_another_architecture_lists_mismatching_keys(tmp_path):
         train(cfg.replace(resume=True, output=str(tmp_path / "nowhere")), train_loader=tiny_loader())
 
 
+def test_resume_refuses_another_data_order_but_takes_a_lower_lr(tmp_path):
+    cfg = tiny_config(tmp_path, num_epoch=1)
+    train(cfg, train_loader=tiny_loader())
+    with pytest.raises(ConfigError, match=r"other settings \(batch_size: 8 -> 4, seed: 7 -> 8\).*must stay"):
+        train(cfg.replace(resume=True, batch_size=4, seed=8), train_loader=tiny_loader(batch_size=4))
+    longer = train(cfg.replace(resume=True, num_epoch=2, lr=0.01), train_loader=tiny_loader())  # as after a divergence
+    assert longer.global_step == 12
+
+
 def test_config_validation_names_fields():
     with pytest.raises(ConfigError, match="did you mean 'margin_list'"):
         TrainConfig.from_dict({"rec": "x", "margin_lst": (1.0, 0.5, 0.0)})
