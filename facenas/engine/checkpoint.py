@@ -137,13 +137,3 @@ def agreed_checkpoint(path: str | os.PathLike, dist_info: Any) -> Path:
         logging.getLogger(__name__).warning("rank %d resumes from its previous checkpoint (step %d): not every rank "
                                             "has step %d", dist_info.rank, step, max(mine))
     return Path(mine[step])
-
-
-def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise ConfigError(f"resume=True but there is no training checkpoint at {path}; "
-                          "train without --resume first, or point output at the run to continue")
-    obj = read_model_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != TRAIN_FORMAT:
-        raise DataFormatError(str(path), f"not a facenas training checkpoint (format {TRAIN_FORMAT})")
-    return obj

@@ -12,7 +12,7 @@ import runpy
 from pathlib import Path
 
 import pytest
-import torch
+from tests.golden import require_recorded_platform
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "enas"
 GOLDEN = json.loads((GOLDEN_DIR / "search_golden.json").read_text())
@@ -29,8 +29,6 @@ def golden_rec(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN["runs"]))
 def test_search_matches_the_golden_digests(name, golden_rec, tmp_path):
-    if torch.__version__ != GOLDEN["torch"]:
-        pytest.skip(f"the digests were computed with torch {GOLDEN['torch']} (now {torch.__version__}); "
-                    "rerun tests/data/enas/make_golden.py with the pre-change search to pin this version")
+    require_recorded_platform()
     got = MAKE_GOLDEN["run"](name, golden_rec, tmp_path / name)
     assert got == GOLDEN["runs"][name]

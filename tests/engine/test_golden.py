@@ -2,7 +2,7 @@
 losses it had when these hashes were computed (before engine.train moved onto the shared loop,
 issue 15), so a change to the loop, the data order or the RNG use cannot slip through unnoticed.
 
-The hashes hold for the torch version they were computed with; another torch may change kernels
+The hashes hold on the platform they were computed on (tests/golden.py); another torch or CPU may change kernels
 (and so the last bits), which is reported as a skip naming both versions.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from facenas.plugins.engine import train
 
 from .conftest import tiny_config, tiny_loader
+from tests.golden import require_recorded_platform
 
-GOLDEN_TORCH = "2.13"
 
 #: case -> (sha256 of the final backbone + head state, sha256 of the per-step losses, final loss)
 GOLDEN = {
@@ -79,8 +79,7 @@ def losses_digest(metrics_file) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tiny_run_reproduces_its_golden_weights_and_losses(tmp_path, case):
-    if ".".join(torch.__version__.split(".")[:2]) != GOLDEN_TORCH:
-        pytest.skip(f"golden hashes are for torch {GOLDEN_TORCH}, this is torch {torch.__version__}")
+    require_recorded_platform()
     changes = CASES[case]
     cfg = tiny_config(tmp_path, checkpoint_every=4, verbose=5, val_every_epoch=1, warmup_epoch=1, device="cpu",
                       **changes)

@@ -13,7 +13,9 @@ from facenas.plugins.engine import train
 from tests.kill9 import run_killed
 
 from .conftest import tiny_config, tiny_loader
-from .test_golden import CASES, GOLDEN, GOLDEN_TORCH, EmbeddingProbe, losses_digest, weights_digest
+from tests.golden import RECORDED, platform
+
+from .test_golden import CASES, GOLDEN, EmbeddingProbe, losses_digest, weights_digest
 
 #: case -> (the step the run is killed after, the checkpoint it resumes from, that checkpoint's batch in its epoch)
 KILLS = {"sgd_workers0": (11, 10, 4),  # the checkpoint of the verification at step 10
@@ -32,9 +34,9 @@ def train_case(output: str, case: str, on_step=None, **changes):
 @pytest.mark.parametrize("case", sorted(KILLS))
 def test_kill9_mid_epoch_then_resume_is_bit_for_bit(tmp_path, case):
     killed_at, resumes_at, batch = KILLS[case]
-    if ".".join(torch.__version__.split(".")[:2]) == GOLDEN_TORCH:
+    if platform() == RECORDED:
         expected = GOLDEN[case]  # the uninterrupted run's numbers (test_golden checks them)
-    else:  # another torch: compare with an uninterrupted run of this one
+    else:  # another platform: compare with an uninterrupted run on this one
         reference = train_case(str(tmp_path / "straight"), case)
         straight = tmp_path / "straight" / "run"
         expected = (weights_digest(torch.load(straight / "checkpoint.pt", weights_only=True)),

@@ -17,6 +17,7 @@ from facenas.plugins.ofa.train import (
 )
 from facenas.errors import ConfigError
 from facenas.nas.space import create_space
+from tests.golden import require_recorded_platform
 
 TINY_PHASES = progressive_shrinking_phases(
     {"full": 0.25, "kernel": 0.125, "depth_1": 0.125, "depth_2": 0.125, "expand_1": 0.125, "expand_2": 0.125})
@@ -155,8 +156,7 @@ def golden_run(tmp_path_factory, synthetic_data):
 def test_numbers_match_the_golden_run(golden_run):
     import hashlib
 
-    if not torch.__version__.startswith(GOLDEN["torch"]):
-        pytest.skip(f"golden numbers recorded with torch {GOLDEN['torch']}, this is {torch.__version__}")
+    require_recorded_platform()
     out, result, losses = golden_run
     assert result.global_step == len(losses) == GOLDEN["steps"]
     assert hashlib.sha256(repr(losses).encode()).hexdigest() == GOLDEN["losses"]

@@ -21,6 +21,7 @@ from facenas.plugins.tnas.space import TEST_SPACE
 from tests.kill9 import run_killed
 
 from .conftest import random_teacher
+from tests.golden import require_recorded_platform
 
 
 def _config(data, out, **kw) -> TnasSearchConfig:
@@ -71,18 +72,7 @@ def test_search_reaches_the_flops_target(synthetic_data, tmp_path):
 GOLDEN = {"supernet": "350bbf6e835ccf2533161637cd0c4af5a0354322399e4d84a59e010176def7ed",
           "history": "07adb7c87da5da694bbab40f3363a5e462aeb90f32593a17ff37cb1a03226906",
           "sample": "63402bb82a58cc680834a7b2c80bcc3edc6628e868595bdff4cd50da2d219b86"}
-GOLDEN_PLATFORM = ("2.13.0+cpu", "AVX512", "AMD EPYC")
 SHORT = dict(num_epoch=2, checkpoint_every=3, frequent=1)  # 7 iterations per epoch
-
-
-def _platform() -> tuple[str, str, str]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return torch.__version__, torch.backends.cpu.get_cpu_capability(), model
 
 
 def _tensor_hash(state: dict) -> str:
@@ -122,8 +112,7 @@ def test_search_numbers_match_the_golden_hashes(straight):
     assert state["format"] == TRAIN_FORMAT and state["global_step"] == 14
     got = {"supernet": _tensor_hash(state["supernet"]), "history": _json_hash(_untimed(result.history)),
            "sample": _json_hash(result.sample)}
-    if _platform() != GOLDEN_PLATFORM:
-        pytest.skip(f"golden hashes recorded on {GOLDEN_PLATFORM}, this is {_platform()}; got {got}")
+    require_recorded_platform()
     assert got == GOLDEN
 
 
