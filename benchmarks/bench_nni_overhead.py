@@ -77,6 +77,17 @@ def _git_commit() -> str | None:
         return None
 
 
+def _stage_by_step(root: Path) -> dict[str, float]:
+    """Stage seconds per pipeline step (sum of the units' ``duration_s`` in their ``result.json``)."""
+    out: dict[str, float] = {}
+    for f in sorted(root.glob("*/*/result.json")):
+        try:
+            out[f.parent.parent.name] = out.get(f.parent.parent.name, 0.0) + float(json.loads(f.read_text()).get("duration_s") or 0.0)
+        except (OSError, ValueError):
+            continue
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def run_local(path: Path, timeout: float) -> dict[str, Any]:
     from facenas.adapters.nni.launch import load_yaml
     from facenas.adapters.nni.pipeline import pipeline_config_of
@@ -89,34 +100,106 @@ def run_local(path: Path, timeout: float) -> dict[str, Any]:
                               capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - t0
         units = len(list(Path(tmp).glob("*/*/result.json")))
+        by_step = _stage_by_step(Path(tmp))
     if proc.returncode != 0:
         return {"run_local_s": None, "error": proc.stderr.strip().splitlines()[-1:] or proc.returncode}
-    return {"run_local_s": round(seconds, 2), "run_local_units": units}
+    return {"run_local_s": round(seconds, 2), "run_local_units": units, "run_local_stage_s": round(sum(by_step.values()), 2),
+            "run_local_stage_by_step_s": by_step}
 
 
-#: what a cold trial process imports before its stage runs (each timed in a fresh interpreter)
+#: what the processes of an nnictl experiment import before they work (each timed as a fresh
+#: ``python ARGS``): NNI's own start-up (``nnictl``, the local training service's version probe,
+#: the dispatcher: ``import nni`` each) and a cold trial's imports
 IMPORTS = {
-    "python": "pass",
-    "nni": "import nni",
-    "torch": "import torch",
-    "facenas_trial_entry": "import facenas.adapters.nni.trial",
-    "facenas_stages": "from facenas.nas.stages import STAGES; STAGES.get('ofa.evaluate')",
-    "nni_nas": "from facenas.adapters.nni import _imports; _imports.nas()",
-    "trial_all": "import nni, torch; from facenas.nas.stages import STAGES; STAGES.get('ofa.evaluate')",
+    "python": ["-c", "pass"],
+    "nni": ["-c", "import nni"],
+    "torch": ["-c", "import torch"],
+    "nnictl_process": ["-m", "nni.tools.nnictl.nnictl", "--version"],
+    "nni_collect_version_info": ["-m", "nni.tools.nni_manager_scripts.collect_version_info"],
+    "dispatcher_imports": ["-c", "import facenas.adapters.nni.advisor"],
+    "facenas_trial_entry": ["-c", "import facenas.adapters.nni.trial"],
+    "facenas_stages": ["-c", "from facenas.nas.stages import STAGES; STAGES.get('ofa.evaluate')"],
+    "nni_nas": ["-c", "from facenas.adapters.nni import _imports; _imports.nas()"],
+    "trial_all": ["-c", "import nni, torch; from facenas.nas.stages import STAGES; STAGES.get('ofa.evaluate')"],
 }
 
 
 def import_costs(repeat: int = 2) -> dict[str, float]:
-    """Wall seconds of a fresh ``python -c CODE`` per entry of :data:`IMPORTS` (best of ``repeat``)."""
+    """Wall seconds of a fresh ``python ARGS`` per entry of :data:`IMPORTS` (best of ``repeat``)."""
     out = {}
-    for name, code in IMPORTS.items():
+    for name, args in IMPORTS.items():
         best = math.inf
         for _ in range(repeat):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            subprocess.run([sys.executable, *args], check=True, capture_output=True)
             best = min(best, time.perf_counter() - t0)
         out[name] = round(best, 2)
     return out
+
+
+#: lines of NNI's manager log (``<exp>/log/nnimanager.log``) that mark a start-up phase
+MANAGER_MARKS = {
+    "manager_started": "Start NNI manager",
+    "dispatcher_spawned": "Setup tuner...",
+    "dispatcher_connected": "Add event listeners",
+    "training_service_ready": "Register directory trial_code",
+    "first_trial_submitted": "submitTrialJob",
+    "manager_done": "Experiment done.",
+}
+
+
+def _log_times(path: Path, marks: dict[str, str]) -> dict[str, float]:
+    """Unix time of the first line of ``path`` containing each mark (NNI logs: ``[YYYY-mm-dd HH:MM:SS]``, 1 s resolution)."""
+    out: dict[str, float] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        if not line.startswith("[") or "]" not in line:
+            continue
+        for key, mark in marks.items():
+            if key not in out and mark in line:
+                try:
+                    out[key] = time.mktime(time.strptime(line[1:line.index("]")], "%Y-%m-%d %H:%M:%S"))
+                except ValueError:
+                    pass
+    return out
+
+
+def _timeline(res: Any) -> dict[str, Any]:
+    """Where the time of an nnictl run went, seconds from the ``nnictl create`` call (see the module docstring)."""
+    tl = dict(getattr(res, "timeline", None) or {})
+    t0 = tl.get("create")
+    if t0 is None:
+        return {}
+    work = Path(res.work_dir)
+    logs = next(iter(work.rglob(f"{res.experiment_id}/log")), None)
+    marks = _log_times(logs / "nnimanager.log", MANAGER_MARKS) if logs else {}
+    out_dir = Path(res.output_dir) if res.output_dir else None
+    warm_ready = None
+    if out_dir and (out_dir / "warm_server.log").is_file():
+        for line in (out_dir / "warm_server.log").read_text(encoding="utf-8", errors="replace").splitlines():
+            if "ready at unix" in line:
+                warm_ready = float(line.rsplit("ready at unix", 1)[1].split()[0])
+                break
+    starts = [t["raw"]["startTime"] / 1000.0 for t in res.trials if (t.get("raw") or {}).get("startTime")]
+    ends = [t["raw"]["endTime"] / 1000.0 for t in res.trials if (t.get("raw") or {}).get("endTime")]
+
+    def rel(x: float | None) -> float | None:
+        return round(x - t0, 2) if x is not None else None
+
+    phases = {"nnictl_create_returned": rel(tl.get("created")), **{k: rel(v) for k, v in marks.items()},
+              "warm_server_ready": rel(warm_ready), "first_trial_start": rel(min(starts) if starts else None),
+              "last_trial_end": rel(max(ends) if ends else None), "done_seen": rel(tl.get("ended"))}
+    return {
+        "register_s": round(tl["create"] - tl["register"], 2) if "register" in tl else None,
+        "phases_s": phases,
+        "startup_s": phases["first_trial_start"],
+        "trials_span_s": round(max(ends) - min(starts), 2) if starts and ends else None,
+        "tail_s": round(tl["ended"] - max(ends), 2) if ends and tl.get("ended") else None,
+        "stop_s": round(tl["stopped"] - tl["stop"], 2) if "stopped" in tl and "stop" in tl else None,
+    }
 
 
 def _trial_times(res: Any) -> dict[str, Any]:
@@ -164,10 +247,13 @@ def run_nnictl(path: Path, timeout: float, port: int | None) -> dict[str, Any]:
     except FacenasError as exc:
         return {"nnictl_s": round(time.perf_counter() - t0, 2), "error": str(exc).splitlines()[0], "kept": str(work)}
     seconds = time.perf_counter() - t0
-    res.started_at = time.time() - seconds
+    tl = res.timeline
+    res.started_at = tl.get("create", time.time() - seconds)
     units = len(list(Path(res.output_dir).glob("*/*/result.json"))) if res.output_dir else None
-    row = {"nnictl_s": round(seconds, 2), "trials": len(res.trials), "units": units,
-           "status": res.status, **_trial_times(res)}
+    to_done = round(tl["ended"] - tl["create"], 2) if "ended" in tl and "create" in tl else None
+    by_step = _stage_by_step(Path(res.output_dir)) if res.output_dir else {}
+    row = {"nnictl_s": to_done, "nnictl_with_register_and_stop_s": round(seconds, 2), "trials": len(res.trials),
+           "units": units, "status": res.status, **_trial_times(res), "stage_by_step_s": by_step, **_timeline(res)}
     shutil.rmtree(work, ignore_errors=True)
     return row
 

@@ -329,7 +329,7 @@ class WarmServer:
             pass
 
     def serve(self) -> None:
-        log.info("warm trial server on %s (pid %d)", self.path, os.getpid())
+        log.info("warm trial server on %s (pid %d), ready at unix %.3f", self.path, os.getpid(), time.time())
         try:
             while self._parent_alive():
                 for key, _ in self.sel.select(timeout=0.2):
