@@ -35,6 +35,7 @@ before batched units), the ``after`` run the default::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
                         "as 'before', nnictl as is saved as 'after' (both against the same run-local time)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per run, each way")
     p.add_argument("--port", type=int, default=None, help="first NNI port (each run takes the next even one; default: a free loopback port)")
+    p.add_argument("--port-span", type=int, default=10, help="ports from --port the runs cycle through")
     p.add_argument("--unbatched", action="store_true",
                    help="drop the steps' `batch` (one trial per unit): the state before batched units")
     p.add_argument("--no-imports", dest="imports", action="store_false",
@@ -306,10 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     if costs:
         print("imports", json.dumps(costs), flush=True)
     unbatched_dir = Path(tempfile.mkdtemp(prefix="facenas-bench-unbatched-"))
-    ports = iter(range(args.port, args.port + 200, 2)) if args.port else None  # a stopped manager's port lingers in TIME_WAIT
+    # a stopped manager's port lingers in TIME_WAIT: each run takes the next even port of --port-span, cyclically
+    ports = itertools.cycle(range(args.port, args.port + args.port_span, 2)) if args.port else None
     for original in files:
         unbatched = unbatched_copy(original, unbatched_dir)
         path = unbatched if args.unbatched else original
+        load = round(os.getloadavg()[0], 2)  # this machine also runs other work (a background training holds a core)
         local = run_local(path, args.timeout)
         if args.compare:
             os.environ[warm.ENABLE_ENV] = "0"
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop(warm.ENABLE_ENV, None)
             print(original.stem, "before", json.dumps(before), flush=True)
             _save(out, "before", original.stem, before, costs, False)
-        row = _finish({"batched": not args.unbatched, **local, **run_nnictl(path, args.timeout, next(ports) if ports else None)})
+        row = _finish({"batched": not args.unbatched, "loadavg_1m_before": load, **local,
+                       **run_nnictl(path, args.timeout, next(ports) if ports else None)})
         print(original.stem, args.label, json.dumps(row), flush=True)
         _save(out, args.label, original.stem, row, costs, warm.enabled())
 
