@@ -5,32 +5,44 @@ One command (from the repo root; sequential, loopback only, bounded by ``--timeo
 
     python -m benchmarks.bench_nni_overhead [--only ofa_test,tnas_test] [--label after] [--port 17150]
 
-For each file, back to back on the same machine:
+For each file, back to back on the same machine (a shared 2-core machine: a background training
+holds one core all the time, other work comes and goes; ``loadavg_1m_before`` says how busy it was):
 
 - ``run_local_s``: wall time of ``python -m facenas nni run-local FILE`` (a fresh process: the
-  interpreter start and imports are paid once);
-- ``nnictl_s``: wall time of the end-to-end check (:func:`facenas.adapters.nni.e2e.run_experiment_e2e`:
-  register, ``nnictl create``, the experiment until DONE, ``nnictl stop``) -- what a user waits;
+  interpreter start and imports are paid once); ``run_local_stage_by_step_s``: its stages' own seconds per step;
+- ``nnictl_s``: from the ``nnictl create`` call to the experiment seen DONE (polled every 0.5 s) by
+  the end-to-end check (:func:`facenas.adapters.nni.e2e.run_experiment_e2e`) -- what a user waits
+  for the results; ``register_s`` (``facenas nni register``: once per environment) and ``stop_s``
+  (``nnictl stop`` after DONE) are recorded apart, ``nnictl_with_register_and_stop_s`` is all three;
 - ``ratio`` = nnictl_s / run_local_s (the goal: <= 2), ``trials`` (NNI trial jobs),
   ``overhead_per_trial_s`` = (nnictl_s - run_local_s) / trials;
-- from NNI's trial records and each trial's ``result.json``: ``stage_s`` (the stage's own time,
-  summed), ``in_trial_overhead_s`` (mean of NNI's start-to-end time minus the stage's time: process
-  start, imports, fetching the parameters), ``gap_s`` (mean time from one trial's end to the next
-  trial's start while no trial runs: NNI's scheduling and polling), ``units`` (pipeline work
-  units, when a trial runs several);
-- ``cold_process_import_s``: what a fresh interpreter takes to import ``nni``, ``torch``, the
-  stages, ``nni.nas`` (each ``python -c "import ..."``, best of 2): what every cold trial pays.
+- where the nnictl time went, seconds from the ``nnictl create`` call (``phases_s``): the NNI
+  manager's log lines (1 s resolution) for its start, the dispatcher's spawn and connection, the
+  local training service ready (after NNI's version probe, a Python process that imports nni), the
+  first trial submitted and DONE; the warm trial server ready; NNI's first trial start and last trial
+  end (ms); summed up as ``startup_s`` (to the first trial start), ``trials_span_s`` (first start to
+  last end) and ``tail_s`` (last end to DONE seen);
+- from NNI's trial records and each trial's ``result.json``: ``stage_s`` (the stages' own time,
+  summed; trials that run side by side each count), ``stage_by_step_s``, ``in_trial_overhead_s`` (mean
+  of NNI's start-to-end time minus the stage's time: process start, hand-off to the warm server,
+  fetching the parameters), ``gap_s`` (mean time from one trial's end to the next trial's start while
+  no trial runs: NNI's polling, the advisor's answer), ``units`` (pipeline work units);
+- ``cold_process_import_s``: what a fresh interpreter takes for NNI's own processes (``nnictl``,
+  the training service's version probe, the dispatcher with the facenas advisor) and a cold trial's
+  imports (``nni``, ``torch``, the stages, ``nni.nas``), best of 2: the fixed start-up NNI pays
+  before any trial.
 
 Files whose tuner is not a facenas advisor (``toy_tpe_test.yml``) have no ``run-local``: only the
 nnictl time is recorded. ``--label`` names the run (``before`` / ``after`` a change); the file keeps
 the other labels' runs, so ``benchmarks/results/bench_nni_overhead.json`` holds both side by side.
-The ``before`` run is ``FACENAS_NNI_WARM=0`` (every trial in its own cold process, as before the
-warm trial server, :mod:`facenas.adapters.nni.warm`) with ``--unbatched`` (one trial per unit, as
-before batched units), the ``after`` run the default::
+The recorded ``before`` run is the code before the start-up work of issue 17 (warm trials and
+batched units already there), ``after`` the code after it, each with ``--label``; the runs of
+commit c773e17 (cold trials and one trial per unit, then warm and batched, measured through
+``nnictl stop``) are kept under their own names. ``--compare`` also runs, per file, nnictl as before
+warm trials and batching (``FACENAS_NNI_WARM=0``, ``--unbatched``; saved as ``before``)::
 
-    FACENAS_NNI_WARM=0 python -m benchmarks.bench_nni_overhead --label before --unbatched
-    python -m benchmarks.bench_nni_overhead --label after
-    python -m benchmarks.bench_nni_overhead --compare       # both, back to back per file
+    python -m benchmarks.bench_nni_overhead --label before --port 17360
+    python -m benchmarks.bench_nni_overhead --label after --port 17360
 """
 from __future__ import annotations
 
