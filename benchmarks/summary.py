@@ -388,7 +388,8 @@ def section_scale(results: Path) -> str:
                                                   a.get("tail_s"), a.get("stop_s"))), _f(a.get("within_2x"))])
         parts.append(f"Goal: {r.get('goal')}. nnictl s: from `nnictl create` to the experiment seen DONE "
                      "(registration and `nnictl stop` apart); each row's two sides ran back to back on a shared "
-                     "2-core machine (a background training holds one core).")
+                     "2-core machine (a background training holds one core); `before` and `after` ran at different "
+                     "times and loads except where the runs' notes say (ofa_test, toy_test back to back).")
         parts.append(_table(["experiment file", "run-local s before", "nnictl s before", "ratio before", "run-local s after",
                              "nnictl s after", "ratio after", "start-up s (to 1st trial)", "trials span s",
                              "tail s (to DONE)", "nnictl stop s", "within 2x"], rows))
