@@ -21,7 +21,8 @@ holds one core all the time, other work comes and goes; ``loadavg_1m_before`` sa
   local training service ready (after NNI's version probe, a Python process that imports nni), the
   first trial submitted and DONE; the warm trial server ready; NNI's first trial start and last trial
   end (ms); summed up as ``startup_s`` (to the first trial start), ``trials_span_s`` (first start to
-  last end) and ``tail_s`` (last end to DONE seen);
+  last end) and ``tail_s`` (last end to DONE seen); ``startup_share_of_2x_budget`` = startup_s / (2 x
+  run_local_s): above 1, NNI's start-up alone breaks the goal;
 - from NNI's trial records and each trial's ``result.json``: ``stage_s`` (the stages' own time,
   summed; trials that run side by side each count), ``stage_by_step_s``, ``in_trial_overhead_s`` (mean
   of NNI's start-to-end time minus the stage's time: process start, hand-off to the warm server,
@@ -276,6 +277,8 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
         row["ratio"] = round(row["nnictl_s"] / row["run_local_s"], 2)
         row["overhead_per_trial_s"] = round((row["nnictl_s"] - row["run_local_s"]) / row["trials"], 2)
         row["within_2x"] = row["ratio"] <= 2.0
+        if row.get("startup_s") is not None:  # NNI's start-up alone, as a share of the 2x budget
+            row["startup_share_of_2x_budget"] = round(row["startup_s"] / (2 * row["run_local_s"]), 2)
     return row
 
 
