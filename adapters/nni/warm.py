@@ -21,10 +21,11 @@ per trial:
    killed.
 
 Modules a child imported that the server had not are imported by the server after the child
-ends, so later trials of the same stage start warm. With ``trialConcurrency`` > 1 each child gets
-its share of the cores (:func:`trial_threads`: ``OMP_NUM_THREADS`` and ``torch.set_num_threads``),
-as NNI shares GPUs between trials, unless the trial's environment sets ``OMP_NUM_THREADS`` itself. Only NNI's ``local`` platform hands off
-(remote trials run on other machines); anything unexpected (no server, a refused connection)
+ends, so later trials of the same stage start warm. With ``trialConcurrency`` > 1 each child
+gets its share of the cores (:func:`trial_threads`: ``OMP_NUM_THREADS`` and
+``torch.set_num_threads``), as NNI shares GPUs between trials, unless the trial's environment sets
+``OMP_NUM_THREADS`` itself. Only NNI's ``local`` platform hands off (remote trials run on other
+machines); anything unexpected (no server, a refused connection)
 falls back to running the trial in its own process. The socket lives in a ``0700`` folder of
 the user's and the server serves only its own uid (``SO_PEERCRED``). It exits when the advisor
 process that started it ends.
