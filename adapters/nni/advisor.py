@@ -63,18 +63,23 @@ def experiment_id_from_env() -> str | None:
     return Path(log_dir).resolve().parent.name if log_dir else os.environ.get("NNI_EXP_ID")
 
 
-def training_platform_from_argv(argv: list[str] | None = None) -> str | None:
-    """The training platform of this experiment, from the ``--exp_params`` NNI starts the dispatcher with."""
+def experiment_params_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
+    """The experiment config NNI starts the dispatcher with (``--exp_params``, base64 JSON); {} if none."""
     import base64
 
     argv = sys.argv if argv is None else argv
     if "--exp_params" not in argv[:-1]:
-        return None
+        return {}
     try:
         params = json.loads(base64.b64decode(argv[argv.index("--exp_params") + 1]))
     except (ValueError, TypeError):
-        return None
-    ts = params.get("trainingService") if isinstance(params, dict) else None
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def training_platform_from_argv(argv: list[str] | None = None) -> str | None:
+    """The training platform of this experiment, from the ``--exp_params`` NNI starts the dispatcher with."""
+    ts = experiment_params_from_argv(argv).get("trainingService")
     return str(ts.get("platform")) if isinstance(ts, dict) else None
 
 
@@ -104,14 +109,29 @@ class PipelineAdvisor(MsgDispatcherBase):
 
     def __init__(self, **class_args: Any):
         config = self.pipeline_config(class_args)
-        super().__init__()
-        self.experiment_id = experiment_id_from_env()
+        experiment_id = experiment_id_from_env()
         output = config.output_dir
         if output:
-            output = output.replace("{experiment_id}", self.experiment_id or "experiment")
-        self.output_dir = Path(output) if output else output_dir_in_dispatcher(self.experiment_id)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.scheduler = PipelineScheduler(config, self.output_dir, self.experiment_id)
+            output = output.replace("{experiment_id}", experiment_id or "experiment")
+        output_dir = Path(output) if output else output_dir_in_dispatcher(experiment_id)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        scheduler = PipelineScheduler(config, output_dir, experiment_id)
+        self._warm = None
+        if experiment_id and training_platform_from_argv() == "local":
+            # before NNI's channel opens (no other thread yet): the server is forked from this process,
+            # which has nni imported; local trials then skip the interpreter's imports (adapters/nni/warm.py)
+            # and share the cores instead of each starting a thread per core
+            concurrency = experiment_params_from_argv().get("trialConcurrency")
+            threads = warm.trial_threads(concurrency) if isinstance(concurrency, int) else None
+            try:
+                self._warm = warm.start(experiment_id, sorted({s.stage for s in scheduler.steps}),
+                                        output_dir / "warm_server.log", threads=threads)
+            except OSError as exc:
+                log.warning("warm trial server not started (%s): every trial imports its modules itself", exc)
+        super().__init__()
+        self.experiment_id = experiment_id
+        self.output_dir = output_dir
+        self.scheduler = scheduler
         self.search_space: Any = None
         self.credit = 0
         self._lock = threading.RLock()
@@ -119,13 +139,6 @@ class PipelineAdvisor(MsgDispatcherBase):
         self._resume_pending = False
         log.info("facenas advisor %s: pipeline '%s' with steps %s, output in %s", type(self).__name__, config.name,
                  [s.name for s in self.scheduler.steps], self.output_dir)
-        self._warm = None
-        if self.experiment_id and training_platform_from_argv() == "local":
-            try:  # local trials then skip the interpreter's imports (adapters/nni/warm.py)
-                self._warm = warm.start(self.experiment_id, sorted({s.stage for s in self.scheduler.steps}),
-                                        self.output_dir / "warm_server.log")
-            except OSError as exc:
-                log.warning("warm trial server not started (%s): every trial imports its modules itself", exc)
 
     @classmethod
     def pipeline_config(cls, class_args: Mapping[str, Any]) -> PipelineConfig:
@@ -222,9 +235,8 @@ class PipelineAdvisor(MsgDispatcherBase):
             if pid is None:
                 return
             self.scheduler.on_end(int(pid), event == "SUCCEEDED", event, trial_job_id)
-            self._save()
+            self._fill()  # the next trials first (it saves the state): the summary is not on their path
             self._summary()
-            self._fill()
 
     # -- scheduling ------------------------------------------------------------------------------
     def _fill(self) -> None:

@@ -2,9 +2,11 @@
 
 What is checked, each problem one line ``FILE: where: what (fix)``:
 
-1. the YAML and NNI's v2 schema (NNI's own ``ExperimentConfig``, relative paths from the file's
-   folder: unknown or mistyped fields, a missing search-space file, the training service, GPU
-   trials on the local service without ``useActiveGpu``); that ``trialCodeDirectory`` exists;
+1. the YAML and NNI's v2 fields with :func:`facenas.adapters.nni.launch.experiment_problems`, the
+   one validator ``facenas nni create`` raises the first problem of (unknown or mistyped fields, a
+   missing search-space file, the training service, the tuner's name, ``trialCodeDirectory``, then
+   NNI's own ``ExperimentConfig``: e.g. GPU trials on the local service without ``useActiveGpu``;
+   relative paths from the file's folder);
 2. the tuner / advisor: a facenas advisor (``FacenasPipeline`` / ``FacenasSearch``) or one of NNI's
    built-in tuners, whose ``trialCommand`` must then name a ``--stage``;
 3. the steps (the advisor's ``classArgs``, after ``variables`` are substituted): each step's
@@ -23,21 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from facenas.adapters.nni.launch import PLATFORMS, experiment_fields
 from facenas.errors import FacenasError
 
 _REF = re.compile(r"\$\{([^${}]+)\}")
-#: NNI 3.0's built-in tuners and advisors (``nnictl algo list``)
-NNI_TUNERS = ("TPE", "Random", "Anneal", "Evolution", "SMAC", "BatchTuner", "GridSearch", "NetworkMorphism",
-              "MetisTuner", "GPTuner", "PBTTuner", "RegularizedEvolutionTuner", "DNGOTuner", "Hyperband", "BOHB")
-#: NNI 3.0's training services (``trainingService.platform``)
 #: stands in for a ``${...}`` value while a config is validated (the value exists only at run time)
 PLACEHOLDER = "/facenas-check/reference"
 
@@ -68,7 +64,9 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
     data = _load(src, bad)
     if data is None:
         return CheckReport(str(src), problems, [])
-    _check_schema(src, data, bad)
+    from facenas.adapters.nni.launch import experiment_problems
+
+    problems += experiment_problems(data, src, base=src.parent)  # NNI's fields: the one validator nni create uses too
     code_dir = (src.parent / str(data.get("trialCodeDirectory") or ".")).resolve()
     tuner = data.get("tuner") or data.get("advisor")
     steps: list[str] = []
@@ -79,13 +77,9 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
     from facenas.adapters.nni.pipeline import ALGORITHMS, config_from_tuner
 
     name = str(tuner["name"])
-    facenas_names = [a["builtinName"] for a in ALGORITHMS]
-    if name.lower() not in {n.lower() for n in facenas_names}:
-        if name not in NNI_TUNERS:
-            close = difflib.get_close_matches(name, [*facenas_names, *NNI_TUNERS], n=3)
-            bad("tuner.name", f"'{name}' is neither a facenas advisor {facenas_names} nor an NNI built-in tuner"
-                + (f"; did you mean {close}?" if close else ""))
-            return CheckReport(str(src), problems, steps)
+    if name.lower() not in {a["builtinName"].lower() for a in ALGORITHMS}:
+        if any(p.startswith(f"{src}: tuner.name:") or p.startswith(f"{src}: advisor.name:") for p in problems):
+            return CheckReport(str(src), problems, steps)  # an unknown name: said above
         stage = re.search(r"--stage\s+(\S+)", str(data.get("trialCommand") or ""))
         if stage is None:
             bad("trialCommand", f"with NNI's tuner '{name}' the trial command must name the stage "
@@ -125,47 +119,6 @@ def _load(src: Path, bad: Callable[[str, str], None]) -> dict[str, Any] | None:
     except FacenasError as exc:
         bad("file", str(exc).replace(f"{src}: ", ""))
         return None
-
-
-def _check_schema(src: Path, data: Mapping[str, Any], bad: Callable[[str, str], None]) -> None:
-    code_dir = src.parent / str(data.get("trialCodeDirectory") or ".")
-    if not code_dir.is_dir():
-        bad("trialCodeDirectory", f"{data.get('trialCodeDirectory')!r} is not a folder (relative to {src.parent})")
-    for key in ("trialCommand", "trialConcurrency", "trainingService"):
-        if key not in data:
-            bad(key, "missing (NNI requires it)")
-    service = data.get("trainingService")
-    services = service if isinstance(service, list) else [service]
-    for svc in services:
-        platform = svc.get("platform") if isinstance(svc, Mapping) else None
-        if service is not None and platform not in PLATFORMS:
-            close = difflib.get_close_matches(str(platform), PLATFORMS, n=1)
-            bad("trainingService.platform", f"{platform!r} is not one of NNI's training services {list(PLATFORMS)}"
-                + (f"; did you mean '{close[0]}'?" if close else ""))
-    try:
-        from nni.experiment.config import ExperimentConfig as config_cls
-    except ImportError as exc:  # NNI not installed: the facenas parts are still checked
-        bad("schema", f"not checked against NNI's schema (pip install nni==3.0): {exc}")
-        return
-    known = set(experiment_fields())
-    unknown = [k for k in data if k not in known]
-    for key in unknown:
-        close = difflib.get_close_matches(str(key), sorted(known), n=1)
-        bad(str(key), "not a field of NNI's experiment config (v2)" + (f"; did you mean '{close[0]}'?" if close else ""))
-    if unknown or any(key not in data for key in ("trialCommand", "trialConcurrency", "trainingService")) \
-            or any(not isinstance(svc, Mapping) or svc.get("platform") not in PLATFORMS for svc in services):
-        return  # NNI's own messages would repeat these
-    nni_view = {k: v for k, v in data.items() if k != "tuner" and k != "advisor"}
-    nni_view["tuner"] = {"name": "Random"}  # facenas advisors are registered at launch; checked below
-    tuner = data.get("tuner") or data.get("advisor")
-    if isinstance(tuner, Mapping) and str(tuner.get("name", "")).lower() in ("facenaspipeline", "facenassearch") \
-            and "searchSpaceFile" not in data:
-        nni_view.setdefault("searchSpace", {})  # `facenas nni create` generates it from the pipeline's space
-    try:
-        with _cwd(src.parent), warnings_silenced():
-            config_cls(**nni_view).validate()
-    except Exception as exc:  # noqa: BLE001 - NNI raises ValueError / AttributeError / TypeError for bad input
-        bad("schema", f"NNI's experiment config refuses it: {_one_line(exc)}")
 
 
 def _check_stage_name(stage: str, where: str, bad: Callable[[str, str], None]) -> bool:
@@ -261,22 +214,6 @@ def _cwd(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
-
-
-@contextlib.contextmanager
-def warnings_silenced() -> Iterator[None]:
-    import logging
-    import warnings
-
-    nni_log = logging.getLogger("nni")
-    level = nni_log.level
-    nni_log.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            nni_log.setLevel(level)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -72,6 +72,9 @@ class E2EResult:
     duration_s: float
     bound_addresses: list[str]
     leftover_processes: list[int]
+    #: unix times of the check's phases: ``register``, ``create`` (nnictl create called), ``created``
+    #: (it returned), ``ended`` (the experiment seen DONE / ended), ``stop`` (nnictl stop called), ``stopped``
+    timeline: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def succeeded(self) -> list[dict[str, Any]]:
         return [t for t in self.trials if t["status"] == "SUCCEEDED"]
@@ -176,6 +179,7 @@ def run_experiment_e2e(
     done_grace: float = 15.0,
     port: int | None = None,
     output_root: str | Path | None = None,
+    poll: float = 0.5,
 ) -> E2EResult:
     """Run ``yml_path`` with ``nnictl`` end to end and check it (see the module docstring).
 
@@ -194,6 +198,7 @@ def run_experiment_e2e(
             it counts as finished (the facenas advisors turn it DONE within a second or two).
         port: the portal / REST port (default: a free loopback port).
         output_root: root of the facenas outputs (``--output-root``; required for ``remote``).
+        poll: seconds between status polls (the end is seen up to this late).
     """
     started = time.time()
     own_tmp = work_dir is None
@@ -205,9 +210,12 @@ def run_experiment_e2e(
     info: dict[str, Any] = {}
     status, trials, bound, leftovers = "NOT STARTED", [], [], []
     node_pids: list[int] = []
+    timeline: dict[str, float] = {"register": time.time()}
     try:
         launch.register(env)
+        timeline["create"] = time.time()
         info = launch.create(yml_path, port=port, env=env, overrides=overrides)
+        timeline["created"] = time.time()
         exp_id = info["experiment_id"]
         record = read_manifest(Path(env["HOME"]) / "nni-experiments").get(exp_id, {})
         if record.get("pid"):
@@ -221,10 +229,12 @@ def run_experiment_e2e(
             status = client.status().get("status", "?")
             trials = client.trials()
             if status in ("ERROR", "DONE", "STOPPED"):
+                timeline["ended"] = time.time()
                 break
             if _all_ended(status, trials):
                 ended_at = ended_at or time.time()
                 if time.time() - ended_at > done_grace:  # another tuner: "no more trial" is its end
+                    timeline["ended"] = ended_at
                     break
             else:
                 ended_at = None
@@ -233,7 +243,7 @@ def run_experiment_e2e(
                     f"{yml_path}: experiment {exp_id} not done after {timeout} s (status {status}):\n"
                     f"{_describe(trials, Path(info['output_dir']))}\n--- dispatcher.log:\n{_log_tail(work, exp_id, 'dispatcher.log')}"
                 )
-            time.sleep(1.0)
+            time.sleep(poll)
         for t in trials:
             t["intermediates"] = client.intermediates(t["trial_id"])
         if status == "ERROR":
@@ -244,6 +254,7 @@ def run_experiment_e2e(
     finally:
         if exp_id is not None:
             watched = sorted(set(node_pids) | {p for n in node_pids for p in launch.descendants(n)})
+            timeline["stop"] = time.time()
             try:
                 launch.stop(exp_id, env=env)
             except launch.NNICommandError as exc:
@@ -254,6 +265,7 @@ def run_experiment_e2e(
                 if not leftovers or time.time() > deadline:
                     break
                 time.sleep(0.5)
+            timeline["stopped"] = time.time()
             if leftovers:
                 launch.terminate(leftovers)
             if launch.listening_sockets(port):
@@ -261,7 +273,8 @@ def run_experiment_e2e(
     summary = summarize(info["output_dir"], exp_id) if info.get("output_dir") and Path(info["output_dir"]).is_dir() else {}
     result = E2EResult(experiment_id=exp_id or "", status=status, trials=trials, summary=summary,
                        output_dir=info.get("output_dir", ""), work_dir=str(work), port=port,
-                       duration_s=round(time.time() - started, 1), bound_addresses=bound, leftover_processes=leftovers)
+                       duration_s=round(time.time() - started, 1), bound_addresses=bound, leftover_processes=leftovers,
+                       timeline=timeline)
     pipeline = pipeline_config_of(launch.load_yaml(yml_path).get("tuner"))
     require_done = pipeline is not None and pipeline.finish_experiment
     problems = _check(result, expect_failed, required_metrics, min_trials, require_done, facenas_advisor=pipeline is not None)

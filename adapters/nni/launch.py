@@ -226,81 +226,142 @@ def _did_you_mean(value: str, known: Sequence[str]) -> str:
     return f"; did you mean {' or '.join(repr(lower[c]) for c in close)}?" if close else ""
 
 
-def validate_experiment(cfg: Mapping[str, Any], source: str | os.PathLike,
-                        env: Mapping[str, str] | None = None) -> None:
-    """Check an experiment config before nnictl sees it; :class:`ConfigError` naming the field.
+def experiment_problems(cfg: Mapping[str, Any], source: str | os.PathLike, env: Mapping[str, str] | None = None,
+                        base: str | os.PathLike | None = None) -> list[str]:
+    """Every problem of an experiment config at NNI's level, one line ``SOURCE: field: what (fix)`` each.
 
-    nnictl answers a missing search space, ``trialConcurrency: -3`` or a misspelt field with a
-    Python traceback, and a misspelt tuner name only later, as an experiment in ERROR. The checks
-    here cover those fields with one line each; NNI's own config class then checks the rest.
+    The one validator of NNI's fields: ``facenas nni create`` raises the first problem
+    (:func:`validate_experiment`), ``facenas nni check`` lists them all (with the facenas checks of
+    the steps, :mod:`facenas.adapters.nni.check`). nnictl would answer a missing search space,
+    ``trialConcurrency: -3`` or a misspelt field with a Python traceback, and a misspelt tuner name
+    only later, as an experiment in ERROR. ``base``: the folder relative paths are read from (the
+    file's own; ``None``: the paths are already absolute, as :func:`prepare_config` leaves them).
+    NNI's own config class checks the rest, only when these checks found nothing (its messages
+    would repeat them).
     """
+    from facenas.adapters.nni.pipeline import ALGORITHMS
+
     src = str(source)
+    problems: list[str] = []
+    root = Path(base) if base is not None else None
 
-    def bad(field: str, why: str) -> ConfigError:
-        return ConfigError(f"{src}: {field}: {why}")
+    def bad(field: str, why: str) -> None:
+        problems.append(f"{src}: {field}: {why}")
 
-    def positive_int(field: str, required: bool) -> None:
+    def resolve(value: Any) -> Path:
+        path = Path(os.path.expanduser(str(value)))
+        return root / path if root is not None and not path.is_absolute() else path
+
+    for key in ("trialCommand", "trialConcurrency", "trainingService"):
+        if key not in cfg:
+            bad(key, "missing (NNI requires it)")
+    if "trialCommand" in cfg and (not isinstance(cfg["trialCommand"], str) or not cfg["trialCommand"].strip()):
+        bad("trialCommand", "empty; e.g. python -m facenas.adapters.nni.trial")
+    for field in ("trialConcurrency", "maxTrialNumber"):  # other types: NNI's own check names them
         value = cfg.get(field)
-        if value is None:
-            if required:
-                raise bad(field, "missing; set how many trials run at once, e.g. trialConcurrency: 1")
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise bad(field, f"{value!r} is not a positive integer")
-
-    if not isinstance(cfg.get("trialCommand"), str) or not cfg["trialCommand"].strip():
-        raise bad("trialCommand", "missing or empty; e.g. python -m facenas.adapters.nni.trial")
-    positive_int("trialConcurrency", required=True)
-    positive_int("maxTrialNumber", required=False)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            bad(field, f"{value!r} is not a positive integer")
+    if cfg.get("trialCodeDirectory") is not None and not resolve(cfg["trialCodeDirectory"]).is_dir():
+        bad("trialCodeDirectory", f"{cfg['trialCodeDirectory']!r} is not a folder"
+            + (f" (relative to {root})" if root is not None else ""))
     services = cfg.get("trainingService")
-    for service in services if isinstance(services, list) else [services]:
+    for service in (services if isinstance(services, list) else [services]) if "trainingService" in cfg else []:
         if not isinstance(service, Mapping) or "platform" not in service:
-            raise bad("trainingService",
-                      f"expected a mapping with a 'platform' ({', '.join(PLATFORMS)}), got {service!r}")
-        if service["platform"] not in PLATFORMS:
-            raise bad("trainingService.platform", f"'{service['platform']}' is not an NNI platform"
-                      f"{_did_you_mean(str(service['platform']), PLATFORMS)} (platforms: {', '.join(PLATFORMS)})")
+            bad("trainingService", f"expected a mapping with a 'platform' ({', '.join(PLATFORMS)}), got {service!r}")
+        elif service["platform"] not in PLATFORMS:
+            bad("trainingService.platform", f"{service['platform']!r} is not one of NNI's training services "
+                f"{list(PLATFORMS)}{_did_you_mean(str(service['platform']), PLATFORMS)}")
+    tuner = cfg.get("tuner") or cfg.get("advisor")
+    facenas_names = {a["builtinName"].lower() for a in ALGORITHMS}
+    facenas_tuner = isinstance(tuner, Mapping) and str(tuner.get("name", "")).lower() in facenas_names
     if cfg.get("searchSpace") is not None and cfg.get("searchSpaceFile"):
-        raise bad("searchSpace", "both searchSpace and searchSpaceFile are set; keep one")
-    if cfg.get("searchSpace") is None:
+        bad("searchSpace", "both searchSpace and searchSpaceFile are set; keep one")
+    elif cfg.get("searchSpace") is None and not facenas_tuner:  # facenas nni create generates a facenas advisor's
         space_file = cfg.get("searchSpaceFile")
         if not space_file:
-            raise bad("searchSpaceFile", "missing: a tuner needs searchSpaceFile (or an inline searchSpace); "
-                      "facenas nni space NAME --output FILE writes one")
-        if not Path(str(space_file)).is_file():
-            raise bad("searchSpaceFile", f"{space_file} does not exist")
-        try:
-            json.loads(Path(str(space_file)).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise bad("searchSpaceFile", f"{space_file} is not JSON ({exc})") from None
+            bad("searchSpaceFile", "missing: a tuner needs searchSpaceFile (or an inline searchSpace); "
+                "facenas nni space NAME --output FILE writes one")
+        elif not resolve(space_file).is_file():
+            bad("searchSpaceFile", f"{space_file} does not exist")
+        else:
+            try:
+                json.loads(resolve(space_file).read_text(encoding="utf-8"))
+            except ValueError as exc:
+                bad("searchSpaceFile", f"{space_file} is not JSON ({exc})")
     known: list[str] | None = None
     for kind in ("tuner", "advisor", "assessor"):
         algo = cfg.get(kind)
         if algo is None:
             continue
         if not isinstance(algo, Mapping):
-            raise bad(kind, f"expected a mapping with a 'name', got {algo!r}")
+            bad(kind, f"expected a mapping with a 'name', got {algo!r}")
+            continue
         name = algo.get("name")
         if name is None:
             if not algo.get("className"):
-                raise bad(kind, "needs a 'name' (a built-in or registered algorithm) or a 'className'")
+                bad(kind, "needs a 'name' (a built-in or registered algorithm) or a 'className'")
             continue
         known = known if known is not None else algorithm_names(env)
         if str(name).lower() not in {k.lower() for k in known}:
-            raise bad(f"{kind}.name", f"'{name}' is not a built-in or registered NNI algorithm"
-                      f"{_did_you_mean(str(name), known)} (register facenas's with: facenas nni register)")
-    from nni.experiment.config import ExperimentConfig
-
+            bad(f"{kind}.name", f"'{name}' is not a built-in or registered NNI algorithm"
+                f"{_did_you_mean(str(name), known)} (register facenas's with: facenas nni register)")
     camel = experiment_fields()
     normal = {f.lower() for f in camel}
     for key in cfg:
         if str(key).replace("_", "").lower() not in normal:
-            raise bad(str(key), f"not an NNI experiment field{_did_you_mean(str(key), camel)}")
+            bad(str(key), f"not a field of NNI's experiment config (v2){_did_you_mean(str(key), camel)}")
+    if problems:
+        return problems
+    from nni.experiment.config import ExperimentConfig
+
+    nni_view = copy.deepcopy(dict(cfg))
+    if facenas_tuner:  # registered at launch (facenas nni register); its space is generated then
+        nni_view.pop("advisor", None)
+        nni_view["tuner"] = {"name": "Random"}
+        if nni_view.get("searchSpace") is None and not nni_view.get("searchSpaceFile"):
+            nni_view["searchSpace"] = {}
     try:
-        ExperimentConfig(**copy.deepcopy(dict(cfg))).validate()
-    except Exception as exc:  # NNI's checks: its messages are one line, its assertions say nothing
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "a value is out of range"
-        raise ConfigError(f"{src}: NNI rejects the experiment file: {type(exc).__name__}: {detail}") from None
+        with _cwd(root), _nni_quiet():
+            ExperimentConfig(**nni_view).validate()
+    except Exception as exc:  # noqa: BLE001 - NNI raises ValueError / AttributeError / TypeError; its assertions say nothing
+        text = " ".join(str(exc).split()) or "a value is out of range"
+        bad("schema", f"NNI's experiment config refuses it: {type(exc).__name__}: {text[:400]}")
+    return problems
+
+
+def validate_experiment(cfg: Mapping[str, Any], source: str | os.PathLike,
+                        env: Mapping[str, str] | None = None) -> None:
+    """:func:`experiment_problems`, raising the first as a :class:`ConfigError` (``facenas nni create``)."""
+    problems = experiment_problems(cfg, source, env)
+    if problems:
+        raise ConfigError(problems[0])
+
+
+@contextlib.contextmanager
+def _cwd(path: Path | None) -> Any:
+    old = os.getcwd()
+    if path is not None and path.is_dir():
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
+def _nni_quiet() -> Any:
+    """NNI's config classes warn through ``logging`` and ``warnings`` about what we report ourselves."""
+    import warnings
+
+    nni_log = logging.getLogger("nni")
+    level = nni_log.level
+    nni_log.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            nni_log.setLevel(level)
 
 
 def prepare_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None,

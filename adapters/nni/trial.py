@@ -53,6 +53,7 @@ FETCH_WAIT_ENV = "FACENAS_NNI_FETCH_WAIT"
 ORDER_DIR = ".parameter-order"
 #: set in a trial that runs as a child of the experiment's warm server (its pid)
 WARM_SERVER_ENV = "FACENAS_NNI_WARM_SERVER"
+THREADS_ENV = "FACENAS_TRIAL_THREADS"  # = warm.THREADS_ENV (not imported: the trial imports little before its hand-off)
 
 
 def fetch_parameters_in_order(nni: Any, experiment_output: str | None = None) -> Any:
@@ -296,6 +297,8 @@ def main(argv: Sequence[str] | None = None, warm: bool = True) -> int:
                 raise FacenasError("NNI gave this trial no parameters (is it running under NNI? use --parameters to run it alone)")
         if os.environ.get(WARM_SERVER_ENV):
             info["warm_server"] = int(os.environ[WARM_SERVER_ENV])
+        if os.environ.get(THREADS_ENV):  # the warm server gave this trial its share of the cores
+            info["threads"] = int(os.environ[THREADS_ENV])
         spec = from_parameters(parameters, stage=args.stage, params=_json_arg(args.params, "--params"),
                                space=args.space, space_config=_json_arg(args.space_config, "--space-config"))
         out_dir = spec.out_dir or args.output

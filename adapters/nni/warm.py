@@ -6,8 +6,9 @@ json_tricks), ``torch`` and the stage's own heavy modules (``nni.nas`` pulls in 
 seconds per trial on a busy 2-core machine, paid once by ``facenas nni run-local`` but by every
 trial under nnictl.
 
-A *warm server* (one per experiment, started by the facenas advisor, on the advisor's machine)
-imports those modules once and forks a child per trial:
+A *warm server* (one per experiment, forked by the facenas advisor from its own process -- which
+has ``nni`` imported already -- on the advisor's machine) imports the rest once and forks a child
+per trial:
 
 1. NNI starts the trial command as usual (``python -m facenas.adapters.nni.trial``); its
    :func:`handoff` (before any heavy import) connects to the experiment's socket and passes its
@@ -20,8 +21,11 @@ imports those modules once and forks a child per trial:
    killed.
 
 Modules a child imported that the server had not are imported by the server after the child
-ends, so later trials of the same stage start warm. Only NNI's ``local`` platform hands off
-(remote trials run on other machines); anything unexpected (no server, a refused connection)
+ends, so later trials of the same stage start warm. With ``trialConcurrency`` > 1 each child
+gets its share of the cores (:func:`trial_threads`: ``OMP_NUM_THREADS`` and
+``torch.set_num_threads``), as NNI shares GPUs between trials, unless the trial's environment sets
+``OMP_NUM_THREADS`` itself. Only NNI's ``local`` platform hands off (remote trials run on other
+machines); anything unexpected (no server, a refused connection)
 falls back to running the trial in its own process. The socket lives in a ``0700`` folder of
 the user's and the server serves only its own uid (``SO_PEERCRED``). It exits when the advisor
 process that started it ends.
@@ -51,6 +55,11 @@ ENABLE_ENV = "FACENAS_NNI_WARM"
 _MAX_MSG = 1 << 20
 #: longest a trial waits for a server that is still importing (then it runs in its own process)
 STARTUP_WAIT_S = 120.0
+#: what a server imports before its first trial (every trial imports nni; the stages and the facenas
+#: spaces a trial describes its architecture with import torch)
+PRELOAD = ("torch", "nni")
+#: set in a warm trial when the server limited its threads (:func:`trial_threads`); the trial records it
+THREADS_ENV = "FACENAS_TRIAL_THREADS"
 
 
 def socket_path(experiment_id: str) -> Path:
@@ -150,7 +159,31 @@ def _reseed() -> None:
         sys.modules["numpy"].random.seed()
 
 
-def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[int]) -> None:
+def trial_threads(concurrency: int, cpus: int | None = None) -> int | None:
+    """Threads per trial when ``concurrency`` trials share this machine's ``cpus``: an equal share each.
+
+    Every trial's PyTorch would otherwise start a thread per core: ``trialConcurrency`` of them
+    then oversubscribe the cores, and OpenMP threads waiting on each other at every parallel region
+    made stages several times slower under nnictl than the same stages one after another in
+    ``facenas nni run-local`` (measured: ``benchmarks/bench_nni_overhead.py``). None: one trial at a time.
+    """
+    if concurrency <= 1:
+        return None
+    cpus = cpus or len(os.sched_getaffinity(0))
+    return max(1, cpus // concurrency)
+
+
+def _limit_threads(threads: int | None, env: dict[str, str]) -> None:
+    """In a child: at most ``threads`` compute threads, unless the trial's own environment sets them."""
+    if not threads or env.get("OMP_NUM_THREADS"):
+        return
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # for what imports torch later
+    os.environ[THREADS_ENV] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[int], threads: int | None = None) -> None:
     """In the forked child: become the trial and run it; never returns."""
     code = 1
     try:
@@ -162,12 +195,15 @@ def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[in
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
             os.close(fd)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["FACENAS_NNI_WARM_SERVER"] = str(os.getppid())
+        _limit_threads(threads, request["env"])
         sys.argv = list(request["argv"])
         if "nni" in sys.modules:
             _rebind_nni()
@@ -193,9 +229,11 @@ def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[in
 class WarmServer:
     """Forks one child per trial from a process that has the heavy modules imported."""
 
-    def __init__(self, path: Path, parent_pid: int | None, preload: Sequence[str] = (), stages: Sequence[str] = ()):
+    def __init__(self, path: Path, parent_pid: int | None, preload: Sequence[str] = (), stages: Sequence[str] = (),
+                 threads: int | None = None):
         self.path = path
         self.parent_pid = parent_pid
+        self.threads = threads
         self.children: dict[int, dict[str, Any]] = {}  # pid -> {"conn", "report"}
         self.learned: set[str] = set()
         self.reports = 0
@@ -218,6 +256,14 @@ class WarmServer:
         self.sock.bind(str(path))
         self.sock.listen(16)
         self.sel.register(self.sock, selectors.EVENT_READ, "listen")
+        # a child's end wakes the loop at once (SIGCHLD through a pipe), so its trial process learns
+        # its exit status without waiting for the next poll
+        self._wakeup = os.pipe()
+        for fd in self._wakeup:
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wakeup[1])
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self._wakeup[0], selectors.EVENT_READ, "child")
         _starting_marker(path).unlink(missing_ok=True)
 
     @staticmethod
@@ -269,8 +315,8 @@ class WarmServer:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            others = [self.sock.fileno(), conn.fileno()] + [c["conn"].fileno() for c in self.children.values()]
-            _child(request, fds, report, others)
+            others = [self.sock.fileno(), conn.fileno(), *self._wakeup] + [c["conn"].fileno() for c in self.children.values()]
+            _child(request, fds, report, others, self.threads)
         for fd in fds:
             os.close(fd)
         conn.settimeout(None)
@@ -329,12 +375,18 @@ class WarmServer:
             pass
 
     def serve(self) -> None:
-        log.info("warm trial server on %s (pid %d)", self.path, os.getpid())
+        log.info("warm trial server on %s (pid %d), ready at unix %.3f", self.path, os.getpid(), time.time())
         try:
             while self._parent_alive():
                 for key, _ in self.sel.select(timeout=0.2):
                     if key.data == "listen":
                         self._accept()
+                    elif key.data == "child":
+                        try:
+                            while os.read(self._wakeup[0], 512):
+                                pass
+                        except BlockingIOError:
+                            pass
                     else:
                         self._client_gone(key.data)
                 self._reap()
@@ -357,19 +409,134 @@ class WarmServer:
         self.sock.close()
 
 
-def start(experiment_id: str, stages: Sequence[str], log_file: Path) -> Any | None:
-    """Start the warm server of ``experiment_id`` (from the advisor); the Popen, or None if disabled."""
+class _Forked:
+    """The handle of a warm server forked from the calling process (what :func:`start` returns then)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        try:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        return os.waitstatus_to_exitcode(status) if done else None
+
+    def terminate(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        import threading
+
+        def reap() -> None:  # no zombie left in the advisor's process
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+        threading.Thread(target=reap, daemon=True).start()
+
+
+def _as_trial_side_nni() -> None:
+    """Turn an ``nni`` imported in NNI's dispatcher mode into the trial API a forked server's children use.
+
+    NNI 3.0 decides at import time, from ``SDK_PROCESS``: in the dispatcher ``nni`` has no trial
+    functions (``get_next_parameter``, ``report_final_result`` ...) and its logging and
+    ``dispatcher_env_vars`` say "dispatcher". With ``SDK_PROCESS`` gone from the environment this
+    re-reads those variables and adds the trial API, as a fresh ``import nni`` in a trial does.
+    """
+    import nni
+    import nni.runtime.env_vars as env_vars
+    import nni.runtime.log as nni_log
+    import nni.trial as nni_trial
+    from nni.common.nas_utils import training_update
+
+    env_vars.dispatcher_env_vars = env_vars._load_env_vars(env_vars._dispatcher_env_var_names)
+    nni_log.dispatcher_env_vars = env_vars.dispatcher_env_vars
+    nni.dispatcher_env_vars = env_vars.dispatcher_env_vars
+    for name in getattr(nni_trial, "__all__", [n for n in vars(nni_trial) if not n.startswith("_")]):
+        setattr(nni, name, getattr(nni_trial, name))
+    nni.training_update = training_update
+    root = logging.getLogger()
+    for tag, handler in list(nni_log.handlers.items()):  # the dispatcher's log file is not ours
+        root.removeHandler(handler)
+        del nni_log.handlers[tag]
+
+
+def _serve_forked(path: Path, parent_pid: int, stages: Sequence[str], log_file: Path, threads: int | None) -> None:
+    """In the forked child of :func:`start`: become the warm server; never returns."""
+    code = 0
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+        out = os.open(str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        for key in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL"):
+            os.environ.pop(key, None)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        if "nni" in sys.modules:
+            _as_trial_side_nni()
+        from facenas.utils.log import setup_logging
+
+        setup_logging(0)
+        log.info("forked from the advisor (pid %d): nni imported already", parent_pid)
+        try:
+            server = WarmServer(path, parent_pid, PRELOAD, stages, threads)
+        finally:
+            _starting_marker(path).unlink(missing_ok=True)
+        server.serve()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:  # noqa: BLE001 - the server must not return into the advisor's code
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def start(experiment_id: str, stages: Sequence[str], log_file: Path, fork: bool = True,
+          threads: int | None = None) -> Any | None:
+    """Start the warm server of ``experiment_id`` (from the advisor); its handle, or None if disabled.
+
+    ``fork``: fork it from this process, which has ``nni`` imported already (the advisor's, before
+    it opens its channel to the NNI manager: no other thread runs yet), instead of starting a new
+    interpreter that imports it again -- seconds of CPU, at the very time NNI's manager starts its
+    training service, on the path to the first trial. The handle has ``poll()`` and ``terminate()``.
+    ``threads``: each trial's share of the cores (:func:`trial_threads`), None to leave them be.
+    """
     import subprocess
+    import threading
 
     if not enabled():
         return None
     path = socket_path(experiment_id)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _starting_marker(path).touch()  # trials that start meanwhile wait for the server instead of importing alongside it
-    cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--socket", str(path), "--parent", str(os.getpid()),
-           "--stages", ",".join(stages)]
-    env = {k: v for k, v in os.environ.items() if k not in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL")}
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if fork and threading.active_count() == 1:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _serve_forked(path, parent, list(stages), log_file, threads)
+        return _Forked(pid)
+    cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--socket", str(path), "--parent", str(os.getpid()),
+           "--stages", ",".join(stages)] \
+        + (["--trial-threads", str(threads)] if threads else [])
+    env = {k: v for k, v in os.environ.items() if k not in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL")}
     with open(log_file, "ab") as out:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, close_fds=True)
 
@@ -382,13 +549,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--socket", required=True)
     p.add_argument("--parent", type=int, help="exit when this process ends")
     p.add_argument("--stages", default="", help="stages to import at start (comma-separated)")
-    p.add_argument("--preload", default="torch,nni", help="modules to import at start (comma-separated)")
+    p.add_argument("--preload", default=",".join(PRELOAD), help="modules to import at start (comma-separated)")
+    p.add_argument("--trial-threads", type=int, default=None, help="compute threads per trial (default: PyTorch's)")
     args = p.parse_args(argv)
     setup_logging(0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
-                            [s for s in args.stages.split(",") if s])
+                            [s for s in args.stages.split(",") if s], args.trial_threads)
     finally:
         _starting_marker(Path(args.socket)).unlink(missing_ok=True)
     server.serve()

@@ -136,3 +136,20 @@ def test_variables_substitute_whole_values_and_text_and_env_overrides():
     assert out["steps"][0]["params"]["n"] == 5 and out["steps"][0]["params"]["val"] == "/other/lfw.bin"
     with pytest.raises(ConfigError, match=r"'\$\{vars.nope\}' is not defined.*defined: \['data', 'n'\]"):
         substitute_variables({**args, "steps": ["${vars.nope}"]}, environ={})
+
+
+def test_nni_create_raises_the_first_problem_nni_check_lists(tmp_path):
+    """One validator: ``nni check`` lists every problem, ``nni create`` (prepare_config) raises the first."""
+    from facenas.adapters.nni import launch
+
+    def two_problems(d):
+        d.update(trialConcurrency=-3, maxTrialNumer=5)
+
+    path = _broken(tmp_path, "toy_tpe_test.yml", two_problems)
+    report = check_experiment_file(path)
+    assert len(report.problems) == 2, report.problems
+    assert "trialConcurrency: -3 is not a positive integer" in report.problems[0]
+    assert "maxTrialNumer: not a field" in report.problems[1] and "did you mean 'maxTrialNumber'" in report.problems[1]
+    with pytest.raises(ConfigError) as info:
+        launch.prepare_config(path)
+    assert str(info.value) == report.problems[0].replace(str(path), str(path.resolve()))

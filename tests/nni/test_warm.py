@@ -38,7 +38,7 @@ def server(tmp_path):
     assert not path.exists()
 
 
-def _trial(tmp_path, exp_id, name, params, platform="local"):
+def _trial(tmp_path, exp_id, name, params, platform="local", extra_env=None):
     """A trial process as NNI's local service starts it (parameters through a file-backed command channel)."""
     out = tmp_path / name
     nni_dir = tmp_path / f"{name}-nni"
@@ -48,7 +48,8 @@ def _trial(tmp_path, exp_id, name, params, platform="local"):
     env = {**os.environ, "NNI_PLATFORM": platform, "NNI_EXP_ID": exp_id, "NNI_TRIAL_JOB_ID": name,
            "NNI_OUTPUT_DIR": str(nni_dir), "NNI_SYS_DIR": str(nni_dir), "NNI_TRIAL_SEQ_ID": "-1",
            "NNI_TRIAL_COMMAND_CHANNEL": CHANNEL, "PYTHONPATH": str(REPO),
-           "FACENAS_TEST_PARAMETERS": str(nni_dir / "parameters.json"), "FACENAS_TEST_METRICS": str(nni_dir / "metrics.jsonl")}
+           "FACENAS_TEST_PARAMETERS": str(nni_dir / "parameters.json"), "FACENAS_TEST_METRICS": str(nni_dir / "metrics.jsonl"),
+           **(extra_env or {})}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "facenas.adapters.nni.trial"], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
@@ -99,3 +100,54 @@ time.sleep(3)
     state = Path(f"/proc/{server_pid}/stat").read_text().split()[2] if Path(f"/proc/{server_pid}").exists() else "gone"
     assert state in ("gone", "Z")
     assert not path.exists()
+
+
+def test_server_forked_from_a_dispatcher_serves_trials_and_ends_with_it(tmp_path):
+    """The advisor forks the server from its own process, where ``nni`` was imported in NNI's dispatcher
+    mode (no trial API, dispatcher logging): its children still run trials through NNI's trial API, each
+    with the threads it was given."""
+    import shutil
+    import tempfile
+
+    exp_id = f"test{uuid.uuid4().hex[:8]}"
+    tmpdir = tempfile.mkdtemp(prefix="fw")  # its own socket folder (AF_UNIX paths are short)
+    path = Path(tmpdir) / f"facenas-warm-{os.getuid()}" / f"{exp_id}.sock"
+    logs = tmp_path / "nni-log"
+    logs.mkdir()
+    env = {**os.environ, "SDK_PROCESS": "dispatcher", "NNI_LOG_DIRECTORY": str(logs), "PYTHONPATH": str(REPO),
+           "TMPDIR": tmpdir}
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import sys, threading
+from pathlib import Path
+import nni
+assert not hasattr(nni, "get_next_parameter")  # NNI's dispatcher mode
+from facenas.adapters.nni import warm
+handle = warm.start({exp_id!r}, ["toy.evaluate"], Path({str(tmp_path / 'warm.log')!r}), threads=1)
+print(handle.pid, threading.active_count(), flush=True)
+sys.stdin.readline()
+"""], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        server_pid, threads = map(int, parent.stdout.readline().split())
+        assert threads == 1
+        deadline = time.time() + 120
+        while not path.exists():
+            assert parent.poll() is None and time.time() < deadline, (tmp_path / "warm.log").read_text()
+            time.sleep(0.1)
+        ok, out, metrics = _trial(tmp_path, exp_id, "forked", {"epochs": 2}, extra_env={"TMPDIR": tmpdir})
+        assert ok.returncode == 0, ok.stderr + (tmp_path / "warm.log").read_text()
+        record = json.loads((out / "result.json").read_text())
+        assert record["status"] == "SUCCEEDED" and record["nni"]["warm_server"] == server_pid
+        assert record["nni"]["trial_id"] == "forked"
+        assert record["nni"]["threads"] == 1  # its share of the cores (trialConcurrency trials side by side)
+        assert [m["type"] for m in metrics] == ["PERIODICAL", "PERIODICAL", "FINAL"]
+        assert "forked from the advisor" in (tmp_path / "warm.log").read_text()
+        assert not (logs / "dispatcher.log").exists() or "toy.evaluate" not in (logs / "dispatcher.log").read_text()
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+    deadline = time.time() + 15
+    while Path(f"/proc/{server_pid}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{server_pid}").exists() or Path(f"/proc/{server_pid}/stat").read_text().split()[2] == "Z"
+    assert not path.exists()
+    shutil.rmtree(tmpdir, ignore_errors=True)
