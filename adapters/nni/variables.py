@@ -14,6 +14,9 @@ string by its text. An environment variable ``FACENAS_VAR_<NAME>`` (upper case) 
 advisor runs (the shell that runs ``facenas nni create`` / ``run-local``) overrides the file's value,
 parsed as YAML (``FACENAS_VAR_DATA=/data/ms1m facenas nni create recipes/nni/tnas_gpu.yml``).
 Substitution happens before the pipeline is built, so the rest of facenas never sees ``vars``.
+
+One variable is built in: ``${vars.shared_data}``, the real-data folder (``$FACENAS_SHARED_DATA``,
+see :func:`facenas.utils.paths.shared_data_dir`), unless the file defines its own.
 """
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ def variable_values(variables: Any, environ: Mapping[str, str] | None = None) ->
     """The file's ``variables`` with ``FACENAS_VAR_<NAME>`` overrides applied."""
     import yaml
 
+    from facenas.utils.paths import DATA_ENV, shared_data_dir
+
     if variables is None:
-        return {}
+        variables = {}
     if not isinstance(variables, Mapping):
         raise ConfigError(f"classArgs.variables must be a mapping of names to values, got {type(variables).__name__}")
     env = os.environ if environ is None else environ
@@ -42,6 +47,9 @@ def variable_values(variables: Any, environ: Mapping[str, str] | None = None) ->
             raise ConfigError(f"classArgs.variables: {name!r} is not a name (letters, digits, _)")
         text = env.get(ENV_PREFIX + str(name).upper())
         out[str(name)] = yaml.safe_load(text) if text is not None else value
+    if "shared_data" not in out:
+        text = env.get(ENV_PREFIX + "SHARED_DATA")
+        out["shared_data"] = yaml.safe_load(text) if text is not None else (env.get(DATA_ENV) or str(shared_data_dir()))
     return out
 
 

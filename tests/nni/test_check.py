@@ -134,8 +134,18 @@ def test_variables_substitute_whole_values_and_text_and_env_overrides():
     assert out["steps"][0]["params"] == {"rec": "/d", "val": "/d/lfw.bin", "n": 3, "x": "${a.out}"}
     out = substitute_variables(args, environ={"FACENAS_VAR_N": "5", "FACENAS_VAR_DATA": "/other"})
     assert out["steps"][0]["params"]["n"] == 5 and out["steps"][0]["params"]["val"] == "/other/lfw.bin"
-    with pytest.raises(ConfigError, match=r"'\$\{vars.nope\}' is not defined.*defined: \['data', 'n'\]"):
+    with pytest.raises(ConfigError, match=r"'\$\{vars.nope\}' is not defined.*defined: \['data', 'n', 'shared_data'\]"):
         substitute_variables({**args, "steps": ["${vars.nope}"]}, environ={})
+
+
+def test_shared_data_is_a_built_in_variable_the_file_or_environment_can_override():
+    args = {"steps": [{"name": "a", "params": {"rec": "${vars.shared_data}/celeba299"}}]}
+    out = substitute_variables(args, environ={"FACENAS_SHARED_DATA": "/faces"})
+    assert out["steps"][0]["params"]["rec"] == "/faces/celeba299"
+    out = substitute_variables(args, environ={"FACENAS_SHARED_DATA": "/faces", "FACENAS_VAR_SHARED_DATA": "/x"})
+    assert out["steps"][0]["params"]["rec"] == "/x/celeba299"
+    out = substitute_variables({**args, "variables": {"shared_data": "/mine"}}, environ={})
+    assert out["steps"][0]["params"]["rec"] == "/mine/celeba299"
 
 
 def test_nni_create_raises_the_first_problem_nni_check_lists(tmp_path):
