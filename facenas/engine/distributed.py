@@ -31,6 +31,16 @@ class PeerLostError(FacenasError):
     exit_code = 3
 
 
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when there is one) as a device; asking
+    for CUDA where there is none is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available; use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
 def dist_timeout() -> datetime.timedelta:
     """How long a collective or the store waits for a peer: ``$FACENAS_DIST_TIMEOUT`` seconds (default 600)."""
     text = os.environ.get(TIMEOUT_ENV, "")

@@ -21,7 +21,7 @@ _EXPORTS = {
     "PolynomialLRWarmup": "facenas.engine.optim", "build_optimizer": "facenas.engine.optim",
     "param_groups": "facenas.engine.optim", "schedule_steps": "facenas.engine.optim",
     "TrainingDivergedError": "facenas.engine.loop", "TrainResult": ".trainer", "build_backbone": ".trainer",
-    "build_head": ".trainer", "resolve_device": ".trainer", "resolve_val_targets": ".trainer", "train": ".trainer",
+    "build_head": ".trainer", "resolve_device": "facenas.engine.distributed", "resolve_val_targets": ".trainer", "train": ".trainer",
 }
 
 __all__ = sorted(_EXPORTS)

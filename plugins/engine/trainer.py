@@ -40,6 +40,7 @@ from facenas.adapters.insightface.backbones import get_model, load_state_dict_ch
 from facenas.adapters.insightface.losses import build_margin_head
 from facenas.adapters.insightface.partial_fc import PartialFC
 from facenas.engine import distributed as D
+from facenas.engine.distributed import resolve_device
 from facenas.engine.checkpoint import checkpoint_path, save_rank_state
 from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
 from facenas.engine.loop import TrainingDivergedError  # noqa: F401 - engine.train's divergence error, re-exported
@@ -85,14 +86,6 @@ class TrainResult:
 
 
 # -- helpers the search methods use -----------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
-    return torch.device(name)
-
-
 def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
     """The config's backbone (facenas registry, a description, or the user's arcface_torch)."""
     kwargs: dict[str, Any] = {"num_features": cfg.embedding_size, "fp16": cfg.fp16, "dropout": 0.0}

@@ -295,7 +295,7 @@ def train_supernet(config: SupernetTrainConfig, reporter: Reporter | None = None
             (tests use it to interrupt a run).
     """
     from facenas.engine import distributed as D
-    from facenas.plugins.engine.trainer import resolve_device
+    from facenas.engine.distributed import resolve_device
 
     config.validate("supernet train config")
     device = resolve_device(config.device)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from facenas.config import TypedConfig, load_config_module
+from facenas.engine.distributed import resolve_device
 from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
 from facenas.errors import ConfigError, DataFormatError
 from facenas.nas.report import Reporter
@@ -238,14 +239,6 @@ class _Cycle:
                 self.epoch, self.batch = self.epoch + 1, 0
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
-    return torch.device(name)
-
-
 def run_search(cfg: TnasSearchConfig, reporter: Reporter | None = None,
                on_step: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Run (or resume) a TNAS search; see the module docstring. Writes into ``cfg.output``:
@@ -266,7 +259,7 @@ def _run_search(cfg: TnasSearchConfig, reporter: Reporter | None,
     out = Path(cfg.output or "work_dirs/tnas_search")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     task = TnasSearch(cfg, out)
     loop = Loop(task, LoopConfig(output=str(out), resume=cfg.resume, overwrite=cfg.overwrite,
