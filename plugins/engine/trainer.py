@@ -85,12 +85,28 @@ class TrainResult:
 
 
 # -- helpers the search methods use -----------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
+def check_device(name: Any, field: str = "device") -> str:
+    """``name`` if it is a device setting (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``), else a
+    one-line ConfigError naming ``field``. Syntax only: a dry run (``facenas nni check``) needs no GPU."""
+    text = str(name)
+    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ConfigError(f"{field}={name!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def resolve_device(name: str, field: str = "device") -> torch.device:
+    """The torch device of a device setting (``"auto"``: CUDA when available); a one-line ConfigError
+    naming ``field`` when it is malformed or names a CUDA device this machine does not have."""
+    name = check_device(name, field)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{field}={name!r} but CUDA is not available; use {field}='cpu' or 'auto'")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{field}={name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                          f"use {field}='cuda' or a lower index")
+    return device
 
 
 def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
