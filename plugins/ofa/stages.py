@@ -143,6 +143,10 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
         if key not in params:
             raise ConfigError(f"ofa.evaluate needs '{key}'; got {sorted(params)}")
     device = resolve_device(params.get("device", "cpu"))  # before anything is read: a wrong device fails at once
+    if device.type != "cpu":
+        import logging
+
+        logging.getLogger(__name__).info("ofa.evaluate: subnet on %s", device)
     space, supernet = load_supernet(params["supernet"])
     sample = space.canonical(space.validate(params["sample"]))
     size = space.input_size[0]
