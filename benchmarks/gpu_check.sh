@@ -13,7 +13,9 @@
 #    files, their `variables` overridden by FACENAS_VAR_* (celeba299, 1-2 epochs, a handful of subnets /
 #    candidates), each checked with `facenas nni check` and run by `facenas nni run-local` (the pipeline without
 #    nnictl) under a 160 s limit, about 8 minutes in all; the teacher / supernet run under torchrun inside
-#    their trial (nproc_per_node=1). Skip passes 1-3 with GPU_CHECK_ONLY=files.
+#    their trial (nproc_per_node=1); the ENAS search's shared child and OFA's accuracy set / final subnets
+#    (enas.search, ofa.evaluate: `device: ${vars.device}` = cuda) run on the GPU too, counted in the log
+#    ("device lines"). Skip passes 1-3 with GPU_CHECK_ONLY=files.
 # Recorded run (2026-12-05, one H100, torch 2.11.0+cu130): benchmarks/results/gpu_check.log.
 set -u
 OUT=${1:?usage: bash benchmarks/gpu_check.sh OUT_DIR}
@@ -56,3 +58,6 @@ small ofa FACENAS_VAR_SEARCH_VAL="$D/lfw_devtest.bin" FACENAS_VAR_SEARCH_TARGET=
 small enas FACENAS_VAR_SEARCH_DATA="$D/celeba299" FACENAS_VAR_VAL_TARGETS='[lfw_devtest]' FACENAS_VAR_SEARCH_EPOCHS=1 FACENAS_VAR_SEARCH_STEPS_PER_EPOCH=10 \
     FACENAS_VAR_BATCH_SIZE=64 FACENAS_VAR_CANDIDATES=4 FACENAS_VAR_TOP_K=1 FACENAS_VAR_RETRAIN_EPOCHS=1 \
     FACENAS_VAR_LATENCY=null FACENAS_VAR_REWARD='{}'
+# the searches' own steps on the GPU: one line per enas.search / ofa.evaluate trial that ran on cuda
+echo "device lines: enas.search $(grep -c 'ENAS child on cuda' "$OUT/enas_gpu.log") (expect 1)," \
+    "ofa.evaluate $(grep -c 'ofa.evaluate: subnet on cuda' "$OUT/ofa_gpu.log") (expect 10: the accuracy set's 8, the final 2)" >> "$L"

@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import distributed as dist
@@ -31,14 +32,28 @@ class PeerLostError(FacenasError):
     exit_code = 3
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when there is one) as a device; asking
-    for CUDA where there is none is a one-line error."""
+def check_device(name: Any, field: str = "device") -> str:
+    """``name`` if it is a device setting (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``), else a
+    one-line ConfigError naming ``field``. Syntax only: a dry run (``facenas nni check``) needs no GPU."""
+    text = str(name)
+    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ConfigError(f"{field}={name!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def resolve_device(name: str, field: str = "device") -> torch.device:
+    """The torch device of a device setting (``"auto"``: CUDA when available); a one-line ConfigError
+    naming ``field`` when it is malformed or names a CUDA device this machine does not have."""
+    name = check_device(name, field)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but CUDA is not available; use device='cpu' or 'auto'")
-    return torch.device(name)
+        raise ConfigError(f"{field}={name!r} but CUDA is not available; use {field}='cpu' or 'auto'")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{field}={name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                          f"use {field}='cuda' or a lower index")
+    return device
 
 
 def dist_timeout() -> datetime.timedelta:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facenas.config import TypedConfig
+from facenas.engine.distributed import check_device, resolve_device
 from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
 from facenas.errors import ConfigError, FacenasError
 from facenas.nas.report import Reporter
@@ -91,11 +92,16 @@ class SearchConfig(TypedConfig):
         top_k: how many of them are kept for retraining.
         seed: seeds the supernet, the controller and the data order.
         threads: torch CPU threads (None = leave as is).
+        device: where the shared child weights (supernet and classifier) train and are evaluated:
+            ``"cpu"`` (the default), ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available). The
+            controller stays on the CPU: an LSTM step per decision on batch 1 is launch-bound on a GPU,
+            and its sampling draws from CPU generators, so arcs are the same on any device. A resumed
+            search may change it (then the numbers continue on the new device, not bit for bit).
         max_minutes: stop once the child training has taken this long (the loop's training time:
             child steps, not controller epochs or the ranking), then rank the candidates.
         checkpoint_every: also checkpoint every this many child steps (0 = at epoch ends only).
         resume: continue from ``checkpoint.pt`` in the output folder (only ``epochs``,
-            ``max_minutes``, ``threads``, ``checkpoint_every`` may differ from the checkpoint's settings).
+            ``max_minutes``, ``threads``, ``device``, ``checkpoint_every`` may differ from the checkpoint's settings).
         overwrite: replace a previous search in the output folder (a fresh run refuses one otherwise).
     """
 
@@ -128,6 +134,7 @@ class SearchConfig(TypedConfig):
     top_k: int = 3
     seed: int = 0
     threads: int | None = 2
+    device: str = "cpu"
     max_minutes: float | None = None
     checkpoint_every: int = 0
     resume: bool = False
@@ -153,6 +160,7 @@ class SearchConfig(TypedConfig):
             raise ConfigError(f"{source}: reward.target_ms = {self.reward['target_ms']} needs a latency model: set "
                               "latency = {'lut': PATH} (a table from `facenas lut build --space enas`)")
         ControllerConfig.from_dict(self.controller, source=f"{source} controller")
+        check_device(self.device, f"{source}: device")
         RewardConfig.from_dict(self.reward, source=f"{source} reward")
 
     def resolved_rec(self) -> str:
@@ -248,6 +256,7 @@ class EnasSearch(LoopTask):
         self.reporter = reporter
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)  # before the data is read: a wrong device fails at once
         self.space = create_space(cfg.space, **cfg.space_config)
         image_size = cfg.image_size or self.space.input_size[0]
         if image_size != self.space.input_size[0]:
@@ -265,6 +274,11 @@ class EnasSearch(LoopTask):
         torch.manual_seed(cfg.seed)
         self.supernet = self.space.supernet()
         self.head = _make_head(cfg, self.space.cfg.embedding_size, self.data.num_classes)
+        # the shared child weights train on `device`; batches move there in step / accuracy
+        self.supernet.to(self.device)
+        self.head.to(self.device)
+        if self.device.type != "cpu":
+            log.info("ENAS child on %s (the controller on the CPU)", self.device)
         params = list(self.supernet.parameters()) + list(self.head.parameters())
         self.child_opt = torch.optim.SGD(params, lr=cfg.child_lr, momentum=cfg.child_momentum,
                                          weight_decay=cfg.child_weight_decay)
@@ -321,7 +335,7 @@ class EnasSearch(LoopTask):
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], state: LoopState) -> dict[str, Any]:
         """A fresh arc from the controller for this minibatch; the shared weights updated by SGD."""
         cfg = self.cfg
-        x, y = batch
+        x, y = batch[0].to(self.device), batch[1].to(self.device)
         sample = self.controller.sample()
         self.supernet.activate(sample)
         lr = self._set_lr(state.global_step)
@@ -350,6 +364,7 @@ class EnasSearch(LoopTask):
     @torch.no_grad()
     def accuracy(self, sample: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> float:
         """Top-1 identity accuracy of ``sample`` on ``(x, y)`` with the shared weights (batch-stat BN)."""
+        x, y = x.to(self.device), y.to(self.device)  # no copy when already there (the controller's batch)
         self.supernet.activate(sample)
         with batch_stat_bn(self.supernet):
             logits = self.head.logits(self.supernet(x))
@@ -365,7 +380,8 @@ class EnasSearch(LoopTask):
     def _val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.data.val)
         idx = torch.randperm(n, generator=self.val_gen)[:min(n, self.cfg.val_batch_size)]
-        return self.data.val.images[idx], self.data.val.labels[idx]
+        # on the child's device once: the step's Q arcs are all evaluated on this batch
+        return self.data.val.images[idx].to(self.device), self.data.val.labels[idx].to(self.device)
 
     def train_controller_epoch(self, epoch: int) -> dict[str, float]:
         """S REINFORCE steps, each over Q arcs on one validation minibatch (``epoch``: 1-based, for the history)."""
@@ -429,6 +445,7 @@ class EnasSearch(LoopTask):
                 "history": self.history, "epoch_log": self.epoch_log}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        # the checkpoint is read onto the CPU; module and optimiser loading copy / cast it onto `device`
         self.supernet.load_state_dict(state["supernet"])
         self.head.load_state_dict(state["head"])
         self.child_opt.load_state_dict(state["child_opt"])
@@ -517,7 +534,7 @@ class EnasSearch(LoopTask):
 
 
 #: the settings a resumed search may change (any other must match the checkpoint's)
-RESUME_MAY_CHANGE = ("epochs", "resume", "overwrite", "max_minutes", "threads", "checkpoint_every")
+RESUME_MAY_CHANGE = ("epochs", "resume", "overwrite", "max_minutes", "threads", "device", "checkpoint_every")
 
 
 def run_search(config: SearchConfig, out_dir: str | Path, reporter: Reporter | None = None,

@@ -12,6 +12,9 @@
     params. Used for the accuracy set (a ``sample`` step) and for the final architectures: with
     ``export`` the subnet is saved (``checkpoint``) and timed (``latency_ms``; ``latency``: see
     :func:`~facenas.plugins.runtime_stages.network_latency_ms`, default on with ``export``).
+    ``device`` (``"cpu"``, the default; ``"cuda"``, ``"cuda:N"``, ``"auto"``): where the subnet is
+    recalibrated and verified (the supernet is read onto the CPU and only the extracted subnet moves;
+    the exported weights and the latency are the CPU's).
 ``ofa.finetune``
     A chosen subnet (``supernet`` + ``sample``) trained further as a static network with the
     training engine's recipe (``config``), starting from the supernet's weights and, with
@@ -23,6 +26,7 @@
     table's predicted milliseconds, :class:`~facenas.adapters.runtime.latency_model.LatencyModel`,
     so ``bound`` can be a measured latency, e.g. a reference network's ``runtime.latency``).
     Final: ``architectures`` (top-k samples) for ``ofa.evaluate`` trials, and the search time.
+    It runs no network (the ranker sees architecture encodings), so it has no ``device``.
 """
 from __future__ import annotations
 
@@ -115,12 +119,20 @@ def _val_sets(val: Any) -> dict[str, str]:
     return {Path(p).stem: str(p) for p in paths}
 
 
+def _check_evaluate(params: dict[str, Any], scratch: str) -> Any:
+    from facenas.engine.distributed import check_device
+
+    return check_device(params.get("device", "cpu"))
+
+
 @STAGES.register("ofa.evaluate")
+@checks_params(_check_evaluate)
 def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Verify one subnet of a trained supernet (BN recalibrated); ``default`` = the ``target`` metric."""
     import torch
 
     from facenas.adapters.insightface.evaluate import VerificationEvaluator
+    from facenas.engine import distributed
     from facenas.nas.flops import count_params
 
     from .calibrate import load_calibration_images, recalibrate_bn
@@ -129,18 +141,25 @@ def ofa_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     for key in ("supernet", "sample", "rec"):
         if key not in params:
             raise ConfigError(f"ofa.evaluate needs '{key}'; got {sorted(params)}")
+    device = distributed.resolve_device(params.get("device", "cpu"))  # before anything is read: a wrong device fails at once
+    if device.type != "cpu":
+        import logging
+
+        logging.getLogger(__name__).info("ofa.evaluate: subnet on %s", device)
     space, supernet = load_supernet(params["supernet"])
     sample = space.canonical(space.validate(params["sample"]))
     size = space.input_size[0]
     images = load_calibration_images(str(params["rec"]), int(params.get("calibration_images", 256)), size,
                                      seed=int(params.get("seed", 0)))
     supernet.set_active(space.arch(sample))
-    subnet = recalibrate_bn(supernet.get_active_subnet(), images).eval()
+    # only the extracted subnet goes to the device; recalibration and verification feed it there
+    subnet = recalibrate_bn(supernet.get_active_subnet().to(device), images).eval()
     bins = _val_sets(params.get("val"))
     ev = VerificationEvaluator(bins, batch_size=int(params.get("batch_size", 200)), flip=bool(params.get("flip", True)),
                                image_size=(size, size))
     with torch.no_grad():
         metrics = {k: float(v) for k, v in ev(subnet).items()}
+    subnet = subnet.cpu()  # exported and timed on the CPU
     target = params.get("target") or f"{next(iter(bins))}_acc"
     if target not in metrics:
         raise ConfigError(f"ofa.evaluate: target '{target}' is not one of {sorted(metrics)}")
@@ -201,6 +220,7 @@ def ofa_finetune(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     """
     import torch
 
+    from facenas.engine.distributed import resolve_device
     from facenas.nas.flops import count_flops, count_params
     from facenas.plugins.engine.trainer import build_head, train
     from facenas.plugins.runtime_stages import network_latency_ms
@@ -222,7 +242,8 @@ def ofa_finetune(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     images = load_calibration_images(cfg.rec, int(params.get("calibration_images", 256)), size,
                                      seed=int(params.get("seed_calibration", 0)))
     supernet.set_active(space.arch(sample))
-    subnet = recalibrate_bn(supernet.get_active_subnet(), images).train()
+    # recalibrated on the device it trains on (the engine's resolution of the config's device)
+    subnet = recalibrate_bn(supernet.get_active_subnet().to(resolve_device(cfg.device)), images).train()
     desc = space.describe(sample)
     subnet.facenas_network = {"arch": desc}  # how checkpoints (last.pt, best.pt) rebuild it
     head = None

@@ -220,3 +220,81 @@ def test_the_refusal_of_a_crafted_checkpoint_is_one_line(tmp_path):
         read_model_file(path)
     assert "\n" not in str(info.value) and "x.pt" in str(info.value)
     assert not (tmp_path / "pwned").exists()
+
+
+# -- device (issue 17: the ENAS child on a GPU) -------------------------------------------------------------------
+def test_device_cpu_explicit_equals_the_default(synthetic_data, search_data, tmp_path):
+    assert SearchConfig().device == "cpu"
+    run_search(tiny_config(synthetic_data, candidates=3, epochs=1), tmp_path / "default", data=search_data)
+    run_search(tiny_config(synthetic_data, candidates=3, epochs=1, device="cpu"), tmp_path / "cpu", data=search_data)
+    _assert_same_search(tmp_path / "default", tmp_path / "cpu")
+
+
+def test_device_setting_errors_are_one_line(synthetic_data, search_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"device='gpu' is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'") as info:
+        SearchConfig.from_dict({"device": "gpu"})
+    assert "\n" not in str(info.value)
+    SearchConfig.from_dict({"device": "cuda:1"})  # the syntax alone: a dry run on a machine without the GPU passes
+    if not torch.cuda.is_available():
+        for device in ("cuda", "cuda:0"):
+            with pytest.raises(ConfigError, match=rf"device='{device}' but CUDA is not available; use device='cpu'"):
+                run_search(tiny_config(synthetic_data, device=device), tmp_path / device, data=search_data)
+            assert not (tmp_path / device / "checkpoint.pt").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _record_input_devices(module, seen):
+    """A forward pre-hook that records the device of the module's input and stops the forward pass."""
+    def hook(_module, args):
+        seen.append(args[0].device.type)
+        raise _Stop
+
+    return module.register_forward_pre_hook(hook)
+
+
+def test_child_weights_and_batches_go_to_the_device(synthetic_data, search_data, tmp_path, monkeypatch):
+    """With the resolved device replaced by the meta device (tensors without data), the shared weights
+    and every batch the supernet sees (child step, controller's accuracy, candidate ranking) are on it;
+    the controller stays on the CPU."""
+    from facenas.engine.loop import LoopState
+    from facenas.plugins.enas import search as search_mod
+
+    resolved = []
+    monkeypatch.setattr(search_mod, "resolve_device", lambda name: resolved.append(name) or torch.device("meta"))
+    task = search_mod.EnasSearch(tiny_config(synthetic_data, device="cuda"), tmp_path, data=search_data)
+    assert resolved == ["cuda"]
+    assert {p.device.type for p in task.supernet.parameters()} == {"meta"}
+    assert {p.device.type for p in task.head.parameters()} == {"meta"}
+    assert {p.device.type for p in task.controller.parameters()} == {"cpu"}
+    seen: list[str] = []
+    _record_input_devices(task.supernet, seen)
+    batch = next(iter(task.batches(LoopState())))
+    assert batch[0].device.type == "cpu"  # the data stays in CPU memory ...
+    with pytest.raises(_Stop):
+        task.step(batch, LoopState())  # ... and the step moves it
+    with pytest.raises(_Stop):
+        task.train_controller_epoch(1)
+    with pytest.raises(_Stop):
+        task.validation_accuracy(task.controller.sample())
+    assert seen == ["meta", "meta", "meta"]
+
+
+@pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")
+def test_a_cpu_checkpoint_resumes_onto_the_device(synthetic_data, search_data, tmp_path, monkeypatch):
+    """The loop reads checkpoints onto the CPU; the supernet, head and optimiser state end up on the device."""
+    from facenas.engine.loop import LoopState
+    from facenas.plugins.enas import search as search_mod
+
+    cpu = search_mod.EnasSearch(tiny_config(synthetic_data), tmp_path / "cpu", data=search_data)
+    cpu.step(next(iter(cpu.batches(LoopState()))), LoopState())  # momentum buffers exist after one step
+    state = cpu.state_dict()
+    monkeypatch.setattr(search_mod, "resolve_device", lambda name: torch.device("meta"))
+    task = search_mod.EnasSearch(tiny_config(synthetic_data, device="cuda"), tmp_path / "dev", data=search_data)
+    task.load_state_dict(state)
+    buffers = [s["momentum_buffer"] for s in task.child_opt.state.values()]
+    assert buffers and {b.device.type for b in buffers} == {"meta"}
+    assert {p.device.type for p in task.supernet.parameters()} == {"meta"}
+    assert set(task.child_opt.state) <= set(task.supernet.parameters()) | set(task.head.parameters())

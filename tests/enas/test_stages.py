@@ -46,3 +46,23 @@ def test_search_then_retrain(synthetic_data, tmp_path):
     assert retrain["arch"] == record["arch"] and json.loads(open(retrain["arch_path"]).read()) == record["arch"]
     assert retrain["latency_ms"] == record["latency_ms"]
     assert retrain["default"] == retrain["val_acc"]
+
+
+def test_search_stage_on_cuda_without_cuda_is_one_line_exit_2(synthetic_data, tmp_path, capsys):
+    """`facenas search enas ... device=cuda` on a machine without CUDA: one line, exit 2, nothing written."""
+    import pytest
+    import torch
+
+    from facenas.cli import main
+
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        pytest.skip("CUDA is available here")
+    params = json.dumps({"config": {"threads": None, "space": "enas_test", "rec": str(synthetic_data), "batch_size": 16,
+                                    "steps_per_epoch": 1, "epochs": 1, "candidates": 1, "top_k": 1}})
+    code = main(["-q", "search", "enas", "--params", params, "--set", "device=cuda", "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("facenas search: error: device='cuda' but CUDA is not available; "
+                                 "use device='cpu' or 'auto'"), err
+    assert not (tmp_path / "out" / "search" / "checkpoint.pt").exists()
+    assert STAGES.get("enas.search").check_params({"config": json.loads(params)["config"], "device": "cuda"},
+                                                  str(tmp_path)).device == "cuda"  # the dry run passes anywhere

@@ -29,6 +29,13 @@ OVERRIDES = {
 }
 
 
+#: where each step of a file takes ``${vars.device}`` (a path into its trials' ``params``): every step that runs a network
+DEVICE_PARAMS = {
+    "enas_gpu.yml": {"search": ("config", "device"), "retrain": ("device",)},
+    "ofa_gpu.yml": {"supernet": ("config", "device"), "evaluate": ("device",), "final": ("device",)},
+}
+
+
 @pytest.mark.parametrize("name", sorted(OVERRIDES))
 def test_gpu_file_runs_at_toy_scale_on_the_cpu(tmp_path, name, monkeypatch):
     from facenas.adapters.insightface.synthetic import SyntheticConfig, write_synthetic_dataset
@@ -52,3 +59,13 @@ def test_gpu_file_runs_at_toy_scale_on_the_cpu(tmp_path, name, monkeypatch):
     assert sched.status() == "finished", (tmp_path / "run").as_posix()
     torchrun_logs = list((tmp_path / "run").rglob("torchrun.log"))
     assert bool(torchrun_logs) == (name != "enas_gpu.yml")  # the teacher / supernet ran under torchrun
+    import json
+
+    for step, path in DEVICE_PARAMS.get(name, {}).items():  # the trials were given the file's device
+        trials = sorted((tmp_path / "run" / step).glob("*/params.json"))
+        assert trials, step
+        for trial in trials:
+            value = json.loads(trial.read_text())["params"]
+            for key in path:
+                value = value[key]
+            assert value == values["DEVICE"], (trial, value)

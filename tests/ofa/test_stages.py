@@ -125,3 +125,80 @@ def test_supernet_head_is_saved_for_finetuning(tmp_path):
     torch.save({"supernet": {}, "head": {"weight": weight}, "epoch": 3}, tmp_path / "checkpoint.pt")
     path = save_head(str(tmp_path))
     assert torch.equal(torch.load(path, weights_only=True)["head"]["weight"], weight)
+
+
+# -- device (issue 17: the accuracy set on a GPU) -----------------------------------------------------------------
+def _evaluate_params(tmp_path, **over):
+    data = _data(tmp_path)
+    space = create_space("ofa_tiny")
+    if not (tmp_path / "supernet.pt").exists():
+        save_supernet(tmp_path / "supernet.pt", space, space.supernet())
+    sample = space.canonical(space.sample(np.random.default_rng(1)))
+    return {"supernet": str(tmp_path / "supernet.pt"), "sample": sample, "rec": data["rec"], "val": [data["val"]],
+            "target": "val_auc", "flip": False, "calibration_images": 16, **over}
+
+
+def test_evaluate_device_cpu_explicit_equals_the_default(tmp_path):
+    default = run_stage_locally("ofa.evaluate", _evaluate_params(tmp_path), str(tmp_path / "default"))
+    cpu = run_stage_locally("ofa.evaluate", _evaluate_params(tmp_path, device="cpu"), str(tmp_path / "cpu"))
+    assert cpu == default and math.isfinite(cpu["val_auc"])
+
+
+def test_evaluate_device_errors_are_one_line(tmp_path, capsys):
+    import torch
+
+    from facenas.cli import main
+
+    check = STAGES.get("ofa.evaluate").check_params  # the dry run (facenas nni check) takes a GPU file anywhere
+    assert check({"device": "cuda:0"}, str(tmp_path)) == "cuda:0"
+    with pytest.raises(ConfigError, match=r"device='gpu' is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'"):
+        check({"device": "gpu"}, str(tmp_path))
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        return
+    params = '{"supernet": "none.pt", "sample": {}, "rec": "none", "device": "cuda"}'  # refused before it reads them
+    code = main(["-q", "search", "ofa.evaluate", "--params", params, "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("facenas search: error: device='cuda' but CUDA is not available; "
+                                 "use device='cpu' or 'auto'"), err
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_evaluate_recalibrates_and_verifies_the_subnet_on_the_device(tmp_path, monkeypatch):
+    """With the resolved device replaced by the meta device (tensors without data), the subnet is moved
+    there, the calibration batches follow it, and the verification gets the subnet on it."""
+    import torch
+
+    from facenas.adapters.insightface import evaluate as evaluate_mod
+    from facenas.engine import distributed
+    from facenas.plugins.ofa import calibrate
+
+    params = _evaluate_params(tmp_path, device="cuda")
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: torch.device("meta"))
+    seen: list[tuple[str, str]] = []
+    original = calibrate.recalibrate_bn
+
+    def stop_at_first_batch(_module, args):
+        seen.append(("calibration batch", args[0].device.type))
+        raise _Stop  # (BN's cumulative average reads a counter, which a meta tensor has not)
+
+    def spy_recalibrate(model, images, *args, **kwargs):
+        seen.append(("calibrated subnet", next(model.parameters()).device.type))
+        if run == "calibration":
+            model.register_forward_pre_hook(stop_at_first_batch)
+            return original(model, images, *args, **kwargs)
+        return model
+
+    def spy_verify(self, model):
+        seen.append(("verified subnet", next(model.parameters()).device.type))
+        raise _Stop
+
+    monkeypatch.setattr(calibrate, "recalibrate_bn", spy_recalibrate)
+    monkeypatch.setattr(evaluate_mod.VerificationEvaluator, "__call__", spy_verify)
+    for run in ("calibration", "verification"):
+        with pytest.raises(_Stop):
+            run_stage_locally("ofa.evaluate", params, str(tmp_path / run))
+    assert seen == [("calibrated subnet", "meta"), ("calibration batch", "meta"),
+                    ("calibrated subnet", "meta"), ("verified subnet", "meta")]
