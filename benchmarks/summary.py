@@ -384,8 +384,9 @@ def section_published(results: Path, link: str = "") -> str:
     return "\n\n".join([title, _table(["file", "network", "method", "role", "target runtime", "LFW acc ± std",
                                         "ORT ms", "TFLite ms", "MFLOPs", "params (M)", "embedding", "compare with",
                                         "budget", "sha256"], rows),
-                         "ONNX for `insightface.model_zoo.get_model` (112x112 aligned faces, RGB, (x - 127.5) / 127.5; "
-                         "a network trained at 64 px resizes inside the file); `facenas eval --model FILE --bin lfw.bin` "
+                         "ONNX for `insightface.model_zoo.get_model`: input (N, 3, 112, 112) RGB, (x - 127.5) / 127.5, "
+                         "which `ArcFaceONNX.get_feat` makes of BGR aligned faces (a network trained at 64 px resizes "
+                         "inside the file); `facenas eval --model FILE --bin lfw.bin` "
                          "reproduces each LFW figure. Latency: the backbone batch 1, 1 thread, as its `runtime.latency` "
                          f"step measured it. Searched networks published: {searched}"
                          + ("" if searched else " (none trained with the 20-epoch protocol yet)") + "."])
