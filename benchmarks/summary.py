@@ -348,7 +348,9 @@ def section_reference_front(results: Path, link: str = "") -> str:
     rows = []
     for t in _reference_steps(results):
         m, lat, params = t.get("metrics", {}), t["lat"], t.get("params") or {}
-        rows.append([t["step"], f"{params.get('network_kwargs')}", _acc(m.get("lfw_acc"), m.get("lfw_acc_std")),
+        recipe = Path(str(params.get("config") or "?")).stem  # e.g. celeba299_mbf_cpu
+        kwargs = params.get("network_kwargs")
+        rows.append([t["step"], f"{recipe} {json.dumps(kwargs)}" if kwargs else recipe, _acc(m.get("lfw_acc"), m.get("lfw_acc_std")),
                      m.get("lfw_tar_at_far_1e-3"), lat.get("latency_onnxruntime_ms"), lat.get("latency_tflite_ms"),
                      m.get("mflops"), m.get("params_m"), f"{_f(m.get('epochs'), 0)} epochs, seed {params.get('seed')}"])
     pending = r.get("pending_steps") or []
