@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -43,6 +43,47 @@ def plot_accuracy_latency(labels: Sequence[str], latency_ms: Sequence[float], ac
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_runtime_fronts(panels: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike, title: str,
+                        ylabel: str = "verification accuracy") -> Path:
+    """One panel per runtime, side by side: each group's networks and that group's Pareto front.
+
+    ``panels``: ``{runtime label: [{"label", "group", "latency_ms", "accuracy"}, ...]}`` (e.g. the
+    hand-designed references and the searched networks, each timed in that runtime).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4.5), squeeze=False)
+    groups = list(dict.fromkeys(p["group"] for pts in panels.values() for p in pts))
+    colours = {g: f"C{i}" for i, g in enumerate(groups)}
+    for ax, (runtime, pts) in zip(axes[0], panels.items()):
+        for g in groups:
+            mine = [p for p in pts if p["group"] == g]
+            if not mine:
+                continue
+            xy = [(float(p["latency_ms"]), float(p["accuracy"])) for p in mine]
+            ax.scatter([x for x, _ in xy], [y for _, y in xy], color=colours[g], label=g, zorder=3)
+            front = pareto_front(xy)
+            ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color=colours[g], lw=1, zorder=2)
+            for p, (x, y) in zip(mine, xy):
+                ax.annotate(str(p["label"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(f"latency (ms, {runtime}, batch 1, 1 thread)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(runtime)
+        ax.grid(alpha=0.3)
+        if pts:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.summary import render
 from facenas.utils.plot import pareto_front
 
@@ -97,3 +99,56 @@ def test_ofa_rows_come_from_the_pipeline_record(tmp_path):
     assert "| OFA + comparator, fine-tuned | ofa [onnxruntime] comparator under reference, fine-tuned | 0.8600 ± 0.0200" in md
     assert "| OFA + MLP predictor | ofa [onnxruntime] bound p35 | 0.7400 ± 0.0100" in md
     assert "Not run yet: search_tflite" in md and "ratio (x)" in md  # the comparator vs MLP search-time row
+
+
+def _reference_front(results, steps):
+    """A reference_front_cpu record: per step an engine.train trial and the runtime.latency trial timing it."""
+    trials = []
+    for step, (acc, ort, tfl) in steps.items():
+        trials.append({"step": step, "stage": "engine.train", "status": "SUCCEEDED", "params": {"seed": 1},
+                       "metrics": {"lfw_acc": acc, "lfw_acc_std": 0.01, "epochs": 20.0}})
+        trials.append({"step": f"{step}_latency", "stage": "runtime.latency", "status": "SUCCEEDED",
+                       "params": {"model": f"$RUN_DIR/{step}/000/train/last.pt"},
+                       "metrics": {"latency_ms": {"onnxruntime": ort, "tflite": tfl}, "latency_onnxruntime_ms": ort,
+                                   "latency_tflite_ms": tfl}})
+    _write(results, "reference_front_cpu", {"trials": trials, "pending_steps": ["later"]})
+
+
+def test_fronts_plot_and_published_section_come_from_the_records(tmp_path):
+    _reference_front(tmp_path, {"small": (0.80, 0.5, 0.6), "big": (0.85, 1.5, 1.2)})
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps({"models": [
+        {"file": "s.onnx", "network": "S", "method": "ofa", "role": "searched", "target_runtime": "tflite", "seed": 1,
+         "lfw_acc": 0.86, "lfw_acc_std": 0.01, "latency_ms": {"onnxruntime": 1.0, "tflite": 0.9}, "mflops": 9.0,
+         "params_m": 0.1, "compare_with": "big.onnx", "budget": "20 epochs", "sha256": "ab" * 32, "embedding_size": 128}]}))
+    out = render(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "summary_fronts.png").is_file() and out["summary_fronts_png"]
+    assert "| small | ? | 0.8000 ± 0.0100 | – | 0.5000 | 0.6000 |" in md and "Not run yet: later." in md
+    assert "[s.onnx](models/s.onnx) | S | ofa | searched | tflite | 0.8600 ± 0.0100 | 1.0000 | 0.9000 |" in md
+    assert "![LFW accuracy vs latency per runtime" in md and "Searched networks published: 1." in md
+
+
+def test_readme_blocks_are_regenerated_between_their_markers(tmp_path):
+    from benchmarks.summary import update_readme
+    from facenas.errors import ConfigError
+
+    _reference_front(tmp_path, {"small": (0.80, 0.5, 0.6)})
+    text = "# t\n\nhand-written\n\n<!-- summary:reference_front -->\nold table\n<!-- /summary:reference_front -->\n\nmore\n"
+    new = update_readme(text, tmp_path)
+    assert "old table" not in new and "| small |" in new and new.startswith("# t\n\nhand-written\n")
+    assert new.endswith("<!-- /summary:reference_front -->\n\nmore\n") and "benchmarks/results/summary_fronts.png" in new
+    assert update_readme(new, tmp_path) == new  # idempotent
+    with pytest.raises(ConfigError, match="unknown generated block <!-- summary:nope -->"):
+        update_readme("<!-- summary:nope -->\n<!-- /summary:nope -->\n", tmp_path)
+    with pytest.raises(ConfigError, match="needs one <!-- summary:lut --> line"):
+        update_readme("<!-- summary:lut -->\nno end\n", tmp_path)
+
+
+def test_readme_generated_blocks_match_the_recorded_results():
+    """README.md's generated blocks are what `python -m benchmarks.summary --readme` makes of benchmarks/results."""
+    from benchmarks.summary import README, RESULTS, update_readme
+
+    text = README.read_text(encoding="utf-8")
+    assert "<!-- summary:report -->" in text and "<!-- summary:published -->" in text
+    assert update_readme(text, RESULTS) == text, "README.md is stale: run `python -m benchmarks.summary --readme`"
