@@ -43,12 +43,7 @@ def plot_accuracy_latency(labels: Sequence[str], latency_ms: Sequence[float], ac
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_runtime_fronts(panels: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike, title: str,
@@ -84,6 +79,13 @@ def plot_runtime_fronts(panels: Mapping[str, Sequence[Mapping[str, Any]]], path:
         if pts:
             ax.legend(fontsize=8)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
