@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from facenas.errors import FacenasError
 from facenas.nas.report import Reporter
+from facenas.nas.results import ranked_result
 from facenas.nas.space import create_space
 from facenas.nas.stages import STAGES, auxiliary_stage
 from facenas.utils.io import write_json
@@ -100,7 +101,7 @@ def toy_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
         best = max(v[0] for v in scored.values())
         reporter.intermediate({"default": best, "explored": len(scored), "epoch": epoch})
     ranked = sorted(scored.values(), key=lambda v: v[0], reverse=True)[: int(params.get("top_k", 2))]
-    architectures = [{"sample": s, "arch": space.describe(s), "score": score} for score, s in ranked]
-    write_json(reporter.out_dir / "architectures.json", architectures)
-    return {"default": ranked[0][0], "best_score": ranked[0][0], "explored": float(len(scored)),
-            "architectures": architectures, "arch": architectures[0]["arch"]}
+    result = ranked_result({"default": ranked[0][0], "best_score": ranked[0][0], "explored": float(len(scored))},
+                           reporter.out_dir, [(space.describe(s), {"score": score}) for score, s in ranked])
+    write_json(reporter.out_dir / "architectures.json", result["architectures"])
+    return result

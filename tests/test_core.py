@@ -169,3 +169,19 @@ def test_toy_stage_reports_locally(tmp_path):
     assert json.loads((tmp_path / "final.json").read_text())["toy_score"] == 1.0
     with pytest.raises(FacenasError, match="injected"):
         run_stage_locally("toy.evaluate", {"sample": space.largest(), "fail_if": {"stem/width": 16}}, str(tmp_path))
+
+
+def test_ranked_result_saves_each_architecture_and_points_at_the_best(tmp_path):
+    """Every method's search result has one shape: ``arch`` a description, ``arch_path`` its file."""
+    import json
+
+    from facenas.nas.results import ranked_result
+
+    descs = [{"format": "facenas.arch/1", "space": "toy", "space_config": {}, "sample": {"w": w}} for w in (3, 1)]
+    out = ranked_result({"default": 1.0}, tmp_path, [(d, {"score": s}) for d, s in zip(descs, (0.9, 0.5))])
+    assert out["arch"] == descs[0] and out["arch_path"] == str(tmp_path / "arch.json")
+    assert json.loads((tmp_path / "arch.json").read_text()) == descs[0]
+    assert [e["arch_path"] for e in out["architectures"]] == [str(tmp_path / "top1_arch.json"),
+                                                                str(tmp_path / "top2_arch.json")]
+    assert [e["score"] for e in out["architectures"]] == [0.9, 0.5]
+    assert json.loads((tmp_path / "top2_arch.json").read_text())["sample"] == {"w": 1}

@@ -47,4 +47,17 @@ def with_architectures(metrics: Mapping[str, Any], entries: list[dict[str, Any]]
     return out
 
 
-__all__ = ["ARCH", "CHECKPOINT", "CONFIG", "FINAL", "METRICS", "arch_entry", "with_architectures"]
+def ranked_result(metrics: Mapping[str, Any], folder: str | os.PathLike,
+                  ranked: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+    """A search's result from its ranked ``(description, extra)`` pairs, best first: each saved as
+    ``top<i>_arch.json`` in ``folder`` (an entry of ``architectures``), the best also as
+    :data:`ARCH`, which is the result's ``arch_path``."""
+    entries = [arch_entry(desc, Path(folder) / f"top{i}_arch.json", **dict(extra))
+               for i, (desc, extra) in enumerate(ranked, 1)]
+    out = with_architectures(metrics, entries)
+    if entries:
+        out["arch_path"] = arch_entry(entries[0]["arch"], Path(folder) / ARCH)["arch_path"]
+    return out
+
+
+__all__ = ["ARCH", "CHECKPOINT", "CONFIG", "FINAL", "METRICS", "arch_entry", "ranked_result", "with_architectures"]

@@ -48,7 +48,7 @@ from facenas.engine.distributed import check_device, resolve_device
 from facenas.engine.loop import Diverged, Loop, LoopConfig, LoopState, LoopTask
 from facenas.errors import ConfigError, FacenasError
 from facenas.nas.report import Reporter
-from facenas.nas.results import ARCH, CHECKPOINT, CONFIG, arch_entry, with_architectures
+from facenas.nas.results import ARCH, CHECKPOINT, CONFIG, ranked_result
 from facenas.nas.space import create_space
 from facenas.utils.io import write_json
 from facenas.utils.paths import shared_data_dir
@@ -519,18 +519,15 @@ class EnasSearch(LoopTask):
             r["rank"] = i
         write_json(self.out / "candidates.json", ranked)
         write_json(self.out / "arcs_history.json", self.history)
-        top = [arch_entry(self.space.describe(r["sample"]), self.out / f"top{i}_arch.json",
-                          **{k: v for k, v in r.items() if k != "sample"})
-               for i, r in enumerate(ranked[:cfg.top_k], 1)]
         best = ranked[0]
         metrics = {"default": best["val_acc"], "val_acc": best["val_acc"], "latency_ms": best["latency_ms"],
                    "mflops": best["mflops"], "params_m": best["params_m"], "epochs": state.epoch,
                    "reward": self.epoch_log[-1]["reward"] if self.epoch_log else None,
                    "search_seconds": round(state.train_seconds + self.controller_seconds, 1),
                    "out_dir": str(self.out)}
-        final = with_architectures(metrics, top)
-        final["arch_path"] = arch_entry(top[0]["arch"], self.out / ARCH)["arch_path"]  # the best, as every method
-        return final
+        return ranked_result(metrics, self.out, [(self.space.describe(r["sample"]),
+                                                  {k: v for k, v in r.items() if k != "sample"})
+                                                 for r in ranked[:cfg.top_k]])
 
 
 #: the settings a resumed search may change (any other must match the checkpoint's)

@@ -317,10 +317,11 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
         raise ConfigError(f"ofa.search: cost must be 'mflops' or {{'lut': path}}, got {cost_spec!r}")
     evo = EvolutionConfig.from_dict(dict(params.get("evolution") or {}), source="ofa.search evolution")
     res = evolution_search(space, make_ranker(kind, space, predictor), cost, float(params["bound"]), evo, ranker_name=kind)
-    architectures = [{"sample": t["sample"], "arch": space.describe(t["sample"]), "cost": t["cost"], "score": t["score"]}
-                     for t in res.top]
+    from facenas.nas.results import ranked_result
+
     reporter.intermediate({"default": float(len(samples)), "candidates": float(len(samples))})
-    return {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": float(params["bound"]),
-            "search_seconds": float(res.seconds), "fit_seconds": float(fit_s), "comparator_calls": float(res.comparator_calls),
-            "candidates": float(len(samples)), "architectures": architectures, "arch": architectures[0]["arch"],
-            "ranker": kind}
+    metrics = {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": float(params["bound"]),
+               "search_seconds": float(res.seconds), "fit_seconds": float(fit_s),
+               "comparator_calls": float(res.comparator_calls), "candidates": float(len(samples)), "ranker": kind}
+    return ranked_result(metrics, reporter.out_dir, [(space.describe(t["sample"]), {"cost": t["cost"], "score": t["score"]})
+                                                     for t in res.top])
