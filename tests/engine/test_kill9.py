@@ -31,7 +31,9 @@ def train_case(output: str, case: str, on_step=None, **changes):
                  on_step=on_step)
 
 
-@pytest.mark.parametrize("case", sorted(KILLS))
+# the loader-worker / accumulation case is slow-marked (fast suite budget); the plain case stays in it
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "adamw_acc2_workers2" else c
+                                  for c in sorted(KILLS)])
 def test_kill9_mid_epoch_then_resume_is_bit_for_bit(tmp_path, case):
     killed_at, resumes_at, batch = KILLS[case]
     if platform() == RECORDED:
