@@ -836,6 +836,10 @@ def _resume_local(sched: PipelineScheduler, state_path: Path) -> None:
     if state.get("name") != sched.config.name:
         raise ConfigError(f"{state_path} belongs to pipeline '{state.get('name')}', not '{sched.config.name}'; "
                            "give another --output folder")
+    saved_seed = (state.get("config") or {}).get("seed")
+    if saved_seed is not None and saved_seed != sched.config.seed:
+        raise ConfigError(f"{state_path} holds a run with seed {saved_seed}, not {sched.config.seed}; "
+                          "give another --output folder for another seed")
     sched.load_state_dict(state)
     interrupted = sorted(sched._interrupted)
     for pid in reversed(interrupted):

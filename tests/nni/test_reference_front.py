@@ -36,7 +36,7 @@ def tiny_front(only: list[str] | None = None) -> PipelineConfig:
     return PipelineConfig.from_dict(cfg, source="tiny reference front")
 
 
-def test_reference_front_file_trains_the_five_networks_then_times_each_in_both_runtimes():
+def test_reference_front_file_trains_the_five_networks_then_times_each_in_both_runtimes(monkeypatch):
     cfg = pipeline_config_of(load_yaml(FRONT)["tuner"])
     steps = cfg.step_configs()
     trains = [s for s in steps if s.stage == "engine.train"]
@@ -48,6 +48,8 @@ def test_reference_front_file_trains_the_five_networks_then_times_each_in_both_r
         assert latency.stage == "runtime.latency"
         assert latency.params["model"] == f"${{{step.name}.result.output}}/last.pt"
     assert cfg.seed == 2048  # the recorded baseline's seed
+    monkeypatch.setenv("FACENAS_VAR_SEED", "1")  # another seed, as the file's header says
+    assert pipeline_config_of(load_yaml(FRONT)["tuner"]).seed == 1
     relu = next(s for s in trains if s.name == "mbf_x05_relu")
     assert relu.params["network_kwargs"] == {"width_mult": 0.5, "act": "relu"}
 
@@ -110,4 +112,15 @@ def test_run_local_refuses_another_pipelines_state(tmp_path):
     run_pipeline_locally(pipeline_config_of(load_yaml(TOY_TEST)["tuner"]), tmp_path)
     other = pipeline_config_of(load_yaml(TOY_TEST)["tuner"]).to_dict() | {"name": "another"}
     with pytest.raises(FacenasError, match="belongs to pipeline 'toy_test'"):
+        run_pipeline_locally(PipelineConfig.from_dict(other), tmp_path)
+
+
+def test_run_local_refuses_another_seeds_state(tmp_path):
+    """Another seed into a used folder would silently report the first seed's networks: refused."""
+    from facenas.errors import FacenasError
+
+    base = pipeline_config_of(load_yaml(TOY_TEST)["tuner"])
+    run_pipeline_locally(base, tmp_path)
+    other = base.to_dict() | {"seed": int(base.seed) + 1}
+    with pytest.raises(FacenasError, match=rf"seed {base.seed}, not {int(base.seed) + 1}"):
         run_pipeline_locally(PipelineConfig.from_dict(other), tmp_path)
