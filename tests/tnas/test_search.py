@@ -31,6 +31,7 @@ def _config(data, out, **kw) -> TnasSearchConfig:
     return TnasSearchConfig(**base)
 
 
+@pytest.mark.slow  # a 14-epoch search (10-20 s here); the golden and kill -9 tests keep the loop in the fast suite
 def test_search_reaches_the_flops_target(synthetic_data, tmp_path):
     """The essential end-to-end check: the target (uniform width ratio 0.4) is half the FLOPs the
     initial, uniform distribution expects, so the cost loss has to do the work."""
