@@ -65,14 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
     from facenas.plugins.engine.config import load_train_config
     from facenas.utils.io import emit_json
 
-    overrides = _parse_set(args.set)
-    if args.resume:
-        overrides["resume"] = True
-    if args.overwrite:
-        overrides["overwrite"] = True
-    if args.output:
-        overrides["output"] = args.output
-    cfg = load_train_config(args.config, overrides)
+    cfg = load_train_config(args.config, recipe_overrides(args))
     passive_openmp_on_cpu(cfg.device)
     from facenas.plugins.engine.trainer import train
 
@@ -86,11 +79,29 @@ def run_train(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a backbone from a recipe config (torchrun for DDP)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="recipe: a Python module assigning `config` (TrainConfig or dict)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt bit for bit")
+    add_recipe_arguments(p, "TrainConfig", resume="continue from OUTPUT/checkpoint.pt bit for bit",
+                         output="output folder (default: the recipe's, or work_dirs/<recipe>)")
+    p.set_defaults(handler=run_train)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, config_class: str, resume: str, output: str) -> None:
+    """The arguments of a command that trains from a recipe: CONFIG, --resume, --overwrite, --output, --set, --json."""
+    p.add_argument("config", help=f"recipe: a Python module assigning `config` ({config_class} or dict)")
+    p.add_argument("--resume", action="store_true", help=resume)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the output folder (a fresh run refuses to by default)")
-    p.add_argument("--output", help="output folder (default: the recipe's, or work_dirs/<recipe>)")
+    p.add_argument("--output", help=output)
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
-    p.set_defaults(handler=run_train)
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields :func:`add_recipe_arguments`' options set (``--set``, resume, overwrite, output)."""
+    overrides = _parse_set(args.set)
+    if args.resume:
+        overrides["resume"] = True
+    if args.overwrite:
+        overrides["overwrite"] = True
+    if args.output:
+        overrides["output"] = args.output
+    return overrides

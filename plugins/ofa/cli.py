@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from facenas.plugins.engine.cli import _parse_set, passive_openmp_on_cpu
+from facenas.plugins.engine.cli import add_recipe_arguments, passive_openmp_on_cpu, recipe_overrides
 
 
 def run_train_cmd(args: argparse.Namespace) -> int:
@@ -25,13 +25,7 @@ def run_train_cmd(args: argparse.Namespace) -> int:
     from facenas.utils.io import emit_json
 
     cfg = load_config_module(args.config, SupernetTrainConfig)
-    overrides = _parse_set(args.set)
-    if args.resume:
-        overrides["resume"] = True
-    if args.overwrite:
-        overrides["overwrite"] = True
-    if args.output:
-        overrides["output"] = args.output
+    overrides = recipe_overrides(args)
     if overrides:
         cfg = SupernetTrainConfig.from_dict({**cfg.to_dict(), **overrides}, source=f"{args.config} (overrides)")
     passive_openmp_on_cpu(cfg.device)
@@ -50,12 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="ofa_command", metavar="ACTION")
     q = sub.add_parser("train", help="train a supernet by progressive shrinking", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    q.add_argument("config", help="recipe: a Python module assigning `config` (SupernetTrainConfig or dict)")
-    q.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint(s)")
-    q.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in the output folder (a fresh run refuses to by default)")
-    q.add_argument("--output", help="output folder (default: the recipe's)")
-    q.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
-    q.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+    add_recipe_arguments(q, "SupernetTrainConfig", resume="continue from OUTPUT's checkpoint(s)",
+                         output="output folder (default: the recipe's)")
     q.set_defaults(handler=run_train_cmd)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
