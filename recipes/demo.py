@@ -101,7 +101,7 @@ def experiment_config(rec: str, vals: list[str], scale: str, threads: int) -> di
                     "batch_size": s["batch_size"], "lr": 0.1, "num_workers": 0, "device": "auto", "threads": threads,
                     "verbose": 100000, "frequent": 20, "val_targets": vals[:1], "test_targets": vals,
                     "val_every_epoch": 1}
-    teacher = f"${{teacher.result.output}}/best.pt"
+    teacher = "${teacher.result.output}/best.pt"
     steps = [
         {"name": "teacher", "role": "reference", "stage": "engine.train", "params": {"config": {
             **train_common, "network": s["space"]["base"], "network_kwargs": {"width_mult": s["space"]["width_mult"]},

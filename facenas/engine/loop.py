@@ -45,6 +45,7 @@ from .checkpoint import (TRAIN_FORMAT, agreed_checkpoint, capture_rng, checkpoin
 
 log = logging.getLogger(__name__)
 
+
 class TrainingDivergedError(FacenasError):
     """The loss (or gradient norm) became NaN / inf; the run stopped before updating the weights."""
 
@@ -335,20 +336,26 @@ class Loop:
     def _epoch_iterator(self, resume_rng: dict[str, Any] | None) -> Iterator:
         st, gen = self.state, self.task.data_generator
         if resume_rng is not None and st.epoch_rng is not None and st.step_in_epoch > 0:
+            # re-create the interrupted epoch's iterator from the RNG states it was made with
             torch.set_rng_state(st.epoch_rng["torch"])
-            if gen is not None and st.epoch_rng.get("loader") is not None:
-                gen.set_state(st.epoch_rng["loader"])
+            self._set_loader_state(st.epoch_rng.get("loader"))
             iterator = self.task.epoch_data(st, st.step_in_epoch)
-            restore_rng(resume_rng)
-            if gen is not None and resume_rng.get("loader") is not None:
-                gen.set_state(resume_rng["loader"])
+            self._restore_rng(resume_rng)
             return iterator
         if resume_rng is not None:  # a checkpoint at an epoch boundary
-            restore_rng(resume_rng)
-            if gen is not None and resume_rng.get("loader") is not None:
-                gen.set_state(resume_rng["loader"])
+            self._restore_rng(resume_rng)
         st.epoch_rng = {"torch": torch.get_rng_state(), "loader": gen.get_state() if gen is not None else None}
         return self.task.epoch_data(st, 0)
+
+    def _restore_rng(self, rng: dict[str, Any]) -> None:
+        """Every RNG as the checkpoint holds it: torch, numpy, Python (:func:`restore_rng`) and the loader's."""
+        restore_rng(rng)
+        self._set_loader_state(rng.get("loader"))
+
+    def _set_loader_state(self, state: torch.Tensor | None) -> None:
+        gen = self.task.data_generator
+        if gen is not None and state is not None:
+            gen.set_state(state)
 
     def _diverged(self, exc: Diverged) -> TrainingDivergedError:
         st = self.state

@@ -7,6 +7,9 @@ in later stages' parameters. Stage names are ``<method>.<what>`` (``ofa.train_su
 """
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from facenas.methods import method_modules
@@ -64,6 +67,21 @@ def run_stage(name: str, params: Mapping[str, Any], reporter: Reporter) -> dict[
 def run_stage_locally(name: str, params: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     """Run a stage without NNI, reporting to ``out_dir`` (metrics.jsonl, final.json)."""
     return run_stage(name, params, LocalReporter(out_dir))
+
+
+def continue_requeued_trial(config: Any, params: Mapping[str, Any], folder: str | os.PathLike) -> None:
+    """Set ``config.resume`` when ``folder`` already holds a training checkpoint.
+
+    NNI re-queues running trials when an experiment resumes; a trial that runs again in its folder
+    continues its training, where a fresh run would be refused. An explicit ``resume`` (a top-level
+    parameter, or true in a ``config`` dict -- a full config dict always holds ``resume=False``) or
+    ``overwrite`` is left as it is.
+    """
+    base = params.get("config")
+    explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
+    if not explicit and not config.overwrite and any(Path(folder).glob("checkpoint*.pt")):
+        logging.getLogger(__name__).info("%s holds a training checkpoint: continuing it (resume=True)", folder)
+        config.resume = True
 
 
 def config_fields_from_params(params: Mapping[str, Any], config_cls: type) -> dict[str, Any]:

@@ -44,19 +44,14 @@ def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]
     resumes) continues its search from ``checkpoint.pt`` unless the parameters set ``resume`` or
     ``overwrite``.
     """
-    import logging
-
     from facenas.nas.results import CHECKPOINT
+    from facenas.nas.stages import continue_requeued_trial
 
     from .search import run_search
 
     cfg = search_config_from_params(params)
     out = reporter.out_dir / "search"
-    base = params.get("config")
-    explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
-    if not explicit and not cfg.overwrite and (out / CHECKPOINT).is_file():
-        logging.getLogger(__name__).info("%s holds a search checkpoint: continuing it (resume=True)", out)
-        cfg.resume = True
+    continue_requeued_trial(cfg, params, out)
     final = run_search(cfg, out, reporter=reporter)
     return {**final, "checkpoint": str(out / CHECKPOINT)}
 

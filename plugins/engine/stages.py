@@ -15,16 +15,12 @@ Example::
 from __future__ import annotations
 
 import json
-import logging
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
-from facenas.nas.stages import STAGES, checks_params
-
-log = logging.getLogger(__name__)
+from facenas.nas.stages import STAGES, checks_params, continue_requeued_trial
 
 
 def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | None = None):
@@ -55,13 +51,8 @@ def config_from_params(params: Mapping[str, Any], out_dir: str | os.PathLike | N
     cfg = TrainConfig.from_dict(data, source="engine.train parameters")
     if not cfg.output and out_dir is not None:
         cfg.output = os.path.join(os.fspath(out_dir), "train")
-    # a full config dict (TrainConfig.to_dict) always holds resume=False: only a top-level key says so
-    explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
-    if not explicit and not cfg.overwrite and cfg.output and any(Path(cfg.output).glob("checkpoint*.pt")):
-        # a trial that runs again in its folder (NNI re-queues running trials on resume) continues
-        # its training, where a fresh run would be refused
-        log.info("%s holds a training checkpoint: continuing it (resume=True)", cfg.output)
-        cfg.resume = True
+    if cfg.output:
+        continue_requeued_trial(cfg, params, cfg.output)
     return cfg
 
 

@@ -259,13 +259,14 @@ class FaceTraining(LoopTask):
         # every rank takes part in verification's barriers, so the decision must not depend on the rank
         self.has_val = evaluator is not None or bool(cfg.val_targets)
         bins = resolve_val_targets(cfg.val_targets, cfg.rec) if dist_info.is_main else {}
+        def evaluator_for(sets: Mapping[str, str]) -> Callable[[nn.Module], Mapping[str, float]] | None:
+            uses_bridge = bridge is not None and bridge.uses("verification")
+            return bridge.evaluator(sets, cfg) if uses_bridge else _make_evaluator(sets, cfg)
+
         if evaluator is None and dist_info.is_main:
-            evaluator = _make_evaluator(bins, cfg) if bridge is None or not bridge.uses("verification") \
-                else bridge.evaluator(bins, cfg)
+            evaluator = evaluator_for(bins)
         if test_evaluator is None and dist_info.is_main and cfg.test_targets:
-            test_bins = resolve_val_targets(cfg.test_targets, cfg.rec)
-            test_evaluator = _make_evaluator(test_bins, cfg) if bridge is None or not bridge.uses("verification") \
-                else bridge.evaluator(test_bins, cfg)
+            test_evaluator = evaluator_for(resolve_val_targets(cfg.test_targets, cfg.rec))
         self.evaluator, self.test_evaluator = evaluator, test_evaluator
 
     def _begin(self, state: LoopState) -> None:

@@ -55,9 +55,7 @@ def _check_train_supernet(params: dict[str, Any], scratch: str) -> Any:
 @checks_params(_check_train_supernet)
 def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Train a face supernet by progressive shrinking; returns its ``checkpoint`` (``supernet.pt``)."""
-    from facenas.nas.stages import config_fields_from_params
-
-    from pathlib import Path
+    from facenas.nas.stages import config_fields_from_params, continue_requeued_trial
 
     from .train import SupernetTrainConfig, save_supernet, train_supernet
 
@@ -67,8 +65,7 @@ def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[st
     data = config_fields_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, SupernetTrainConfig)
     data.setdefault("output", os.path.join(os.fspath(reporter.out_dir), "supernet"))
     cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
-    if "resume" not in params and not cfg.overwrite and any(Path(cfg.output).glob("checkpoint*.pt")):
-        cfg.resume = True  # a trial run again in its folder (NNI re-queues running trials) continues its training
+    continue_requeued_trial(cfg, params, cfg.output)
     if nproc is not None:  # DDP in nproc processes (one per GPU), launched from this trial
         done = run_torchrun(["ofa", "train"], cfg.to_dict(), cfg.output, nproc, reporter)
         final = {k: v for k, v in done.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

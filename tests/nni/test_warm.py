@@ -50,7 +50,6 @@ def _trial(tmp_path, exp_id, name, params, platform="local", extra_env=None):
            "NNI_TRIAL_COMMAND_CHANNEL": CHANNEL, "PYTHONPATH": str(REPO),
            "FACENAS_TEST_PARAMETERS": str(nni_dir / "parameters.json"), "FACENAS_TEST_METRICS": str(nni_dir / "metrics.jsonl"),
            **(extra_env or {})}
-    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "facenas.adapters.nni.trial"], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     metrics = [json.loads(line) for line in (nni_dir / "metrics.jsonl").read_text().splitlines()] \
