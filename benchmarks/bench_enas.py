@@ -58,11 +58,10 @@ def step_lut(art: Path) -> None:
 
 
 def _predictor(art: Path):
-    from facenas.adapters.runtime.lut import LatencyTable
+    from facenas.adapters.runtime.latency_model import LatencyModel
 
-    table = LatencyTable.load(_lut_path(art))
     space = _space()
-    return space, (lambda sample: float(table.predict(sample, space)))
+    return space, LatencyModel.load(_lut_path(art), space).predict  # the one model every method uses
 
 
 def _random_latencies(art: Path, n: int = 500, seed: int = 123) -> tuple[list[dict], np.ndarray]:
