@@ -236,6 +236,22 @@ def check_references(steps: list[StepConfig], source: str) -> None:
                                       "which does not run before it; a step can only use earlier steps' results")
 
 
+#: the step fields that decide a step's results: a resumed run re-runs a step when one of them changed
+#: (``role``, ``retries`` and ``batch`` only change how it is reported and scheduled)
+RESULT_FIELDS = ("stage", "params", "trials", "foreach", "sample", "space", "space_config")
+
+
+def _result_fields(step: Mapping[str, Any]) -> dict[str, str]:
+    """A step's :data:`RESULT_FIELDS`, defaults filled in, as canonical JSON text for comparison."""
+    data = StepConfig.from_dict(dict(step), source="saved step").to_dict()
+    return {f: json.dumps(data.get(f), sort_keys=True) for f in RESULT_FIELDS}
+
+
+def _step_name(ref: str) -> str:
+    m = _ROOT.match(ref.strip().split(".")[0])
+    return m.group("name") if m else ""
+
+
 def search_pipeline(
     space: str,
     stage: str,
@@ -549,8 +565,8 @@ class PipelineScheduler:
                     st["status"], st["note"] = "done", f"{ok}/{total} succeeded"
                     log.info("pipeline %s: step '%s' done: %s", self.config.name, step.name, st["note"])
             self.current += 1
-            if self.current < len(self.steps):
-                self._start(self.current)
+            if self.current < len(self.steps) and self.step_state[self.steps[self.current].name]["status"] == "waiting":
+                self._start(self.current)  # (a step kept done by a resume is not started again)
 
     def _out_dir(self, step: StepConfig, index: int, attempt: int) -> str:
         name = f"{index:03d}" + (f"-retry{attempt}" if attempt else "")
@@ -746,24 +762,95 @@ class PipelineScheduler:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a saved run; the configured steps may differ from the saved ones (a revised experiment file).
+
+        A step keeps its saved state and trials when its name, stage and what decides its results
+        (:data:`RESULT_FIELDS`) are unchanged and every step it refers to is kept too; a changed step
+        (or one that uses a changed step's results) runs again from scratch, its earlier trials'
+        folders moved to ``replaced/`` (out of the run's records), with a log line saying so. New
+        steps wait their turn; removed steps' trials are moved out the same way. The run goes on
+        at the first configured step that is not done.
+        """
         if state.get("format") != "facenas.pipeline_state/1":
             raise FacenasError(f"not a facenas pipeline state (format {state.get('format')!r})")
         names = [s["name"] for s in state["steps"]]
-        if names != [s.name for s in self.steps]:
-            raise FacenasError(f"saved pipeline has steps {names}, the configured one {[s.name for s in self.steps]}")
+        if not set(names) & {s.name for s in self.steps}:
+            raise FacenasError(f"saved pipeline has steps {names}, the configured one {[s.name for s in self.steps]}: "
+                               "no step in common")
+        saved_steps = {s["name"]: s for s in state["steps"]}
+        saved_configs = {s.get("name"): s for s in (state.get("config") or {}).get("steps", []) if isinstance(s, Mapping)}
+        units = [Unit(**u) for u in state["units"]]
         self.next_param_id = int(state["next_param_id"])
-        self.current = int(state["current"])
-        for saved in state["steps"]:
-            st = {k: v for k, v in saved.items() if k not in ("name", "stage")}
-            st["queue"] = [tuple(q) for q in st.get("queue", [])]
-            self.step_state[saved["name"]] = st
-        self.units = {int(u["param_id"]): Unit(**u) for u in state["units"]}
+        kept = self._reconcile(saved_steps, saved_configs, units)
+        self.units = {u.param_id: u for u in units if u.step in kept}
+        unfinished = [k for k, s in enumerate(self.steps) if self.step_state[s.name]["status"] != "done"]
+        first = unfinished[0] if unfinished else len(self.steps)
+        for k in unfinished[1:]:  # a kept running step behind a new one is started again when its turn comes
+            if self.step_state[self.steps[k].name]["status"] == "running":
+                self.step_state[self.steps[k].name]["status"] = "waiting"
+        running = first < len(self.steps) and self.step_state[self.steps[first].name]["status"] == "running"
+        self.current = first if running or first >= len(self.steps) else first - 1  # _advance starts a waiting one
         self.strategies = {}
-        if 0 <= self.current < len(self.steps):
+        if running:
             step = self.steps[self.current]
-            if step.sample is not None and self.step_state[step.name]["status"] == "running":
+            if step.sample is not None:
                 self._start_strategy_only(step)
         self._interrupted = {u.param_id for u in self.units.values() if u.status == ISSUED}
+
+    def _reconcile(self, saved_steps: Mapping[str, Mapping[str, Any]], saved_configs: Mapping[str, Mapping[str, Any]],
+                   units: list[Unit]) -> set[str]:
+        """Install the saved state of each configured step that is unchanged; the names of the kept steps."""
+        kept: set[str] = set()
+        rerun: set[str] = set()
+        for step in self.steps:
+            saved = saved_steps.get(step.name)
+            if saved is None or saved.get("status") == "waiting":
+                continue  # new, or not started: it runs when its turn comes
+            mine = [u for u in units if u.step == step.name]
+            reason = None
+            old = saved_configs.get(step.name)
+            if old is not None and _result_fields(old) != _result_fields(step.to_dict()):
+                changed = [f for f in RESULT_FIELDS if _result_fields(old)[f] != _result_fields(step.to_dict())[f]]
+                reason = f"its {', '.join(changed)} changed since the saved run"
+            elif saved.get("stage", step.stage) != step.stage:
+                reason = "its stage changed since the saved run"
+            elif {_step_name(r) for r in references([step.params, step.foreach])} & rerun:
+                uses = sorted({_step_name(r) for r in references([step.params, step.foreach])} & rerun)
+                reason = f"it uses the results of re-run step(s) {uses}"
+            elif saved.get("status") == "skipped":
+                reason = "it was skipped in the saved run"
+            if reason is not None:
+                rerun.add(step.name)
+                if mine:
+                    moved = self._move_aside(step.name)
+                    log.info("pipeline %s: step '%s' runs again: %s (%d earlier trial(s)%s)", self.config.name,
+                             step.name, reason, len(mine), f", moved to {moved}" if moved else "")
+                continue
+            st = {k: v for k, v in saved.items() if k not in ("name", "stage")}
+            st["queue"] = [tuple(q) for q in st.get("queue", [])]
+            self.step_state[step.name] = st
+            kept.add(step.name)
+            done = sum(1 for u in mine if u.status == SUCCEEDED)
+            log.info("pipeline %s: step '%s' unchanged: kept (%s, %d finished trial(s))", self.config.name, step.name,
+                     st.get("status"), done)
+        for name in sorted({u.step for u in units} - {s.name for s in self.steps}):
+            moved = self._move_aside(name)
+            log.info("pipeline %s: step '%s' is no longer in the pipeline: its trials are left out of the run%s",
+                     self.config.name, name, f" (moved to {moved})" if moved else "")
+        return kept
+
+    def _move_aside(self, step: str) -> str | None:
+        """Move a step's trial folders to ``replaced/<step>.<n>`` (not a record of this run any more)."""
+        src = self.output_dir / step
+        if not src.is_dir():
+            return None
+        n = 1
+        while (self.output_dir / "replaced" / f"{step}.{n}").exists():
+            n += 1
+        dst = self.output_dir / "replaced" / f"{step}.{n}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(dst)
+        return str(dst)
 
     def _start_strategy_only(self, step: StepConfig) -> None:
         from facenas.nas.space import create_space
@@ -802,7 +889,9 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     ``nni.report_*`` calls only log), leave the same files, and the summary is written at the end.
     Resumable: when ``output_dir`` holds the ``advisor_state.json`` of an earlier run of the same
     pipeline, finished trials are kept and the one that was running is run again in its own folder
-    (``engine.train`` continues from the checkpoint it left there).
+    (``engine.train`` continues from the checkpoint it left there). The experiment file may have been
+    revised meanwhile: unchanged steps keep their trials, changed ones run again
+    (:meth:`PipelineScheduler.load_state_dict`).
     """
     from facenas.adapters.nni.results import write_summary
     from facenas.adapters.nni.trial import run_trial

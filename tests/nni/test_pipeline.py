@@ -154,6 +154,71 @@ def test_state_round_trip_and_resume_reissues_interrupted_trials(tmp_path):
                           ).load_state_dict(state)
 
 
+def test_resume_with_a_revised_pipeline_keeps_unchanged_steps_and_reruns_changed_ones(tmp_path, caplog):
+    """A revised experiment file resumes an interrupted run: unchanged steps keep their trials (not re-run),
+    a step whose params changed runs again, and so does a step that uses its results; new steps run."""
+    old = PipelineConfig.from_dict({"steps": [
+        {"name": "a", "stage": "toy.evaluate", "params": {"x": 1}},
+        {"name": "b", "stage": "toy.evaluate", "params": {"x": 2}},
+        {"name": "c", "stage": "toy.evaluate", "params": {"ckpt": "${b.result.checkpoint}"}},
+        {"name": "d", "stage": "toy.evaluate", "params": {"ckpt": "${a.result.checkpoint}"}},
+        {"name": "e", "stage": "toy.evaluate", "trials": 2, "params": {"ckpt": "${a.result.checkpoint}"}},
+        {"name": "gone", "stage": "toy.evaluate"},
+    ]})
+    sched = PipelineScheduler(old, tmp_path)
+    for _ in range(4):  # a, b, c, d done
+        _finish(sched, *_drain(sched)[0])
+    (pe0, se0), (pe1, se1) = _drain(sched)
+    _finish(sched, pe0, se0)  # e: trial 0 done, trial 1 interrupted by the stop
+    state = json.loads(json.dumps(sched.state_dict()))
+    new = PipelineConfig.from_dict({"steps": [
+        {"name": "a", "stage": "toy.evaluate", "params": {"x": 1}, "role": "reference", "retries": 2},  # reporting only
+        {"name": "new", "stage": "toy.evaluate"},
+        {"name": "b", "stage": "toy.evaluate", "params": {"x": 3}},  # changed
+        {"name": "c", "stage": "toy.evaluate", "params": {"ckpt": "${b.result.checkpoint}"}},  # uses b
+        {"name": "d", "stage": "toy.evaluate", "params": {"ckpt": "${a.result.checkpoint}"}},
+        {"name": "e", "stage": "toy.evaluate", "trials": 2, "params": {"ckpt": "${a.result.checkpoint}"}},
+    ]})
+    again = PipelineScheduler(new, tmp_path)
+    with caplog.at_level("INFO", logger="facenas.adapters.nni.pipeline"):
+        again.load_state_dict(state)
+    log_text = caplog.text
+    assert "step 'b' runs again: its params changed since the saved run" in log_text
+    assert "step 'c' runs again: it uses the results of re-run step(s) ['b']" in log_text
+    assert "step 'a' unchanged: kept (done, 1 finished trial(s))" in log_text
+    assert "step 'gone'" not in log_text  # never ran: nothing to say
+    assert {u.step for u in again.units.values()} == {"a", "d", "e"}
+    assert (tmp_path / "replaced" / "b.1" / "000" / "result.json").is_file() and not (tmp_path / "b").exists()
+    assert (tmp_path / "a" / "000" / "result.json").is_file()
+    assert again.reissue_interrupted() == [pe1]  # e's interrupted trial, as before a revision
+    ran = []
+    while not again.finished:
+        batch = _drain(again)
+        assert batch, "stuck"
+        for pid, spec in batch:
+            ran.append((spec.step, spec.index, spec.attempt))
+            _finish(again, pid, spec)
+    assert ran == [("new", 0, 0), ("b", 0, 0), ("c", 0, 0), ("e", 1, 1)]  # a, d and e's trial 0 are not run again
+    assert again.status() == "finished"
+    assert [(r["step"], r["index"]) for r in again.records("e")] == [("e", 0), ("e", 1)]
+
+
+def test_resume_takes_the_running_step_of_the_saved_run_as_it_was(tmp_path):
+    """The running step (e.g. a supernet training) stays running under an unchanged config: its trial is
+    issued again in the same folder (where its checkpoint is), not re-numbered."""
+    steps = [{"name": "a", "stage": "toy.evaluate"}, {"name": "b", "stage": "toy.evaluate", "params": {"k": 1}},
+             {"name": "c", "stage": "toy.evaluate"}]
+    sched = PipelineScheduler(PipelineConfig.from_dict({"steps": steps}), tmp_path)
+    _finish(sched, *_drain(sched)[0])
+    state = json.loads(json.dumps(sched.state_dict()))  # as run-local saves it: a done, b running, no trial yet
+    steps[2] = {"name": "c2", "stage": "toy.search"}
+    again = PipelineScheduler(PipelineConfig.from_dict({"steps": steps}), tmp_path)
+    again.load_state_dict(state)
+    (pid, spec), = _drain(again)
+    assert (spec.step, spec.index, spec.attempt, spec.out_dir) == ("b", 0, 0, str(tmp_path / "b" / "000"))
+    assert pid == state["next_param_id"]
+
+
 def test_trial_swapped_by_nni_is_found_by_its_own_record(tmp_path):
     cfg = PipelineConfig.from_dict({"steps": [{"name": "a", "stage": "toy.evaluate", "trials": 2}]})
     sched = PipelineScheduler(cfg, tmp_path)
