@@ -14,8 +14,10 @@ seed ``bound_seed``; a search step can take its bound from them). Final: ``table
 :class:`~facenas.adapters.runtime.latency_model.LatencyModel`'s prediction.
 
 Parameters (JSON): ``model`` -- a checkpoint (``last.pt`` of an ``engine.train`` step: always
-written, the same architecture as ``best.pt``), an architecture description or a backbone name --
-or ``models`` (``{name: model}``: several networks, e.g. a reference and a searched one, timed in
+written, the same architecture as ``best.pt``), an architecture description, a backbone name, or
+``{"config": RECIPE, FIELD: value ...}``: the network ``engine.train`` would build from that recipe
+and overrides (e.g. ``network_kwargs``), untrained (latency does not depend on the weights, so a
+reference trained elsewhere is timed without training it again) -- or ``models`` (``{name: model}``: several networks, e.g. a reference and a searched one, timed in
 the same interleaved rounds; final ``latency_ms`` is then ``{name: {runtime: ms}}`` with flat
 ``latency_<name>_<runtime>_ms``) -- and optionally ``runtimes`` (default
 ``["onnxruntime", "tflite"]``), ``threads`` (1), ``rounds`` (3), ``runs`` (50), ``min_time_s`` (0.2),
@@ -34,6 +36,7 @@ report as ``latency_ms`` (their ``latency`` parameter).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -115,7 +118,46 @@ def time_side_by_side(runners: Mapping[str, Any], rounds: int = 3, runs: int = 5
     return {k: {"median_ms": float(np.median(v)), "round_medians_ms": v} for k, v in medians.items()}
 
 
+def is_train_config(source: Any) -> bool:
+    """Whether a ``model`` entry is ``{"config": RECIPE, ...}`` (a network built from a training recipe)."""
+    return isinstance(source, Mapping) and "config" in source and "format" not in source
+
+
+def model_from_train_config(source: Mapping[str, Any]):
+    """The untrained network ``engine.train`` builds from ``{"config": RECIPE, FIELD: override ...}``, as a
+    :class:`~facenas.adapters.runtime.models.LoadedModel` at the recipe's input size (seeded: the same
+    weights every time)."""
+    import torch
+
+    from facenas.adapters.runtime.models import LoadedModel
+    from facenas.plugins.engine.trainer import build_backbone
+
+    cfg = _train_config(source)
+    torch.manual_seed(0)
+    module = build_backbone(cfg).eval()
+    size = cfg.input_size()
+    label = f"{cfg.network} {json.dumps(cfg.network_kwargs, sort_keys=True)} (untrained, from {source['config']})"
+    return LoadedModel(module, (size, size), label, "config", False)
+
+
+def _train_config(source: Mapping[str, Any]):
+    from facenas.config import load_config_module
+    from facenas.plugins.engine.config import TrainConfig
+
+    base, overrides = source["config"], {k: v for k, v in source.items() if k != "config"}
+    data = {**(dict(base) if isinstance(base, Mapping) else load_config_module(str(base), TrainConfig).to_dict()),
+            **overrides}
+    return TrainConfig.from_dict(data, source="runtime.latency model {config: ...}")
+
+
+def _check_latency(params: dict[str, Any], scratch: str) -> Any:
+    """Dry run: the networks given as training recipes build (a wrong ``network_kwargs`` fails here; nothing is timed)."""
+    sources = params.get("models") if isinstance(params.get("models"), Mapping) else {"": params.get("model")}
+    return [model_from_train_config(src).source for src in sources.values() if is_train_config(src)]
+
+
 @STAGES.register("runtime.latency")
+@checks_params(_check_latency)
 def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Export ``model`` (or each of ``models``) with each runtime's best passes and time it batch-1 in every
     runtime, side by side: every network x runtime in the same interleaved rounds."""
@@ -140,7 +182,8 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
         raise ConfigError("runtime.latency clock 'cpu' times the calling thread only; use it with threads: 1")
     passes = params.get("passes")
     named = {str(k): v for k, v in models.items()} if models is not None else {"": params["model"]}
-    loaded = {name: load_model(src, params.get("network")) for name, src in named.items()}
+    loaded = {name: model_from_train_config(src) if is_train_config(src) else load_model(src, params.get("network"))
+              for name, src in named.items()}
     with tempfile.TemporaryDirectory(prefix="facenas-stage-lat-") as tmp:
         runners = {}
         for i, (name, net) in enumerate(loaded.items()):
@@ -154,7 +197,7 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
     per = {name: {r: timed[(name, r)]["median_ms"] for r in runtimes} for name in loaded}
     for name, net in loaded.items():
         for r in runtimes:
-            log.info("%s [%s, %d thread(s), batch 1, %s]: %.3f ms", named[name], r, threads,
+            log.info("%s [%s, %d thread(s), batch 1, %s]: %.3f ms", net.source, r, threads,
                      "x".join(map(str, net.input_size)), per[name][r])
     common = {"passes": {r: list((passes or {}).get(r, default_passes(r))) for r in runtimes}, "threads": threads,
               "clock": clock, "device": device_info()}
@@ -165,7 +208,8 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
             final.update({f"latency_{name}_{r}_ms": per[name][r] for r in runtimes})
             final[f"mflops_{name}"] = count_flops(net.module, (1, 3, *size)) / 1e6
         final["rounds"] = {name: {r: timed[(name, r)]["round_medians_ms"] for r in runtimes} for name in loaded}
-        final["models"] = {name: str(src) for name, src in named.items()}
+        final["models"] = {name: _source_text(src) for name, src in named.items()}
+        final["trained"] = {name: net.trained for name, net in loaded.items()}
         return final
     net = loaded[""]
     size = tuple(net.input_size)
@@ -175,8 +219,12 @@ def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, 
     final["mflops"] = count_flops(net.module, (1, 3, *size)) / 1e6
     final["params_m"] = count_params(net.module) / 1e6
     final["rounds"] = {r: timed[("", r)]["round_medians_ms"] for r in runtimes}
-    final.update(common, model=str(params["model"]), input_size=list(size))
+    final.update(common, model=_source_text(params["model"]), input_size=list(size), trained=net.trained)
     return final
+
+
+def _source_text(src: Any) -> str:
+    return json.dumps(src, sort_keys=True) if isinstance(src, Mapping) else str(src)
 
 
 #: ``runtime.lut`` parameters that are not BuildConfig fields

@@ -115,6 +115,33 @@ def test_runtime_latency_times_several_networks_in_the_same_rounds(tmp_path):
         run_stage_locally("runtime.latency", {"model": small, "models": {"a": large}}, str(tmp_path / "bad"))
 
 
+def test_runtime_latency_times_a_network_built_from_a_training_recipe(tmp_path):
+    """{config: RECIPE, network_kwargs: ...}: the untrained network engine.train builds (the reference of an OFA
+    search is timed without being trained again): the same architecture as the trained one of the reference front."""
+    import json
+    from pathlib import Path
+
+    recipe = "recipes/configs/celeba299_mbf_cpu.py"
+    models = {"x025": {"config": recipe, "network_kwargs": {"width_mult": 0.25}}, "x05": {"config": recipe}}
+    out = run_stage_locally("runtime.latency", {"models": models, "runtimes": ["onnxruntime"], "rounds": 1, "runs": 3,
+                                                "min_time_s": 0.0}, str(tmp_path / "lat"))
+    assert out["latency_x025_onnxruntime_ms"] > 0 and out["latency_x05_onnxruntime_ms"] > 0
+    assert out["trained"] == {"x025": False, "x05": False}
+    assert json.loads(out["models"]["x025"]) == models["x025"]
+    # engine.train's own networks (benchmarks/results/reference_front_cpu.json: trained from the same recipe)
+    record = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/reference_front_cpu.json").read_text())
+    trained = {t["step"]: t["metrics"]["mflops"] for t in record["result"]["trials"] if t["stage"] == "engine.train"}
+    assert out["mflops_x025"] == pytest.approx(trained["mbf_x025"]) and out["mflops_x05"] == pytest.approx(trained["mbf_x05"])
+    single = run_stage_locally("runtime.latency", {"model": models["x025"], "runtimes": ["onnxruntime"], "rounds": 1,
+                                                   "runs": 3, "min_time_s": 0.0}, str(tmp_path / "one"))
+    assert single["input_size"] == [64, 64] and single["trained"] is False
+    assert single["mflops"] == pytest.approx(trained["mbf_x025"])
+    from facenas.plugins.runtime_stages import runtime_latency
+
+    with pytest.raises(ConfigError, match="width"):  # a bad override fails the dry run of facenas nni check
+        runtime_latency.check_params({"models": {"a": {"config": recipe, "network_kwargs": {"widht_mult": 0.3}}}}, "")
+
+
 def test_supernet_head_is_saved_for_finetuning(tmp_path):
     import torch
 
