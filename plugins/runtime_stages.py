@@ -147,6 +147,7 @@ def _train_config(source: Mapping[str, Any]):
     base, overrides = source["config"], {k: v for k, v in source.items() if k != "config"}
     data = {**(dict(base) if isinstance(base, Mapping) else load_config_module(str(base), TrainConfig).to_dict()),
             **overrides}
+    data.setdefault("rec", "synthetic")  # the network does not depend on the data: a config dict need not name it
     return TrainConfig.from_dict(data, source="runtime.latency model {config: ...}")
 
 

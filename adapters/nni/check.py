@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -106,7 +107,8 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
             bad(f"{where} params.nproc_per_node", f"{nproc} torchrun processes but trialGpuNumber is {gpus}: "
                                                   "one process per GPU, raise trialGpuNumber to match")
         with _cwd(code_dir):
-            _check_stage_params(step.stage, _placeholders(step.params), f"{where} params", code_dir, bad)
+            item = step.foreach[0] if isinstance(step.foreach, list) and step.foreach else None
+            _check_stage_params(step.stage, _placeholders(step.params, item), f"{where} params", code_dir, bad)
     return CheckReport(str(src), problems, steps)
 
 
@@ -153,18 +155,35 @@ def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable
         bad(where, f"space '{name}': space_config {dict(config)} has a field the space does not take: {_one_line(exc)}")
 
 
-def _placeholders(value: Any) -> Any:
+def _placeholders(value: Any, item: Any = None) -> Any:
     """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here);
-    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0."""
+    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0; a whole ``${item}`` /
+    ``${item.KEY}`` of a literal ``foreach`` list stands in as its first ``item``'s value (e.g. a seed)."""
     if isinstance(value, str):
         if value.strip() in ("${seed}", "${index}"):
             return 0
+        literal = _item_value(value.strip(), item)
+        if literal is not None:
+            return literal
         return _REF.sub(PLACEHOLDER, value) if "${" in value else value
     if isinstance(value, Mapping):
-        return {k: _placeholders(v) for k, v in value.items()}
+        return {k: _placeholders(v, item) for k, v in value.items()}
     if isinstance(value, list):
-        return [_placeholders(v) for v in value]
+        return [_placeholders(v, item) for v in value]
     return value
+
+
+def _item_value(text: str, item: Any) -> Any:
+    """The literal value ``${item...}`` takes for ``item`` (None if it is not one, or holds a reference)."""
+    m = _REF.fullmatch(text)
+    if item is None or not m or m.group(1).split(".")[0].strip() != "item":
+        return None
+    value = item
+    for key in m.group(1).strip().split(".")[1:]:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return None if isinstance(value, str) and "${" in value else json.loads(json.dumps(value))
 
 
 def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir: Path,

@@ -819,12 +819,11 @@ class PipelineScheduler:
                 reason = f"it uses the results of re-run step(s) {uses}"
             elif saved.get("status") == "skipped":
                 reason = "it was skipped in the saved run"
-            if reason is not None:
+            if reason is not None:  # (a running step may have left a folder before its trial was recorded)
                 rerun.add(step.name)
-                if mine:
-                    moved = self._move_aside(step.name)
-                    log.info("pipeline %s: step '%s' runs again: %s (%d earlier trial(s)%s)", self.config.name,
-                             step.name, reason, len(mine), f", moved to {moved}" if moved else "")
+                moved = self._move_aside(step.name)
+                log.info("pipeline %s: step '%s' runs again: %s (%d earlier trial(s)%s)", self.config.name,
+                         step.name, reason, len(mine), f"; its folder moved to {moved}" if moved else "")
                 continue
             st = {k: v for k, v in saved.items() if k not in ("name", "stage")}
             st["queue"] = [tuple(q) for q in st.get("queue", [])]
