@@ -1,9 +1,9 @@
 """The OFA rows at CPU scale, read from the record of ``recipes/nni/ofa_cpu.yml`` (nothing is run here).
 
 Every step behind the OFA rows -- the latency tables of onnxruntime and TFLite, the supernet, the
-accuracy set, the hand-designed reference and its latency, the searches under each runtime's
-table, the chosen subnets on lfw.bin, their fine-tuning and the side-by-side timing -- is a step
-of the experiment file, so the numbers are the pipeline's::
+accuracy set, the reference points' latency, the searches under each runtime's table, the chosen
+subnets on lfw.bin, their fine-tuning over seeds, the equal-budget reference and the side-by-side
+timing -- is a step of the experiment file, so the numbers are the pipeline's::
 
     facenas nni run-local recipes/nni/ofa_cpu.yml --output runs/ofa_cpu            # resumable
     python -m benchmarks.collect_pipeline runs/ofa_cpu --name ofa_cpu --experiment recipes/nni/ofa_cpu.yml
@@ -11,13 +11,17 @@ of the experiment file, so the numbers are the pipeline's::
 
 :func:`summarise` reads a collected record (``benchmarks/results/ofa_cpu.json``; any pipeline of
 the same stages, e.g. ``ofa_test.yml``'s) by stage, not by step name: ``runtime.lut`` trials give
-each runtime's table, ``ofa.search`` trials the searches (their runtime: the table they used;
-their bound's source: the reference's measured latency or a percentile of the table's
-predictions), the exported ``ofa.evaluate`` trials the chosen subnets on the final set,
-``ofa.finetune`` the fine-tuned ones, ``engine.train`` with role ``reference`` the reference and
-``runtime.latency`` the times (those of the step that timed the reference and the fine-tuned
-subnets in the same rounds, ``side_by_side``, where it ran). :func:`report_rows` gives the rows of the accuracy
-report in ``benchmarks/summary.py``.
+each runtime's table; the reference points are the networks a ``runtime.latency`` step timed from
+a training recipe (``{"config": ...}``: MobileFaceNet x0.25 and x0.5, untrained -- their accuracy
+over seeds is that of the same recipe in the ``reference_front_cpu*.json`` records, by step name);
+``ofa.search`` trials give the searches (their runtime: the table they used; their bound's source:
+a reference point's measured latency on that runtime or a percentile of the table's predictions);
+the exported ``ofa.evaluate`` trials the chosen subnets on the final set; ``ofa.finetune`` trials,
+grouped by subnet, the fine-tuned picks over seeds (mean +- std over seeds, Welch's t-test against
+the reference's seeds: ``better`` / ``worse`` only when p < 0.05, else ``tie``); ``engine.train``
+with role ``reference`` the equal-budget reference; and ``runtime.latency`` the times (those of the
+step that timed several networks in the same rounds, ``side_by_side``, where it ran).
+:func:`report_rows` gives the rows of the accuracy report in ``benchmarks/summary.py``.
 """
 from __future__ import annotations
 
@@ -82,8 +86,82 @@ def _acc(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics.get(k) for k in ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "mflops", "params_m")}
 
 
-def summarise(record: dict[str, Any]) -> dict[str, Any]:
-    """Per runtime: the table, the searches with their chosen subnets, the fine-tuned subnet, vs the reference."""
+def _stats(values: list[float]) -> dict[str, Any]:
+    """Mean and sample std (ddof 1) over seeds; std None below 2 values."""
+    n = len(values)
+    mean = sum(values) / n if n else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2 else None
+    return {"values": values, "n": n, "mean": mean, "std": std}
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Welch's t-test of ``a`` vs ``b`` (scipy, unequal variances); ``verdict`` ``better``/``worse`` only when p < 0.05.
+
+    Needs >= 2 values on each side (else p is None and the verdict says why)."""
+    out: dict[str, Any] = {"p": None, "t": None, "difference": None}
+    if a and b:
+        out["difference"] = sum(a) / len(a) - sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        out["verdict"] = f"no test ({len(a)} vs {len(b)} seed(s))"
+        return out
+    from scipy.stats import ttest_ind
+
+    res = ttest_ind(a, b, equal_var=False)
+    t, p = float(res.statistic), float(res.pvalue)
+    if math.isnan(p):  # identical constant samples
+        out.update(t=None, p=None, verdict="tie")
+        return out
+    out.update(t=t, p=p, verdict=("better" if t > 0 else "worse") if p < 0.05 else "tie")
+    return out
+
+
+def reference_seeds(results: Path = RESULTS, metric: str = "lfw_acc") -> dict[str, dict[float, float]]:
+    """``{step: {seed: accuracy}}`` of the engine.train trials in every ``reference_front_cpu*.json`` record
+    (the hand-designed reference front over seeds: recipes/nni/reference_front_cpu.yml, one record per seed run)."""
+    out: dict[str, dict[float, float]] = {}
+    for path in sorted(Path(results).glob("reference_front_cpu*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for t in (data.get("result") or {}).get("trials", []):
+            value = (t.get("metrics") or {}).get(metric)
+            seed = (t.get("params") or {}).get("seed")
+            if t.get("stage") == "engine.train" and t.get("status") == "SUCCEEDED" and isinstance(value, (int, float)):
+                out.setdefault(str(t.get("step")), {}).setdefault(seed, float(value))
+    return out
+
+
+def _reference_points(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The networks a runtime.latency step timed from a training recipe, by name: their latency per runtime
+    (the side-by-side step's, with the picks, when it ran; else the reference_latency step's)."""
+    points: dict[str, dict[str, Any]] = {}
+    for t in sorted(_ok(record, "runtime.latency"), key=lambda t: len((t.get("params") or {}).get("models") or {})):
+        models, lat = (t.get("params") or {}).get("models") or {}, (t.get("metrics") or {}).get("latency_ms") or {}
+        for name, src in models.items():
+            if isinstance(src, dict) and "config" in src and isinstance(lat.get(name), dict):
+                point = points.setdefault(name, {"model": src, "timed_by": []})
+                point["latency_ms"] = dict(lat[name])  # the step timing the most networks wins: side by side
+                point["timed_by"].append(t["step"])
+    return points
+
+
+def _bound_source(bound: Any, runtime: str, tables: dict[str, Any], points: dict[str, Any],
+                  record: dict[str, Any]) -> str:
+    for t in _ok(record, "runtime.latency"):  # a reference point's measured latency (in any step that timed it)
+        lat = (t.get("metrics") or {}).get("latency_ms") or {}
+        for name in points:
+            if _close(bound, (lat.get(name) or {}).get(runtime)):
+                return name
+    for q in ("p35", "p75"):
+        if _close(bound, (tables.get(runtime) or {}).get(f"{q}_ms")):
+            return q
+    return "given"
+
+
+def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: str = "lfw_acc") -> dict[str, Any]:
+    """Per runtime: the table, the searches, the fine-tuned picks over seeds vs their reference; the equal budget.
+
+    ``results``: the folder of the ``reference_front_cpu*.json`` records (the references' accuracy over
+    seeds; None: not read); ``metric``: the accuracy compared (``lfw_acc``: lfw.bin, the protocol's test set).
+    """
     tables = {}
     for t in _ok(record, "runtime.lut"):
         m = t.get("metrics", {})
@@ -91,20 +169,19 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             "step": t["step"], **{k: m.get(k) for k in ("entries", "fit_mape", "spearman", "mape", "within_10pct",
                                                           "raw_spearman", "raw_mape", "p35_ms", "p75_ms")},
             "table": (t.get("params") or {}).get("out") or m.get("table")}
-    refs = [t for t in _ok(record, "engine.train") if t.get("role") == "reference"]
-    reference = None
-    if refs:
-        ref = refs[0]
-        m = ref.get("metrics", {})
-        reference = {"step": ref["step"], **_acc(m), "epochs": m.get("epochs"), "params": ref.get("params"),
-                     "output": _output_of(ref), "latency_ms": _latency_of(record, _output_of(ref))}
+    points = _reference_points(record)
+    ref_acc = reference_seeds(results, metric) if results is not None else {}
+    references = {name: {**p, "step": name, metric: _stats(list(ref_acc.get(name, {}).values())),
+                         "seeds": list(ref_acc.get(name, {}))} for name, p in points.items()}
     finals = {}
     for t in _ok(record, "ofa.evaluate"):
         if (t.get("params") or {}).get("export"):
             finals.setdefault(_sample(t), t)
     supernet = next(iter(_ok(record, "ofa.train_supernet")), None)
     evaluated = [t for t in _ok(record, "ofa.evaluate") if not (t.get("params") or {}).get("export")]
-    finetunes = {_sample(t): t for t in _ok(record, "ofa.finetune")}
+    finetunes: dict[str, list[dict[str, Any]]] = {}  # by step: one pick, a trial per fine-tuning seed
+    for t in _ok(record, "ofa.finetune"):
+        finetunes.setdefault(str(t["step"]), []).append(t)
     runtimes: dict[str, Any] = {}
     for t in _ok(record, "ofa.search"):
         p, m = t.get("params") or {}, t.get("metrics", {})
@@ -114,54 +191,118 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         if runtime is None:
             runtime = "mflops" if cost == "mflops" else str(lut)
         bound = p.get("bound")
-        source = "given"
-        if reference and any(_close(bound, lat.get(runtime)) for _, lat in _timings(record, reference["output"])):
-            source = "reference"  # the reference's measured latency on that runtime (reference_latency)
-        for q in ("p35", "p75"):
-            if _close(bound, (tables.get(runtime) or {}).get(f"{q}_ms")):
-                source = q
+        source = _bound_source(bound, runtime, tables, points, record)
         final = finals.get(_sample(t))
         fm = (final or {}).get("metrics", {})
         entry = {"step": t["step"], "index": t.get("index"), "ranker": p.get("ranker"), "bound_ms": bound,
                  "bound_from": source, "predicted_ms": m.get("best_cost"), "search_seconds": m.get("search_seconds"),
                  "sample": (t.get("arch") or {}).get("sample"), **_acc(fm),
                  "latency_ms": fm.get("latency_ms"), "final_step": (final or {}).get("step")}
-        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": []})
-        rt["searches"].append(entry)
-        ft = finetunes.get(_sample(t))
-        if ft is not None and "finetuned" not in rt:
-            fm = ft.get("metrics", {})
-            rt["finetuned"] = {"step": ft["step"], "search": f"{entry['ranker']} under {source}", **_acc(fm),
-                               "epochs": fm.get("epochs"), "train_seconds": fm.get("train_seconds"),
-                               "predicted_ms": entry["predicted_ms"], "latency_ms": _latency_of(record, _output_of(ft)),
-                               "latency_ms_stage": fm.get("latency_ms")}
-            if reference:
-                rt["vs_reference"] = _versus(rt["finetuned"], reference, runtime)
+        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": [], "finetuned": []})
+        rt["searches"].append({**entry, "runtime": runtime})
+    for step, runs in finetunes.items():
+        search = _search_of(step, _sample(runs[0]), [e for rt in runtimes.values() for e in rt["searches"]])
+        if search is not None:
+            runtimes[search["runtime"]]["finetuned"].append(
+                _pick(record, runs, search, search["runtime"], references.get(search["bound_from"]), metric))
     accs = [t.get("metrics", {}).get("lfw_devtest_auc") for t in evaluated]
     accs = [a for a in accs if isinstance(a, (int, float))]
-    return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
-            "supernet": (supernet or {}).get("metrics"), "reference": reference, "runtimes": runtimes,
+    equal = [t for t in _ok(record, "engine.train") if t.get("role") == "reference"]
+    equal_budget = None
+    if equal:
+        t = equal[0]
+        m = t.get("metrics", {})
+        equal_budget = {"step": t["step"], **_acc(m), metric: m.get(metric), "epochs": m.get("epochs"),
+                        "seed": (t.get("params") or {}).get("seed"), "train_seconds": m.get("train_seconds"),
+                        "network_kwargs": (t.get("params") or {}).get("network_kwargs"),
+                        "latency_ms": _latency_of(record, _output_of(t))}
+        equal_budget["supernet_epochs"] = _supernet_epochs(supernet)
+        equal_budget["vs_picks"] = {rt: [_equal_versus(f, equal_budget, rt, metric) for f in r["finetuned"]]
+                                    for rt, r in runtimes.items()}
+    return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"), "metric": metric,
+            "supernet": (supernet or {}).get("metrics"), "references": references, "runtimes": runtimes,
+            "equal_budget": equal_budget,
             "accuracy_set": {"n": len(evaluated), "lfw_devtest_auc_min": min(accs, default=None),
                              "lfw_devtest_auc_max": max(accs, default=None)},
             "pending_steps": record.get("pending_steps", [])}
+
+
+def _search_of(step: str, sample: str | None, searches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The search a fine-tuning step's subnet came from: the one whose pick it is; when several searches chose
+    the same subnet (e.g. two bounds above every subnet), the one whose bound's source ends the step's name
+    (``finetune_onnxruntime_mbf_x05``), else a comparator's."""
+    same = [e for e in searches if sample is not None and json.dumps(e["sample"], sort_keys=True) == sample]
+    named = [e for e in same if step.endswith("_" + str(e["bound_from"]))]
+    ranked = [e for e in named or same if e["ranker"] == "comparator"] or named or same
+    return ranked[0] if ranked else None
+
+
+def _pick(record: dict[str, Any], runs: list[dict[str, Any]], search: dict[str, Any], runtime: str,
+          reference: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    """A fine-tuned pick over its seeds (one ofa.finetune trial each) vs the reference whose latency bounded it."""
+    runs = sorted(runs, key=lambda t: (str(t["step"]), t.get("index") or 0))
+    values = [float(t["metrics"][metric]) for t in runs if isinstance((t.get("metrics") or {}).get(metric), (int, float))]
+    latencies = [_latency_of(record, _output_of(t)) for t in runs]
+    latency = {rt: _median([lat[rt] for lat in latencies if rt in lat]) for rt in RUNTIMES
+               if any(rt in lat for lat in latencies)}
+    ms = [t.get("metrics") or {} for t in runs]
+    pick = {"step": runs[0]["step"], "search": f"{search['ranker']} under {search['bound_from']}",
+            "reference": search["bound_from"], "sample": search["sample"],
+            "seeds": [(t.get("params") or {}).get("seed") for t in runs], metric: _stats(values),
+            "lfw_acc_std_folds": [m.get("lfw_acc_std") for m in ms], "epochs": ms[0].get("epochs"),
+            "mflops": ms[0].get("mflops"), "params_m": ms[0].get("params_m"),
+            "train_seconds_mean": _mean([m.get("train_seconds") for m in ms]),
+            "predicted_ms": search.get("predicted_ms"), "latency_ms": latency,
+            "latency_ms_stage": [m.get("latency_ms") for m in ms]}
+    if reference is not None:
+        ref_values = reference[metric]["values"]
+        a, b = latency.get(runtime), (reference.get("latency_ms") or {}).get(runtime)
+        pick["vs_reference"] = {"reference": reference["step"], "runtime": runtime, "reference_ms": b, "ofa_ms": a,
+                                "latency_ratio": a / b if isinstance(a, (int, float)) and b else None,
+                                "reference_" + metric: reference[metric], **welch(values, ref_values)}
+    return pick
+
+
+def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, metric: str) -> dict[str, Any]:
+    """A fine-tuned pick (mean over its seeds) vs the equal-budget reference (one seed: no test)."""
+    mine, theirs = pick[metric]["mean"], equal.get(metric)
+    a, b = pick["latency_ms"].get(runtime), (equal.get("latency_ms") or {}).get(runtime)
+    return {"pick": pick["search"], "difference": mine - theirs if mine is not None and theirs is not None else None,
+            "ofa_ms": a, "equal_budget_ms": b, "latency_ratio": a / b if isinstance(a, (int, float)) and b else None,
+            **{k: v for k, v in welch(pick[metric]["values"], [theirs] if theirs is not None else []).items()
+               if k == "verdict"}}
+
+
+def _supernet_epochs(trial: dict[str, Any] | None) -> float | None:
+    """The supernet's epochs in all: its phases' (the config's, else the default progressive shrinking)."""
+    if trial is None:
+        return None
+    config = (trial.get("params") or {}).get("config")
+    phases = config.get("phases") if isinstance(config, dict) else None
+    if not phases:
+        from facenas.plugins.ofa.train import progressive_shrinking_phases
+
+        phases = progressive_shrinking_phases()
+    return float(sum(float(p.get("epochs", 0)) for p in phases))
+
+
+def _mean(values: list[Any]) -> float | None:
+    nums = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(nums) / len(nums) if nums else None
+
+
+def _median(values: list[float]) -> float | None:
+    nums = sorted(float(v) for v in values)
+    if not nums:
+        return None
+    mid = len(nums) // 2
+    return nums[mid] if len(nums) % 2 else (nums[mid - 1] + nums[mid]) / 2
 
 
 def _output_of(trial: dict[str, Any]) -> str | None:
     """The training folder of an engine.train / ofa.finetune trial (``<trial folder>/train``)."""
     out = (trial.get("metrics") or {}).get("output")
     return str(out) if out else None
-
-
-def _versus(ft: dict[str, Any], ref: dict[str, Any], runtime: str) -> dict[str, Any]:
-    """Fine-tuned subnet vs the reference on ``runtime`` (accuracy difference, latency ratio)."""
-    a, b = ft.get("latency_ms", {}).get(runtime), ref.get("latency_ms", {}).get(runtime)
-    out: dict[str, Any] = {"runtime": runtime, "reference_lfw_acc": ref.get("lfw_acc"), "ofa_lfw_acc": ft.get("lfw_acc"),
-                           "reference_ms": b, "ofa_ms": a}
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-        out["latency_ratio"] = a / b
-    if isinstance(ft.get("lfw_acc"), (int, float)) and isinstance(ref.get("lfw_acc"), (int, float)):
-        out["lfw_acc_difference"] = ft["lfw_acc"] - ref["lfw_acc"]
-    return out
 
 
 def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
@@ -185,14 +326,24 @@ def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
                          "search_min": round(e["search_seconds"] / 60, 3) if e.get("search_seconds") else None,
                          "budget": f"supernet weights, BN recalibrated, no fine-tuning; {runtime} "
                                    f"{_ms(lat)} ms measured, {_ms(e.get('predicted_ms'))} ms predicted"})
-        ft = rt.get("finetuned")
-        if ft:
+        for ft in rt.get("finetuned") or []:
             lat = ft.get("latency_ms") or {}
+            acc = ft.get("lfw_acc") or {}
             rows.append({"method": "OFA + comparator, fine-tuned", "network": f"ofa [{runtime}] {ft['search']}, fine-tuned",
-                         **{k: ft.get(k) for k in ("lfw_acc", "lfw_acc_std", "mflops", "params_m")},
-                         "tar": ft.get("lfw_tar_at_far_1e-3"), "latency_ms": lat.get("onnxruntime"),
-                         "time_min": round(supernet_min + (ft.get("train_seconds") or 0) / 60, 1),
-                         "budget": f"supernet + {_ms(ft.get('epochs'))} epochs fine-tuning; TFLite {_ms(lat.get('tflite'))} ms"})
+                         "lfw_acc": acc.get("mean"), "lfw_acc_std": acc.get("std"),
+                         **{k: ft.get(k) for k in ("mflops", "params_m")}, "latency_ms": lat.get("onnxruntime"),
+                         "time_min": round(supernet_min + (ft.get("train_seconds_mean") or 0) / 60, 1),
+                         "budget": f"supernet + {_ms(ft.get('epochs'))} epochs fine-tuning; mean ± std over "
+                                   f"{acc.get('n')} seed(s); TFLite {_ms(lat.get('tflite'))} ms"})
+    eq = s.get("equal_budget")
+    if eq:
+        lat = eq.get("latency_ms") or {}
+        rows.append({"method": "baseline (hand-designed), equal budget", "network": f"{eq['step']} (mbf "
+                     f"{json.dumps(eq.get('network_kwargs') or {})})", **{k: eq.get(k) for k in (
+                         "lfw_acc", "lfw_acc_std", "mflops", "params_m")}, "tar": eq.get("lfw_tar_at_far_1e-3"),
+                     "latency_ms": lat.get("onnxruntime"), "time_min": round((eq.get("train_seconds") or 0) / 60, 1),
+                     "budget": f"{_ms(eq.get('epochs'))} epochs (supernet + fine-tuning), seed {eq.get('seed')}; "
+                               f"TFLite {_ms(lat.get('tflite'))} ms"})
     return rows
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks._common import save_result
 
 #: per-trial metrics kept in the record (everything else stays in the run's folder)
-KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest_auc", "loss", "epochs",
+KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest_auc", "val_acc", "loss", "epochs",
         "global_step", "train_seconds", "mflops", "params_m", "latency_ms", "latency_onnxruntime_ms",
         "latency_tflite_ms", "input_size", "threads", "passes",
         # latency tables (runtime.lut) and searches (ofa.search): what the OFA rows are read from

@@ -258,9 +258,13 @@ def _ofa(results: Path) -> dict[str, Any] | None:
 
 
 def section_ofa(results: Path) -> str:
-    """OFA per runtime from the record of recipes/nni/ofa_cpu.yml: table, searches, fine-tuned subnet vs reference."""
+    """OFA per runtime from the record of recipes/nni/ofa_cpu.yml: table, searches, fine-tuned picks over seeds vs their
+    reference (Welch's t-test), the equal-budget reference; "missing" for what is not recorded yet."""
+    from benchmarks.bench_ofa import load_record, summarise
+
     head = "## OFA + LightGBM comparator vs MLP predictor, per runtime (recipes/nni/ofa_cpu.yml)"
-    s = _ofa(results)
+    record = load_record(results)
+    s = summarise(record, results) if record else None  # the references' seeds: this folder's reference_front records
     if not s:
         return head + "\n\n" + _missing("ofa_cpu", "facenas nni run-local recipes/nni/ofa_cpu.yml --output OUT; python -m "
                                         "benchmarks.collect_pipeline OUT --name ofa_cpu --experiment recipes/nni/ofa_cpu.yml")
@@ -268,7 +272,22 @@ def section_ofa(results: Path) -> str:
     acc = s.get("accuracy_set") or {}
     parts.append(f"Accuracy set: {acc.get('n')} subnets (lfw_devtest AUC {_f(acc.get('lfw_devtest_auc_min'))} - "
                  f"{_f(acc.get('lfw_devtest_auc_max'))}). Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
-    ref = s.get("reference") or {}
+    refs = s.get("references") or {}
+
+    def stat(st: Any) -> str:
+        st = st or {}
+        if not st.get("n"):
+            return "missing"
+        return _acc(st["mean"], st.get("std")) + f" (n={st['n']})"
+
+    def lat(x: dict[str, Any], rt: str) -> Any:
+        return (x.get("latency_ms") or {}).get(rt, "missing")
+
+    if refs:
+        parts.append("Reference points (untrained, timed with the picks; LFW over seeds from reference_front_cpu*.json):\n\n"
+                     + _table(["reference", "LFW acc mean ± std (seeds)", "ORT ms", "TFLite ms"],
+                              [[name, stat(r.get("lfw_acc")), lat(r, "onnxruntime"), lat(r, "tflite")]
+                               for name, r in refs.items()]))
     for runtime, rt in s.get("runtimes", {}).items():
         tb = rt.get("table") or {}
         parts.append(f"### {runtime}\n\nLatency table: {tb.get('entries')} blocks, validation Spearman "
@@ -279,15 +298,41 @@ def section_ofa(results: Path) -> str:
                             [[e["ranker"], e["bound_from"], e.get("bound_ms"), e.get("predicted_ms"), e.get("latency_ms"),
                               _acc(e.get("lfw_acc"), e.get("lfw_acc_std")), e.get("mflops"), e.get("search_seconds")]
                              for e in rt["searches"]]))
-        ft = rt.get("finetuned")
-        if ft:
-            lat = ft.get("latency_ms") or {}
-            rows = [["reference " + str(ref.get("step")), _acc(ref.get("lfw_acc"), ref.get("lfw_acc_std")),
-                     (ref.get("latency_ms") or {}).get("onnxruntime"), (ref.get("latency_ms") or {}).get("tflite"),
-                     ref.get("mflops"), ref.get("epochs")],
-                    [f"OFA {ft['search']}, fine-tuned", _acc(ft.get("lfw_acc"), ft.get("lfw_acc_std")),
-                     lat.get("onnxruntime"), lat.get("tflite"), ft.get("mflops"), ft.get("epochs")]]
-            parts.append(_table(["network", "LFW acc ± std", "ORT ms", "TFLite ms", "MFLOPs", "epochs"], rows))
+        picks = rt.get("finetuned") or []
+        if not picks:
+            parts.append("Fine-tuned picks: missing (not recorded yet).")
+            continue
+        rows = []
+        for ft in picks:
+            vs = ft.get("vs_reference") or {}
+            ref = refs.get(ft.get("reference")) or {}
+            rows.append([f"OFA {ft['search']}, fine-tuned", stat(ft.get("lfw_acc")), ft.get("reference"),
+                         stat(ref.get("lfw_acc")) if ref else "missing",
+                         vs.get("difference") if vs.get("difference") is not None else "missing",
+                         vs.get("p") if vs.get("p") is not None else "missing", vs.get("verdict") or "missing",
+                         lat(ft, "onnxruntime"), lat(ft, "tflite"), lat(ref, runtime) if ref else "missing",
+                         vs.get("latency_ratio") if vs.get("latency_ratio") is not None else "missing", ft.get("epochs")])
+        parts.append(_table(["network", "LFW acc mean ± std (seeds)", "reference", "reference LFW (seeds)", "difference",
+                             "Welch p", "verdict (p < 0.05)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
+                             f"latency ratio ({runtime})", "fine-tune epochs"], rows))
+    eq = s.get("equal_budget")
+    title = "### Equal budget: MobileFaceNet trained once for the epochs a fine-tuned pick saw (supernet + fine-tuning)"
+    if not eq:
+        parts.append(title + "\n\nmissing (the equal_budget step has not been recorded yet).")
+    else:
+        net = _table(["network", "LFW acc ± fold std", "ORT ms", "TFLite ms"],
+                     [[f"{eq['step']} (seed {eq.get('seed')}, {_f(eq.get('epochs'), 0)} epochs)",
+                       _acc(eq.get("lfw_acc"), eq.get("lfw_acc_std")), lat(eq, "onnxruntime"), lat(eq, "tflite")]])
+        rows = [[runtime, f"OFA {v['pick']}, fine-tuned", v.get("difference") if v.get("difference") is not None else "missing",
+                 v.get("ofa_ms") if v.get("ofa_ms") is not None else "missing",
+                 v.get("equal_budget_ms") if v.get("equal_budget_ms") is not None else "missing",
+                 v.get("latency_ratio") if v.get("latency_ratio") is not None else "missing", v.get("verdict") or "–"]
+                for runtime, versus in (eq.get("vs_picks") or {}).items() for v in versus]
+        sup = eq.get("supernet_epochs")
+        parts.append(title + f"\n\nSupernet: {f'{sup:g}' if isinstance(sup, (int, float)) else '–'} epochs.\n\n" + net
+                     + "\n\n" + _table(
+            ["runtime", "pick", "LFW: pick mean - equal budget", "pick ms", "equal budget ms", "latency ratio", "test"],
+            rows))
     return "\n\n".join(parts)
 
 

@@ -50,57 +50,6 @@ def _trial(step, stage, index=0, role="candidate", params=None, metrics=None, ar
             "arch": arch, "metrics": metrics or {}}
 
 
-def test_ofa_rows_come_from_the_pipeline_record(tmp_path):
-    """The OFA rows are read from recipes/nni/ofa_cpu.yml's collected record (bench_ofa runs nothing)."""
-    from benchmarks.bench_ofa import summarise
-
-    a, b = {"s": 1}, {"s": 2}
-    trials = [
-        _trial("lut_onnxruntime", "runtime.lut", role="auxiliary", metrics={
-            "runtime": "onnxruntime", "table": "$RUN_DIR/lut.json", "entries": 90, "spearman": 0.97, "mape": 0.05,
-            "within_10pct": 0.9, "p35_ms": 1.5, "p75_ms": 1.9}),
-        _trial("supernet", "ofa.train_supernet", role="auxiliary", metrics={"train_seconds": 120.0}),
-        _trial("evaluate", "ofa.evaluate", role="auxiliary", params={"sample": a}, metrics={"lfw_devtest_auc": 0.8}),
-        _trial("reference", "engine.train", role="reference", metrics={
-            "lfw_acc": 0.85, "lfw_acc_std": 0.02, "mflops": 37.9, "output": "$RUN_DIR/reference/000/train", "epochs": 20}),
-        _trial("reference_latency", "runtime.latency", role="reference", params={
-            "model": "$RUN_DIR/reference/000/train/last.pt"}, metrics={"latency_onnxruntime_ms": 2.0,
-                                                                         "latency_tflite_ms": 1.8}),
-        _trial("search_onnxruntime", "ofa.search", 0, "auxiliary", {"ranker": "comparator", "bound": 2.0,
-                                                                    "cost": {"lut": "$RUN_DIR/lut.json"}},
-               {"best_cost": 1.95, "search_seconds": 1.0}, arch={"sample": a}),
-        _trial("search_onnxruntime", "ofa.search", 1, "auxiliary", {"ranker": "mlp", "bound": 1.5,
-                                                                    "cost": {"lut": "$RUN_DIR/lut.json"}},
-               {"best_cost": 1.4, "search_seconds": 2.0}, arch={"sample": b}),
-        _trial("final_onnxruntime", "ofa.evaluate", 0, params={"sample": a, "export": True},
-               metrics={"lfw_acc": 0.75, "lfw_acc_std": 0.01, "latency_ms": 1.97, "mflops": 70.0}),
-        _trial("final_onnxruntime", "ofa.evaluate", 1, params={"sample": b, "export": True},
-               metrics={"lfw_acc": 0.74, "lfw_acc_std": 0.01, "latency_ms": 1.41, "mflops": 60.0}),
-        _trial("finetune_onnxruntime", "ofa.finetune", params={"sample": a}, metrics={
-            "lfw_acc": 0.86, "lfw_acc_std": 0.02, "output": "$RUN_DIR/finetune_onnxruntime/000/train", "epochs": 20,
-            "train_seconds": 600.0, "mflops": 70.0}),
-        _trial("side_by_side", "runtime.latency", role="auxiliary", params={"models": {
-            "reference": "$RUN_DIR/reference/000/train/last.pt",
-            "ofa_onnxruntime": "$RUN_DIR/finetune_onnxruntime/000/train/last.pt"}},
-            metrics={"latency_ms": {"reference": {"onnxruntime": 2.1, "tflite": 1.7},
-                                    "ofa_onnxruntime": {"onnxruntime": 1.9, "tflite": 3.8}}}),
-    ]
-    record = {"pipeline": "ofa_cpu", "trials": trials, "pending_steps": ["search_tflite"]}
-    s = summarise(record)
-    ort = s["runtimes"]["onnxruntime"]
-    assert [(e["ranker"], e["bound_from"], e["lfw_acc"], e["latency_ms"]) for e in ort["searches"]] == [
-        ("comparator", "reference", 0.75, 1.97), ("mlp", "p35", 0.74, 1.41)]
-    assert ort["finetuned"]["latency_ms"] == {"onnxruntime": 1.9, "tflite": 3.8}
-    # vs the reference: both timed in the same rounds (side_by_side), not the reference's own step
-    assert ort["vs_reference"]["latency_ratio"] == 1.9 / 2.1 and abs(ort["vs_reference"]["lfw_acc_difference"] - 0.01) < 1e-9
-    _write(tmp_path, "ofa_cpu", record)
-    render(tmp_path)
-    md = (tmp_path / "summary.md").read_text()
-    assert "| OFA + comparator, fine-tuned | ofa [onnxruntime] comparator under reference, fine-tuned | 0.8600 ± 0.0200" in md
-    assert "| OFA + MLP predictor | ofa [onnxruntime] bound p35 | 0.7400 ± 0.0100" in md
-    assert "Not run yet: search_tflite" in md and "ratio (x)" in md  # the comparator vs MLP search-time row
-
-
 def _reference_front(results, steps):
     """A reference_front_cpu record: per step an engine.train trial and the runtime.latency trial timing it."""
     trials = []

@@ -6,48 +6,108 @@ from pathlib import Path
 import yaml
 
 from facenas.adapters.nni.check import check_experiment_file
-from facenas.adapters.nni.pipeline import pipeline_config_of
+from facenas.adapters.nni.pipeline import _result_fields, pipeline_config_of
+from facenas.config import load_config_module
+from facenas.plugins.engine.config import TrainConfig
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "nni"
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "nni"
 
 
 def _pipeline(name: str):
-    return pipeline_config_of(yaml.safe_load((RECIPES / name).read_text())["tuner"]).step_configs(name)
+    return _pipeline_of(yaml.safe_load((RECIPES / name).read_text()), name)
+
+
+def _pipeline_of(data, name: str = "pipeline"):
+    return pipeline_config_of(data["tuner"]).step_configs(name)
+
+
+RUNTIMES = ("onnxruntime", "tflite")
+REFERENCES = {"mbf_x025": 0.25, "mbf_x05": 0.5}
 
 
 def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
     steps_list = _pipeline("ofa_cpu.yml")
-    per_runtime = lambda rt: [(f"search_{rt}", "ofa.search"), (f"final_{rt}", "ofa.evaluate"),  # noqa: E731
-                              (f"finetune_{rt}", "ofa.finetune")]
+    finetunes = [(f"finetune_{rt}_{ref}", "ofa.finetune") for ref in ("mbf_x05", "mbf_x025") for rt in RUNTIMES]
     assert [(s.name, s.stage) for s in steps_list] == [
         ("lut_onnxruntime", "runtime.lut"), ("lut_tflite", "runtime.lut"),
-        ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"),
-        ("reference", "engine.train"), ("reference_latency", "runtime.latency"),
-        *per_runtime("onnxruntime"), *per_runtime("tflite"), ("side_by_side", "runtime.latency")]
+        ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"), ("reference_latency", "runtime.latency"),
+        ("search_onnxruntime", "ofa.search"), ("final_onnxruntime", "ofa.evaluate"),
+        ("search_tflite", "ofa.search"), ("final_tflite", "ofa.evaluate"),
+        *finetunes, ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
     steps = {s.name: s for s in steps_list}
-    for rt in ("onnxruntime", "tflite"):
+    # the reference points: the reference front's networks (same recipe, same width), timed untrained; not trained here
+    front = {s.name: s for s in _pipeline("reference_front_cpu.yml")}
+    points = steps["reference_latency"].params["models"]
+    assert set(points) == set(REFERENCES) and steps["reference_latency"].params["runtimes"] == list(RUNTIMES)
+    for name, width in REFERENCES.items():
+        assert points[name] == {"config": front[name].params["config"], "network_kwargs": {"width_mult": width}}
+        recipe = load_config_module(str(REPO / front[name].params["config"]), TrainConfig)
+        assert {**recipe.network_kwargs, **front[name].params.get("network_kwargs", {})} == {"width_mult": width}
+    assert not [s for s in steps_list if s.stage == "engine.train" and s.name != "equal_budget"]
+    seeds = yaml.safe_load((RECIPES / "ofa_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["finetune_seeds"]
+    front_seed = yaml.safe_load((RECIPES / "reference_front_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["seed"]
+    assert len(seeds) == len(set(seeds)) >= 3 and front_seed in seeds
+    for rt in RUNTIMES:
         assert steps[f"lut_{rt}"].params["runtime"] == rt and steps[f"lut_{rt}"].params["validate"] > 0
         search = steps[f"search_{rt}"]
-        # each runtime's search uses that runtime's table, under bounds in its predicted ms: the reference's
-        # measured latency on that runtime and percentiles of the table's predictions
+        # each runtime's search uses that runtime's table, under each reference's measured latency on that runtime
+        # (and, as extra points, percentiles of the table's predictions)
         assert search.params["cost"] == {"lut": f"${{lut_{rt}.result.table}}"}
         bounds = [item["bound"] for item in search.foreach]
-        assert bounds[0] == f"${{reference_latency.result.latency_{rt}_ms}}"
         assert {f"${{lut_{rt}.result.p35_ms}}", f"${{lut_{rt}.result.p75_ms}}"} <= set(bounds)
         assert {item["ranker"] for item in search.foreach} == {"comparator", "mlp"}
-        assert search.foreach[0]["ranker"] == "comparator"
-        finetune = steps[f"finetune_{rt}"].params
-        assert finetune["sample"] == f"${{search_{rt}[0].result.arch.sample}}"  # comparator, reference's latency
-        assert finetune["config"] == steps["reference"].params["config"]  # the reference's protocol
-        assert finetune["head"] == "${supernet.result.head}"
+        for ref in REFERENCES:
+            bound = f"${{reference_latency.result.latency_{ref}_{rt}_ms}}"
+            assert {item["ranker"] for item in search.foreach if item["bound"] == bound} == {"comparator", "mlp"}
+            index = next(i for i, item in enumerate(search.foreach) if item == {"ranker": "comparator", "bound": bound})
+            finetune = steps[f"finetune_{rt}_{ref}"]
+            assert finetune.foreach == "${vars.finetune_seeds}" or finetune.foreach == seeds
+            assert finetune.params["seed"] == "${item}"
+            assert finetune.params["sample"] == f"${{search_{rt}[{index}].result.arch.sample}}"  # comparator, that bound
+            assert finetune.params["config"] == front[ref].params["config"]  # the reference's protocol
+            assert finetune.params["head"] == "${supernet.result.head}"
+            assert finetune.params["latency"] == {"runtime": rt}
+            for i, seed in enumerate(seeds):  # every fine-tuned network, timed with the others in both runtimes
+                path = steps["side_by_side"].params["models"][f"ofa_{rt}_{ref}_seed{seed}"]
+                assert path == f"${{finetune_{rt}_{ref}[{i}].result.output}}/last.pt"
         assert "lfw.bin" in steps[f"final_{rt}"].params["val"][0]
         assert steps[f"final_{rt}"].params["latency"]["runtime"] == rt
-        # the fine-tuned pick is timed with the reference, every runtime, in one step's interleaved rounds
-        assert steps["side_by_side"].params["models"][f"ofa_{rt}"] == f"${{finetune_{rt}.result.output}}/last.pt"
-    assert steps["side_by_side"].params["models"]["reference"] == "${reference.result.output}/last.pt"
-    assert steps["side_by_side"].params["runtimes"] == steps["reference_latency"].params["runtimes"] == [
-        "onnxruntime", "tflite"]
+    side = steps["side_by_side"].params
+    assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
+    assert side["models"]["equal_budget"] == "${equal_budget.result.output}/last.pt"
+    assert len(side["models"]) == len(REFERENCES) + 1 + len(RUNTIMES) * len(REFERENCES) * len(seeds)
+    assert side["runtimes"] == list(RUNTIMES)
+    # equal budget: x0.5 for the epochs a fine-tuned pick saw, supernet (its phases: the defaults) + fine-tuning
+    from facenas.plugins.ofa.train import SupernetTrainConfig
+
+    assert "phases" not in steps["supernet"].params["config"]
+    supernet_epochs = sum(p.epochs for p in SupernetTrainConfig(rec="x").phase_configs())
+    finetune_epochs = load_config_module(str(REPO / steps["finetune_onnxruntime_mbf_x05"].params["config"]),
+                                         TrainConfig).num_epoch
+    equal = steps["equal_budget"]
+    assert equal.role == "reference" and equal.params["num_epoch"] == supernet_epochs + finetune_epochs == 42
+    assert equal.params["config"] == front["mbf_x05"].params["config"] and equal.params["seed"] == front_seed
+    assert equal.params["network_kwargs"] == {"width_mult": 0.5}
     assert check_experiment_file(RECIPES / "ofa_cpu.yml").problems == []
+
+
+def test_ofa_cpu_keeps_the_steps_its_started_run_finished_or_runs():
+    """The run in progress was started with the earlier file: its finished and running steps keep their names and
+    parameters (so their trials are kept on resume: tests/ofa/test_pipeline_resume.py)."""
+    import json
+
+    started = json.loads((Path(__file__).resolve().parent / "data" / "ofa_cpu_state_started.json").read_text())
+    begun = [s["name"] for s in started["steps"] if s["status"] != "waiting"]
+    assert begun == ["lut_onnxruntime", "lut_tflite", "supernet"]
+    data = yaml.safe_load((RECIPES / "ofa_cpu.yml").read_text())
+    classargs = data["tuner"]["classArgs"]
+    classargs["variables"]["shared_data"] = "$SHARED_DATA"
+    now = {s.name: s.to_dict() for s in _pipeline_of(data)}
+    saved = {s["name"]: s for s in started["config"]["steps"]}
+    for name in begun:
+        assert _result_fields(now[name]) == _result_fields(saved[name]), name
+    assert started["config"]["seed"] == classargs["seed"] and started["name"] == classargs["name"]
 
 
 def test_ofa_test_runs_the_same_stages():

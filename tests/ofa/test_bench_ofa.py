@@ -1,0 +1,145 @@
+"""bench_ofa and summary.section_ofa read the OFA rows from recipes/nni/ofa_cpu.yml's collected record (nothing runs):
+searches per runtime, fine-tuned picks over seeds vs their reference's seeds (Welch), the equal-budget reference."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy.stats import ttest_ind
+
+from benchmarks.bench_ofa import report_rows, summarise, welch
+from benchmarks.summary import section_ofa
+
+RECIPE = "recipes/configs/celeba299_mbf_cpu.py"
+POINTS = {"mbf_x025": {"config": RECIPE, "network_kwargs": {"width_mult": 0.25}},
+          "mbf_x05": {"config": RECIPE, "network_kwargs": {"width_mult": 0.5}}}
+
+
+def _write(results, name, result):
+    (results / f"{name}.json").write_text(json.dumps({"benchmark": name, "date": "2026-01-01", "command": "x",
+                                                      "result": result}))
+
+
+def _trial(step, stage, index=0, role="candidate", params=None, metrics=None, arch=None):
+    return {"step": step, "index": index, "stage": stage, "role": role, "status": "SUCCEEDED", "params": params or {},
+            "arch": arch, "metrics": metrics or {}}
+
+
+def _record(with_finetunes=True):
+    a, b, c = {"s": 1}, {"s": 2}, {"s": 3}
+    lut = {"lut": "$RUN_DIR/lut.json"}
+    trials = [
+        _trial("lut_onnxruntime", "runtime.lut", role="auxiliary", metrics={
+            "runtime": "onnxruntime", "table": "$RUN_DIR/lut.json", "entries": 90, "spearman": 0.97, "mape": 0.05,
+            "within_10pct": 0.9, "p35_ms": 1.5, "p75_ms": 1.9}),
+        _trial("supernet", "ofa.train_supernet", role="auxiliary", params={"config": {"space": "ofa"}},
+               metrics={"train_seconds": 120.0}),
+        _trial("evaluate", "ofa.evaluate", role="auxiliary", params={"sample": a}, metrics={"lfw_devtest_auc": 0.8}),
+        _trial("reference_latency", "runtime.latency", role="reference", params={"models": POINTS}, metrics={
+            "latency_ms": {"mbf_x025": {"onnxruntime": 1.0, "tflite": 0.9}, "mbf_x05": {"onnxruntime": 2.0, "tflite": 1.8}},
+            "latency_mbf_x025_onnxruntime_ms": 1.0, "latency_mbf_x05_onnxruntime_ms": 2.0,
+            "latency_mbf_x025_tflite_ms": 0.9, "latency_mbf_x05_tflite_ms": 1.8}),
+        _trial("search_onnxruntime", "ofa.search", 0, "auxiliary", {"ranker": "comparator", "bound": 1.0, "cost": lut},
+               {"best_cost": 0.97, "search_seconds": 1.0}, arch={"sample": a}),
+        _trial("search_onnxruntime", "ofa.search", 1, "auxiliary", {"ranker": "comparator", "bound": 2.0, "cost": lut},
+               {"best_cost": 1.95, "search_seconds": 1.0}, arch={"sample": b}),
+        _trial("search_onnxruntime", "ofa.search", 2, "auxiliary", {"ranker": "mlp", "bound": 1.5, "cost": lut},
+               {"best_cost": 1.4, "search_seconds": 2.0}, arch={"sample": c}),
+    ]
+    for i, (sample, acc, ms) in enumerate(((a, 0.70, 0.98), (b, 0.75, 1.97), (c, 0.74, 1.41))):
+        trials.append(_trial("final_onnxruntime", "ofa.evaluate", i, params={"sample": sample, "export": True},
+                             metrics={"lfw_acc": acc, "lfw_acc_std": 0.01, "latency_ms": ms, "mflops": 60.0 + i}))
+    models = dict(POINTS)
+    lat = {"mbf_x025": {"onnxruntime": 1.1, "tflite": 0.95}, "mbf_x05": {"onnxruntime": 2.1, "tflite": 1.7}}
+    if with_finetunes:
+        for step, sample, accs in (("finetune_onnxruntime_mbf_x05", b, (0.87, 0.88, 0.89)),
+                                   ("finetune_onnxruntime_mbf_x025", a, (0.80,))):
+            for i, (seed, acc) in enumerate(zip((2048, 1, 2), accs)):
+                out = f"$RUN_DIR/{step}/{i:03d}/train"
+                trials.append(_trial(step, "ofa.finetune", i, params={"sample": sample, "seed": seed}, metrics={
+                    "lfw_acc": acc, "lfw_acc_std": 0.02, "output": out, "epochs": 20, "train_seconds": 600.0,
+                    "mflops": 70.0, "latency_ms": 1.9}))
+                models[f"ofa_{step[9:]}_seed{seed}"] = f"{out}/last.pt"
+                lat[f"ofa_{step[9:]}_seed{seed}"] = {"onnxruntime": (1.9 if "x05" in step else 0.9) + 0.01 * i,
+                                                     "tflite": 3.8}
+        trials.append(_trial("equal_budget", "engine.train", role="reference",
+                             params={"config": RECIPE, "network_kwargs": {"width_mult": 0.5}, "num_epoch": 42, "seed": 2048},
+                             metrics={"lfw_acc": 0.86, "lfw_acc_std": 0.02, "epochs": 42, "train_seconds": 3600.0,
+                                      "output": "$RUN_DIR/equal_budget/000/train", "mflops": 37.9}))
+        models["equal_budget"] = "$RUN_DIR/equal_budget/000/train/last.pt"
+        lat["equal_budget"] = {"onnxruntime": 2.05, "tflite": 1.75}
+    trials.append(_trial("side_by_side", "runtime.latency", role="auxiliary", params={"models": models},
+                         metrics={"latency_ms": lat}))
+    return {"pipeline": "ofa_cpu", "trials": trials, "pending_steps": [] if with_finetunes else ["search_tflite"]}
+
+
+def _front(results):
+    """Reference-front records of three seeds (one record per seed run), as the other experiment file leaves them."""
+    for name, seed, acc in (("reference_front_cpu", 2048, 0.85), ("reference_front_cpu_s1", 1, 0.84),
+                            ("reference_front_cpu_s2", 2, 0.845)):
+        _write(results, name, {"trials": [
+            {"step": "mbf_x05", "stage": "engine.train", "status": "SUCCEEDED", "params": {"config": RECIPE, "seed": seed},
+             "metrics": {"lfw_acc": acc}},
+            {"step": "mbf_x025", "stage": "engine.train", "status": "SUCCEEDED",
+             "params": {"config": RECIPE, "network_kwargs": {"width_mult": 0.25}, "seed": seed},
+             "metrics": {"lfw_acc": acc - 0.01}}]})
+
+
+def test_fine_tuned_picks_are_compared_over_seeds_with_welch(tmp_path):
+    _front(tmp_path)
+    s = summarise(_record(), tmp_path)
+    ort = s["runtimes"]["onnxruntime"]
+    assert [(e["ranker"], e["bound_from"]) for e in ort["searches"]] == [
+        ("comparator", "mbf_x025"), ("comparator", "mbf_x05"), ("mlp", "p35")]
+    # the reference points: timed with the picks (side_by_side), accuracy over the reference front's seeds
+    assert s["references"]["mbf_x05"]["latency_ms"] == {"onnxruntime": 2.1, "tflite": 1.7}
+    assert s["references"]["mbf_x05"]["lfw_acc"]["values"] == [0.85, 0.84, 0.845]
+    x05, x025 = sorted(ort["finetuned"], key=lambda p: p["reference"] != "mbf_x05")
+    assert x05["seeds"] == [2048, 1, 2] and x05["lfw_acc"]["mean"] == pytest.approx(0.88)
+    assert x05["lfw_acc"]["std"] == pytest.approx(0.01)
+    expected = ttest_ind([0.87, 0.88, 0.89], [0.85, 0.84, 0.845], equal_var=False)
+    vs = x05["vs_reference"]
+    assert vs["p"] == pytest.approx(expected.pvalue) and vs["p"] < 0.05 and vs["verdict"] == "better"
+    assert vs["difference"] == pytest.approx(0.88 - 0.845)
+    assert x05["latency_ms"]["onnxruntime"] == pytest.approx(1.91)  # median over the seeds' side-by-side times
+    assert vs["latency_ratio"] == pytest.approx(1.91 / 2.1)
+    # one seed on one side: no test, said so
+    assert x025["vs_reference"]["p"] is None and "no test (1 vs 3" in x025["vs_reference"]["verdict"]
+    eq = s["equal_budget"]
+    assert eq["epochs"] == 42 and eq["supernet_epochs"] == 22 and eq["latency_ms"]["onnxruntime"] == 2.05
+    versus = {v["pick"]: v for v in eq["vs_picks"]["onnxruntime"]}
+    assert versus["comparator under mbf_x05"]["difference"] == pytest.approx(0.88 - 0.86)
+    assert versus["comparator under mbf_x05"]["latency_ratio"] == pytest.approx(1.91 / 2.05)
+    rows = {r["network"]: r for r in _rows(tmp_path, _record())}
+    ft = rows["ofa [onnxruntime] comparator under mbf_x05, fine-tuned"]
+    assert ft["lfw_acc"] == pytest.approx(0.88) and "over 3 seed(s)" in ft["budget"]
+    assert rows['equal_budget (mbf {"width_mult": 0.5})']["lfw_acc"] == 0.86
+
+
+def _rows(results, record):
+    _write(results, "ofa_cpu", record)
+    return report_rows(results)
+
+
+def test_welch_says_tie_unless_p_below_005():
+    assert welch([0.85, 0.86, 0.84], [0.85, 0.851, 0.849])["verdict"] == "tie"
+    assert welch([0.80, 0.81, 0.79], [0.85, 0.86, 0.84])["verdict"] == "worse"
+    assert welch([0.85], [0.84, 0.85])["p"] is None
+
+
+def test_section_ofa_renders_seeds_p_values_and_missing_rows(tmp_path):
+    _front(tmp_path)
+    _write(tmp_path, "ofa_cpu", _record())
+    md = section_ofa(tmp_path)
+    assert "| OFA comparator under mbf_x05, fine-tuned | 0.8800 ± 0.0100 (n=3) | mbf_x05 | 0.8450 ± 0.0050 (n=3) |" in md
+    assert "| better |" in md and "no test (1 vs 3 seed(s))" in md
+    assert "| equal_budget (seed 2048, 42 epochs) | 0.8600 ± 0.0200 | 2.0500 | 1.7500 |" in md and "Supernet: 22 epochs" in md
+    assert "| mbf_x05 | 0.8450 ± 0.0050 (n=3) | 2.1000 | 1.7000 |" in md
+    # before the fine-tunings and the equal-budget training are recorded: "missing", not blank
+    _write(tmp_path, "ofa_cpu", _record(with_finetunes=False))
+    md = section_ofa(tmp_path)
+    assert "Fine-tuned picks: missing" in md and "missing (the equal_budget step has not been recorded yet)" in md
+    assert "Not run yet: search_tflite" in md
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert "_missing: `benchmarks/results/ofa_cpu.json`" in section_ofa(empty)
