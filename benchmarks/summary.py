@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -308,47 +308,136 @@ def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = Non
          "LFW acc (TFLite fp32)"], rows)
 
 
-def _reference_steps(results: Path) -> list[dict[str, Any]]:
-    """Each trained network of the reference front record with its latency trial's metrics (``lat``)."""
-    r = _load(results, "reference_front_cpu") or {}
-    done = [t for t in r.get("trials", []) if t.get("status") == "SUCCEEDED"]
-    out = []
-    for t in done:
-        if t.get("stage") != "engine.train":
-            continue
-        # the runtime.latency trial that timed this step's checkpoint
-        timed = next((x for x in done if x.get("stage") == "runtime.latency" and
-                      str((x.get("params") or {}).get("model", "")).startswith(f"$RUN_DIR/{t['step']}/")), {})
-        out.append({**t, "lat": timed.get("metrics") or {}})
-    return out
+def _reference_networks(results: Path) -> list[Any]:
+    """The reference front's networks (``reference_front_cpu``, every seed run) with their seed statistics."""
+    from benchmarks.seed_rows import RowSource, networks, pipeline_rows
+
+    r = _load(results, "reference_front_cpu")
+    if not r:
+        return []
+    return networks(pipeline_rows("reference_front_cpu", r, RowSource("reference_front_cpu", "hand-designed",
+                                                                          role="reference")))
 
 
-def section_reference_front(results: Path, link: str = "") -> str:
-    """Hand-designed reference networks of ``recipes/nni/reference_front_cpu.yml`` (as far as the run got).
+def _mean_std(stats: Any) -> str:
+    """``mean ± std`` over seeds (``mean`` alone for one seed)."""
+    if stats.mean is None:
+        return "–"
+    return f"{stats.mean:.4f} ± {stats.std:.4f}" if stats.std is not None else f"{stats.mean:.4f}"
 
-    ``link``: the path prefix of the results folder in the document (README: ``benchmarks/results/``)."""
+
+def _seed_values(net: Any) -> str:
+    return ", ".join(f"{r.seed}: {r.lfw_acc:.4f}" for r in net.rows)
+
+
+def section_reference_front(results: Path, link: str = "", per_seed: bool = True) -> str:
+    """Hand-designed reference networks of ``recipes/nni/reference_front_cpu.yml`` over its seed runs.
+
+    ``link``: the path prefix of the results folder in the document (README: ``benchmarks/results/``);
+    ``per_seed``: also each seed's LFW accuracy and latencies (summary.md)."""
     title = "## Hand-designed reference front (recipes/nni/reference_front_cpu.yml)"
     r = _load(results, "reference_front_cpu")
     if not r:
         return title + "\n\n" + _missing("reference_front_cpu", "facenas nni run-local recipes/nni/reference_front_cpu.yml "
                                            "--output OUT; python -m benchmarks.collect_pipeline OUT --name "
                                            "reference_front_cpu --experiment recipes/nni/reference_front_cpu.yml")
+    from benchmarks.collect_pipeline import record_runs
+
+    nets = _reference_networks(results)
+    header = ["step", "network", "LFW acc mean ± std over seeds", "seeds", "ORT ms", "TFLite ms", "MFLOPs",
+              "params (M)", "budget; device"]
     rows = []
-    for t in _reference_steps(results):
-        m, lat, params = t.get("metrics", {}), t["lat"], t.get("params") or {}
-        recipe = Path(str(params.get("config") or "?")).stem  # e.g. celeba299_mbf_cpu
-        kwargs = params.get("network_kwargs")
-        rows.append([t["step"], f"{recipe} {json.dumps(kwargs)}" if kwargs else recipe, _acc(m.get("lfw_acc"), m.get("lfw_acc_std")),
-                     m.get("lfw_tar_at_far_1e-3"), lat.get("latency_onnxruntime_ms"), lat.get("latency_tflite_ms"),
-                     m.get("mflops"), m.get("params_m"), f"{_f(m.get('epochs'), 0)} epochs, seed {params.get('seed')}"])
-    pending = r.get("pending_steps") or []
-    parts = [title, _table(["step", "network", "LFW acc ± std", "TAR@FAR=1e-3", "ORT ms", "TFLite ms",
-                            "MFLOPs", "params (M)", "budget"], rows),
-             f"One seed each, 1 thread, batch 1, 64 px, each runtime's best export (its graph passes). Not run yet: "
-             f"{', '.join(pending) if pending else 'none'}."]
+    for net in nets:
+        first = net.rows[0]
+        row = [net.name, first.network, _mean_std(net.accuracy), str(net.accuracy.n), net.latency_ms["onnxruntime"],
+               net.latency_ms["tflite"], first.mflops, first.params_m, f"{first.budget}, {first.device}"]
+        if per_seed:
+            row[4:4] = [_seed_values(net),
+                        "; ".join(f"{x.seed}: {_f(x.latency_ms['onnxruntime'])} / {_f(x.latency_ms['tflite'])}"
+                                  for x in net.rows)]
+        rows.append(row)
+    if per_seed:
+        header[4:4] = ["LFW acc per seed", "ORT / TFLite ms per seed"]
+    runs = record_runs(r)
+    pending = "; ".join(f"seed {run.get('seed')}: {', '.join(p for p in run.get('pending_steps') or [] if not p.endswith('_latency')) or 'none'}"
+                        for run in runs)
+    parts = [title, _table(header, rows),
+             f"Seed runs recorded: {', '.join(str(run.get('seed')) for run in runs)}. Mean ± sample std of LFW "
+             "accuracy over the seeds (a single seed: its value); latency: 1 thread, batch 1, 64 px, each runtime's "
+             "best export (its graph passes), the median of the seed runs' measurements. Networks not trained yet: "
+             f"{pending}."]
     if _front_points(results):
         parts.append(f"![LFW accuracy vs latency per runtime: hand-designed references and searched networks]"
                      f"({link}summary_fronts.png)")
+    return "\n\n".join(parts)
+
+
+def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str:
+    """Each searched network against the hand-designed references, per runtime (issue 16's verdict rule).
+
+    Built from the rows :func:`benchmarks.seed_rows.gather_rows` reads from ``sources`` (default
+    ``seed_rows.ROW_SOURCES``); with no searched network recorded it says what is missing."""
+    from benchmarks import seed_rows
+    from benchmarks import seed_stats as st
+    from benchmarks.collect_pipeline import record_runs
+    from benchmarks.seed_rows import SEARCH_RECORDS, gather_rows, load_result, networks
+
+    sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
+
+    title = "## Searched vs hand-designed, per runtime (seeds, Welch's t-test)"
+    rule = (f"Verdict: **{st.BETTER}** when the mean gain is >= +{st.BETTER_GAIN:g} (one LFW point) and Welch's "
+            f"t-test gives p < {st.ALPHA:g}; **{st.AS_ACCURATE_FASTER}** when the searched mean is within "
+            f"{st.AS_ACCURATE_WITHIN:g} of the reference's at <= {st.FASTER_RATIO:g}x its latency on the runtime; "
+            f"**{st.WORSE}** when p < {st.ALPHA:g} and lower; otherwise **{st.TIE}**; with fewer than {st.MIN_SEEDS} "
+            f"seeds on a side: **{st.FEW_SEEDS}** (the numbers it has). A searched network is compared with every "
+            "reference at least as slow on the runtime: the closest (the fastest of those) and the strongest "
+            "comparison (the best verdict, then the largest gain) are shown; *dominated by* names faster "
+            "references at least as accurate.")
+    nets = networks(gather_rows(results, sources))
+    refs = [n for n in nets if n.role == "reference"]
+    searched = [n for n in nets if n.role == "searched"]
+    if not searched:
+        wired = {s.record for s in sources}
+        status = []
+        for record in SEARCH_RECORDS:
+            result = load_result(results, record)
+            if result is None:
+                status.append(f"`{record}` not recorded")
+            else:
+                seeds = [run.get("seed") for run in record_runs(result)]
+                status.append(f"`{record}` recorded (seed runs: {', '.join(map(str, seeds))})" +
+                              ("" if record in wired else ", not yet a row source (benchmarks/seed_rows.py ROW_SOURCES)"))
+        few = [f"{n.name} {n.accuracy.n}" for n in refs if n.accuracy.n < st.MIN_SEEDS]
+        return "\n\n".join([title, "_missing: no searched network has a seed run recorded, so there is no "
+                              "comparison: " + "; ".join(status) + " (the one-seed searched rows of the accuracy "
+                              "report come from benchmark scripts, not from these experiment files)._",
+                              f"References with fewer than {st.MIN_SEEDS} seeds (network seeds): "
+                              + (", ".join(few) or "none") + ".", rule])
+    parts = [title, rule]
+    for runtime, label in FRONT_RUNTIMES.items():
+        rows = []
+        sides = {n.name: st.Side(n.accuracy.values, n.latency_ms[runtime]) for n in refs}
+        by_name = {n.name: n for n in refs}
+        for net in sorted(searched, key=lambda n: (n.target_runtime != runtime, n.record, n.name)):
+            comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)
+            base = [f"{net.method}: {net.name}", net.target_runtime or "–", _mean_std(net.accuracy),
+                    str(net.accuracy.n), net.latency_ms[runtime]]
+            tail = [", ".join(comp.dominated_by) or "–", net.rows[0].budget, net.rows[0].device]
+            if not comp.eligible:
+                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail)
+                continue
+            shown = [("closest", comp.closest)] + ([("strongest", comp.strongest)] if comp.strongest != comp.closest
+                                                   else [])
+            for which, name in shown:
+                v, ref = comp.eligible[name], by_name[name]
+                rows.append(base + [f"{which if comp.strongest != comp.closest else 'closest = strongest'}: {name}",
+                                    _mean_std(ref.accuracy), str(ref.accuracy.n), ref.latency_ms[runtime],
+                                    None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
+                                    v.label] + tail)
+        parts.append(f"### {label}\n\n" + (_table(
+            ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
+             "reference LFW", "seeds", f"reference {label} ms", "gain", "p (Welch)", "verdict",
+             "dominated by (faster, as accurate)", "budget", "device"], rows) if rows else "_no searched network._"))
     return "\n\n".join(parts)
 
 
@@ -385,10 +474,11 @@ def section_published(results: Path, link: str = "") -> str:
 def _front_points(results: Path) -> list[dict[str, Any]]:
     """Networks with LFW accuracy and per-runtime latency: the reference front's, then searched published ones."""
     points = []
-    for t in _reference_steps(results):
-        acc, lat = (t.get("metrics") or {}).get("lfw_acc"), t["lat"].get("latency_ms") or {}
-        if isinstance(acc, (int, float)) and lat:
-            points.append({"label": t["step"], "group": "hand-designed reference", "accuracy": acc, "latency_ms": lat})
+    for net in _reference_networks(results):  # the mean over its seeds
+        lat = {rt: ms for rt, ms in net.latency_ms.items() if ms is not None}
+        if net.accuracy.mean is not None and lat:
+            points.append({"label": net.name, "group": "hand-designed reference", "accuracy": net.accuracy.mean,
+                           "latency_ms": lat})
     for e in (_manifest(results) or {}).get("models", []):
         if e.get("role") == "searched" and isinstance(e.get("lfw_acc"), (int, float)):
             points.append({"label": Path(e["file"]).stem, "group": "searched",
@@ -500,7 +590,8 @@ def render(results: Path) -> dict[str, Any]:
     parts += [s(results) for s in sections]
     parts.append(report)
     parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
-              section_reference_front(results), section_published(results), section_export_passes(results),
+              section_reference_front(results), section_headline(results), section_published(results),
+              section_export_passes(results),
               section_hardening(results), section_scale(results)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
@@ -540,7 +631,8 @@ def _body(section: str) -> str:
 
 #: README blocks: name -> the markdown it holds (the section's body, links relative to the repository)
 README_BLOCKS: dict[str, Callable[[Path], str]] = {
-    "reference_front": lambda r: _body(section_reference_front(r, README_RESULTS_LINK)),
+    "reference_front": lambda r: _body(section_reference_front(r, README_RESULTS_LINK, per_seed=False)),
+    "headline": lambda r: _body(section_headline(r)),
     "published": lambda r: _body(section_published(r, README_RESULTS_LINK)),
     "report": lambda r: _body(section_report(r)[0]),
     "ratios": lambda r: _body(section_data(r)),
