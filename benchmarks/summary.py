@@ -446,6 +446,14 @@ def _manifest(results: Path) -> dict[str, Any] | None:
     return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
 
 
+def _manifest_seeds(seeds: Any) -> str:
+    """A manifest entry's ``seeds``: ``mean ± std (n seeds)``."""
+    if not isinstance(seeds, dict) or not isinstance(seeds.get("mean"), (int, float)):
+        return "–"
+    spread = f" ± {seeds['std']:.4f}" if isinstance(seeds.get("std"), (int, float)) else ""
+    return f"{seeds['mean']:.4f}{spread} ({seeds.get('n')} seed{'s' if seeds.get('n') != 1 else ''})"
+
+
 def section_published(results: Path, link: str = "") -> str:
     """The published ONNX files (``models/manifest.json``, written by ``benchmarks.publish_models``)."""
     title = "## Published networks (benchmarks/results/models)"
@@ -457,12 +465,12 @@ def section_published(results: Path, link: str = "") -> str:
              e.get("target_runtime") or "–", _acc(e.get("lfw_acc"), e.get("lfw_acc_std")),
              (e.get("latency_ms") or {}).get("onnxruntime"), (e.get("latency_ms") or {}).get("tflite"),
              e.get("mflops"), e.get("params_m"), f"{e.get('embedding_size')}-d", e.get("compare_with") or "–",
-             f"seed {e.get('seed')}, {e.get('budget')}", f"`{str(e.get('sha256'))[:12]}`"]
+             f"seed {e.get('seed')}, {e.get('budget')}", _manifest_seeds(e.get("seeds")), f"`{str(e.get('sha256'))[:12]}`"]
             for e in manifest.get("models", [])]
     searched = sum(e.get("role") == "searched" for e in manifest.get("models", []))
     return "\n\n".join([title, _table(["file", "network", "method", "role", "target runtime", "LFW acc ± std",
                                         "ORT ms", "TFLite ms", "MFLOPs", "params (M)", "embedding", "compare with",
-                                        "budget", "sha256"], rows),
+                                        "budget", "LFW over recorded seeds", "sha256"], rows),
                          "ONNX for `insightface.model_zoo.get_model`: input (N, 3, 112, 112) RGB, (x - 127.5) / 127.5, "
                          "which `ArcFaceONNX.get_feat` makes of BGR aligned faces (a network trained at 64 px resizes "
                          "inside the file); `facenas eval --model FILE --bin lfw.bin` "
