@@ -8,8 +8,10 @@ Reads only what the benchmarks recorded (``benchmarks/results/*.json``); a bench
 been run is listed as missing, never filled in. Sections: data-layer speed ratios, LUT prediction
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
 budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA (from the record of
-recipes/nni/ofa_cpu.yml), deployment latency,
-export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
+recipes/nni/ofa_cpu.yml), deployment latency, the hand-designed reference front over its seed runs
+(mean ± std), the headline comparisons (each searched network vs the references at least as slow, per
+runtime: gain, Welch's p, verdict; ``benchmarks.seed_rows`` / ``benchmarks.seed_stats``), the published
+networks, export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front; ``summary_fronts.png`` draws one front per
 runtime (onnxruntime, TFLite) of the hand-designed references (``reference_front_cpu``) and the
