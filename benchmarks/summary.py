@@ -418,8 +418,9 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
     parts = [title, rule]
     for runtime, label in FRONT_RUNTIMES.items():
         rows = []
-        sides = {n.name: st.Side(n.accuracy.values, n.latency_ms[runtime]) for n in refs}
-        by_name = {n.name: n for n in refs}
+        names = [n.name for n in refs]  # a name two records share is told apart by its record
+        by_name = {(n.name if names.count(n.name) == 1 else f"{n.name} ({n.record})"): n for n in refs}
+        sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()}
         for net in sorted(searched, key=lambda n: (n.target_runtime != runtime, n.record, n.name)):
             comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)
             base = [f"{net.method}: {net.name}", net.target_runtime or "–", _mean_std(net.accuracy),

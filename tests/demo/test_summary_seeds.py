@@ -109,3 +109,20 @@ def test_render_and_readme_blocks_include_the_seed_sections(tmp_path):
     text = "<!-- summary:headline -->\n<!-- /summary:headline -->\n"
     assert "_missing: no searched network" in update_readme(text, tmp_path)
     assert (tmp_path / "summary_fronts.png").is_file()
+
+
+def test_headline_tells_apart_references_of_two_records_with_one_name(tmp_path):
+    _record(tmp_path, "reference_front_cpu", REF)
+    ofa = {s: {"pick": (acc, 1.0, 1.0)} for s, acc in ((7, 0.84), (8, 0.845), (9, 0.835))}
+    ofa_refs = {s: {"big": (acc, 1.1, 1.1)} for s, acc in ((7, 0.865), (8, 0.87), (9, 0.86))}
+    _record(tmp_path, "ofa_cpu", ofa)
+    data = json.loads((tmp_path / "ofa_cpu.json").read_text())
+    for s, run in data["result"]["runs"].items():  # the OFA pipeline's own reference step, also named `big`
+        run["trials"] += _trials(ofa_refs[int(s)], int(s), role="reference")
+    (tmp_path / "ofa_cpu.json").write_text(json.dumps(data))
+    sources = (SOURCES[0], RowSource("ofa_cpu", "ofa", target_runtime={"pick": "onnxruntime"}))
+    ort = section_headline(tmp_path, sources).split("### onnxruntime")[1].split("### TFLite")[0]
+    assert "| ofa: pick |" in ort and "ofa: big" not in ort  # the pipeline's reference is a reference
+    # closest: the OFA record's big (1.1 ms), 2.5 points above: worse; strongest: the front's big (1.5 ms), a tie
+    assert "| closest: big (ofa_cpu) | 0.8650 ± 0.0050 | 3 | 1.1000 | -0.0250 |" in ort and "| worse |" in ort
+    assert "| strongest: big (reference_front_cpu) | 0.8500 ± 0.0100 | 3 | 1.5000 | -0.0100 |" in ort and "| tie |" in ort
