@@ -103,8 +103,9 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
         for name, path in (models.items() if isinstance(models, dict) else ()):
             if str(path).startswith(prefix):
                 return _latency(t.get("metrics") or {}, name), _cpu(t)
-    own = _latency(trial.get("metrics") or {})
-    return (own, None) if isinstance((trial.get("metrics") or {}).get("latency_ms"), dict) else ({rt: None for rt in RUNTIMES}, None)
+    if isinstance((trial.get("metrics") or {}).get("latency_ms"), dict):
+        return _latency(trial.get("metrics") or {}), None
+    return {rt: None for rt in RUNTIMES}, None
 
 
 def _cpu(trial: Mapping[str, Any]) -> str | None:

@@ -155,12 +155,14 @@ class Comparison:
 def compare(searched: Side, references: Mapping[str, Side]) -> Comparison:
     """``searched`` against every reference at least as slow on the runtime (``latency_ms`` >= its own)."""
     if not isinstance(searched.latency_ms, (int, float)) or not searched.accuracies:
-        return Comparison({}, None, None, (), "the searched network has no measured latency or accuracy on this runtime")
+        return Comparison({}, None, None, (),
+                          "the searched network has no measured latency or accuracy on this runtime")
     timed = {k: v for k, v in references.items() if isinstance(v.latency_ms, (int, float)) and v.accuracies}
+    by_latency = sorted(timed.items(), key=lambda kv: kv[1].latency_ms)
     eligible = {k: verdict(searched.accuracies, v.accuracies, searched.latency_ms, v.latency_ms)
-                for k, v in sorted(timed.items(), key=lambda kv: kv[1].latency_ms) if v.latency_ms >= searched.latency_ms}
+                for k, v in by_latency if v.latency_ms >= searched.latency_ms}
     mean = seed_stats(searched.accuracies).mean
-    dominated = tuple(k for k, v in sorted(timed.items(), key=lambda kv: kv[1].latency_ms)
+    dominated = tuple(k for k, v in by_latency
                       if v.latency_ms < searched.latency_ms and seed_stats(v.accuracies).mean >= mean - EPS)
     if not eligible:
         return Comparison({}, None, None, dominated, "no reference is as slow or slower on this runtime")
