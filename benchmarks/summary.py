@@ -225,31 +225,68 @@ def section_li_arcface(results: Path) -> str:
 
 
 def section_enas(results: Path) -> str:
+    """ENAS's top-3 vs random arcs of matching latency from the record of recipes/nni/enas_cpu.yml; below it the
+    earlier study (bench_enas.json: latency targets, 2-epoch retrains), labelled with its budget."""
+    from benchmarks.bench_enas import load_record, summarise
+
+    head = "## ENAS-style search: the top-3 vs random arcs of matching latency (recipes/nni/enas_cpu.yml)"
+    parts = [head]
+    record = load_record(results)
+    if not record:
+        parts.append(_missing("enas_cpu", "facenas nni run-local recipes/nni/enas_cpu.yml --output OUT; python -m "
+                                          "benchmarks.collect_pipeline OUT --name enas_cpu --experiment recipes/nni/enas_cpu.yml"))
+    else:
+        s = summarise(record)
+        tb, search = s.get("table") or {}, s.get("search") or {}
+        parts.append(f"Latency table ({tb.get('runtime')}, {tb.get('threads')} thread): {tb.get('entries')} blocks, validation "
+                     f"Spearman {_f(tb.get('spearman'))}, MAPE {_f(tb.get('mape'))}, within +-10% {_f(tb.get('within_10pct'))}. "
+                     f"Search: {search.get('epochs')} epochs, {_f(search.get('search_seconds'), 0)} s. Retraining: "
+                     f"{', '.join(_f(e, 0) for e in s.get('retrain_epochs') or []) or '–'} epochs each, one seed. "
+                     f"Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
+        rows = []
+        for group, label in (("top", "top"), ("random", "random")):
+            for i, n in enumerate(s[group], 1):
+                lat, sr = n.get("measured_ms") or {}, n.get("search") or {}
+                vs = (f"rank {sr.get('rank')}" if group == "top" else
+                      f"top{sr.get('matches')} {_f(sr.get('relative_difference'), 3)}, {sr.get('draws')} draws")
+                rows.append([f"{label}{i}", vs, _acc(n.get("lfw_acc"), n.get("lfw_acc_std")), n.get("predicted_ms"),
+                             lat.get("onnxruntime"), lat.get("tflite"), n.get("mflops"), n.get("epochs")])
+        if rows:
+            parts.append(_table(["network", "search rank / matches (predicted latency difference)", "LFW acc ± std",
+                                 "predicted ms", "ORT ms", "TFLite ms", "MFLOPs", "epochs"], rows))
+        c = s.get("lfw_acc_top_vs_random") or {}
+        mean, std = c.get("mean") or [None, None], c.get("std") or [None, None]
+        parts.append(f"LFW accuracy, top-3 vs random arcs (mean ± std over the networks, one seed each): "
+                     f"{_acc(mean[0], std[0])} vs {_acc(mean[1], std[1])}; difference {_f(c.get('difference'))}, "
+                     f"Welch's t-test p = {_f(c.get('p_value'), 3)}: {c.get('verdict') or 'not enough networks yet'}.")
     r = _load(results, "bench_enas")
-    head = "## ENAS-style search: controller learning and the latency term"
-    if not r:
-        return head + "\n\n" + _missing("bench_enas", "python -m benchmarks.bench_enas report")
-    lines = [head]
-    first_last = r.get("sampled_latency_first_last_ms") or {}
-    entropy = r.get("entropy_first_last") or {}
-    targets = r.get("targets_ms") or {}
-    rows = []
-    for name in first_last:
-        search = r.get(f"search_{name}") or {}
-        st = search.get("settings") or {}
-        rows.append([name, st.get("target_ms", targets.get(st.get("target", name))), st.get("exponent"),
-                     f"{first_last[name][0]:.4f} -> {first_last[name][1]:.4f}",
-                     f"{entropy.get(name, [None, None])[0]:.2f} -> {entropy.get(name, [None, None])[1]:.2f}"
-                     if name in entropy else "–", search.get("val_acc"),
-                     round(search["search_seconds"] / 60, 1) if search.get("search_seconds") else None])
-    if rows:
-        lines.append(_table(["search", "target T (ms)", "q", "sampled latency ms (first 2 -> last 2 epochs)",
-                             "policy entropy (first -> last)", "best arc val acc", "min"], rows))
-    lines.append(f"Mean LFW accuracy of the retrained top-3 vs random arcs of similar latency: "
-                 f"{json.dumps(r.get('mean_lfw_acc'))}.")
-    if r.get("curves_png"):
-        lines.append(f"![ENAS curves]({Path(r['curves_png']).name})")
-    return "\n\n".join(lines)
+    if r:
+        budget = r.get("budget") or {}
+        epochs = budget.get("retrain_epochs")
+        parts.append(f"### Earlier study: latency targets, {epochs}-epoch retrains (bench_enas.json, recorded "
+                     f"{str(r.get('_date') or '')[:10]})\n\nSearches of {budget.get('search_epochs')} epochs x "
+                     f"{budget.get('child_steps_per_epoch')} child steps; every network retrained {epochs} epochs "
+                     "(not the protocol's 20), one thread.")
+        first_last = r.get("sampled_latency_first_last_ms") or {}
+        entropy = r.get("entropy_first_last") or {}
+        targets = r.get("targets_ms") or {}
+        rows = []
+        for name in first_last:
+            search = r.get(f"search_{name}") or {}
+            st = search.get("settings") or {}
+            rows.append([name, st.get("target_ms", targets.get(st.get("target", name))), st.get("exponent"),
+                         f"{first_last[name][0]:.4f} -> {first_last[name][1]:.4f}",
+                         f"{entropy.get(name, [None, None])[0]:.2f} -> {entropy.get(name, [None, None])[1]:.2f}"
+                         if name in entropy else "–", search.get("val_acc"),
+                         round(search["search_seconds"] / 60, 1) if search.get("search_seconds") else None])
+        if rows:
+            parts.append(_table(["search", "target T (ms)", "q", "sampled latency ms (first 2 -> last 2 epochs)",
+                                 "policy entropy (first -> last)", "best arc val acc", "min"], rows))
+        parts.append(f"Mean LFW accuracy of the retrained top-3 vs random arcs of similar latency, {epochs}-epoch "
+                     f"retrains: {json.dumps(r.get('mean_lfw_acc'))}.")
+        if r.get("curves_png"):
+            parts.append(f"![ENAS curves]({Path(r['curves_png']).name})")
+    return "\n\n".join(parts)
 
 
 def _ofa(results: Path) -> dict[str, Any] | None:
