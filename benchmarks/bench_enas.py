@@ -1,67 +1,200 @@
-"""ENAS-style search at CPU scale (Zhu 2019) on celeba299 -> LFW: controller learning, latency term, retrain vs random.
+"""ENAS at CPU scale: the top-3 vs random arcs of matching latency, read from the record of
+``recipes/nni/enas_cpu.yml`` (nothing is run here).
 
-One command per step (each resumable: a finished step is skipped, a killed search resumes)::
+Every step behind the comparison -- the ENAS space's latency table, the search, the random arcs
+within +-10 % of each top arc's predicted latency, the six retrainings with the protocol and their
+side-by-side timing in onnxruntime and TFLite -- is a step of the experiment file, so the numbers
+are the pipeline's::
 
-    python -m benchmarks.bench_enas lut                      # ENAS space latency table (onnxruntime, 1 thread)
-    python -m benchmarks.bench_enas search --target loose    # (run the two searches in two CPU slots)
-    python -m benchmarks.bench_enas search --target tight
-    python -m benchmarks.bench_enas retrain --which top      # top-3 of the tight search, from scratch
-    python -m benchmarks.bench_enas retrain --which random   # 3 random arcs of matching latency, same budget
-    python -m benchmarks.bench_enas report                   # -> benchmarks/results/bench_enas.json + curves PNG
+    facenas nni run-local recipes/nni/enas_cpu.yml --output runs/enas_cpu            # resumable
+    python -m benchmarks.collect_pipeline runs/enas_cpu --name enas_cpu --experiment recipes/nni/enas_cpu.yml
+    python -m benchmarks.bench_enas [--results benchmarks/results]                   # the summary, as JSON
 
-Budget (stated in the result): the ENAS space at 64x64 (5 cells of 4 nodes, 16 channels), searches of
-``--epochs`` alternating epochs of ``--steps`` child minibatches and ``--controller-steps`` controller
-updates of 8 arcs each, per-arc reward arcsin(Acc x (L/T)^q) with q = ``--exponent`` above the target
-and no bonus below it. The two targets are the 20th ("tight") and 95th ("loose") percentiles of the
-LUT-predicted latency of 500 uniformly random arcs, so the loose search is effectively
-accuracy-only and the tight one pays for latency. Retraining uses the CPU protocol's recipe
-(benchmarks/PROTOCOL.md) with ``--epochs-retrain`` epochs for every network (top-3 and random alike).
+:func:`summarise` reads a collected record (``benchmarks/results/enas_cpu.json``; any pipeline of the
+same stages, e.g. ``enas_test.yml``'s) by stage and role, not by step name: the ``runtime.lut`` trial
+gives the table, ``enas.search`` the search, ``enas.retrain`` trials with role ``candidate`` the
+searched (top) arcs and with role ``reference`` the random ones -- each random arc's
+``params.search`` is its ``enas.random_arcs`` entry (``matches``: the top arc it stands against,
+its predicted and target latency, the draws) -- and ``runtime.latency`` the measured times (the
+step that timed the networks in the same rounds where it ran). :func:`report_rows` gives rows
+for the accuracy report of ``benchmarks/summary.py``.
+
+The earlier study (``benchmarks/results/bench_enas.json``: tight vs loose latency targets, 2-epoch
+retrains) was produced by this script's own workflow before that moved into the experiment file;
+the record stays as it was. :func:`_predictor` / :func:`_targets` still read that study's latency
+table for ``benchmarks/bench_enas_latency_controller.py``.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
-import logging
-import time
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import RESULTS_DIR, artifacts_dir, save_result
-from facenas.utils.io import read_json, write_json
-from facenas.utils.log import setup_logging
-
-log = logging.getLogger("bench_enas")
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORD = "enas_cpu"
+RUNTIMES = ("onnxruntime", "tflite")
+#: the ENAS space of the CPU-scale study (the ``enas`` space's defaults: 64x64, 128-d)
 SPACE_CONFIG: dict[str, Any] = {"input_size": 64, "embedding_size": 128}
+#: the earlier study's tight / loose targets: percentiles of random arcs' predicted latency
 PERCENTILES = {"tight": 20, "loose": 95}
 
 
-def _space():
-    from facenas.nas.space import create_space
+def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
+    """The collected record ``results/<name>.json`` (its ``result``), or None when it is not there."""
+    path = Path(results) / f"{name}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
 
-    return create_space("enas", **SPACE_CONFIG)
+
+def _ok(record: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+    trials = [t for t in record.get("trials", []) if t.get("stage") == stage and t.get("status") == "SUCCEEDED"]
+    return sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0))
 
 
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _measured(record: dict[str, Any], output: str | None) -> dict[str, float]:
+    """The measured batch-1 latency (ms per runtime) of the network trained in ``output``: from the
+    ``runtime.latency`` step that timed several networks in the same rounds where there is one."""
+    if not output:
+        return {}
+    prefix = str(output).rstrip("/") + "/"
+    found: list[tuple[bool, dict[str, float]]] = []
+    for t in _ok(record, "runtime.latency"):
+        p, m = t.get("params") or {}, t.get("metrics") or {}
+        for name, path in (p.get("models") or {}).items():
+            if str(path).startswith(prefix) and isinstance((m.get("latency_ms") or {}).get(name), dict):
+                found.append((True, dict(m["latency_ms"][name])))
+        if str(p.get("model", "")).startswith(prefix):
+            found.append((False, {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if f"latency_{rt}_ms" in m}))
+    found.sort(key=lambda f: not f[0])
+    return found[0][1] if found else {}
+
+
+def _network(record: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
+    m, p = trial.get("metrics") or {}, trial.get("params") or {}
+    search = p.get("search") if isinstance(p.get("search"), dict) else {}
+    return {"step": trial.get("step"), "index": trial.get("index"), "role": trial.get("role"),
+            "sample": (trial.get("arch") or {}).get("sample"),
+            **{k: m.get(k) for k in ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "mflops", "params_m",
+                                      "epochs", "train_seconds")},
+            "predicted_ms": m.get("latency_ms"), "measured_ms": _measured(record, m.get("output")),
+            "threads": p.get("threads"),
+            # a top arc: its rank and shared-weight validation accuracy in the search; a random arc: which top
+            # arc it matches, the target latency and the draws it took (its enas.random_arcs entry)
+            "search": {k: search.get(k) for k in ("rank", "val_acc", "matches", "target_latency_ms",
+                                                    "relative_difference", "draws") if k in search}}
+
+
+def _welch(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean and std of each group, their difference, Welch's t-test p-value; "better" only when p < 0.05."""
+    out: dict[str, Any] = {"n": [len(a), len(b)], "mean": [float(np.mean(a)) if a else None, float(np.mean(b)) if b else None],
+                           "std": [float(np.std(a, ddof=1)) if len(a) > 1 else None,
+                                   float(np.std(b, ddof=1)) if len(b) > 1 else None]}
+    if a and b:
+        out["difference"] = out["mean"][0] - out["mean"][1]
+    out["p_value"] = None
+    if len(a) > 1 and len(b) > 1 and (np.std(a) > 0 or np.std(b) > 0):
+        from scipy.stats import ttest_ind
+
+        out["p_value"] = float(ttest_ind(a, b, equal_var=False).pvalue)
+    p = out["p_value"]
+    out["verdict"] = (None if p is None else "tie" if p >= 0.05 else
+                      "searched better" if out["difference"] > 0 else "random better")
+    return out
+
+
+def summarise(record: dict[str, Any]) -> dict[str, Any]:
+    """The table, the search, the top and random networks paired (accuracy, predicted and measured latency),
+    and the top-vs-random comparison of LFW accuracy (Welch's t over the networks of each group)."""
+    lut = next(iter(_ok(record, "runtime.lut")), None)
+    table = None
+    if lut is not None:
+        m = lut.get("metrics") or {}
+        table = {k: m.get(k) for k in ("runtime", "threads", "entries", "fit_mape", "spearman", "mape", "within_10pct",
+                                       "device", "table")}
+    search = next(iter(_ok(record, "enas.search")), None)
+    search_out = None
+    if search is not None:
+        m, p = search.get("metrics") or {}, search.get("params") or {}
+        cfg = {**(p["config"] if isinstance(p.get("config"), dict) else {}), **{k: v for k, v in p.items() if k != "config"}}
+        search_out = {**{k: m.get(k) for k in ("latency_ms", "mflops", "params_m", "epochs", "search_seconds")},
+                      "settings": {k: cfg.get(k) for k in ("epochs", "steps_per_epoch", "controller_steps", "arcs_per_step",
+                                                            "candidates", "top_k", "reward", "controller") if k in cfg}}
+    retrains = [_network(record, t) for t in _ok(record, "enas.retrain")]
+    top = sorted((n for n in retrains if n["role"] == "candidate"), key=lambda n: n["index"] or 0)
+    random = sorted((n for n in retrains if n["role"] == "reference"), key=lambda n: n["index"] or 0)
+    pairs = []
+    for i, t in enumerate(top, 1):
+        r = next((x for x in random if x["search"].get("matches") == i), None)
+        pair: dict[str, Any] = {"top": i, "top_lfw_acc": t.get("lfw_acc"), "random_lfw_acc": (r or {}).get("lfw_acc"),
+                                "top_predicted_ms": t.get("predicted_ms"), "random_predicted_ms": (r or {}).get("predicted_ms"),
+                                "random_draws": (r or {}).get("search", {}).get("draws")}
+        if r and _num(t.get("lfw_acc")) and _num(r.get("lfw_acc")):
+            pair["lfw_acc_difference"] = t["lfw_acc"] - r["lfw_acc"]
+        for rt in RUNTIMES:
+            a, b = t["measured_ms"].get(rt), (r or {}).get("measured_ms", {}).get(rt)
+            pair[f"{rt}_ms"] = [a, b]
+            if _num(a) and _num(b) and b:
+                pair[f"{rt}_ratio"] = a / b
+        pairs.append(pair)
+    accs = lambda group: [n["lfw_acc"] for n in group if _num(n.get("lfw_acc"))]  # noqa: E731
+    epochs = sorted({n["epochs"] for n in retrains if _num(n.get("epochs"))})  # the epochs each retrain ran
+    return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
+            "date": record.get("_date"), "table": table, "search": search_out, "top": top, "random": random,
+            "pairs": pairs, "lfw_acc_top_vs_random": _welch(accs(top), accs(random)),
+            "retrain_epochs": epochs, "pending_steps": record.get("pending_steps", [])}
+
+
+def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
+    """Rows of the CPU-scale accuracy report (``benchmarks/summary.py``) from the enas_cpu record."""
+    record = load_record(results)
+    if not record:
+        return []
+    s = summarise(record)
+    search_min = round(s["search"]["search_seconds"] / 60, 1) if _num((s.get("search") or {}).get("search_seconds")) else None
+    rows = []
+    for group, method in (("top", "ENAS-style (retrained)"), ("random", "random arc of matching latency")):
+        for i, n in enumerate(s[group], 1):
+            lat = n.get("measured_ms") or {}
+            rows.append({"method": method, "network": f"enas {group}{i}",
+                         **{k: n.get(k) for k in ("lfw_acc", "lfw_acc_std", "mflops", "params_m")},
+                         "tar": n.get("lfw_tar_at_far_1e-3"), "latency_ms": lat.get("onnxruntime"),
+                         "latency_lut_ms": n.get("predicted_ms"),
+                         "time_min": round(n["train_seconds"] / 60, 1) if _num(n.get("train_seconds")) else None,
+                         "search_min": search_min if group == "top" else None,
+                         "budget": f"{n.get('epochs')} epochs (recipes/nni/enas_cpu.yml); TFLite {_ms(lat.get('tflite'))} ms"})
+    return rows
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.3f}" if _num(value) else "–"
+
+
+# -- the earlier study's latency table (read by bench_enas_latency_controller) ------------------------------
 def _lut_path(art: Path) -> Path:
     return art / "lut_enas_onnxruntime_t1.json"
 
 
-def step_lut(art: Path) -> None:
-    from facenas.adapters.runtime.lut import BuildConfig, build_table
-
-    build_table(BuildConfig(space="enas", space_config=SPACE_CONFIG, runtime="onnxruntime", threads=1, calibrate=10),
-                _lut_path(art))
-
-
 def _predictor(art: Path):
+    """The ENAS space and the LatencyModel prediction of the study's table in ``art``."""
     from facenas.adapters.runtime.latency_model import LatencyModel
+    from facenas.nas.space import create_space
 
-    space = _space()
-    return space, LatencyModel.load(_lut_path(art), space).predict  # the one model every method uses
+    path = _lut_path(art)
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: build it with `facenas lut build --space enas --runtime onnxruntime "
+                         f"--threads 1 --out {path}` (or take the table of an enas_cpu.yml run: its lut step)")
+    space = create_space("enas", **SPACE_CONFIG)
+    return space, LatencyModel.load(path, space).predict
 
 
 def _random_latencies(art: Path, n: int = 500, seed: int = 123) -> tuple[list[dict], np.ndarray]:
@@ -72,217 +205,24 @@ def _random_latencies(art: Path, n: int = 500, seed: int = 123) -> tuple[list[di
 
 
 def _targets(art: Path) -> dict[str, float]:
+    """The tight / loose targets: percentiles of 500 random arcs' predicted latency."""
     _, lats = _random_latencies(art)
     return {k: float(np.percentile(lats, p)) for k, p in PERCENTILES.items()}
 
 
-def _search_result(folder: Path) -> dict[str, Any] | None:
-    """A finished search's result (``final.json``; ``search_result.json`` for searches run before the
-    search moved onto the shared loop, whose ``top`` list held the architectures' paths)."""
-    if (folder / "final.json").is_file():
-        return read_json(folder / "final.json")
-    if (folder / "search_result.json").is_file():
-        legacy = read_json(folder / "search_result.json")
-        return {**legacy, "architectures": legacy.get("top", [])}
-    return None
-
-
-def _search_epochs(folder: Path) -> list[dict[str, Any]]:
-    """A search's completed epochs: its ``train_metrics.jsonl`` epoch records (``search_epochs.json`` before)."""
-    from facenas.engine.loop import metric_records
-
-    if (folder / "search_epochs.json").is_file() and not (folder / "train_metrics.jsonl").is_file():
-        return read_json(folder / "search_epochs.json")
-    return [r for r in metric_records(folder / "train_metrics.jsonl") if r.get("type") == "epoch" and "reward" in r]
-
-
-def step_search(art: Path, target: str, args) -> dict[str, Any]:
-    from facenas.plugins.enas.search import CHECKPOINT, SearchConfig, run_search
-
-    out = art / (f"search_{target}_{args.variant}" if args.variant else f"search_{target}")
-    done = _search_result(out)
-    if done is not None:
-        log.info("search %s: done before", target)
-        return done
-    t_ms = _targets(art)[target]
-    cfg = SearchConfig(space="enas", space_config=dict(SPACE_CONFIG), rec="celeba299", epochs=args.epochs,
-                       steps_per_epoch=args.steps, controller_steps=args.controller_steps, arcs_per_step=8,
-                       reward={"target_ms": t_ms, "exponent": args.exponent, "exponent_faster": 0.0},
-                       latency={"lut": str(_lut_path(art))}, candidates=args.candidates, top_k=3, seed=args.seed,
-                       controller={"lr": args.controller_lr, "advantage": args.advantage},
-                       val_batch_size=args.val_batch_size,
-                       threads=1, max_minutes=args.max_minutes, resume=(out / CHECKPOINT).is_file())
-    log.info("search %s: target %.3f ms", target, t_ms)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "bench_args.json", {"target": target, "target_ms": t_ms, "exponent": args.exponent,
-                                         "variant": args.variant, "controller_lr": args.controller_lr,
-                                         "advantage": args.advantage})
-    return run_search(cfg, out)
-
-
-def _retrain(arch: dict | str, out: Path, epochs: int) -> dict[str, Any]:
-    from facenas.plugins.enas.retrain import retrain_arch
-
-    if (out / "final.json").is_file():
-        return read_json(out / "final.json")
-    t0 = time.monotonic()
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "celeba299_enas_retrain_cpu.py"
-    final = retrain_arch(arch, out, config=recipe, overrides={"num_epoch": epochs, "warmup_epoch": min(1, epochs - 1), "threads": 1, "val_every_epoch": epochs,
-                                               "resume": (out / "train" / "checkpoint.pt").is_file()},
-                         latency={"lut": str(_lut_path(Path(out).parents[1]))})
-    final["wall_minutes"] = round((time.monotonic() - t0) / 60, 2)
-    write_json(out / "final.json", final)
-    return final
-
-
-def step_retrain(art: Path, which: str, args) -> None:
-    from facenas.nas.space import load_description
-
-    search = _search_result(art / "search_tight")
-    if search is None:
-        raise SystemExit(f"no finished search in {art / 'search_tight'}; run `python -m benchmarks.bench_enas search "
-                         "--target tight` first")
-    top = [load_description(t["arch"]) for t in search["architectures"]]
-    if which == "top":
-        for i, desc in enumerate(top, 1):
-            _retrain(desc, art / "retrain" / f"top{i}", args.epochs_retrain)
-        return
-    # random arcs whose predicted latency is within 10% of each top arc's (same budget, same recipe)
-    samples, lats = _random_latencies(art, n=2000, seed=args.seed + 7)
-    space = _space()
-    used: set[int] = set()
-    for i, entry in enumerate(search["architectures"], 1):
-        want = float(entry["latency_ms"])
-        order = np.argsort(np.abs(lats - want))
-        j = next(int(k) for k in order if int(k) not in used)
-        used.add(j)
-        desc = space.describe(samples[j])
-        write_json(art / "retrain" / f"random{i}" / "arch.json", desc)
-        _retrain(desc, art / "retrain" / f"random{i}", args.epochs_retrain)
-
-
-def _row(final: dict[str, Any]) -> dict[str, Any]:
-    keys = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "latency_ms", "mflops", "params_m", "wall_minutes")
-    return {k: final.get(k) for k in keys}
-
-
-def step_report(art: Path, args) -> dict[str, Any]:
-    result: dict[str, Any] = {"space_config": SPACE_CONFIG, "artifacts": str(art), "budget": {
-        "search_epochs": args.epochs, "search_max_minutes": args.max_minutes, "child_steps_per_epoch": args.steps,
-        "controller_steps": args.controller_steps, "controller_lr": args.controller_lr, "advantage": args.advantage,
-        "val_batch_size": args.val_batch_size,
-        "arcs_per_controller_step": 8, "exponent_q": args.exponent, "candidates_ranked": args.candidates,
-        "retrain_epochs": args.epochs_retrain, "threads": 1, "data": "celeba299 8:1:1 per-identity split (search), "
-        "full celeba299 (retrain)", "test": "lfw.bin (10 folds, flip)"}}
-    try:
-        result["targets_ms"] = _targets(art)
-        _, lats = _random_latencies(art)
-        result["random_arcs_latency_ms"] = {"mean": float(lats.mean()), "p20": float(np.percentile(lats, 20)),
-                                            "p95": float(np.percentile(lats, 95))}
-    except FileNotFoundError:
-        result["targets_ms"] = None
-    curves = {}
-    searches = sorted(p.name[len("search_"):] for p in art.glob("search_*") if p.is_dir())  # tight, loose, variants
-    for target in searches:
-        ep = _search_epochs(art / f"search_{target}")
-        if ep:
-            curves[target] = [{k: e.get(k) for k in ("epoch", "reward", "accuracy", "latency_ms", "entropy",
-                                                       "greedy_latency_ms")} for e in ep]
-        r = _search_result(art / f"search_{target}")
-        if r is not None:
-            result[f"search_{target}"] = {k: r.get(k) for k in ("val_acc", "latency_ms", "search_seconds")}
-            args_file = art / f"search_{target}" / "bench_args.json"
-            if args_file.is_file():
-                result[f"search_{target}"]["settings"] = read_json(args_file)
-            elif target in PERCENTILES:  # searches run before bench_args.json existed: the report's own settings
-                result[f"search_{target}"]["settings"] = {"target": target, "exponent": args.exponent,
-                                                          "controller_lr": args.controller_lr, "advantage": args.advantage}
-            result[f"search_{target}"]["top"] = [{k: t.get(k) for k in ("rank", "val_acc", "latency_ms", "mflops",
-                                                                         "params_m")} for t in r["architectures"]]
-    result["curves"] = curves
-    if curves:
-        # mean LUT latency of the arcs the controller sampled: first two epochs vs last two, per search
-        result["sampled_latency_first_last_ms"] = {t: [float(np.mean([c["latency_ms"] for c in rows[:2]])),
-                                                       float(np.mean([c["latency_ms"] for c in rows[-2:]]))]
-                                                   for t, rows in curves.items() if rows}
-        result["entropy_first_last"] = {t: [rows[0]["entropy"], rows[-1]["entropy"]] for t, rows in curves.items() if rows}
-    if all(t in curves and curves[t] for t in PERCENTILES):
-        last = {t: [c["latency_ms"] for c in curves[t][-2:]] for t in PERCENTILES}
-        result["sampled_latency_last_epochs_ms"] = {t: float(np.mean(v)) for t, v in last.items()}
-        result["tight_below_loose"] = result["sampled_latency_last_epochs_ms"]["tight"] < \
-            result["sampled_latency_last_epochs_ms"]["loose"]
-    rows = {}
-    for name in ("top1", "top2", "top3", "random1", "random2", "random3"):
-        f = art / "retrain" / name / "final.json"
-        rows[name] = _row(read_json(f)) if f.is_file() else None
-    result["retrain"] = rows
-    done = {k: v for k, v in rows.items() if v and v.get("lfw_acc") is not None}
-    tops = [v["lfw_acc"] for k, v in done.items() if k.startswith("top")]
-    rands = [v["lfw_acc"] for k, v in done.items() if k.startswith("random")]
-    if tops and rands:
-        result["mean_lfw_acc"] = {"enas_top": float(np.mean(tops)), "random": float(np.mean(rands))}
-    if curves:
-        _plot(curves, RESULTS_DIR / "bench_enas_curves.png")
-        result["curves_png"] = "benchmarks/results/bench_enas_curves.png"
-    save_result("bench_enas", result)
-    return result
-
-
-def _plot(curves: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for target, rows in curves.items():
-        ep = [r["epoch"] for r in rows]
-        for ax, key in zip(axes, ("reward", "entropy", "latency_ms")):
-            ax.plot(ep, [r[key] for r in rows], marker="o", label=target)
-            ax.set_title(key)
-            ax.set_xlabel("epoch")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def main(argv=None) -> None:
+def main(argv=None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("lut", "search", "retrain", "report"))
-    ap.add_argument("--target", choices=tuple(PERCENTILES), default="tight")
-    ap.add_argument("--variant", default="", help="a second search of the same target with other settings "
-                    "(e.g. --exponent -3): written to search_<target>_<variant>/")
-    ap.add_argument("--which", choices=("top", "random"), default="top")
-    ap.add_argument("--artifacts", default=str(artifacts_dir("enas")))
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop the search once its child training has taken this long (then rank the candidates)")
-    ap.add_argument("--steps", type=int, default=30, help="child minibatches per epoch")
-    ap.add_argument("--controller-steps", type=int, default=8)
-    ap.add_argument("--candidates", type=int, default=30)
-    ap.add_argument("--exponent", type=float, default=-0.5)
-    ap.add_argument("--val-batch-size", type=int, default=128, help="validation images per controller step")
-    ap.add_argument("--controller-lr", type=float, default=0.0035, help="Adam LR of the controller (ENAS: 0.0035)")
-    ap.add_argument("--advantage", choices=("ema", "batch_norm"), default="batch_norm",
-                    help="REINFORCE advantage (ControllerConfig.advantage; ENAS: ema)")
-    ap.add_argument("--epochs-retrain", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
+    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
     args = ap.parse_args(argv)
-    setup_logging(0)
-    import torch
-
-    torch.set_num_threads(1)
-    art = Path(args.artifacts)
-    art.mkdir(parents=True, exist_ok=True)
-    if args.step == "lut":
-        step_lut(art)
-    elif args.step == "search":
-        step_search(art, args.target, args)
-    elif args.step == "retrain":
-        step_retrain(art, args.which, args)
-    else:
-        step_report(art, args)
+    record = load_record(Path(args.results), args.record)
+    if record is None:
+        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
+                         "recipes/nni/enas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
+                         "enas_cpu --experiment recipes/nni/enas_cpu.yml`")
+    out = summarise(record)
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

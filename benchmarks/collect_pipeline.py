@@ -1,22 +1,36 @@
 """Record what a pipeline run left in its output folder as ``benchmarks/results/<name>.json``.
 
-    python -m benchmarks.collect_pipeline OUTPUT_DIR --name reference_front \
+    python -m benchmarks.collect_pipeline OUTPUT_DIR --name reference_front_cpu \
         --experiment recipes/nni/reference_front_cpu.yml
 
 Reads only the run's own records (``advisor_state.json`` and each trial's ``result.json``, as
 written by ``facenas nni run-local`` or an NNI experiment) and keeps, per trial, its step, stage,
 role, status, parameters and final metrics; steps not run yet are listed as pending. Nothing is
 re-measured: the numbers are the experiment file's. Machine and versions are this machine's (the
-run's own machine is in each trial's ``process.host``).
+run's own machine is in each trial's ``host``).
+
+Seeds: one record holds every seed run of one experiment file. The run's seed is read from its
+``advisor_state.json`` (the pipeline's ``seed``, e.g. ``FACENAS_VAR_SEED=1``), and the run is stored
+under ``runs[<seed>]``; collecting another seed's folder under the same ``--name`` adds a run, and
+collecting a run again (it progressed) replaces that seed's earlier, partial entry. The record's
+``seed``, ``trials`` and ``pending_steps`` repeat its *primary* run (the first seed recorded), so
+readers of one run (``benchmarks.bench_ofa``, ``benchmarks.publish_models``) keep working;
+:func:`record_runs` gives every run, also of a record written before seeds were kept.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import save_result
+from benchmarks._common import RESULTS_DIR, save_result
+from facenas.errors import ConfigError, FacenasError
+
+log = logging.getLogger(__name__)
 
 #: per-trial metrics kept in the record (everything else stays in the run's folder)
 KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest_auc", "val_acc", "loss", "epochs",
@@ -26,6 +40,8 @@ KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest
         "runtime", "entries", "fit_mape", "p35_ms", "p75_ms", "spearman", "mape", "within_10pct", "raw_spearman",
         "raw_mape", "best_cost", "bound", "ranker", "search_seconds", "fit_seconds", "candidates", "device",
         "supernet_mflops", "largest_lfw_devtest_acc", "smallest_lfw_devtest_acc", "phases_done", "table", "output")
+#: the key of a run whose seed cannot be read (its folder has no advisor state and its trials no ``seed``)
+UNKNOWN_SEED = "unknown"
 
 
 def _params(params: Any) -> Any:
@@ -36,8 +52,24 @@ def _params(params: Any) -> Any:
                 else v) for k, v in params.items()}
 
 
+def _trials_seed(trials: list[dict[str, Any]]) -> int | None:
+    """The one ``seed`` parameter the trials share (None when they name none or several)."""
+    seeds = {(t.get("params") or {}).get("seed") for t in trials} - {None}
+    return next(iter(seeds)) if len(seeds) == 1 and isinstance(next(iter(seeds)), int) else None
+
+
+def run_seed(state: dict[str, Any], trials: list[dict[str, Any]]) -> int | None:
+    """The run's seed: the pipeline's ``seed`` in its advisor state (``${vars.seed}`` resolved), else its
+    ``variables.seed``, else the one ``seed`` parameter its trials share; None when none says."""
+    config = state.get("config") or {}
+    for value in (config.get("seed"), (config.get("variables") or {}).get("seed")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return _trials_seed(trials)
+
+
 def collect(output_dir: Path) -> dict[str, Any]:
-    """Trials (finished or not) of the pipeline run in ``output_dir``, in step order."""
+    """The pipeline run in ``output_dir``: its seed and its trials (finished or not), in step order."""
     state_file = output_dir / "advisor_state.json"
     state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
     trials = []
@@ -51,20 +83,75 @@ def collect(output_dir: Path) -> dict[str, Any]:
                        "metrics": {k: metrics[k] for k in KEPT if k in metrics}})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
-    return {"pipeline": state.get("name"), "trials": trials,
+    return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials,
             "pending_steps": [s for s in steps if s not in done]}
 
 
-def main(argv: list[str] | None = None) -> None:
+def _key(seed: Any) -> str:
+    return UNKNOWN_SEED if seed is None else str(seed)
+
+
+def record_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every seed run of a pipeline record (the ``result`` part), primary first: ``{"seed", "trials",
+    "pending_steps", ...}`` each. A record written before seeds were kept (no ``runs``) is one run, its
+    seed the one its trials share."""
+    runs = result.get("runs")
+    if isinstance(runs, dict) and runs:
+        return [dict(run) for run in runs.values()]
+    if "trials" not in result:
+        return []
+    trials = result.get("trials") or []
+    return [{"seed": result.get("seed", _trials_seed(trials)), "trials": trials,
+             "pending_steps": result.get("pending_steps") or []}]
+
+
+def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file: str, folder: str) -> dict[str, Any]:
+    """The record ``previous`` (its ``result`` part, or None) with ``run`` (:func:`collect`) stored under its
+    seed: added, or replacing that seed's earlier entry (a run collected again after it progressed)."""
+    previous = previous or {}
+    for field, have in (("pipeline", run.get("pipeline")), ("experiment_file", experiment_file)):
+        was = previous.get(field)
+        if was is not None and have is not None and was != have:
+            raise ConfigError(f"the record holds runs of {field} {was!r}, this run is of {have!r}: "
+                              "give this run its own --name")
+    runs = {_key(r.get("seed")): r for r in record_runs(previous)}
+    key = _key(run.get("seed"))
+    if key == UNKNOWN_SEED and set(runs) - {UNKNOWN_SEED}:
+        raise ConfigError(f"{folder}: the run's seed cannot be read (no advisor_state.json seed, no trial 'seed' "
+                          f"parameter) and the record already holds seeds {sorted(runs)}: give it its own --name")
+    if key in runs:
+        log.info("seed %s: replacing the entry collected %s from %s", key, runs[key].get("collected", "earlier"),
+                 runs[key].get("folder", "an unnamed folder"))
+    runs[key] = {"seed": run.get("seed"), "folder": folder,
+                 "collected": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                 "pending_steps": run["pending_steps"], "trials": run["trials"]}
+    primary = runs[next(iter(runs))]
+    return {"pipeline": previous.get("pipeline") or run.get("pipeline"), "experiment_file": experiment_file,
+            "seed": primary["seed"], "seeds": [r["seed"] for r in runs.values()],
+            "trials": primary["trials"], "pending_steps": primary["pending_steps"], "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("output_dir", type=Path, help="the run's output folder (facenas nni run-local --output)")
     ap.add_argument("--name", required=True, help="record name: benchmarks/results/<name>.json")
     ap.add_argument("--experiment", required=True, help="the experiment file the run came from")
+    ap.add_argument("--results", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    result = collect(args.output_dir)
-    result["experiment_file"] = args.experiment
-    save_result(args.name, result, places={str(args.output_dir.resolve()): "$RUN_DIR"})
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if not (args.output_dir / "advisor_state.json").is_file() and not list(args.output_dir.glob("*/*/result.json")):
+            raise FacenasError(f"{args.output_dir}: no advisor_state.json and no trial result.json: not the --output "
+                               "folder of a pipeline run")
+        existing = args.results / f"{args.name}.json"
+        previous = json.loads(existing.read_text(encoding="utf-8")).get("result") if existing.is_file() else None
+        result = merge(previous, collect(args.output_dir), args.experiment, args.output_dir.resolve().name)
+    except FacenasError as exc:
+        print(f"collect_pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    save_result(args.name, result, out_dir=args.results, places={str(args.output_dir.resolve()): "$RUN_DIR"})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

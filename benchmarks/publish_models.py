@@ -1,6 +1,7 @@
 """Publish the networks of the README's headline table: ONNX files and ``manifest.json``.
 
     python -m benchmarks.publish_models --run reference_front_cpu=RUN_DIR [--verify-bin lfw.bin]
+    python -m benchmarks.publish_models --refresh   # the entries' record-derived fields only, no export
 
 The rows are listed in ``benchmarks/published_models.yml``: each names a pipeline run recorded by
 ``benchmarks.collect_pipeline`` (``benchmarks/results/<record>.json``) and an ``engine.train`` step
@@ -17,6 +18,14 @@ MFLOPs and params from the train trial, latency from the latency trial -- every 
 record, none typed in -- with the file's sha256. ``--verify-bin`` also runs ``facenas eval`` on each
 file and refuses to publish one that does not reproduce the recorded ``lfw_acc`` to 1e-3.
 Rows whose steps are not recorded yet are left out (the manifest lists what exists).
+
+Seeds: a record may hold several seed runs of its experiment file (``benchmarks.collect_pipeline``);
+the published file is the network of the record's primary run (its ``trials``), and its entry's
+``seeds`` gives the statistics of that step over every recorded seed run (``n``, ``seeds``,
+``values``, ``mean``, sample ``std``; ``std`` null for one seed). ``--refresh`` rewrites the
+record-derived fields of the entries already published (seeds, role, target runtime, compare_with,
+budget, device) without exporting again, after checking that each file's sha256 is the manifest's and
+that the record's primary run still holds the entry's network.
 """
 from __future__ import annotations
 
@@ -158,6 +167,38 @@ def _budget(train: Mapping[str, Any]) -> str:
     return f"{epochs:g} epochs of {p.get('config')} on {where}" if isinstance(epochs, (int, float)) else str(p.get("config"))
 
 
+def _seeds(record: Mapping[str, Any], row: Row) -> dict[str, Any]:
+    """The row's step over every seed run of its record: count, seeds, LFW accuracies, mean, sample std."""
+    from benchmarks.seed_rows import RowSource, pipeline_rows
+    from benchmarks.seed_stats import seed_stats
+
+    rows = [r for r in pipeline_rows(row.record, record, RowSource(row.record, row.method, role=row.role))
+            if r.name == row.step]
+    stats = seed_stats([r.lfw_acc for r in rows])
+    return {"n": stats.n, "seeds": [r.seed for r in rows], "values": list(stats.values), "mean": stats.mean,
+            "std": stats.std}
+
+
+def _device(train: Mapping[str, Any], latency: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the network was trained (host, threads) and timed (CPU), as the record states."""
+    p, device = train.get("params") or {}, (latency.get("metrics") or {}).get("device")
+    return {"train_host": train.get("host"), "train_threads": p.get("threads"),
+            "latency_cpu": device.get("cpu") if isinstance(device, dict) else device}
+
+
+def _record_fields(row: Row, record: Mapping[str, Any], train: Mapping[str, Any],
+                   latency: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's fields read from the rows file and the record (no file needed)."""
+    m, lm, p = train.get("metrics") or {}, latency.get("metrics") or {}, train.get("params") or {}
+    lat = lm.get("latency_ms") or {}
+    return {"file": row.file, "network": row.network, "method": row.method, "role": row.role,
+            "target_runtime": row.target_runtime, "seed": p.get("seed"),
+            "lfw_acc": m.get("lfw_acc"), "lfw_acc_std": m.get("lfw_acc_std"), "seeds": _seeds(record, row),
+            "latency_ms": {rt: lat.get(rt) for rt in LATENCY_RUNTIMES},
+            "mflops": m.get("mflops"), "params_m": m.get("params_m"), "compare_with": row.compare_with,
+            "budget": _budget(train), "device": _device(train, latency)}
+
+
 def _export(row: Row, checkpoint: Path, train: Mapping[str, Any], latency: Mapping[str, Any], out: Path) -> dict[str, Any]:
     """Export ``checkpoint`` to ``out`` (parity checked) after checking it is the recorded network."""
     import onnx
@@ -227,7 +268,7 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
             continue
         train, latency = found
         recorded_ckpt, ckpt = _checkpoint(latency, row, run_dirs)
-        m, lm, p = train.get("metrics") or {}, latency.get("metrics") or {}, train.get("params") or {}
+        m, lm = train.get("metrics") or {}, latency.get("metrics") or {}
         path = out_dir / row.file
         exported = _export(row, ckpt, train, latency, path)
         size = path.stat().st_size
@@ -237,14 +278,8 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
         if verify_bin is not None:
             got = verify_accuracy(path, verify_bin, float(m["lfw_acc"]))
             log.info("%s: facenas eval lfw_acc %.6f (recorded %.6f)", row.file, got, m["lfw_acc"])
-        lat = lm.get("latency_ms") or {}
         entries.append({
-            "file": row.file, "network": row.network, "method": row.method, "role": row.role,
-            "target_runtime": row.target_runtime, "seed": p.get("seed"),
-            "lfw_acc": m.get("lfw_acc"), "lfw_acc_std": m.get("lfw_acc_std"),
-            "latency_ms": {rt: lat.get(rt) for rt in LATENCY_RUNTIMES},
-            "mflops": m.get("mflops"), "params_m": m.get("params_m"), "compare_with": row.compare_with,
-            "budget": _budget(train), "sha256": _sha256(path), "size_bytes": size,
+            **_record_fields(row, record, train, latency), "sha256": _sha256(path), "size_bytes": size,
             "input_size": [112, 112], "native_input_size": exported["native_input_size"],
             "embedding_size": exported["embedding_size"], "onnx_passes": exported["onnx_passes"],
             "latency_setting": {"batch": 1, "threads": lm.get("threads"), "input_size": lm.get("input_size"),
@@ -272,6 +307,43 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
     return {"manifest": str(manifest_path), "published": sorted(published), "not_recorded_yet": skipped}
 
 
+def refresh(rows: list[Row], results: Path = RESULTS_DIR, out_dir: Path = MODELS_DIR) -> dict[str, Any]:
+    """Rewrite the record-derived fields of the published entries (no export): each file must be the one
+    the manifest describes (sha256) and the record's primary run must still hold its network."""
+    from facenas.utils.io import write_json
+
+    manifest_path = out_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FacenasError(f"{manifest_path} does not exist: publish first (python -m benchmarks.publish_models "
+                           "--run RECORD=RUN_DIR)")
+    by_file = {r.file: r for r in rows}
+    entries = json.loads(manifest_path.read_text(encoding="utf-8")).get("models", [])
+    records: dict[str, dict[str, Any]] = {}
+    out = []
+    for old in entries:
+        row = by_file.get(old.get("file"))
+        if row is None:
+            raise FacenasError(f"{old.get('file')} is published but not listed in the rows file: publish again "
+                               "with --run to drop it")
+        path = out_dir / row.file
+        if not path.is_file() or _sha256(path) != old.get("sha256"):
+            raise FacenasError(f"{path}: missing or not the file the manifest describes (sha256): publish it again "
+                               "with --run")
+        record = records.setdefault(row.record, load_record(results, row.record))
+        found = _trials(record, row)
+        if found is None or (found[1].get("params") or {}).get("model") != (old.get("source") or {}).get("checkpoint"):
+            raise FacenasError(f"{row.file}: the primary run of {row.record} no longer holds the published network "
+                               f"(step {row.step}): publish again with --run")
+        fields = _record_fields(row, record, *found)
+        for key in ("lfw_acc", "mflops", "params_m", "seed"):
+            if fields[key] != old.get(key):
+                raise FacenasError(f"{row.file}: {key} {old.get(key)} in the manifest, {fields[key]} in {row.record}'s "
+                                   "primary run: publish again with --run")
+        out.append({**old, **fields})
+    write_json(manifest_path, {"models": out})
+    return {"manifest": str(manifest_path), "refreshed": [e["file"] for e in out]}
+
+
 def _run_dirs(items: list[str]) -> dict[str, Path]:
     out = {}
     for item in items:
@@ -293,12 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=MODELS_DIR, help="where the ONNX files and manifest.json go")
     ap.add_argument("--verify-bin", type=Path, default=None,
                     help="lfw.bin: check that facenas eval on each file reproduces its recorded lfw_acc (1e-3)")
+    ap.add_argument("--refresh", action="store_true",
+                    help="only rewrite the published entries' record-derived fields (seeds, role, budget, ...), no export")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         if args.verify_bin is not None and not args.verify_bin.is_file():
             raise FacenasError(f"--verify-bin {args.verify_bin}: no such file")
-        out = publish(load_rows(args.rows), _run_dirs(args.run), args.results, args.out, args.verify_bin)
+        if args.refresh:
+            out = refresh(load_rows(args.rows), args.results, args.out)
+        else:
+            out = publish(load_rows(args.rows), _run_dirs(args.run), args.results, args.out, args.verify_bin)
     except FacenasError as exc:
         print(f"publish_models: error: {exc}", file=sys.stderr)
         return exc.exit_code

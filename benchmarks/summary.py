@@ -8,8 +8,10 @@ Reads only what the benchmarks recorded (``benchmarks/results/*.json``); a bench
 been run is listed as missing, never filled in. Sections: data-layer speed ratios, LUT prediction
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
 budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA (from the record of
-recipes/nni/ofa_cpu.yml), deployment latency,
-export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
+recipes/nni/ofa_cpu.yml), deployment latency, the hand-designed reference front over its seed runs
+(mean ± std), the headline comparisons (each searched network vs the references at least as slow, per
+runtime: gain, Welch's p, verdict; ``benchmarks.seed_rows`` / ``benchmarks.seed_stats``), the published
+networks, export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front; ``summary_fronts.png`` draws one front per
 runtime (onnxruntime, TFLite) of the hand-designed references (``reference_front_cpu``) and the
@@ -26,7 +28,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -223,31 +225,68 @@ def section_li_arcface(results: Path) -> str:
 
 
 def section_enas(results: Path) -> str:
+    """ENAS's top-3 vs random arcs of matching latency from the record of recipes/nni/enas_cpu.yml; below it the
+    earlier study (bench_enas.json: latency targets, 2-epoch retrains), labelled with its budget."""
+    from benchmarks.bench_enas import load_record, summarise
+
+    head = "## ENAS-style search: the top-3 vs random arcs of matching latency (recipes/nni/enas_cpu.yml)"
+    parts = [head]
+    record = load_record(results)
+    if not record:
+        parts.append(_missing("enas_cpu", "facenas nni run-local recipes/nni/enas_cpu.yml --output OUT; python -m "
+                                          "benchmarks.collect_pipeline OUT --name enas_cpu --experiment recipes/nni/enas_cpu.yml"))
+    else:
+        s = summarise(record)
+        tb, search = s.get("table") or {}, s.get("search") or {}
+        parts.append(f"Latency table ({tb.get('runtime')}, {tb.get('threads')} thread): {tb.get('entries')} blocks, validation "
+                     f"Spearman {_f(tb.get('spearman'))}, MAPE {_f(tb.get('mape'))}, within +-10% {_f(tb.get('within_10pct'))}. "
+                     f"Search: {search.get('epochs')} epochs, {_f(search.get('search_seconds'), 0)} s. Retraining: "
+                     f"{', '.join(_f(e, 0) for e in s.get('retrain_epochs') or []) or '–'} epochs each, one seed. "
+                     f"Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
+        rows = []
+        for group, label in (("top", "top"), ("random", "random")):
+            for i, n in enumerate(s[group], 1):
+                lat, sr = n.get("measured_ms") or {}, n.get("search") or {}
+                vs = (f"rank {sr.get('rank')}" if group == "top" else
+                      f"top{sr.get('matches')} {_f(sr.get('relative_difference'), 3)}, {sr.get('draws')} draws")
+                rows.append([f"{label}{i}", vs, _acc(n.get("lfw_acc"), n.get("lfw_acc_std")), n.get("predicted_ms"),
+                             lat.get("onnxruntime"), lat.get("tflite"), n.get("mflops"), n.get("epochs")])
+        if rows:
+            parts.append(_table(["network", "search rank / matches (predicted latency difference)", "LFW acc ± std",
+                                 "predicted ms", "ORT ms", "TFLite ms", "MFLOPs", "epochs"], rows))
+        c = s.get("lfw_acc_top_vs_random") or {}
+        mean, std = c.get("mean") or [None, None], c.get("std") or [None, None]
+        parts.append(f"LFW accuracy, top-3 vs random arcs (mean ± std over the networks, one seed each): "
+                     f"{_acc(mean[0], std[0])} vs {_acc(mean[1], std[1])}; difference {_f(c.get('difference'))}, "
+                     f"Welch's t-test p = {_f(c.get('p_value'), 3)}: {c.get('verdict') or 'not enough networks yet'}.")
     r = _load(results, "bench_enas")
-    head = "## ENAS-style search: controller learning and the latency term"
-    if not r:
-        return head + "\n\n" + _missing("bench_enas", "python -m benchmarks.bench_enas report")
-    lines = [head]
-    first_last = r.get("sampled_latency_first_last_ms") or {}
-    entropy = r.get("entropy_first_last") or {}
-    targets = r.get("targets_ms") or {}
-    rows = []
-    for name in first_last:
-        search = r.get(f"search_{name}") or {}
-        st = search.get("settings") or {}
-        rows.append([name, st.get("target_ms", targets.get(st.get("target", name))), st.get("exponent"),
-                     f"{first_last[name][0]:.4f} -> {first_last[name][1]:.4f}",
-                     f"{entropy.get(name, [None, None])[0]:.2f} -> {entropy.get(name, [None, None])[1]:.2f}"
-                     if name in entropy else "–", search.get("val_acc"),
-                     round(search["search_seconds"] / 60, 1) if search.get("search_seconds") else None])
-    if rows:
-        lines.append(_table(["search", "target T (ms)", "q", "sampled latency ms (first 2 -> last 2 epochs)",
-                             "policy entropy (first -> last)", "best arc val acc", "min"], rows))
-    lines.append(f"Mean LFW accuracy of the retrained top-3 vs random arcs of similar latency: "
-                 f"{json.dumps(r.get('mean_lfw_acc'))}.")
-    if r.get("curves_png"):
-        lines.append(f"![ENAS curves]({Path(r['curves_png']).name})")
-    return "\n\n".join(lines)
+    if r:
+        budget = r.get("budget") or {}
+        epochs = budget.get("retrain_epochs")
+        parts.append(f"### Earlier study: latency targets, {epochs}-epoch retrains (bench_enas.json, recorded "
+                     f"{str(r.get('_date') or '')[:10]})\n\nSearches of {budget.get('search_epochs')} epochs x "
+                     f"{budget.get('child_steps_per_epoch')} child steps; every network retrained {epochs} epochs "
+                     "(not the protocol's 20), one thread.")
+        first_last = r.get("sampled_latency_first_last_ms") or {}
+        entropy = r.get("entropy_first_last") or {}
+        targets = r.get("targets_ms") or {}
+        rows = []
+        for name in first_last:
+            search = r.get(f"search_{name}") or {}
+            st = search.get("settings") or {}
+            rows.append([name, st.get("target_ms", targets.get(st.get("target", name))), st.get("exponent"),
+                         f"{first_last[name][0]:.4f} -> {first_last[name][1]:.4f}",
+                         f"{entropy.get(name, [None, None])[0]:.2f} -> {entropy.get(name, [None, None])[1]:.2f}"
+                         if name in entropy else "–", search.get("val_acc"),
+                         round(search["search_seconds"] / 60, 1) if search.get("search_seconds") else None])
+        if rows:
+            parts.append(_table(["search", "target T (ms)", "q", "sampled latency ms (first 2 -> last 2 epochs)",
+                                 "policy entropy (first -> last)", "best arc val acc", "min"], rows))
+        parts.append(f"Mean LFW accuracy of the retrained top-3 vs random arcs of similar latency, {epochs}-epoch "
+                     f"retrains: {json.dumps(r.get('mean_lfw_acc'))}.")
+        if r.get("curves_png"):
+            parts.append(f"![ENAS curves]({Path(r['curves_png']).name})")
+    return "\n\n".join(parts)
 
 
 def _ofa(results: Path) -> dict[str, Any] | None:
@@ -353,53 +392,151 @@ def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = Non
          "LFW acc (TFLite fp32)"], rows)
 
 
-def _reference_steps(results: Path) -> list[dict[str, Any]]:
-    """Each trained network of the reference front record with its latency trial's metrics (``lat``)."""
-    r = _load(results, "reference_front_cpu") or {}
-    done = [t for t in r.get("trials", []) if t.get("status") == "SUCCEEDED"]
-    out = []
-    for t in done:
-        if t.get("stage") != "engine.train":
-            continue
-        # the runtime.latency trial that timed this step's checkpoint
-        timed = next((x for x in done if x.get("stage") == "runtime.latency" and
-                      str((x.get("params") or {}).get("model", "")).startswith(f"$RUN_DIR/{t['step']}/")), {})
-        out.append({**t, "lat": timed.get("metrics") or {}})
-    return out
+def _reference_networks(results: Path) -> list[Any]:
+    """The reference front's networks (``reference_front_cpu``, every seed run) with their seed statistics."""
+    from benchmarks.seed_rows import RowSource, networks, pipeline_rows
+
+    r = _load(results, "reference_front_cpu")
+    if not r:
+        return []
+    return networks(pipeline_rows("reference_front_cpu", r, RowSource("reference_front_cpu", "hand-designed",
+                                                                          role="reference")))
 
 
-def section_reference_front(results: Path, link: str = "") -> str:
-    """Hand-designed reference networks of ``recipes/nni/reference_front_cpu.yml`` (as far as the run got).
+def _mean_std(stats: Any) -> str:
+    """``mean ± std`` over seeds (``mean`` alone for one seed)."""
+    if stats.mean is None:
+        return "–"
+    return f"{stats.mean:.4f} ± {stats.std:.4f}" if stats.std is not None else f"{stats.mean:.4f}"
 
-    ``link``: the path prefix of the results folder in the document (README: ``benchmarks/results/``)."""
+
+def _seed_values(net: Any) -> str:
+    return ", ".join(f"{r.seed}: {r.lfw_acc:.4f}" for r in net.rows)
+
+
+def section_reference_front(results: Path, link: str = "", per_seed: bool = True) -> str:
+    """Hand-designed reference networks of ``recipes/nni/reference_front_cpu.yml`` over its seed runs.
+
+    ``link``: the path prefix of the results folder in the document (README: ``benchmarks/results/``);
+    ``per_seed``: also each seed's LFW accuracy and latencies (summary.md)."""
     title = "## Hand-designed reference front (recipes/nni/reference_front_cpu.yml)"
     r = _load(results, "reference_front_cpu")
     if not r:
         return title + "\n\n" + _missing("reference_front_cpu", "facenas nni run-local recipes/nni/reference_front_cpu.yml "
                                            "--output OUT; python -m benchmarks.collect_pipeline OUT --name "
                                            "reference_front_cpu --experiment recipes/nni/reference_front_cpu.yml")
+    from benchmarks.collect_pipeline import record_runs
+
+    nets = _reference_networks(results)
+    header = ["step", "network", "LFW acc mean ± std over seeds", "seeds", "ORT ms", "TFLite ms", "MFLOPs",
+              "params (M)", "budget; device"]
     rows = []
-    for t in _reference_steps(results):
-        m, lat, params = t.get("metrics", {}), t["lat"], t.get("params") or {}
-        recipe = Path(str(params.get("config") or "?")).stem  # e.g. celeba299_mbf_cpu
-        kwargs = params.get("network_kwargs")
-        rows.append([t["step"], f"{recipe} {json.dumps(kwargs)}" if kwargs else recipe, _acc(m.get("lfw_acc"), m.get("lfw_acc_std")),
-                     m.get("lfw_tar_at_far_1e-3"), lat.get("latency_onnxruntime_ms"), lat.get("latency_tflite_ms"),
-                     m.get("mflops"), m.get("params_m"), f"{_f(m.get('epochs'), 0)} epochs, seed {params.get('seed')}"])
-    pending = r.get("pending_steps") or []
-    parts = [title, _table(["step", "network", "LFW acc ± std", "TAR@FAR=1e-3", "ORT ms", "TFLite ms",
-                            "MFLOPs", "params (M)", "budget"], rows),
-             f"One seed each, 1 thread, batch 1, 64 px, each runtime's best export (its graph passes). Not run yet: "
-             f"{', '.join(pending) if pending else 'none'}."]
+    for net in nets:
+        first = net.rows[0]
+        row = [net.name, first.network, _mean_std(net.accuracy), str(net.accuracy.n), net.latency_ms["onnxruntime"],
+               net.latency_ms["tflite"], first.mflops, first.params_m, f"{first.budget}, {first.device}"]
+        if per_seed:
+            row[4:4] = [_seed_values(net),
+                        "; ".join(f"{x.seed}: {_f(x.latency_ms['onnxruntime'])} / {_f(x.latency_ms['tflite'])}"
+                                  for x in net.rows)]
+        rows.append(row)
+    if per_seed:
+        header[4:4] = ["LFW acc per seed", "ORT / TFLite ms per seed"]
+    runs = record_runs(r)
+    pending = "; ".join(f"seed {run.get('seed')}: {', '.join(p for p in run.get('pending_steps') or [] if not p.endswith('_latency')) or 'none'}"
+                        for run in runs)
+    parts = [title, _table(header, rows),
+             f"Seed runs recorded: {', '.join(str(run.get('seed')) for run in runs)}. Mean ± sample std of LFW "
+             "accuracy over the seeds (a single seed: its value); latency: 1 thread, batch 1, 64 px, each runtime's "
+             "best export (its graph passes), the median of the seed runs' measurements. Networks not trained yet: "
+             f"{pending}."]
     if _front_points(results):
         parts.append(f"![LFW accuracy vs latency per runtime: hand-designed references and searched networks]"
                      f"({link}summary_fronts.png)")
     return "\n\n".join(parts)
 
 
+def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str:
+    """Each searched network against the hand-designed references, per runtime (issue 16's verdict rule).
+
+    Built from the rows :func:`benchmarks.seed_rows.gather_rows` reads from ``sources`` (default
+    ``seed_rows.ROW_SOURCES``); with no searched network recorded it says what is missing."""
+    from benchmarks import seed_rows
+    from benchmarks import seed_stats as st
+    from benchmarks.collect_pipeline import record_runs
+    from benchmarks.seed_rows import SEARCH_RECORDS, gather_rows, load_result, networks
+
+    sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
+
+    title = "## Searched vs hand-designed, per runtime (seeds, Welch's t-test)"
+    rule = (f"Verdict: **{st.BETTER}** when the mean gain is >= +{st.BETTER_GAIN:g} (one LFW point) and Welch's "
+            f"t-test gives p < {st.ALPHA:g}; **{st.AS_ACCURATE_FASTER}** when the searched mean is within "
+            f"{st.AS_ACCURATE_WITHIN:g} of the reference's at <= {st.FASTER_RATIO:g}x its latency on the runtime; "
+            f"**{st.WORSE}** when p < {st.ALPHA:g} and lower; otherwise **{st.TIE}**; with fewer than {st.MIN_SEEDS} "
+            f"seeds on a side: **{st.FEW_SEEDS}** (the numbers it has). A searched network is compared with every "
+            "reference at least as slow on the runtime: the closest (the fastest of those) and the strongest "
+            "comparison (the best verdict, then the largest gain) are shown; *dominated by* names faster "
+            "references at least as accurate.")
+    nets = networks(gather_rows(results, sources))
+    refs = [n for n in nets if n.role == "reference"]
+    searched = [n for n in nets if n.role == "searched"]
+    if not searched:
+        wired = {s.record for s in sources}
+        status = []
+        for record in SEARCH_RECORDS:
+            result = load_result(results, record)
+            if result is None:
+                status.append(f"`{record}` not recorded")
+            else:
+                seeds = [run.get("seed") for run in record_runs(result)]
+                status.append(f"`{record}` recorded (seed runs: {', '.join(map(str, seeds))})" +
+                              ("" if record in wired else ", not yet a row source (benchmarks/seed_rows.py ROW_SOURCES)"))
+        few = [f"{n.name} {n.accuracy.n}" for n in refs if n.accuracy.n < st.MIN_SEEDS]
+        return "\n\n".join([title, "_missing: no searched network has a seed run recorded, so there is no "
+                              "comparison: " + "; ".join(status) + " (the one-seed searched rows of the accuracy "
+                              "report come from benchmark scripts, not from these experiment files)._",
+                              f"References with fewer than {st.MIN_SEEDS} seeds (network seeds): "
+                              + (", ".join(few) or "none") + ".", rule])
+    parts = [title, rule]
+    for runtime, label in FRONT_RUNTIMES.items():
+        rows = []
+        names = [n.name for n in refs]  # a name two records share is told apart by its record
+        by_name = {(n.name if names.count(n.name) == 1 else f"{n.name} ({n.record})"): n for n in refs}
+        sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()}
+        for net in sorted(searched, key=lambda n: (n.target_runtime != runtime, n.record, n.name)):
+            comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)
+            base = [f"{net.method}: {net.name}", net.target_runtime or "–", _mean_std(net.accuracy),
+                    str(net.accuracy.n), net.latency_ms[runtime]]
+            tail = [", ".join(comp.dominated_by) or "–", net.rows[0].budget, net.rows[0].device]
+            if not comp.eligible:
+                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail)
+                continue
+            shown = [("closest", comp.closest)] + ([("strongest", comp.strongest)] if comp.strongest != comp.closest
+                                                   else [])
+            for which, name in shown:
+                v, ref = comp.eligible[name], by_name[name]
+                rows.append(base + [f"{which if comp.strongest != comp.closest else 'closest = strongest'}: {name}",
+                                    _mean_std(ref.accuracy), str(ref.accuracy.n), ref.latency_ms[runtime],
+                                    None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
+                                    v.label] + tail)
+        parts.append(f"### {label}\n\n" + (_table(
+            ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
+             "reference LFW", "seeds", f"reference {label} ms", "gain", "p (Welch)", "verdict",
+             "dominated by (faster, as accurate)", "budget", "device"], rows) if rows else "_no searched network._"))
+    return "\n\n".join(parts)
+
+
 def _manifest(results: Path) -> dict[str, Any] | None:
     f = results / "models" / "manifest.json"
     return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+
+def _manifest_seeds(seeds: Any) -> str:
+    """A manifest entry's ``seeds``: ``mean ± std (n seeds)``."""
+    if not isinstance(seeds, dict) or not isinstance(seeds.get("mean"), (int, float)):
+        return "–"
+    spread = f" ± {seeds['std']:.4f}" if isinstance(seeds.get("std"), (int, float)) else ""
+    return f"{seeds['mean']:.4f}{spread} ({seeds.get('n')} seed{'s' if seeds.get('n') != 1 else ''})"
 
 
 def section_published(results: Path, link: str = "") -> str:
@@ -413,12 +550,12 @@ def section_published(results: Path, link: str = "") -> str:
              e.get("target_runtime") or "–", _acc(e.get("lfw_acc"), e.get("lfw_acc_std")),
              (e.get("latency_ms") or {}).get("onnxruntime"), (e.get("latency_ms") or {}).get("tflite"),
              e.get("mflops"), e.get("params_m"), f"{e.get('embedding_size')}-d", e.get("compare_with") or "–",
-             f"seed {e.get('seed')}, {e.get('budget')}", f"`{str(e.get('sha256'))[:12]}`"]
+             f"seed {e.get('seed')}, {e.get('budget')}", _manifest_seeds(e.get("seeds")), f"`{str(e.get('sha256'))[:12]}`"]
             for e in manifest.get("models", [])]
     searched = sum(e.get("role") == "searched" for e in manifest.get("models", []))
     return "\n\n".join([title, _table(["file", "network", "method", "role", "target runtime", "LFW acc ± std",
                                         "ORT ms", "TFLite ms", "MFLOPs", "params (M)", "embedding", "compare with",
-                                        "budget", "sha256"], rows),
+                                        "budget", "LFW over recorded seeds", "sha256"], rows),
                          "ONNX for `insightface.model_zoo.get_model`: input (N, 3, 112, 112) RGB, (x - 127.5) / 127.5, "
                          "which `ArcFaceONNX.get_feat` makes of BGR aligned faces (a network trained at 64 px resizes "
                          "inside the file); `facenas eval --model FILE --bin lfw.bin` "
@@ -430,10 +567,11 @@ def section_published(results: Path, link: str = "") -> str:
 def _front_points(results: Path) -> list[dict[str, Any]]:
     """Networks with LFW accuracy and per-runtime latency: the reference front's, then searched published ones."""
     points = []
-    for t in _reference_steps(results):
-        acc, lat = (t.get("metrics") or {}).get("lfw_acc"), t["lat"].get("latency_ms") or {}
-        if isinstance(acc, (int, float)) and lat:
-            points.append({"label": t["step"], "group": "hand-designed reference", "accuracy": acc, "latency_ms": lat})
+    for net in _reference_networks(results):  # the mean over its seeds
+        lat = {rt: ms for rt, ms in net.latency_ms.items() if ms is not None}
+        if net.accuracy.mean is not None and lat:
+            points.append({"label": net.name, "group": "hand-designed reference", "accuracy": net.accuracy.mean,
+                           "latency_ms": lat})
     for e in (_manifest(results) or {}).get("models", []):
         if e.get("role") == "searched" and isinstance(e.get("lfw_acc"), (int, float)):
             points.append({"label": Path(e["file"]).stem, "group": "searched",
@@ -545,7 +683,8 @@ def render(results: Path) -> dict[str, Any]:
     parts += [s(results) for s in sections]
     parts.append(report)
     parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
-              section_reference_front(results), section_published(results), section_export_passes(results),
+              section_reference_front(results), section_headline(results), section_published(results),
+              section_export_passes(results),
               section_hardening(results), section_scale(results)]
     points = [r for r in rows if isinstance(r.get("latency_ms"), (int, float)) and isinstance(r.get("lfw_acc"), (int, float))]
     out: dict[str, Any] = {"summary_md": str(results / "summary.md"), "points": len(points)}
@@ -585,7 +724,8 @@ def _body(section: str) -> str:
 
 #: README blocks: name -> the markdown it holds (the section's body, links relative to the repository)
 README_BLOCKS: dict[str, Callable[[Path], str]] = {
-    "reference_front": lambda r: _body(section_reference_front(r, README_RESULTS_LINK)),
+    "reference_front": lambda r: _body(section_reference_front(r, README_RESULTS_LINK, per_seed=False)),
+    "headline": lambda r: _body(section_headline(r)),
     "published": lambda r: _body(section_published(r, README_RESULTS_LINK)),
     "report": lambda r: _body(section_report(r)[0]),
     "ratios": lambda r: _body(section_data(r)),

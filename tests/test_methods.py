@@ -12,7 +12,7 @@ from facenas.cli import main
 from facenas.registry import PluginLoadError, Registry, UnknownNameError
 
 BUILT_IN = {
-    "enas": {"spaces": {"enas", "enas_test"}, "stages": {"enas.search", "enas.retrain"}, "strategies": {"enas"}},
+    "enas": {"spaces": {"enas", "enas_test"}, "stages": {"enas.search", "enas.random_arcs", "enas.retrain"}, "strategies": {"enas"}},
     "ofa": {"spaces": {"ofa", "ofa_tiny"}, "stages": {"ofa.train_supernet", "ofa.evaluate", "ofa.search", "ofa.finetune"},
             "strategies": {"ofa_evolution"}},
     "tnas": {"spaces": {"tnas"}, "stages": {"tnas.search", "tnas.train"}, "strategies": set()},

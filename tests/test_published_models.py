@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks._common import RESULTS_DIR
 from benchmarks.publish_models import (ACC_TOLERANCE, LATENCY_RUNTIMES, MAX_BYTES, ROLES, ROWS_FILE, TARGET_RUNTIMES,
-                                       load_rows, main, publish)
+                                       load_rows, main, publish, refresh)
 from facenas.errors import ConfigError, FacenasError
 
 MODELS = RESULTS_DIR / "models"
@@ -59,6 +59,11 @@ def test_manifest_schema():
         assert all(isinstance(v, float) and v > 0 for v in e["latency_ms"].values())
         assert 0.5 <= e["lfw_acc"] <= 1.0 and len(e["sha256"]) == 64
         assert e["embedding_size"] in (128, 512)
+        seeds = e["seeds"]  # the step over every recorded seed run; the file is one of them
+        assert seeds["n"] == len(seeds["values"]) == len(seeds["seeds"]) >= 1
+        assert seeds["values"][seeds["seeds"].index(e["seed"])] == e["lfw_acc"]
+        assert seeds["mean"] == pytest.approx(float(np.mean(seeds["values"])))
+        assert (seeds["std"] is None) == (seeds["n"] == 1)
         if e["role"] == "reference":
             assert e["compare_with"] is None and e["target_runtime"] is None
         else:  # a searched network names the reference it is compared with
@@ -184,3 +189,43 @@ def test_bad_rows_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["--rows", str(rows)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "role 'best'" in err
+
+
+def test_publish_states_the_seed_statistics_and_refresh_rewrites_them_without_export(tmp_path):
+    run, results, metrics = _fake_run(tmp_path)
+    record = json.loads((results / "rec.json").read_text())["result"]
+    other = json.loads(json.dumps(record["trials"]))
+    for t in other:
+        t["params"]["seed"] = 6 if "seed" in t["params"] else None
+    other[0]["metrics"]["lfw_acc"] = 0.65
+    record["runs"] = {"5": {"seed": 5, "trials": record["trials"], "pending_steps": []},
+                      "6": {"seed": 6, "trials": other, "pending_steps": []}}
+    (results / "rec.json").write_text(json.dumps({"result": record}))
+    models = tmp_path / "models"
+    publish(load_rows(tmp_path / "rows.yml"), {"rec": run}, results, models)
+    (entry,) = json.loads((models / "manifest.json").read_text())["models"]
+    assert entry["seed"] == 5 and entry["lfw_acc"] == 0.61  # the file is the primary run's network
+    assert entry["seeds"]["n"] == 2 and entry["seeds"]["seeds"] == [5, 6] and entry["seeds"]["values"] == [0.61, 0.65]
+    assert entry["seeds"]["mean"] == pytest.approx(0.63) and entry["seeds"]["std"] == pytest.approx(0.04 / 2 ** 0.5)
+    assert entry["device"] == {"train_host": None, "train_threads": 1, "latency_cpu": None}
+
+    # a third seed recorded later: --refresh updates the statistics, the file stays as it is
+    third = json.loads(json.dumps(other))
+    third[0]["metrics"]["lfw_acc"] = 0.60
+    record["runs"]["7"] = {"seed": 7, "trials": third, "pending_steps": []}
+    (results / "rec.json").write_text(json.dumps({"result": record}))
+    before = (models / "a.onnx").stat().st_mtime_ns
+    assert main(["--refresh", "--rows", str(tmp_path / "rows.yml"), "--results", str(results), "--out", str(models)]) == 0
+    (fresh,) = json.loads((models / "manifest.json").read_text())["models"]
+    assert fresh["seeds"]["values"] == [0.61, 0.65, 0.60] and fresh["sha256"] == entry["sha256"]
+    assert (models / "a.onnx").stat().st_mtime_ns == before
+    # refresh refuses a record whose primary run no longer holds the file's network, or another file
+    changed = json.loads(json.dumps(record))
+    changed["trials"][0]["metrics"]["lfw_acc"] = 0.7
+    (results / "rec.json").write_text(json.dumps({"result": changed}))
+    with pytest.raises(FacenasError, match="lfw_acc 0.61 in the manifest, 0.7 in rec's primary run"):
+        refresh(load_rows(tmp_path / "rows.yml"), results, models)
+    (results / "rec.json").write_text(json.dumps({"result": record}))
+    (models / "a.onnx").write_bytes(b"x")
+    with pytest.raises(FacenasError, match="not the file the manifest describes"):
+        refresh(load_rows(tmp_path / "rows.yml"), results, models)

@@ -1,4 +1,4 @@
-"""Trial stages of the ENAS method (``STAGES``): ``enas.search`` and ``enas.retrain``.
+"""Trial stages of the ENAS method (``STAGES``): ``enas.search``, ``enas.random_arcs`` and ``enas.retrain``.
 
 ``enas.search`` runs the one-shot alternating search (Algorithm 1) as one trial: its per-epoch
 reward, accuracy, latency and entropy are the trial's intermediate results (curves in the NNI
@@ -16,6 +16,13 @@ from scratch. Parameters (JSON):
   ``search`` -- the search's record of this architecture (its validation accuracy and latency are
   copied into the result as ``search_val_acc`` / ``latency_ms``); any other key overrides a
   ``TrainConfig`` field (``num_epoch``, ``max_minutes`` ...).
+* ``enas.random_arcs``: ``architectures`` -- the search's (``${search.result.architectures}``) --,
+  ``latency`` -- the table the search's reward used (``{"lut": path}``) --, ``tolerance`` (0.1),
+  ``max_draws`` (10000), ``seed`` (0): for each architecture a uniformly random arc of its space whose
+  predicted latency is within the tolerance of its own (:mod:`.random_arcs`), the control that
+  ``enas.retrain`` trains with the same recipe. Output: ``<trial>/random<i>_arch.json``; result:
+  ``architectures`` (in the given order; each with ``latency_ms``, ``target_latency_ms``,
+  ``relative_difference``, ``draws``, ``matches``), ``arch``, ``arch_path``, ``draws``.
 """
 from __future__ import annotations
 
@@ -54,6 +61,29 @@ def enas_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]
     continue_requeued_trial(cfg, params, out)
     final = run_search(cfg, out, reporter=reporter)
     return {**final, "checkpoint": str(out / CHECKPOINT)}
+
+
+def random_arcs_config_from_params(params: Mapping[str, Any]):
+    """The :class:`RandomArcsConfig` of a stage's parameters (all but ``architectures``)."""
+    from .random_arcs import RandomArcsConfig
+
+    return RandomArcsConfig.from_dict({k: v for k, v in params.items() if k != "architectures"},
+                                      source="enas.random_arcs parameters")
+
+
+@STAGES.register("enas.random_arcs")
+@auxiliary_stage
+@checks_params(lambda params, scratch: random_arcs_config_from_params(params))
+def enas_random_arcs(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Random arcs of matching predicted latency, one per searched architecture (the retrain's control)."""
+    from facenas.errors import ConfigError
+
+    from .random_arcs import draw_matching_arcs
+
+    if not isinstance(params.get("architectures"), list):
+        raise ConfigError("enas.random_arcs needs 'architectures': a list (the search's, "
+                          f"\"${{search.result.architectures}}\"); got {params.get('architectures')!r:.80}")
+    return draw_matching_arcs(params["architectures"], random_arcs_config_from_params(params), reporter.out_dir)
 
 
 @STAGES.register("enas.retrain")

@@ -1,0 +1,143 @@
+"""recipes/nni/enas_cpu.yml holds every step of ENAS's top-3 vs random arcs of matching latency (issue 16, item 4);
+enas_test.yml has the same steps small and runs through ``facenas nni run-local``; benchmarks/bench_enas.py and
+summary.py's ENAS section read the collected record."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facenas.adapters.nni.check import check_experiment_file
+from facenas.adapters.nni.pipeline import pipeline_config_of
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "nni"
+SHAPE = [("lut", "runtime.lut", None), ("search", "enas.search", "auxiliary"),
+         ("random_arcs", "enas.random_arcs", None), ("retrain", "enas.retrain", "candidate"),
+         ("random_retrain", "enas.retrain", "reference"), ("side_by_side", "runtime.latency", "auxiliary")]
+
+
+def _steps(name: str):
+    return pipeline_config_of(yaml.safe_load((RECIPES / name).read_text())["tuner"]).step_configs(name)
+
+
+def test_enas_cpu_holds_every_step_of_the_top3_vs_random_comparison(monkeypatch):
+    from facenas.nas.stages import STAGES
+
+    for key in ("FACENAS_VAR_RETRAIN_EPOCHS", "FACENAS_VAR_RETRAIN_MINUTES"):
+        monkeypatch.delenv(key, raising=False)
+    steps_list = _steps("enas_cpu.yml")
+    assert [(s.name, s.stage, s.role) for s in steps_list] == SHAPE
+    steps = {s.name: s for s in steps_list}
+    roles = {s.name: s.role or getattr(STAGES.get(s.stage), "default_role", "candidate") for s in steps_list}
+    assert roles["lut"] == roles["random_arcs"] == "auxiliary"  # only the retrained top arcs are ranked by NNI
+    # the table is built by the experiment (nothing outside it), and every predicted latency is that table's
+    lut = steps["lut"].params
+    assert (lut["space"], lut["runtime"], lut["threads"]) == ("enas", "onnxruntime", 1) and lut["validate"] > 0
+    table = {"lut": "${lut.result.table}"}
+    assert steps["search"].params["config"]["latency"] == table
+    assert steps["random_arcs"].params == {"architectures": "${search.result.architectures}", "latency": table,
+                                           "tolerance": 0.1, "seed": 0}
+    assert steps["random_retrain"].foreach == "${random_arcs.result.architectures}"
+    assert steps["retrain"].foreach == "${search.result.architectures}"
+    top, rnd = steps["retrain"].params, steps["random_retrain"].params
+    assert top == rnd and top["latency"] == table  # the same recipe, budget and table for both groups
+    assert top["config"] == "recipes/configs/celeba299_enas_retrain_cpu.py"
+    assert (top["num_epoch"], top["threads"], top["seed"]) == (20, 1, 2048)  # the protocol's 20 epochs, its seed
+    assert top["max_minutes"] >= 180  # 20 one-thread epochs fit (the protocol's 60-minute cap is for 2 threads)
+    # every retrained network is timed in both runtimes, side by side, 1 thread, best export (the stage's default)
+    timing = steps["side_by_side"].params
+    assert timing["runtimes"] == ["onnxruntime", "tflite"] and timing["threads"] == 1 and "passes" not in timing
+    assert timing["models"] == {f"{g}{i + 1}": f"${{{step}[{i}].result.output}}/last.pt"
+                                for g, step in (("top", "retrain"), ("random", "random_retrain")) for i in range(3)}
+    assert steps["search"].params["config"]["top_k"] == 3
+    assert check_experiment_file(RECIPES / "enas_cpu.yml").problems == []
+    header = (RECIPES / "enas_cpu.yml").read_text().split("experimentName:")[0]
+    assert "CPU time" in header and "hours" in header
+
+
+def test_the_retrain_recipe_is_the_protocol(tmp_path):
+    """What the retrain steps train with: the CPU-scale protocol (benchmarks/PROTOCOL.md), 20 epochs."""
+    import numpy as np
+
+    from facenas.nas.space import create_space
+    from facenas.plugins.engine.stages import config_from_params
+
+    space = create_space("enas")
+    params = {k: v for k, v in {s.name: s for s in _steps("enas_cpu.yml")}["retrain"].params.items()
+              if k not in ("search", "latency")}
+    params["arch"] = space.describe(space.sample(np.random.default_rng(0)))
+    cfg = config_from_params(params, tmp_path)
+    assert (cfg.num_epoch, cfg.image_size, cfg.embedding_size, cfg.batch_size, cfg.lr) == (20, 64, 128, 64, 0.1)
+    assert cfg.test_targets == ["lfw"] and cfg.threads == 1
+
+
+def test_enas_test_has_the_same_steps():
+    assert [(s.name, s.stage, s.role) for s in _steps("enas_test.yml")][1:] == SHAPE
+    assert check_experiment_file(RECIPES / "enas_test.yml").problems == []
+
+
+def test_summary_says_missing_until_the_record_exists(tmp_path):
+    from benchmarks.summary import section_enas
+
+    text = section_enas(tmp_path)
+    assert "_missing: `benchmarks/results/enas_cpu.json` has not been recorded" in text
+    assert "collect_pipeline OUT --name enas_cpu" in text
+
+
+@pytest.fixture(scope="module")
+def enas_test_run(tmp_path_factory):
+    from facenas.cli import main as facenas_main
+
+    out = tmp_path_factory.mktemp("enas") / "run"
+    assert facenas_main(["nni", "run-local", str(RECIPES / "enas_test.yml"), "--output", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_enas_test_runs_locally_with_random_arcs_of_matching_latency(enas_test_run):
+    from facenas.adapters.runtime.latency_model import LatencyModel
+    from facenas.nas.space import create_space
+
+    summary = json.loads((enas_test_run / "summary.json").read_text())
+    roles = {(r["step"], r["role"]) for r in summary["trials"]}
+    assert roles == {("data", "auxiliary"), ("lut", "auxiliary"), ("search", "auxiliary"), ("random_arcs", "auxiliary"),
+                     ("retrain", "candidate"), ("random_retrain", "reference"), ("side_by_side", "auxiliary")}
+    assert all(r["status"] == "SUCCEEDED" for r in summary["trials"])
+    result = lambda step, i=0: json.loads((enas_test_run / step / f"{i:03d}" / "result.json").read_text())  # noqa: E731
+    table = result("lut")["result"]["table"]
+    model = LatencyModel.load(table, create_space("enas_test"))
+    searched = result("search")["result"]["architectures"]
+    arcs = result("random_arcs")["result"]["architectures"]
+    assert len(arcs) == len(searched) == 2
+    for i, (arc, top) in enumerate(zip(arcs, searched)):
+        assert abs(model(arc["sample"]) / model(top["sample"]) - 1) <= 0.1  # the built table's LatencyModel
+        assert arc["sample"] != top["sample"]
+        retrained = result("random_retrain", i)
+        assert retrained["arch"]["sample"] == arc["sample"] and retrained["role"] == "reference"
+        assert retrained["result"]["latency_ms"] == pytest.approx(model(arc["sample"]))
+    timed = result("side_by_side")["result"]["latency_ms"]
+    assert set(timed) == {"top1", "top2", "random1", "random2"}
+    assert all(timed[n][rt] > 0 for n in timed for rt in ("onnxruntime", "tflite"))
+
+
+@pytest.mark.slow
+def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp_path):
+    from benchmarks.bench_enas import main as bench_main
+    from benchmarks.collect_pipeline import collect
+    from benchmarks.summary import section_enas
+
+    record = {**collect(enas_test_run), "experiment_file": "recipes/nni/enas_test.yml"}
+    (tmp_path / "enas_cpu.json").write_text(json.dumps({"date": "2026-12-06T00:00:00", "result": record}))
+    s = bench_main(["--results", str(tmp_path)])
+    assert [n["role"] for n in s["top"]] == ["candidate"] * 2 and [n["role"] for n in s["random"]] == ["reference"] * 2
+    for i, pair in enumerate(s["pairs"], 1):
+        assert pair["top"] == i and abs(pair["random_predicted_ms"] / pair["top_predicted_ms"] - 1) <= 0.1
+        assert all(v > 0 for rt in ("onnxruntime", "tflite") for v in pair[f"{rt}_ms"])
+    assert s["random"][0]["search"]["matches"] == 1 and s["random"][0]["search"]["draws"] >= 1
+    assert s["table"]["runtime"] == "onnxruntime" and s["pending_steps"] == []
+    text = section_enas(tmp_path)
+    assert "_missing" not in text.split("### Earlier study")[0]
+    assert "| top1 | rank 1 |" in text and "| random2 | top2 " in text

@@ -1,0 +1,118 @@
+"""benchmarks/collect_pipeline.py: several seed runs of one experiment file in one record."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.collect_pipeline import main, record_runs
+from benchmarks.seed_rows import RowSource, networks, pipeline_rows
+
+EXPERIMENT = "recipes/nni/reference_front_cpu.yml"
+STEPS = ["a", "a_latency", "b", "b_latency"]
+
+
+def _run(folder: Path, seed: int | None, done: dict[str, float], trial_seed: bool = False) -> Path:
+    """A run folder as `facenas nni run-local` leaves it: advisor state (pipeline seed) and the trials done."""
+    config = {"name": "front", "steps": [{"name": s, "stage": "x"} for s in STEPS]}
+    if seed is not None:
+        config["seed"] = seed
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "advisor_state.json").write_text(json.dumps({"name": "front", "config": config}))
+    for step, acc in done.items():
+        for name, stage, params, metrics in (
+                (step, "engine.train", {"config": "c.py", "threads": 1, **({"seed": seed} if trial_seed else {})},
+                 {"lfw_acc": acc, "lfw_acc_std": 0.01, "epochs": 20.0, "output": f"{folder}/{step}/000/train"}),
+                (f"{step}_latency", "runtime.latency", {"model": f"{folder}/{step}/000/train/last.pt"},
+                 {"latency_ms": {"onnxruntime": 1.0, "tflite": 2.0}})):
+            trial = folder / name / "000"
+            trial.mkdir(parents=True, exist_ok=True)
+            (trial / "result.json").write_text(json.dumps({
+                "step": name, "index": 0, "stage": stage, "role": "candidate", "status": "SUCCEEDED",
+                "params": params, "process": {"host": "h"}, "metrics": metrics}))
+    return folder
+
+
+def _collect(results: Path, run: Path, name: str = "front", experiment: str = EXPERIMENT) -> int:
+    return main([str(run), "--name", name, "--experiment", experiment, "--results", str(results)])
+
+
+def _result(results: Path, name: str = "front") -> dict:
+    return json.loads((results / f"{name}.json").read_text())["result"]
+
+
+def test_seed_runs_are_kept_per_seed_and_a_progressed_run_replaces_its_partial_entry(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    assert _collect(results, _run(tmp_path / "s7", 7, {"a": 0.80, "b": 0.85})) == 0
+    assert _collect(results, _run(tmp_path / "s1", 1, {"a": 0.82})) == 0  # seed 1, partial: b not trained yet
+    r = _result(results)
+    assert list(r["runs"]) == ["7", "1"] and r["seeds"] == [7, 1]
+    assert r["runs"]["1"]["pending_steps"] == ["b", "b_latency"] and r["runs"]["1"]["folder"] == "s1"
+    # the top level stays the primary (first) run, for readers of one run
+    assert r["seed"] == 7 and r["trials"] == r["runs"]["7"]["trials"] and r["pending_steps"] == []
+    latency = next(t for t in r["runs"]["1"]["trials"] if t["step"] == "a_latency")
+    assert latency["params"]["model"] == "$RUN_DIR/a/000/train/last.pt"  # each run's folder written as $RUN_DIR
+
+    _run(tmp_path / "s1", 1, {"a": 0.82, "b": 0.86})  # the run progressed
+    assert _collect(results, tmp_path / "s1") == 0
+    r = _result(results)
+    assert list(r["runs"]) == ["7", "1"]  # replaced, not added
+    assert r["runs"]["1"]["pending_steps"] == [] and len(r["runs"]["1"]["trials"]) == 4
+    nets = {n.name: n for n in networks(pipeline_rows("front", r, RowSource("front", "hand-designed", role="reference")))}
+    assert nets["a"].seeds == [7, 1] and nets["a"].accuracy.values == (0.80, 0.82)
+    assert nets["b"].accuracy.values == (0.85, 0.86) and nets["b"].latency_ms == {"onnxruntime": 1.0, "tflite": 2.0}
+
+
+def test_a_record_written_before_seeds_were_kept_becomes_the_primary_run(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    legacy = {"pipeline": "front", "experiment_file": EXPERIMENT, "pending_steps": [], "trials": [
+        {"step": "a", "index": 0, "stage": "engine.train", "status": "SUCCEEDED", "params": {"seed": 2048},
+         "metrics": {"lfw_acc": 0.9}}]}
+    (results / "front.json").write_text(json.dumps({"result": legacy}))
+    assert [r["seed"] for r in record_runs(legacy)] == [2048]  # read as one run, seed from its trials
+    assert _collect(results, _run(tmp_path / "s1", 1, {"a": 0.8})) == 0
+    r = _result(results)
+    assert list(r["runs"]) == ["2048", "1"] and r["trials"] == legacy["trials"] and r["seed"] == 2048
+
+
+def test_the_seed_comes_from_the_advisor_state_else_from_the_trials(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    assert _collect(results, _run(tmp_path / "r", None, {"a": 0.8}, trial_seed=False)) == 0
+    assert list(_result(results)["runs"]) == ["unknown"]
+    _run(tmp_path / "t", None, {"a": 0.8}, trial_seed=False)
+    assert _collect(results, tmp_path / "t", name="other") == 0
+    (tmp_path / "u").mkdir()
+    _run(tmp_path / "u", 3, {"a": 0.8}, trial_seed=True)
+    state = json.loads((tmp_path / "u" / "advisor_state.json").read_text())
+    del state["config"]["seed"]  # no pipeline seed: the trials' shared `seed` parameter says it
+    (tmp_path / "u" / "advisor_state.json").write_text(json.dumps(state))
+    assert _collect(results, tmp_path / "u", name="third") == 0
+    assert list(_result(results, "third")["runs"]) == ["3"]
+
+
+def test_bad_collections_are_one_line_exit_2(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    assert _collect(results, _run(tmp_path / "s1", 1, {"a": 0.8})) == 0
+    capsys.readouterr()
+    assert _collect(results, _run(tmp_path / "s2", 2, {"a": 0.8}), experiment="recipes/nni/other.yml") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give this run its own --name" in err and "other.yml" in err
+    assert _collect(results, _run(tmp_path / "s3", None, {"a": 0.8})) == 2  # a run of unknown seed among seeds
+    assert "seed cannot be read" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _collect(results, tmp_path / "empty") == 2
+    assert "not the --output folder of a pipeline run" in capsys.readouterr().err
+    assert list(_result(results)["runs"]) == ["1"]  # nothing written by the refused ones
+
+
+@pytest.mark.parametrize("seed", [0, 2048])
+def test_seed_zero_is_a_seed(tmp_path, seed):
+    results = tmp_path / "results"
+    results.mkdir()
+    assert _collect(results, _run(tmp_path / "r", seed, {"a": 0.8})) == 0
+    assert _result(results)["seed"] == seed and list(_result(results)["runs"]) == [str(seed)]
