@@ -17,8 +17,8 @@ over seeds is that of the same recipe in the ``reference_front_cpu*.json`` recor
 ``ofa.search`` trials give the searches (their runtime: the table they used; their bound's source:
 a reference point's measured latency on that runtime or a percentile of the table's predictions);
 the exported ``ofa.evaluate`` trials the chosen subnets on the final set; ``ofa.finetune`` trials,
-grouped by subnet, the fine-tuned picks over seeds (mean +- std over seeds, Welch's t-test against
-the reference's seeds: ``better`` / ``worse`` only when p < 0.05, else ``tie``); ``engine.train``
+grouped by step, the fine-tuned picks over their fine-tuning seeds (mean +- std over seeds against the
+reference's seed runs: Welch's t-test and issue 16's verdict rule, :mod:`benchmarks.seed_stats`); ``engine.train``
 with role ``reference`` the equal-budget reference; and ``runtime.latency`` the times (those of the
 step that timed several networks in the same rounds, ``side_by_side``, where it ran).
 :func:`report_rows` gives the rows of the accuracy report in ``benchmarks/summary.py``.
@@ -30,6 +30,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from benchmarks.seed_stats import seed_stats, verdict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD = "ofa_cpu"
@@ -87,45 +89,34 @@ def _acc(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
-    """Mean and sample std (ddof 1) over seeds; std None below 2 values."""
-    n = len(values)
-    mean = sum(values) / n if n else None
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2 else None
-    return {"values": values, "n": n, "mean": mean, "std": std}
+    """Mean and sample std over seeds (:func:`benchmarks.seed_stats.seed_stats`) as JSON."""
+    st = seed_stats(values)
+    return {"values": list(st.values), "n": st.n, "mean": st.mean, "std": st.std}
 
 
-def welch(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Welch's t-test of ``a`` vs ``b`` (scipy, unequal variances); ``verdict`` ``better``/``worse`` only when p < 0.05.
-
-    Needs >= 2 values on each side (else p is None and the verdict says why)."""
-    out: dict[str, Any] = {"p": None, "t": None, "difference": None}
-    if a and b:
-        out["difference"] = sum(a) / len(a) - sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        out["verdict"] = f"no test ({len(a)} vs {len(b)} seed(s))"
-        return out
-    from scipy.stats import ttest_ind
-
-    res = ttest_ind(a, b, equal_var=False)
-    t, p = float(res.statistic), float(res.pvalue)
-    if math.isnan(p):  # identical constant samples
-        out.update(t=None, p=None, verdict="tie")
-        return out
-    out.update(t=t, p=p, verdict=("better" if t > 0 else "worse") if p < 0.05 else "tie")
-    return out
+def versus(searched: list[float], reference: list[float], searched_ms: float | None,
+           reference_ms: float | None) -> dict[str, Any]:
+    """Issue 16's rule (:func:`benchmarks.seed_stats.verdict`: Welch's t-test where both sides have >= 2 seeds,
+    ``better`` only with p < 0.05 and >= +1 point, a headline only with >= 3 seeds a side) as JSON."""
+    v = verdict(searched, reference, searched_ms, reference_ms)
+    return {"verdict": v.label, "reason": v.reason, "difference": v.gain, "p": v.p, "latency_ratio": v.latency_ratio,
+            "searched_n": v.searched.n, "reference_n": v.reference.n}
 
 
-def reference_seeds(results: Path = RESULTS, metric: str = "lfw_acc") -> dict[str, dict[float, float]]:
-    """``{step: {seed: accuracy}}`` of the engine.train trials in every ``reference_front_cpu*.json`` record
-    (the hand-designed reference front over seeds: recipes/nni/reference_front_cpu.yml, one record per seed run)."""
-    out: dict[str, dict[float, float]] = {}
+def reference_seeds(results: Path = RESULTS, metric: str = "lfw_acc") -> dict[str, dict[Any, float]]:
+    """``{step: {seed: accuracy}}`` of the engine.train trials of every seed run in the reference front's
+    records (``reference_front_cpu*.json``: recipes/nni/reference_front_cpu.yml, seeds under ``runs``)."""
+    from benchmarks.collect_pipeline import record_runs
+
+    out: dict[str, dict[Any, float]] = {}
     for path in sorted(Path(results).glob("reference_front_cpu*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        for t in (data.get("result") or {}).get("trials", []):
-            value = (t.get("metrics") or {}).get(metric)
-            seed = (t.get("params") or {}).get("seed")
-            if t.get("stage") == "engine.train" and t.get("status") == "SUCCEEDED" and isinstance(value, (int, float)):
-                out.setdefault(str(t.get("step")), {}).setdefault(seed, float(value))
+        for run in record_runs(data.get("result") or {}):
+            for t in run.get("trials") or []:
+                value = (t.get("metrics") or {}).get(metric)
+                seed = run.get("seed", (t.get("params") or {}).get("seed"))
+                if t.get("stage") == "engine.train" and t.get("status") == "SUCCEEDED" and isinstance(value, (int, float)):
+                    out.setdefault(str(t.get("step")), {}).setdefault(seed, float(value))
     return out
 
 
@@ -255,22 +246,19 @@ def _pick(record: dict[str, Any], runs: list[dict[str, Any]], search: dict[str, 
             "predicted_ms": search.get("predicted_ms"), "latency_ms": latency,
             "latency_ms_stage": [m.get("latency_ms") for m in ms]}
     if reference is not None:
-        ref_values = reference[metric]["values"]
         a, b = latency.get(runtime), (reference.get("latency_ms") or {}).get(runtime)
         pick["vs_reference"] = {"reference": reference["step"], "runtime": runtime, "reference_ms": b, "ofa_ms": a,
-                                "latency_ratio": a / b if isinstance(a, (int, float)) and b else None,
-                                "reference_" + metric: reference[metric], **welch(values, ref_values)}
+                                "reference_" + metric: reference[metric],
+                                **versus(values, reference[metric]["values"], a, b)}
     return pick
 
 
 def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, metric: str) -> dict[str, Any]:
     """A fine-tuned pick (mean over its seeds) vs the equal-budget reference (one seed: no test)."""
-    mine, theirs = pick[metric]["mean"], equal.get(metric)
+    theirs = equal.get(metric)
     a, b = pick["latency_ms"].get(runtime), (equal.get("latency_ms") or {}).get(runtime)
-    return {"pick": pick["search"], "difference": mine - theirs if mine is not None and theirs is not None else None,
-            "ofa_ms": a, "equal_budget_ms": b, "latency_ratio": a / b if isinstance(a, (int, float)) and b else None,
-            **{k: v for k, v in welch(pick[metric]["values"], [theirs] if theirs is not None else []).items()
-               if k == "verdict"}}
+    return {"pick": pick["search"], "ofa_ms": a, "equal_budget_ms": b,
+            **versus(pick[metric]["values"], [theirs] if isinstance(theirs, (int, float)) else [], a, b)}
 
 
 def _supernet_epochs(trial: dict[str, Any] | None) -> float | None:

@@ -348,11 +348,11 @@ def section_ofa(results: Path) -> str:
             rows.append([f"OFA {ft['search']}, fine-tuned", stat(ft.get("lfw_acc")), ft.get("reference"),
                          stat(ref.get("lfw_acc")) if ref else "missing",
                          vs.get("difference") if vs.get("difference") is not None else "missing",
-                         vs.get("p") if vs.get("p") is not None else "missing", vs.get("verdict") or "missing",
+                         vs.get("p") if vs.get("p") is not None else ("–" if vs else "missing"), vs.get("verdict") or "missing",
                          lat(ft, "onnxruntime"), lat(ft, "tflite"), lat(ref, runtime) if ref else "missing",
                          vs.get("latency_ratio") if vs.get("latency_ratio") is not None else "missing", ft.get("epochs")])
         parts.append(_table(["network", "LFW acc mean ± std (seeds)", "reference", "reference LFW (seeds)", "difference",
-                             "Welch p", "verdict (p < 0.05)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
+                             "Welch p", "verdict (benchmarks/seed_stats.py)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
                              f"latency ratio ({runtime})", "fine-tune epochs"], rows))
     eq = s.get("equal_budget")
     title = "### Equal budget: MobileFaceNet trained once for the epochs a fine-tuned pick saw (supernet + fine-tuning)"

@@ -7,7 +7,8 @@ import json
 import pytest
 from scipy.stats import ttest_ind
 
-from benchmarks.bench_ofa import report_rows, summarise, welch
+from benchmarks.bench_ofa import report_rows, summarise, versus
+from benchmarks.seed_stats import BETTER, FEW_SEEDS, TIE
 from benchmarks.summary import section_ofa
 
 RECIPE = "recipes/configs/celeba299_mbf_cpu.py"
@@ -74,15 +75,18 @@ def _record(with_finetunes=True):
 
 
 def _front(results):
-    """Reference-front records of three seeds (one record per seed run), as the other experiment file leaves them."""
-    for name, seed, acc in (("reference_front_cpu", 2048, 0.85), ("reference_front_cpu_s1", 1, 0.84),
-                            ("reference_front_cpu_s2", 2, 0.845)):
-        _write(results, name, {"trials": [
+    """The reference front's record with three seed runs (``runs``, as benchmarks.collect_pipeline merges them)."""
+    runs = {}
+    for seed, acc in ((2048, 0.85), (1, 0.84), (2, 0.845)):
+        runs[str(seed)] = {"seed": seed, "pending_steps": [], "trials": [
             {"step": "mbf_x05", "stage": "engine.train", "status": "SUCCEEDED", "params": {"config": RECIPE, "seed": seed},
              "metrics": {"lfw_acc": acc}},
             {"step": "mbf_x025", "stage": "engine.train", "status": "SUCCEEDED",
              "params": {"config": RECIPE, "network_kwargs": {"width_mult": 0.25}, "seed": seed},
-             "metrics": {"lfw_acc": acc - 0.01}}]})
+             "metrics": {"lfw_acc": acc - 0.01}}]}
+    first = runs["2048"]
+    _write(results, "reference_front_cpu", {"pipeline": "reference_front_cpu", "seed": 2048, "seeds": [2048, 1, 2],
+                                            "trials": first["trials"], "pending_steps": [], "runs": runs})
 
 
 def test_fine_tuned_picks_are_compared_over_seeds_with_welch(tmp_path):
@@ -99,12 +103,12 @@ def test_fine_tuned_picks_are_compared_over_seeds_with_welch(tmp_path):
     assert x05["lfw_acc"]["std"] == pytest.approx(0.01)
     expected = ttest_ind([0.87, 0.88, 0.89], [0.85, 0.84, 0.845], equal_var=False)
     vs = x05["vs_reference"]
-    assert vs["p"] == pytest.approx(expected.pvalue) and vs["p"] < 0.05 and vs["verdict"] == "better"
+    assert vs["p"] == pytest.approx(expected.pvalue) and vs["p"] < 0.05 and vs["verdict"] == BETTER  # >= +1 point
     assert vs["difference"] == pytest.approx(0.88 - 0.845)
     assert x05["latency_ms"]["onnxruntime"] == pytest.approx(1.91)  # median over the seeds' side-by-side times
     assert vs["latency_ratio"] == pytest.approx(1.91 / 2.1)
     # one seed on one side: no test, said so
-    assert x025["vs_reference"]["p"] is None and "no test (1 vs 3" in x025["vs_reference"]["verdict"]
+    assert x025["vs_reference"]["p"] is None and x025["vs_reference"]["verdict"] == FEW_SEEDS
     eq = s["equal_budget"]
     assert eq["epochs"] == 42 and eq["supernet_epochs"] == 22 and eq["latency_ms"]["onnxruntime"] == 2.05
     versus = {v["pick"]: v for v in eq["vs_picks"]["onnxruntime"]}
@@ -121,10 +125,12 @@ def _rows(results, record):
     return report_rows(results)
 
 
-def test_welch_says_tie_unless_p_below_005():
-    assert welch([0.85, 0.86, 0.84], [0.85, 0.851, 0.849])["verdict"] == "tie"
-    assert welch([0.80, 0.81, 0.79], [0.85, 0.86, 0.84])["verdict"] == "worse"
-    assert welch([0.85], [0.84, 0.85])["p"] is None
+def test_versus_applies_the_issue_rule():
+    assert versus([0.85, 0.86, 0.84], [0.85, 0.851, 0.849], 1.0, 1.0)["verdict"] == TIE
+    assert versus([0.80, 0.81, 0.79], [0.85, 0.86, 0.84], 1.0, 1.0)["verdict"] == "worse"
+    assert versus([0.85, 0.85, 0.848], [0.85, 0.852, 0.849], 0.7, 1.0)["verdict"] == "as accurate, faster"
+    one = versus([0.85], [0.84, 0.85, 0.86], 1.0, 1.0)
+    assert one["p"] is None and one["verdict"] == FEW_SEEDS and one["difference"] == pytest.approx(0.0)
 
 
 def test_section_ofa_renders_seeds_p_values_and_missing_rows(tmp_path):
@@ -132,7 +138,7 @@ def test_section_ofa_renders_seeds_p_values_and_missing_rows(tmp_path):
     _write(tmp_path, "ofa_cpu", _record())
     md = section_ofa(tmp_path)
     assert "| OFA comparator under mbf_x05, fine-tuned | 0.8800 ± 0.0100 (n=3) | mbf_x05 | 0.8450 ± 0.0050 (n=3) |" in md
-    assert "| better |" in md and "no test (1 vs 3 seed(s))" in md
+    assert "| better |" in md and f"| {FEW_SEEDS} |" in md
     assert "| equal_budget (seed 2048, 42 epochs) | 0.8600 ± 0.0200 | 2.0500 | 1.7500 |" in md and "Supernet: 22 epochs" in md
     assert "| mbf_x05 | 0.8450 ± 0.0050 (n=3) | 2.1000 | 1.7000 |" in md
     # before the fine-tunings and the equal-budget training are recorded: "missing", not blank
