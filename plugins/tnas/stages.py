@@ -4,7 +4,9 @@
     The search (Algorithm 1) as one trial: per-epoch intermediate metrics ``arch_entropy``,
     ``expected_mflops``, ``argmax_mflops``, ``distill_loss``, ``val_distill_loss``,
     ``cost_loss`` (``default`` = minus the validation distillation loss); final metrics describe
-    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``; ``arch`` = its
+    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``; ``per_epoch`` =
+    how the architecture distribution converged, one entry per epoch: ``arch_entropy``,
+    ``expected_mflops``, ``argmax_mflops``, ``argmax_final`` ...; ``arch`` = its
     ``facenas.arch/1`` description, ``arch_path`` = its ``arch.json``, which a pipeline passes on as
     ``${search.result.arch_path}``). Parameters: ``config`` (a recipe path or a dict of
     :class:`~facenas.plugins.tnas.search.TnasSearchConfig` fields) plus any field as an override.
