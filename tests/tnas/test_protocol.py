@@ -68,6 +68,15 @@ def test_file_compares_searched_and_uniform_students_per_target_over_the_same_se
         assert sorted(lat["params"]["runtimes"]) == ["onnxruntime", "tflite"]
 
 
+def test_gpu_file_has_the_same_shape():
+    steps = _steps("tnas_gpu.yml")
+    assert list(steps) == ["teacher", "search", "student", "uniform", "student_latency", "uniform_latency"]
+    assert [steps[s].get("role") for s in ("teacher", "uniform")] == ["reference", "reference"]
+    assert sorted((i["ratio"], i["seed"]) for i in steps["student"]["foreach"]) == \
+        sorted((i["ratio"], i["seed"]) for i in steps["uniform"]["foreach"]) == \
+        sorted((r, s) for r in (0.5, 0.4) for s in (2048, 1, 2))
+
+
 def test_cpu_file_runs_the_protocol_a_long_search_and_the_uniform_flops_of_each_target():
     from facenas.config import load_config_module
     from facenas.plugins.engine import TrainConfig
