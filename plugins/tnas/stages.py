@@ -52,13 +52,15 @@ def _description(network: Any) -> dict[str, Any] | None:
 
 
 def _check_search(params: dict[str, Any], scratch: str) -> Any:
+    import json
+
     from facenas.adapters.nni.check import PLACEHOLDER
     from facenas.plugins.tnas.search import load_search_config
 
     base = params.pop("config", None)
     cfg = load_search_config(base if base is not None else {}, params)
-    if isinstance(cfg.space, Mapping) and not any(isinstance(v, str) and PLACEHOLDER in v for v in cfg.space.values()):
-        _check_target(cfg)
+    if isinstance(cfg.space, Mapping) and PLACEHOLDER not in json.dumps(cfg.space, default=str):
+        _check_target(cfg)  # a space known before the run (not an earlier step's result)
     return cfg
 
 
