@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -105,8 +106,15 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
         if isinstance(nproc, int) and gpus and nproc > gpus:
             bad(f"{where} params.nproc_per_node", f"{nproc} torchrun processes but trialGpuNumber is {gpus}: "
                                                   "one process per GPU, raise trialGpuNumber to match")
-        with _cwd(code_dir):
-            _check_stage_params(step.stage, _placeholders(step.params), f"{where} params", code_dir, bad)
+        # a literal foreach list: the parameters of each item (its literal values stand in for ${item...})
+        items = step.foreach if isinstance(step.foreach, list) and step.foreach else [None]
+        for k, item in enumerate(items):
+            before = len(problems)
+            with _cwd(code_dir):
+                _check_stage_params(step.stage, _placeholders(step.params, item),
+                                    f"{where} params" + (f" (foreach item {k})" if item is not None else ""), code_dir, bad)
+            if len(problems) > before:
+                break  # one item's problem is enough; the others share the parameters
     return CheckReport(str(src), problems, steps)
 
 
@@ -153,18 +161,37 @@ def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable
         bad(where, f"space '{name}': space_config {dict(config)} has a field the space does not take: {_one_line(exc)}")
 
 
-def _placeholders(value: Any) -> Any:
+def _placeholders(value: Any, item: Any = None) -> Any:
     """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here);
-    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0."""
+    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0, and a whole
+    ``${item}`` / ``${item.KEY}`` of a literal foreach ``item`` as that item's value (when it holds no reference)."""
     if isinstance(value, str):
         if value.strip() in ("${seed}", "${index}"):
             return 0
+        literal = _item_value(value.strip(), item)
+        if literal is not None:
+            return literal
         return _REF.sub(PLACEHOLDER, value) if "${" in value else value
     if isinstance(value, Mapping):
-        return {k: _placeholders(v) for k, v in value.items()}
+        return {k: _placeholders(v, item) for k, v in value.items()}
     if isinstance(value, list):
-        return [_placeholders(v) for v in value]
+        return [_placeholders(v, item) for v in value]
     return value
+
+
+def _item_value(text: str, item: Any) -> Any:
+    """The literal value a whole ``${item...}`` reference takes for ``item``, or None."""
+    if item is None or not (text.startswith("${item") and text.endswith("}")) or text.count("${") != 1:
+        return None
+    path = text[2:-1].strip().split(".")
+    if path[0] != "item":
+        return None
+    value = item
+    for key in path[1:]:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return None if "${" in json.dumps(value) else value
 
 
 def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir: Path,
