@@ -1,74 +1,77 @@
-"""Does a TNAS search land on its FLOPs target? Test-scale searches over seeds and targets, one command.
+"""Does a TNAS search land on its FLOPs target, and does its architecture distribution converge? Read from the
+record of ``recipes/nni/tnas_cpu.yml`` (nothing is run here).
 
-    python -m benchmarks.bench_tnas_flops_target [--seeds 0 1 2] [--ratios 0.4 0.6 0.8]
+    facenas nni run-local recipes/nni/tnas_cpu.yml --output runs/tnas_cpu          # resumable
+    python -m benchmarks.collect_pipeline runs/tnas_cpu --name tnas_cpu --experiment recipes/nni/tnas_cpu.yml
+    python -m benchmarks.bench_tnas_flops_target [--results benchmarks/results]   # per search, as JSON
 
-Each run is the test-scale search of ``tests/tnas/test_search.py`` (the ``TEST_SPACE`` IResNet at
-32x32, synthetic identities of the data layer, a BN-calibrated random r18 teacher, 14 epochs of
-7 iterations, Adam lr 0.1 on the architecture) with the target R = the FLOPs of the uniformly
-narrowed network at the given width ratio. Recorded per run: R, the expected FLOPs at the start
-and the end, the argmax architecture's FLOPs (the paper's derivation) and whether it is within
-(1 +- t) R, the derived architecture (``argmax_in_budget``) and its repair moves, and the share
-of the last epoch's iterations whose argmax was within the band. Result:
-``benchmarks/results/bench_tnas_flops_target.json``.
+Per ``tnas.search`` trial of the record (one per FLOPs target): the target R, the derived architecture's
+FLOPs and whether it lies within (1 +- t) R, the argmax architecture's (the paper's derivation), the repair
+moves, the derived widths and depths and whether they left uniform widths, and the per-epoch convergence the
+search recorded (``per_epoch``: normalised architecture entropy, expected and argmax MFLOPs, whether the
+epoch's argmax is already the final one) with ``stable_from``, the first epoch from which the argmax no
+longer changed.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import tempfile
-import time
+import json
 from pathlib import Path
+from typing import Any
 
-import torch
+from benchmarks.bench_tnas_table3 import RECORD, RESULTS, load_record
 
-from benchmarks._common import save_result
-from facenas.adapters.insightface.synthetic import SyntheticConfig, write_synthetic_dataset
-from facenas.plugins.tnas.search import TnasSearchConfig, run_search
-from facenas.plugins.tnas.space import TEST_SPACE
-from facenas.utils.log import setup_logging
-
-TEACHER = {"random": "r18", "kwargs": {"num_features": 16, "width_mult": 0.25, "input_size": 32}, "seed": 0}
+#: width-ratio labels of a TNAS sample (stem, stages, inner convs)
+_WIDTH = "width_ratio"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--ratios", type=float, nargs="*", default=[0.4, 0.6, 0.8])
-    parser.add_argument("--epochs", type=int, default=14)
-    args = parser.parse_args()
-    setup_logging(-1)
-    torch.set_num_threads(1)
+def _widths(sample: dict[str, Any] | None) -> list[float]:
+    return [float(v) for k, v in (sample or {}).items() if k.endswith(_WIDTH) and isinstance(v, (int, float))]
+
+
+def search_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per successful ``tnas.search`` trial, in step/index order."""
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "synthetic"
-        write_synthetic_dataset(data, SyntheticConfig(num_identities=24, images_per_identity=10, val_identities=20,
-                                                      val_pairs=120, seed=0))
-        for ratio in args.ratios:
-            for seed in args.seeds:
-                cfg = TnasSearchConfig(space=dict(TEST_SPACE), teacher=TEACHER, rec=str(data), batch_size=16,
-                                       num_epoch=args.epochs, target_width_ratio=ratio, arch_lr=0.1,
-                                       output=str(Path(tmp) / f"r{ratio}_s{seed}"), seed=seed, device="cpu")
-                t0 = time.monotonic()
-                res = run_search(cfg)
-                m, h = res.metrics, res.history
-                rows.append({
-                    "target_width_ratio": ratio, "seed": seed, "target_mflops": m["target_mflops"],
-                    "expected_mflops_epoch1": h[0]["expected_mflops"], "expected_mflops_last": h[-1]["expected_mflops"],
-                    "argmax_mflops": m["argmax_mflops"], "argmax_within_tolerance": m["argmax_within_tolerance"],
-                    "derived_mflops": m["mflops"], "derived_within_tolerance": m["within_tolerance"],
-                    "repair_moves": m["repair_moves"], "last_epoch_frac_within": h[-1].get("frac_within"),
-                    "arch_entropy_norm_last": h[-1]["arch_entropy_norm"], "seconds": round(time.monotonic() - t0, 1),
-                })
-                logging.getLogger("bench").warning("%s", rows[-1])
-    n = len(rows)
-    save_result("bench_tnas_flops_target", {
-        "setup": {"space": TEST_SPACE, "teacher": TEACHER, "epochs": args.epochs, "iterations_per_epoch": 7,
-                  "batch_size": 16, "arch_lr": 0.1, "tolerance": 0.05, "cost_below": "neg_log", "threads": 1},
-        "runs": rows,
-        "argmax_within": sum(r["argmax_within_tolerance"] for r in rows), "derived_within": sum(
-            r["derived_within_tolerance"] for r in rows), "runs_total": n,
-        "mean_abs_argmax_error": sum(abs(r["argmax_mflops"] / r["target_mflops"] - 1) for r in rows) / n,
-    })
+    trials = [t for t in record.get("trials", []) if t.get("stage") == "tnas.search" and t.get("status") == "SUCCEEDED"]
+    for t in sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0)):
+        p, m = t.get("params") or {}, t.get("metrics") or {}
+        config = p.get("config") if isinstance(p.get("config"), dict) else {}
+        ratio = p.get("target_width_ratio", config.get("target_width_ratio"))
+        sample = (t.get("arch") or {}).get("sample")
+        per_epoch = [dict(e) for e in m.get("per_epoch") or []]
+        stable_from = None
+        for e in reversed(per_epoch):
+            if not e.get("argmax_final"):
+                break
+            stable_from = e.get("epoch")
+        widths = _widths(sample)
+        rows.append({
+            "step": t.get("step"), "index": t.get("index"), "ratio": ratio, "target_mflops": m.get("target_mflops"),
+            "mflops": m.get("mflops"), "within_tolerance": m.get("within_tolerance"),
+            "argmax_mflops": m.get("argmax_mflops"), "argmax_within_tolerance": m.get("argmax_within_tolerance"),
+            "repair_moves": m.get("repair_moves"), "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
+            "arch_entropy": m.get("arch_entropy"), "sample": sample,
+            "sample_key": json.dumps(sample, sort_keys=True) if sample is not None else None,
+            "width_ratios": sorted(set(widths)), "uniform_widths": len(set(widths)) <= 1 if widths else None,
+            "depths": [v for k, v in sorted((sample or {}).items()) if k.endswith("/depth")],
+            "per_epoch": per_epoch, "stable_from": stable_from,
+        })
+    return rows
+
+
+def main(argv=None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
+    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
+    args = ap.parse_args(argv)
+    record = load_record(Path(args.results), args.record)
+    if record is None:
+        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
+                         "recipes/nni/tnas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
+                         "tnas_cpu --experiment recipes/nni/tnas_cpu.yml`")
+    rows = search_rows(record)
+    print(json.dumps(rows))
+    return rows
 
 
 if __name__ == "__main__":

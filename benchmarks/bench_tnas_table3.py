@@ -1,181 +1,219 @@
-"""TNAS Table 3 at CPU scale: a TNAS-searched student vs the uniformly narrowed student of the same FLOPs,
-both distilled (FKD) from the same teacher under the same budget, plus the no-teacher margin-loss
-student; LFW accuracy (lfw.bin, 10 folds) for each. One command, resumable step by step:
+"""TNAS Table 3 at CPU scale, read from the record of ``recipes/nni/tnas_cpu.yml`` (nothing is run here):
+TNAS-searched students vs uniformly narrowed students of the same FLOPs, both distilled (FKD) from the same
+teacher with the protocol (20 epochs), per FLOPs target, over seeds.
 
-    python -m benchmarks.bench_tnas_table3 [--artifacts DIR (default $FACENAS_ARTIFACTS/tnas)]
-        [--only teacher search tnas_fkd uniform_fkd uniform_margin] [--search-set FIELD=VALUE] [--train-set FIELD=VALUE]
+Every step -- the teacher, a search per FLOPs target, the searched and the uniform students of each target
+over three seeds, the timing of every student in onnxruntime and TFLite -- is a step of the experiment file,
+so the numbers are the pipeline's::
 
-Steps (each skipped when ``<artifacts>/<step>/final.json`` exists; a killed step resumes):
+    facenas nni run-local recipes/nni/tnas_cpu.yml --output runs/tnas_cpu          # resumable
+    python -m benchmarks.collect_pipeline runs/tnas_cpu --name tnas_cpu --experiment recipes/nni/tnas_cpu.yml
+    python -m benchmarks.bench_tnas_table3 [--results benchmarks/results]         # the comparison, as JSON
 
-1. ``teacher`` -- ``recipes/configs/celeba299_tnas_teacher_cpu.py``: r18 at half width (the
-   student space's full-width network), the CPU-scale protocol (benchmarks/PROTOCOL.md);
-2. ``search`` -- ``recipes/configs/celeba299_tnas_search_cpu.py``: TNAS on that space, target =
-   the FLOPs of the uniform ratio-0.5 student, distilled from ``teacher/best.pt``;
-3. ``tnas_fkd`` -- the derived architecture, trained from scratch by FKD (protocol, 20 epochs);
-4. ``uniform_fkd`` -- every width at ratio 0.5 (= arcface_torch r18 at quarter width), FKD, same budget;
-5. ``uniform_margin`` -- the same uniform network, ArcFace margin loss only, no teacher (the paper's "AM").
+:func:`summarise` reads a collected record (``benchmarks/results/tnas_cpu.json``; any pipeline of the same
+stages, e.g. ``tnas_test.yml``'s) by stage and role, not by step name: ``engine.train`` with role
+``reference`` is the teacher, ``tnas.search`` trials the searches (their target: ``target_width_ratio``),
+``tnas.train`` trials the students -- a ``candidate`` is a searched student (its search: the one whose
+architecture it trained), a ``reference`` with ``uniform_ratio`` a uniform one (a ``reference`` without a
+teacher, ``distill_weight`` 0, is listed apart as the no-teacher student) -- and ``runtime.latency`` trials
+the times of the network they loaded. Per target: LFW accuracy (``acc``: ``lfw_acc``; a test-scale run's
+``val_acc``) mean +- std over seeds (sample std) of each
+side, the difference and Welch's t-test p-value (``scipy.stats.ttest_ind(equal_var=False)``), "better" /
+"worse" only when p < 0.05, else "tie". The searches' convergence: :mod:`benchmarks.bench_tnas_flops_target`.
 
-All students use the same seed, batches and flips; the teacher's embeddings are cached once in
-``<artifacts>/teacher_cache.pt`` and shared. Result: ``benchmarks/results/bench_tnas_table3.json``.
+The earlier short-budget record (``bench_tnas_table3.json``: a 2-epoch search, 4-epoch students, one seed,
+written by this module's former workflow) stays as it was; :func:`load_short_budget` reads it.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import time
+import json
+import math
+import statistics
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmarks._common import artifacts_dir, save_result
-from benchmarks.bench_baselines import _overrides
-from facenas.plugins.engine import build_backbone, load_train_config, train
-from facenas.nas.flops import count_flops, count_params
-from facenas.plugins.tnas.distill import DistillSettings, train_student, uniform_description
-from facenas.plugins.tnas.search import load_search_config, run_search
-from facenas.utils.io import read_json, write_json
-from facenas.utils.log import setup_logging
-
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ROOT / "recipes" / "configs"
-STEPS = ("teacher", "search", "tnas_fkd", "uniform_fkd", "uniform_margin")
-UNIFORM_RATIO = 0.5
-log = logging.getLogger("bench_tnas_table3")
-#: lfw.bin metrics kept next to the accuracy in every training row
-VERIFICATION_EXTRAS = ("lfw_tar_at_far_1e-3", "lfw_tar_at_far_1e-3_std", "lfw_auc", "lfw_eer")
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORD = "tnas_cpu"
+RUNTIMES = ("onnxruntime", "tflite")
+#: the p-value under which a difference is called better / worse
+ALPHA = 0.05
 
 
-def _done(step_dir: Path) -> dict[str, Any] | None:
-    """The step's ``final.json``; its row gets the lfw.bin extras from the step's metrics when it
-    was written without them (rows of runs recorded before the extras were kept)."""
-    f = step_dir / "final.json"
-    if not f.is_file():
+def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
+    """The collected record ``results/<name>.json`` (its ``result``), or None when it is not there."""
+    path = Path(results) / f"{name}.json"
+    if not path.is_file():
         return None
-    done = read_json(f)
-    row = done.get("row", {})
-    for key in VERIFICATION_EXTRAS:
-        if row.get(key) is None and done.get(key) is not None:
-            row[key] = done[key]
-    return done
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
 
 
-def _train_row(metrics: dict[str, Any], cfg: Any, wall: float) -> dict[str, Any]:
-    return {
-        "mflops": round(metrics.get("mflops", 0.0), 3), "params_m": round(metrics.get("params_m", 0.0), 4),
-        "lfw_acc": metrics.get("lfw_acc"), "lfw_acc_std": metrics.get("lfw_acc_std"),
-        **{k: metrics.get(k) for k in VERIFICATION_EXTRAS},
-        "best_model_lfw_acc": metrics.get("best_lfw_acc", metrics.get("lfw_acc")),
-        "best_lfw_devtest_acc": metrics.get("best_lfw_devtest_acc"), "lfw_devtest_acc_last": metrics.get("lfw_devtest_acc"),
-        "train_minutes": round(metrics.get("train_seconds", 0.0) / 60, 2), "wall_minutes": round(wall / 60, 2),
-        "epochs": metrics.get("epochs"), "budget_minutes": cfg.max_minutes, "num_epoch": cfg.num_epoch,
-        "stopped_by_budget": metrics.get("epochs", cfg.num_epoch) < cfg.num_epoch, "seed": cfg.seed,
-    }
+def load_short_budget(results: Path = RESULTS) -> dict[str, Any] | None:
+    """The earlier short-budget record ``bench_tnas_table3.json`` with its budget in words, or None."""
+    path = Path(results) / "bench_tnas_table3.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    r = data.get("result", {})
+    steps = r.get("steps") or {}
+    search_epochs = (steps.get("search") or {}).get("epochs")
+    student_epochs = (steps.get("tnas_fkd") or {}).get("epochs")
+    return {"date": data.get("date"), "command": data.get("command"), "table": r.get("table") or [],
+            "budget": f"{_num(search_epochs)}-epoch search, {_num(student_epochs)}-epoch students, one seed "
+                      "(± over LFW's 10 folds, not over seeds)"}
 
 
-def run_teacher(art: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    out = art / "teacher"
-    recipe = RECIPES / "celeba299_tnas_teacher_cpu.py"
-    cfg = load_train_config(recipe, {"output": str(out), **overrides,
-                                     **({"resume": True} if (out / "checkpoint.pt").is_file() else {})})
-    size = cfg.input_size()
-    probe = build_backbone(cfg).eval()
-    t0 = time.monotonic()
-    result = train(cfg)
-    metrics = dict(result.metrics)
-    metrics.update(mflops=count_flops(probe, (1, 3, size, size)) / 1e6, params_m=count_params(probe) / 1e6)
-    row = {"recipe": str(recipe.relative_to(ROOT)), "network": "r18 width 0.5", **_train_row(metrics, cfg, time.monotonic() - t0)}
-    write_json(out / "final.json", {**metrics, "row": row})
-    return row
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
 
 
-def run_search_step(art: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    out = art / "search"
-    recipe = RECIPES / "celeba299_tnas_search_cpu.py"
-    cfg = load_search_config(str(recipe), {"output": str(out), "teacher": str(art / "teacher" / "best.pt"),
-                                           "teacher_cache_file": str(art / "teacher_cache.pt"), **overrides,
-                                           **({"resume": True} if (out / "checkpoint.pt").is_file() else {})})
-    t0 = time.monotonic()
-    res = run_search(cfg)
-    m, h = res.metrics, res.history
-    row = {
-        "recipe": str(recipe.relative_to(ROOT)), "target_mflops": m["target_mflops"], "derived_mflops": m["mflops"],
-        "within_tolerance": m["within_tolerance"], "argmax_mflops": m["argmax_mflops"],
-        "argmax_within_tolerance": m["argmax_within_tolerance"], "repair_moves": m["repair_moves"],
-        "depths": m["depths"], "stem_width": m["stem_width"], "stage_widths": m["stage_widths"],
-        "inner_widths": m["inner_widths"], "params_m": m["params_m"], "epochs": m["epochs"],
-        "search_minutes": round(m["train_seconds"] / 60, 2), "wall_minutes": round((time.monotonic() - t0) / 60, 2),
-        "per_epoch": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items() if k != "arch"} for e in h],
-        "config": cfg.to_dict(),
-    }
-    write_json(out / "final.json", {**m, "row": row})
-    return row
+def _ok(record: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+    trials = [t for t in record.get("trials", []) if t.get("stage") == stage and t.get("status") == "SUCCEEDED"]
+    return sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0))
 
 
-def run_student(art: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    out = art / name
-    recipe = RECIPES / "celeba299_tnas_student_cpu.py"
-    space = read_json(art / "search" / "config.json")["space"] if (art / "search" / "config.json").is_file() else \
-        {"base": "r18", "width_mult": 0.5, "input_size": 64, "embedding_size": 128}
-    if name == "tnas_fkd":
-        arch: Any = str(art / "search" / "arch.json")
-        settings = DistillSettings(teacher=str(art / "teacher" / "best.pt"),
-                                   teacher_cache_file=str(art / "teacher_cache.pt"))
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        arch = str(out / "arch.json")
-        write_json(arch, uniform_description(space, UNIFORM_RATIO))
-        settings = DistillSettings(teacher=str(art / "teacher" / "best.pt"), teacher_cache_file=str(art / "teacher_cache.pt")) \
-            if name == "uniform_fkd" else DistillSettings(distill_weight=0.0, margin_weight=1.0)
-    cfg = load_train_config(recipe, {"output": str(out), "network": arch, **overrides,
-                                     **({"resume": True} if (out / "checkpoint.pt").is_file() else {})})
-    t0 = time.monotonic()
-    result = train_student(cfg, arch, settings)
-    metrics = dict(result.metrics)
-    row = {"arch": arch, "distill_weight": settings.distill_weight, "margin_weight": settings.margin_weight,
-           **_train_row(metrics, cfg, time.monotonic() - t0),
-           "teacher_images_computed": metrics.get("teacher_images_computed")}
-    write_json(out / "final.json", {**metrics, "row": row})
-    return row
+def _sample(trial: dict[str, Any]) -> str | None:
+    sample = (trial.get("arch") or {}).get("sample") or (trial.get("params") or {}).get("sample")
+    return json.dumps(sample, sort_keys=True) if sample is not None else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifacts", default=str(artifacts_dir("tnas")), help="where checkpoints and step outputs go")
-    parser.add_argument("--only", nargs="*", default=list(STEPS), choices=STEPS)
-    parser.add_argument("--search-set", action="append", metavar="FIELD=VALUE", help="override a search config field")
-    parser.add_argument("--train-set", action="append", metavar="FIELD=VALUE",
-                        help="override a training config field (teacher and students)")
-    parser.add_argument("--tag", help="suffix of the result file")
-    args = parser.parse_args()
-    setup_logging(0)
-    torch.set_num_threads(2)
-    art = Path(args.artifacts)
-    art.mkdir(parents=True, exist_ok=True)
-    train_over, search_over = _overrides(args.train_set), _overrides(args.search_set)
-    rows: dict[str, Any] = {}
-    for step in STEPS:
-        done = _done(art / step)
-        if done is not None:
-            rows[step] = done["row"]
-            log.info("%s: done before (%s)", step, art / step / "final.json")
+def _latency_of(record: dict[str, Any], output: str | None) -> dict[str, float]:
+    """The times ``runtime.latency`` measured for the network trained into ``output`` (``{runtime: ms}``)."""
+    if not output:
+        return {}
+    prefix = str(output).rstrip("/") + "/"
+    for t in _ok(record, "runtime.latency"):
+        p, m = t.get("params") or {}, t.get("metrics") or {}
+        if str(p.get("model", "")).startswith(prefix):
+            return {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if isinstance(m.get(f"latency_{rt}_ms"), (int, float))}
+        for name, path in (p.get("models") or {}).items():
+            if str(path).startswith(prefix) and isinstance((m.get("latency_ms") or {}).get(name), dict):
+                return dict(m["latency_ms"][name])
+    return {}
+
+
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Welch's t-test p-value of ``a`` vs ``b`` (two-sided), None when it is undefined (n < 2 or no variance)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def accuracy_key(record: dict[str, Any]) -> str:
+    """``lfw_acc`` (the protocol's test set) when a student has it, else ``val_acc`` (a test-scale run's val.bin)."""
+    students = [t.get("metrics") or {} for t in _ok(record, "tnas.train")]
+    return "lfw_acc" if any("lfw_acc" in m for m in students) or not any("val_acc" in m for m in students) else "val_acc"
+
+
+def _stats(rows: list[dict[str, Any]], key: str = "acc") -> dict[str, Any]:
+    values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    return {"n": len(values), "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None, "values": values}
+
+
+def _mean_latency(rows: list[dict[str, Any]]) -> dict[str, float]:
+    out = {}
+    for rt in RUNTIMES:
+        values = [r["latency_ms"][rt] for r in rows if isinstance((r.get("latency_ms") or {}).get(rt), (int, float))]
+        if values:
+            out[rt] = statistics.fmean(values)
+    return out
+
+
+def _student(record: dict[str, Any], t: dict[str, Any], acc: str) -> dict[str, Any]:
+    p, m = t.get("params") or {}, t.get("metrics") or {}
+    config = p.get("config") if isinstance(p.get("config"), dict) else {}
+    seed = p.get("seed", config.get("seed"))
+    return {"step": t.get("step"), "index": t.get("index"), "seed": seed, "acc": m.get(acc),
+            "acc_std": m.get(f"{acc}_std"), "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"),
+            "mflops": m.get("mflops"), "params_m": m.get("params_m"), "epochs": m.get("epochs"),
+            "train_seconds": m.get("train_seconds"), "output": m.get("output"),
+            "latency_ms": _latency_of(record, m.get("output"))}
+
+
+def _target_key(ratio: Any, mflops: Any) -> str:
+    return f"ratio {ratio:g}" if isinstance(ratio, (int, float)) else f"{mflops:.2f} MFLOPs"
+
+
+def summarise(record: dict[str, Any]) -> dict[str, Any]:
+    """Per FLOPs target: the search, the searched and the uniform students over seeds, and the comparison."""
+    from benchmarks.bench_tnas_flops_target import search_rows
+
+    acc = accuracy_key(record)
+    teachers = [t for t in _ok(record, "engine.train") if t.get("role") == "reference"]
+    teacher = None
+    if teachers:
+        m = teachers[0].get("metrics") or {}
+        teacher = {"step": teachers[0].get("step"), "acc": m.get(acc), "acc_std": m.get(f"{acc}_std"),
+                   **{k: m.get(k) for k in ("mflops", "params_m", "epochs", "train_seconds")}}
+    targets: dict[str, dict[str, Any]] = {}
+    by_sample: dict[str | None, str] = {}
+    for s in search_rows(record):
+        key = _target_key(s.get("ratio"), s.get("target_mflops"))
+        targets[key] = {"ratio": s.get("ratio"), "target_mflops": s.get("target_mflops"), "search": s,
+                        "searched": [], "uniform": []}
+        by_sample[s.get("sample_key")] = key
+    no_teacher = []
+    for t in _ok(record, "tnas.train"):
+        p = t.get("params") or {}
+        row = _student(record, t, acc)
+        if t.get("role") == "candidate":
+            key = by_sample.get(_sample(t))
+            if key is None:
+                continue  # a student of no recorded search
+            targets[key]["searched"].append(row)
             continue
-        if step not in args.only:
+        if ((p.get("distill") or {}).get("distill_weight", 1.0) or 0) <= 0:
+            no_teacher.append(row)
             continue
-        log.info("%s: running", step)
-        if step == "teacher":
-            rows[step] = run_teacher(art, train_over)
-        elif step == "search":
-            rows[step] = run_search_step(art, search_over)
-        else:
-            rows[step] = run_student(art, step, train_over)
-    table = [{"method": name, "mflops": rows[name].get("mflops"), "lfw_acc": rows[name].get("lfw_acc"),
-              "lfw_acc_std": rows[name].get("lfw_acc_std"),
-              "lfw_tar_at_far_1e-3": rows[name].get("lfw_tar_at_far_1e-3"), "best_model_lfw_acc": rows[name].get("best_model_lfw_acc")}
-             for name in ("teacher", "uniform_margin", "uniform_fkd", "tnas_fkd") if name in rows]
-    save_result("bench_tnas_table3" + (f"_{args.tag}" if args.tag else ""), {
-        "protocol": "benchmarks/PROTOCOL.md", "artifacts": str(art), "train_overrides": train_over,
-        "search_overrides": search_over, "uniform_ratio": UNIFORM_RATIO, "table": table, "steps": rows})
+        ratio = p.get("uniform_ratio")
+        key = _target_key(ratio, row.get("mflops") or 0.0)
+        entry = targets.setdefault(key, {"ratio": ratio, "target_mflops": row.get("mflops"), "search": None,
+                                         "searched": [], "uniform": []})
+        entry["uniform"].append(row)
+    for entry in targets.values():
+        for side in ("searched", "uniform"):
+            entry[side].sort(key=lambda r: (str(r.get("seed")), r.get("index") or 0))
+        entry["comparison"] = compare(entry["searched"], entry["uniform"])
+    return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
+            "date": record.get("_date"), "accuracy": acc, "teacher": teacher, "targets": targets, "no_teacher": no_teacher,
+            "pending_steps": record.get("pending_steps", [])}
+
+
+def compare(searched: list[dict[str, Any]], uniform: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (``acc``) of the searched vs the uniform students over seeds: means, stds, difference, Welch's p,
+    verdict."""
+    a, b = _stats(searched), _stats(uniform)
+    out: dict[str, Any] = {"searched": a, "uniform": b, "difference": None, "welch_p": welch(a["values"], b["values"]),
+                           "verdict": None, "seeds": sorted({str(r.get("seed")) for r in searched + uniform}),
+                           "epochs": sorted({r.get("epochs") for r in searched + uniform if r.get("epochs") is not None}),
+                           "latency_ms": {"searched": _mean_latency(searched), "uniform": _mean_latency(uniform)},
+                           "mflops": {"searched": _stats(searched, "mflops")["mean"],
+                                      "uniform": _stats(uniform, "mflops")["mean"]}}
+    if a["mean"] is not None and b["mean"] is not None:
+        out["difference"] = a["mean"] - b["mean"]
+        p = out["welch_p"]
+        out["verdict"] = "tie" if p is None or p >= ALPHA else ("better" if out["difference"] > 0 else "worse")
+    return out
+
+
+def main(argv=None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
+    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
+    args = ap.parse_args(argv)
+    record = load_record(Path(args.results), args.record)
+    if record is None:
+        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
+                         "recipes/nni/tnas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
+                         "tnas_cpu --experiment recipes/nni/tnas_cpu.yml`")
+    out = summarise(record)
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

@@ -39,7 +39,12 @@ KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest
         # latency tables (runtime.lut) and searches (ofa.search): what the OFA rows are read from
         "runtime", "entries", "fit_mape", "p35_ms", "p75_ms", "spearman", "mape", "within_10pct", "raw_spearman",
         "raw_mape", "best_cost", "bound", "ranker", "search_seconds", "fit_seconds", "candidates", "device",
-        "supernet_mflops", "largest_lfw_devtest_acc", "smallest_lfw_devtest_acc", "phases_done", "table", "output")
+        "supernet_mflops", "largest_lfw_devtest_acc", "smallest_lfw_devtest_acc", "phases_done", "table", "output",
+        # TNAS searches (tnas.search): the target, where the derived architecture landed, the per-epoch convergence
+        "target_mflops", "argmax_mflops", "within_tolerance", "argmax_within_tolerance", "arch_entropy",
+        "expected_mflops", "per_epoch", "repair_moves",
+        # the verification accuracy of test-scale runs (their val.bin), read where lfw.bin's is absent
+        "val_acc", "val_acc_std")
 #: the key of a run whose seed cannot be read (its folder has no advisor state and its trials no ``seed``)
 UNKNOWN_SEED = "unknown"
 

@@ -289,6 +289,78 @@ def section_enas(results: Path) -> str:
     return "\n\n".join(parts)
 
 
+def section_tnas(results: Path) -> str:
+    """TNAS-searched vs uniform students per FLOPs target, over seeds, from the record of recipes/nni/tnas_cpu.yml
+    (benchmarks.bench_tnas_table3), the searches' convergence, and the earlier short-budget record, labelled."""
+    from benchmarks.bench_tnas_table3 import ALPHA, load_record, load_short_budget, summarise
+
+    head = "## TNAS-searched vs uniformly narrowed students, per FLOPs target (recipes/nni/tnas_cpu.yml)"
+    parts = [head]
+    record = load_record(results)
+    if not record:
+        parts.append(_missing("tnas_cpu", "facenas nni run-local recipes/nni/tnas_cpu.yml --output OUT; python -m "
+                                          "benchmarks.collect_pipeline OUT --name tnas_cpu --experiment "
+                                          "recipes/nni/tnas_cpu.yml"))
+    else:
+        parts += _tnas_record(summarise(record), ALPHA)
+    short = load_short_budget(results)
+    if short and short["table"]:
+        parts.append(f"Earlier record, short budget ({short['budget']}; `bench_tnas_table3.json`, {short['date']}):")
+        parts.append(_table(["network", "MFLOPs", "LFW acc ± std (folds)"],
+                            [[r.get("method"), r.get("mflops"), _acc(r.get("lfw_acc"), r.get("lfw_acc_std"))]
+                             for r in short["table"]]))
+    return "\n\n".join(parts)
+
+
+def _tnas_record(s: dict[str, Any], alpha: float) -> list[str]:
+    """The comparison and convergence tables of a summarised tnas_cpu record."""
+    acc = "LFW acc" if s.get("accuracy") == "lfw_acc" else str(s.get("accuracy"))
+    teacher = s.get("teacher") or {}
+    parts = [f"Teacher: {_f(teacher.get('mflops'), 1)} MFLOPs, {acc} {_acc(teacher.get('acc'), teacher.get('acc_std'))} "
+             f"after {_f(teacher.get('epochs'), 0)} epochs. Students: distilled (FKD) from that teacher, accuracy mean ± "
+             f"std over seeds; Welch's t-test p, \"better\" / \"worse\" only when p < {alpha}, else \"tie\". Record of "
+             f"{s.get('date')}. Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}."]
+    rows, curves = [], []
+    for key, t in s.get("targets", {}).items():
+        c = t["comparison"]
+        mflops = t.get("target_mflops")
+        target = f"{key} ({mflops:.3g} MFLOPs)" if isinstance(mflops, (int, float)) else key
+        epochs = "/".join(_f(e, 0) for e in c.get("epochs") or []) or "–"
+        for side in ("searched", "uniform"):
+            st, lat = c[side], c["latency_ms"][side]
+            mean = "–" if st["mean"] is None else _acc(st["mean"], st["std"]) + f" (n={st['n']})"
+            first = side == "searched"
+            rows.append([target, side, c["mflops"][side], mean,
+                         _f(c["difference"]) if first and c["difference"] is not None else "",
+                         _f(c["welch_p"], 3) if first and c["welch_p"] is not None else ("–" if first else ""),
+                         (c["verdict"] or "–") if first else "", lat.get("onnxruntime"), lat.get("tflite"), epochs,
+                         ", ".join(str(r.get("seed")) for r in t[side]) or "–"])
+        search = t.get("search")
+        if search:
+            for e in search.get("per_epoch") or []:
+                curves.append([target, e.get("epoch"), e.get("arch_entropy_norm"), e.get("expected_mflops"),
+                               e.get("argmax_mflops"), bool(e.get("argmax_final"))])
+    parts.append(_table(["target", "students", "MFLOPs (mean)", f"{acc} mean ± std over seeds",
+                         "searched − uniform", "Welch p", "verdict", "ORT ms", "TFLite ms", "epochs", "seeds"], rows)
+                 if rows else "_No student has finished yet._")
+    notes = []
+    for key, t in s.get("targets", {}).items():
+        search = t.get("search")
+        if not search:
+            continue
+        notes.append(f"{key}: derived {_f(search.get('mflops'), 2)} MFLOPs for a target of "
+                     f"{_f(search.get('target_mflops'), 2)} (within tolerance: {_f(search.get('within_tolerance'))}; "
+                     f"argmax {_f(search.get('argmax_mflops'), 2)}, {_f(search.get('repair_moves'))} repair moves), "
+                     f"width ratios {search.get('width_ratios')}, depths {search.get('depths')}, uniform widths left: "
+                     f"{_f(not search['uniform_widths']) if search.get('uniform_widths') is not None else '–'}; "
+                     f"argmax unchanged from epoch {_f(search.get('stable_from'))} of {_f(search.get('epochs'), 0)}.")
+    if curves:
+        parts.append("Searches: " + " ".join(notes))
+        parts.append(_table(["target", "epoch", "arch entropy (normalised)", "expected MFLOPs", "argmax MFLOPs",
+                             "argmax = final"], curves))
+    return parts
+
+
 def _ofa(results: Path) -> dict[str, Any] | None:
     from benchmarks.bench_ofa import load_record, summarise
 
@@ -682,7 +754,7 @@ def render(results: Path) -> dict[str, Any]:
              "the JSON in this folder (machine, versions and command line are recorded there)."]
     parts += [s(results) for s in sections]
     parts.append(report)
-    parts += [section_li_arcface(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
+    parts += [section_li_arcface(results), section_tnas(results), section_enas(results), section_ofa(results), section_deploy(results, rows),
               section_reference_front(results), section_headline(results), section_published(results),
               section_export_passes(results),
               section_hardening(results), section_scale(results)]

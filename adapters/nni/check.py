@@ -106,9 +106,15 @@ def check_experiment_file(path: str | os.PathLike) -> CheckReport:
         if isinstance(nproc, int) and gpus and nproc > gpus:
             bad(f"{where} params.nproc_per_node", f"{nproc} torchrun processes but trialGpuNumber is {gpus}: "
                                                   "one process per GPU, raise trialGpuNumber to match")
-        with _cwd(code_dir):
-            item = step.foreach[0] if isinstance(step.foreach, list) and step.foreach else None
-            _check_stage_params(step.stage, _placeholders(step.params, item), f"{where} params", code_dir, bad)
+        # a literal foreach list: the parameters of each item (its literal values stand in for ${item...})
+        items = step.foreach if isinstance(step.foreach, list) and step.foreach else [None]
+        for k, item in enumerate(items):
+            before = len(problems)
+            with _cwd(code_dir):
+                _check_stage_params(step.stage, _placeholders(step.params, item),
+                                    f"{where} params" + (f" (foreach item {k})" if item is not None else ""), code_dir, bad)
+            if len(problems) > before:
+                break  # one item's problem is enough; the others share the parameters
     return CheckReport(str(src), problems, steps)
 
 
@@ -157,8 +163,8 @@ def _check_space(name: str, config: Mapping[str, Any], where: str, bad: Callable
 
 def _placeholders(value: Any, item: Any = None) -> Any:
     """``value`` with every ``${...}`` replaced by :data:`PLACEHOLDER` (its run-time value is unknown here);
-    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0; a whole ``${item}`` /
-    ``${item.KEY}`` of a literal ``foreach`` list stands in as its first ``item``'s value (e.g. a seed)."""
+    a whole ``${seed}`` / ``${index}`` is an integer at run time, so it stands in as 0, and a whole
+    ``${item}`` / ``${item.KEY}`` of a literal foreach ``item`` as that item's value (when it holds no reference)."""
     if isinstance(value, str):
         if value.strip() in ("${seed}", "${index}"):
             return 0
@@ -174,16 +180,18 @@ def _placeholders(value: Any, item: Any = None) -> Any:
 
 
 def _item_value(text: str, item: Any) -> Any:
-    """The literal value ``${item...}`` takes for ``item`` (None if it is not one, or holds a reference)."""
-    m = _REF.fullmatch(text)
-    if item is None or not m or m.group(1).split(".")[0].strip() != "item":
+    """The literal value a whole ``${item...}`` reference takes for ``item``, or None."""
+    if item is None or not (text.startswith("${item") and text.endswith("}")) or text.count("${") != 1:
+        return None
+    path = text[2:-1].strip().split(".")
+    if path[0] != "item":
         return None
     value = item
-    for key in m.group(1).strip().split(".")[1:]:
+    for key in path[1:]:
         if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]
-    return None if isinstance(value, str) and "${" in value else json.loads(json.dumps(value))
+    return None if "${" in json.dumps(value) else value
 
 
 def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir: Path,

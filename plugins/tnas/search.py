@@ -476,6 +476,7 @@ class TnasSearch(LoopTask):
         for key in ("val_distill_loss", "distill_loss", "expected_mflops"):
             if key in last:
                 metrics[key] = last[key]
+        metrics["per_epoch"] = convergence(self.history)
         metrics["default"] = -float(metrics.get("val_distill_loss", metrics.get("distill_loss", 0.0)))
         entry = arch_entry(space.describe(sample), out / ARCH, mflops=metrics["mflops"],
                            within_tolerance=metrics["within_tolerance"])
@@ -491,6 +492,20 @@ class TnasSearch(LoopTask):
         path = self.out / ARCH
         if path.is_file():
             self.description = read_json(path)
+
+
+#: per-epoch fields of the search's final ``per_epoch`` (how the architecture distribution converged)
+CONVERGENCE_KEYS = ("epoch", "arch_entropy", "arch_entropy_norm", "expected_mflops", "argmax_mflops", "target_mflops",
+                    "argmax_within_tolerance", "frac_within", "val_distill_loss", "distill_loss")
+
+
+def convergence(history: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The per-epoch convergence record a search's final metrics carry (the trial record keeps it):
+    :data:`CONVERGENCE_KEYS` of each epoch plus ``argmax_final`` -- whether that epoch's argmax
+    architecture is already the last epoch's (a converged search keeps it over its last epochs)."""
+    last = (history[-1].get("arch") if history else None) or {}
+    return [{**{k: e[k] for k in CONVERGENCE_KEYS if k in e}, "argmax_final": bool(last) and e.get("arch") == last}
+            for e in history]
 
 
 def _zero_sums() -> dict[str, float]:
@@ -531,4 +546,5 @@ def _epoch_metrics(sums: Mapping[str, float], state: LoopState, supernet: TnasSu
     return m
 
 
-__all__ = ["TnasSearchConfig", "TnasSearch", "SearchResult", "load_search_config", "resolve_target", "run_search", "COST_BELOW"]
+__all__ = ["TnasSearchConfig", "TnasSearch", "SearchResult", "convergence", "load_search_config", "resolve_target", "run_search",
+           "COST_BELOW"]

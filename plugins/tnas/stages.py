@@ -4,7 +4,9 @@
     The search (Algorithm 1) as one trial: per-epoch intermediate metrics ``arch_entropy``,
     ``expected_mflops``, ``argmax_mflops``, ``distill_loss``, ``val_distill_loss``,
     ``cost_loss`` (``default`` = minus the validation distillation loss); final metrics describe
-    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``; ``arch`` = its
+    the derived architecture (``mflops``, ``target_mflops``, ``within_tolerance``; ``per_epoch`` =
+    how the architecture distribution converged, one entry per epoch: ``arch_entropy``,
+    ``expected_mflops``, ``argmax_mflops``, ``argmax_final`` ...; ``arch`` = its
     ``facenas.arch/1`` description, ``arch_path`` = its ``arch.json``, which a pipeline passes on as
     ``${search.result.arch_path}``). Parameters: ``config`` (a recipe path or a dict of
     :class:`~facenas.plugins.tnas.search.TnasSearchConfig` fields) plus any field as an override.
@@ -50,10 +52,32 @@ def _description(network: Any) -> dict[str, Any] | None:
 
 
 def _check_search(params: dict[str, Any], scratch: str) -> Any:
+    import json
+
+    from facenas.adapters.nni.check import PLACEHOLDER
     from facenas.plugins.tnas.search import load_search_config
 
     base = params.pop("config", None)
-    return load_search_config(base if base is not None else {}, params)
+    cfg = load_search_config(base if base is not None else {}, params)
+    if isinstance(cfg.space, Mapping) and PLACEHOLDER not in json.dumps(cfg.space, default=str):
+        _check_target(cfg)  # a space known before the run (not an earlier step's result)
+    return cfg
+
+
+def _check_target(cfg: Any) -> None:
+    """The space builds and the FLOPs target is a uniform width candidate inside its range (as the search checks)."""
+    from facenas.plugins.tnas.search import resolve_target
+    from facenas.plugins.tnas.space import TnasSpace
+
+    try:
+        space = TnasSpace(**cfg.space)
+    except TypeError as exc:
+        raise ConfigError(f"tnas search: space={cfg.space} is not a valid TnasSpace config ({exc})") from None
+    target = resolve_target(space, cfg)
+    low, high = space.flops(space.smallest()), space.flops(space.largest())
+    if not low <= target <= high:
+        raise ConfigError(f"tnas search: target {target / 1e6:.2f} MFLOPs is outside the space's range "
+                          f"[{low / 1e6:.2f}, {high / 1e6:.2f}] MFLOPs; change target_mflops/target_width_ratio")
 
 
 @STAGES.register("tnas.search")
@@ -96,12 +120,17 @@ _STUDENT_KEYS = ("distill", "uniform_ratio", "space", "arch", "sample", "latency
 
 
 def _check_train(params: dict[str, Any], scratch: str) -> Any:
+    import json
+
     from facenas.adapters.nni.check import PLACEHOLDER
     from facenas.plugins.engine.stages import check_train_params
-    from facenas.plugins.tnas.distill import DistillSettings
+    from facenas.plugins.tnas.distill import DistillSettings, uniform_description
 
     params = _with_recipe_defaults(dict(params))
     DistillSettings.from_dict(params.get("distill"))
+    ratio, space = params.get("uniform_ratio"), params.get("space")
+    if isinstance(ratio, (int, float)) and isinstance(space, Mapping) and PLACEHOLDER not in json.dumps(space):
+        uniform_description(space, float(ratio))  # a width candidate of the space, as the run needs
     rest = {k: v for k, v in params.items() if k not in _STUDENT_KEYS}
     return check_train_params({**rest, "arch": PLACEHOLDER}, scratch)
 

@@ -1,9 +1,10 @@
 """The NNI portal of a finished facenas experiment, read in headless Chromium (slow).
 
 What a user sees at ``http://127.0.0.1:PORT``: the overview's top trials are candidate networks
-only (the searched student, not the data step, the teacher or the uniform comparison network),
-the trial table can show each trial's pipeline step as a column, and the student's trial
-carries the found architecture's choices as parameters, as OFA's final trials do.
+only (the searched students, not the data step, the teacher, the searches, the uniform comparison
+networks or the timings), the best of them first, the trial table can show each trial's pipeline
+step as a column, and each student's trial carries its search's found architecture's choices as
+parameters, as OFA's final trials do.
 
 Chromium is Debian's ``chromium`` package; when it is missing the test installs it with apt-get
 (a fresh CI machine) and skips, with the reason, only where there is no apt-get to do so.
@@ -45,25 +46,29 @@ def chromium():
     return path
 
 
-def test_portal_shows_each_trials_step_and_the_searched_student_as_best(chromium, tmp_path):
+def test_portal_shows_each_trials_step_and_the_searched_students_as_best(chromium, tmp_path):
     res = run_experiment_e2e(TNAS_TEST, timeout=900, work_dir=tmp_path / "nni", keep=True)
     assert res.status == "DONE" and not res.failed(), res.trials
     step_of = {t["trial_id"]: t["parameters"]["facenas"]["step"] for t in res.trials}
-    assert sorted(step_of.values()) == ["data", "search", "student", "teacher", "uniform"]
-    student = next(i for i, s in step_of.items() if s == "student")
+    counts = {s: list(step_of.values()).count(s) for s in set(step_of.values())}
+    assert counts == {"data": 1, "teacher": 1, "search": 2, "student": 6, "uniform": 6, "student_latency": 6,
+                      "uniform_latency": 6}  # two FLOPs targets x three seeds per side, every student timed
+    students = [i for i, s in step_of.items() if s == "student"]
     by_id = {t["trial_id"]: t for t in res.trials}
-    # what NNI holds: only the candidate has a finite default; every final names its step and role
+    best = max(students, key=lambda i: by_id[i]["final"]["default"])
+    # what NNI holds: only the candidates have a finite default; every final names its step and role
     for tid, t in by_id.items():
         assert t["final"]["step"] == step_of[tid]
-        assert math.isfinite(t["final"]["default"]) == (tid == student), t["final"]
-    assert by_id[student]["final"]["role"] == "candidate" and by_id[student]["final"]["latency_ms"] > 0
+        assert math.isfinite(t["final"]["default"]) == (tid in students), t["final"]
+    for tid in students:
+        assert by_id[tid]["final"]["role"] == "candidate" and by_id[tid]["final"]["latency_ms"] > 0
     uniform = next(t for t in res.trials if t["parameters"]["facenas"]["step"] == "uniform")
     assert uniform["final"]["role"] == "reference" and "val_acc" in uniform["final"] and uniform["final"]["latency_ms"] > 0
-    # the found architecture's choices are the student trial's parameters (the portal's space columns)
-    search_dir = Path(next(t for t in res.trials if t["parameters"]["facenas"]["step"] == "search")
-                      ["parameters"]["facenas"]["out_dir"])
-    found = json.loads((search_dir / "search" / "arch.json").read_text())["sample"]
-    assert {k: v for k, v in by_id[student]["parameters"].items() if k != "facenas"} == found
+    # each student's parameters are the choices its search found (the portal's space columns)
+    found = [json.loads((Path(t["parameters"]["facenas"]["out_dir"]) / "search" / "arch.json").read_text())["sample"]
+             for t in res.trials if t["parameters"]["facenas"]["step"] == "search"]
+    for tid in students:
+        assert {k: v for k, v in by_id[tid]["parameters"].items() if k != "facenas"} in found
 
     env = launch.nni_env(home=Path(res.work_dir) / "home", config_dir=Path(res.work_dir) / "nni-config")
     port = launch.free_port()
@@ -71,15 +76,16 @@ def test_portal_shows_each_trials_step_and_the_searched_student_as_best(chromium
     try:
         with Browser(chromium) as page:
             page.goto(f"http://127.0.0.1:{port}/oview")
-            page.wait_for_text(student, timeout=120)
-            page.wait_for(f"{ROWS}.some(r => r.includes({json.dumps(student)}))", 60, what="the top trials table")
+            page.wait_for_text(best, timeout=120)
+            page.wait_for(f"{ROWS}.some(r => r.includes({json.dumps(best)}))", 60, what="the top trials table")
             rows = [row for row in page.eval(ROWS) if any(c in by_id for c in row)]
             top = [next(c for c in row if c in by_id) for row in rows]
-            assert top == [student], f"top trials {[(t, step_of[t]) for t in top]}: expected only the student"
-            assert float(rows[0][-1]) == pytest.approx(by_id[student]["final"]["default"], abs=1e-3)  # its default metric
+            assert top and set(top) <= set(students), f"top trials {[(t, step_of[t]) for t in top]}: expected students"
+            assert top[0] == best
+            assert float(rows[0][-1]) == pytest.approx(by_id[best]["final"]["default"], abs=1e-3)  # its default metric
 
             page.goto(f"http://127.0.0.1:{port}/detail")
-            page.wait_for_text(student, timeout=120)
+            page.wait_for_text(best, timeout=120)
             page.wait_for(CLICK % json.dumps("Add/Remove columns"), 30, what="the Add/Remove columns button")
             page.wait_for(TICK % json.dumps("step (metric)"), 30, what="a 'step (metric)' column to choose")
             page.wait_for(CLICK % json.dumps("Save"), 30, what="the column chooser's Save button")
@@ -91,6 +97,7 @@ def test_portal_shows_each_trials_step_and_the_searched_student_as_best(chromium
                 ids = [i for i, c in enumerate(row) if c in by_id]
                 if ids:
                     shown[row[ids[0]]] = row[ids[0] + col]
-            assert shown == step_of
+            # every row the table shows (it pages 34 trials) names its trial's step
+            assert len(shown) >= min(10, len(step_of)) and all(step_of[t] == s for t, s in shown.items()), shown
     finally:
         launch.stop(res.experiment_id, env=env)
