@@ -207,13 +207,47 @@ def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir
     config = params.get("config")
     if isinstance(config, str) and not Path(config).is_file():
         return  # reported above
-    try:
-        with tempfile.TemporaryDirectory(prefix="facenas-check-") as scratch:
-            validate(dict(params), scratch)
-    except FacenasError as exc:
-        bad(where, f"the {stage} config does not load: {_one_line(exc)}")
-    except (TypeError, ValueError, KeyError) as exc:
-        bad(where, f"the {stage} config does not load: {type(exc).__name__}: {_one_line(exc)}")
+    # a whole reference stands in as PLACEHOLDER, a string; where a typed config refuses it (a float, an int ...)
+    # the field is left out and the rest validated again: its resolved value is validated when the stage runs
+    for _ in range(_count_placeholders(params) + 1):
+        try:
+            with tempfile.TemporaryDirectory(prefix="facenas-check-") as scratch:
+                validate(dict(params), scratch)
+        except FacenasError as exc:
+            field = _TYPED_REFERENCE.search(str(exc))
+            if field and _without_reference(params, field.group(1)):
+                continue
+            bad(where, f"the {stage} config does not load: {_one_line(exc)}")
+        except (TypeError, ValueError, KeyError) as exc:
+            bad(where, f"the {stage} config does not load: {type(exc).__name__}: {_one_line(exc)}")
+        return
+
+
+#: a typed config's refusal of :data:`PLACEHOLDER` (``TypedConfig.validate``): the field a whole reference fills
+_TYPED_REFERENCE = re.compile(r"field '([^']+)' = " + re.escape(repr(PLACEHOLDER)) + " has type")
+
+
+def _count_placeholders(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return sum(_count_placeholders(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_placeholders(v) for v in value)
+    return int(value == PLACEHOLDER)
+
+
+def _without_reference(params: Any, field: str) -> bool:
+    """Remove (in place) every ``field: PLACEHOLDER`` of ``params``, nested too; whether there was one."""
+    found = False
+    if isinstance(params, Mapping):
+        if params.get(field) == PLACEHOLDER:
+            del params[field]
+            found = True
+        for v in params.values():
+            found = _without_reference(v, field) or found
+    elif isinstance(params, list):
+        for v in params:
+            found = _without_reference(v, field) or found
+    return found
 
 
 def _path_like(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
