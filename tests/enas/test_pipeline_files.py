@@ -38,6 +38,10 @@ def test_enas_cpu_holds_every_step_of_the_top3_vs_random_comparison(monkeypatch)
     assert (lut["space"], lut["runtime"], lut["threads"]) == ("enas", "onnxruntime", 1) and lut["validate"] > 0
     table = {"lut": "${lut.result.table}"}
     assert steps["search"].params["config"]["latency"] == table
+    # the reward's target is that table's 20th percentile of random arcs (the recorded study's tight target), not a
+    # number fixed against another table
+    assert 20 in lut["percentiles"]
+    assert steps["search"].params["config"]["reward"]["target_ms"] == "${lut.result.p20_ms}"
     assert steps["random_arcs"].params == {"architectures": "${search.result.architectures}", "latency": table,
                                            "tolerance": 0.1, "seed": 0}
     assert steps["random_retrain"].foreach == "${random_arcs.result.architectures}"
@@ -121,6 +125,31 @@ def test_enas_test_runs_locally_with_random_arcs_of_matching_latency(enas_test_r
     timed = result("side_by_side")["result"]["latency_ms"]
     assert set(timed) == {"top1", "top2", "random1", "random2"}
     assert all(timed[n][rt] > 0 for n in timed for rt in ("onnxruntime", "tflite"))
+
+
+@pytest.mark.slow
+def test_enas_test_search_targets_the_built_tables_p20(enas_test_run):
+    """The search ran with reward.target_ms = the p20_ms its lut step reported (its recorded config and parameters),
+    a target inside the range of the table's predictions, so the latency term binds for some arcs and not others."""
+    result = lambda step: json.loads((enas_test_run / step / "000" / "result.json").read_text())  # noqa: E731
+    lut = result("lut")["result"]
+    target = lut["p20_ms"]
+    assert lut["predicted_ms"]["min"] < target < lut["predicted_ms"]["max"]
+    search = result("search")
+    assert search["params"]["config"]["reward"]["target_ms"] == target
+    recorded = json.loads((Path(search["out_dir"]) / "search" / "config.json").read_text())
+    assert recorded["reward"] == {"target_ms": target, "exponent": -0.07}
+    assert recorded["latency"] == {"lut": lut["table"]}
+    # every controller arc's reward is Eq. 5 with that target, and it penalised the arcs slower than it
+    from facenas.plugins.enas.reward import RewardConfig, latency_reward
+
+    reward = RewardConfig(target_ms=target, exponent=-0.07)
+    arcs = json.loads((Path(search["out_dir"]) / "search" / "arcs_history.json").read_text())
+    for arc in arcs:
+        assert arc["reward"] == pytest.approx(latency_reward(arc["accuracy"], arc["latency_ms"], reward), abs=1e-6)
+    slower = [a for a in arcs if a["accuracy"] > 0 and a["latency_ms"] > target]
+    assert slower, "no rewarded arc above the target: the latency term never bound (seeded run: a changed config?)"
+    assert all(a["reward"] < latency_reward(a["accuracy"], None, RewardConfig()) for a in slower)
 
 
 @pytest.mark.slow

@@ -89,6 +89,20 @@ CASES = {
     "more_processes_than_gpus": ("ofa_gpu.yml", lambda d: _set(d["tuner"]["classArgs"], ["variables", "gpus"], 4),
                                  ["step 0 'supernet' params.nproc_per_node", "4 torchrun processes",
                                   "trialGpuNumber is 1"]),
+    # enas.search's reward.target_ms: a literal is validated as before, also beside a reference to the table's percentile
+    "enas_target_string": ("enas_test.yml", lambda d: _set(_step(d, "search"), ["params", "config", "reward", "target_ms"],
+                                                           "fast"),
+                           ["step 2 'search' params", "enas.search config does not load",
+                            "field 'target_ms' = 'fast' has type str, expected float"]),
+    "enas_target_negative": ("enas_test.yml", lambda d: _set(_step(d, "search"), ["params", "config", "reward", "target_ms"],
+                                                             -0.45),
+                             ["step 2 'search' params", "target_ms = -0.45 must be > 0"]),
+    "enas_reference_target_bad_exponent": ("enas_test.yml", lambda d: _set(_step(d, "search"),
+                                                                           ["params", "config", "reward", "exponent"], 0.5),
+                                           ["step 2 'search' params", "exponent = 0.5 must be <= 0"]),
+    "enas_reference_target_without_latency": ("enas_test.yml",
+                                              lambda d: _step(d, "search")["params"]["config"].pop("latency"),
+                                              ["step 2 'search' params", "reward.target_ms", "needs a latency model"]),
     "nni_tuner_without_stage": ("toy_tpe_test.yml", lambda d: d.update(trialCommand="python -m facenas.adapters.nni.trial"),
                                 ["trialCommand", "must name the stage"]),
 }
@@ -107,6 +121,24 @@ def test_broken_copies_fail_with_a_clear_line(tmp_path, case):
     assert line.startswith(f"{path}: ") and "\n" not in line
     for text in expected:
         assert text in line, (text, line)
+
+
+def test_a_whole_reference_to_an_earlier_result_fills_a_typed_field(tmp_path):
+    """A ``${STEP.result.KEY}`` where a typed config expects a float or an int (its value exists only at run time,
+    where the stage validates it) passes the check, at any depth of the parameters."""
+    for name in ("enas_cpu.yml", "enas_test.yml"):
+        data = yaml.safe_load((REPO / "recipes" / "nni" / name).read_text())
+        assert _step(data, "search")["params"]["config"]["reward"]["target_ms"] == "${lut.result.p20_ms}"
+        assert check_experiment_file(REPO / "recipes" / "nni" / name).problems == []
+
+    def references(d):
+        params = _step(d, "search")["params"]
+        params["epochs"] = "${lut.result.entries}"  # an int override of the recipe
+        params["config"]["controller"] = {"lr": "${lut.result.p35_ms}"}  # a float two configs deep
+        params["config"]["child_lr"] = "${lut.result.p75_ms}"  # a float of the search config itself
+
+    path = _broken(tmp_path, "enas_test.yml", references)
+    assert check_experiment_file(path).problems == []
 
 
 def test_cli_exit_2_one_line_per_problem(tmp_path, capsys):
