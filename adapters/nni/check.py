@@ -16,7 +16,11 @@ What is checked, each problem one line ``FILE: where: what (fix)``:
    ``trialCodeDirectory``, or a dict, plus overrides) loads and validates as that stage's config
    class (``TrainConfig`` for ``engine.train`` / ``tnas.train`` ...); any other ``.py`` recipe
    path in the parameters exists; a stage's ``nproc_per_node`` (torchrun processes) is at most
-   ``trialGpuNumber``.
+   ``trialGpuNumber``. A ``${...}`` value exists only at run time: it stands in as
+   :data:`PLACEHOLDER` (a whole ``${item...}`` of a literal foreach as the item's value), and a
+   whole reference in a field a typed config refuses a string for (e.g. enas.search's
+   ``reward.target_ms: ${lut.result.p20_ms}``, a float) is left out while the rest is validated;
+   the stage validates the resolved value when it runs.
 
 Data paths are not required to exist (they are the workers', see the GPU files' ``variables``).
 Nothing is trained, no NNI process starts; the registries and config classes are imported.
