@@ -86,6 +86,8 @@ class RowSource:
     pair_title: str = ""
     #: ``(trial, succeeded trials) -> budget`` (None: :func:`_budget`)
     budget: Hook | None = None
+    #: the accuracy a row reads: ``lfw_acc`` (lfw.bin, the protocol's test set); a test-scale run's ``val_acc``
+    metric: str = "lfw_acc"
 
 
 #: records of searched networks the headline section expects (named when missing)
@@ -230,7 +232,7 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
     Expected shape (``benchmarks.collect_pipeline``): ``runs`` ``{seed: {"seed", "trials", "pending_steps"}}``
     (or, in a record written before seeds were kept, top-level ``trials``); each trial ``{"step", "index",
     "stage", "role", "status", "params", "host", "metrics"}``. A row is a SUCCEEDED trial with a numeric
-    ``metrics.lfw_acc`` (its ``lfw_acc_std``, ``mflops``, ``params_m``, ``epochs``; ``params.seed``,
+    ``metrics.lfw_acc`` (``source.metric``; its ``lfw_acc_std``, ``mflops``, ``params_m``, ``epochs``; ``params.seed``,
     ``params.config``, ``params.threads``; optional ``params.budget`` / ``metrics.budget`` and
     ``params.target_runtime``), of a step ``source.steps`` names (default: every non-auxiliary trial). Its
     seed is ``params.seed`` (a ``foreach`` over seeds: one network, a row per seed), else the run's seed; its
@@ -244,7 +246,7 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
         kept = []
         for t in done:
             m, step = t.get("metrics") or {}, str(t.get("step"))
-            if _num(m.get("lfw_acc")) is None or t.get("stage") == "runtime.latency":
+            if _num(m.get(source.metric)) is None or t.get("stage") == "runtime.latency":
                 continue
             if source.steps is not None and step not in source.steps:
                 continue
@@ -267,7 +269,8 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
                 name=name, method=source.method,
                 role=role, target_runtime=None if role == "reference" else
                 (p.get("target_runtime") or source.target_runtime.get(step)),
-                seed=_trial_seed(t, run), lfw_acc=float(m["lfw_acc"]), lfw_acc_std=_num(m.get("lfw_acc_std")),
+                seed=_trial_seed(t, run), lfw_acc=float(m[source.metric]),
+                lfw_acc_std=_num(m.get(f"{source.metric}_std")),
                 latency_ms=latency, mflops=_num(m.get("mflops")), params_m=_num(m.get("params_m")),
                 budget=(source.budget(t, done) if source.budget else None) or _budget(t),
                 device=_device(t, cpu), record=record, network=_network(t), step=step,
