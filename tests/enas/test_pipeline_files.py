@@ -126,9 +126,8 @@ def test_enas_test_runs_locally_with_random_arcs_of_matching_latency(enas_test_r
 @pytest.mark.slow
 def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp_path):
     from benchmarks.bench_enas import main as bench_main
-    from benchmarks.summary import section_enas
-
     from benchmarks.collect_pipeline import main as collect_main
+    from benchmarks.summary import section_enas
 
     assert collect_main([str(enas_test_run), "--name", "enas_cpu", "--experiment", "recipes/nni/enas_test.yml",
                          "--results", str(tmp_path)]) == 0  # the run folder written as $RUN_DIR, as in the CPU record
