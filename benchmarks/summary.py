@@ -9,8 +9,10 @@ been run is listed as missing, never filled in. Sections: data-layer speed ratio
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
 budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA (from the record of
 recipes/nni/ofa_cpu.yml), deployment latency, the hand-designed reference front over its seed runs
-(mean ± std), the headline comparisons (each searched network vs the references at least as slow, per
-runtime: gain, Welch's p, verdict; ``benchmarks.seed_rows`` / ``benchmarks.seed_stats``), the published
+(mean ± std), the headline comparisons (each searched network of ofa_cpu / tnas_cpu / enas_cpu vs the
+references at least as slow, per runtime, and each method against its own reference -- TNAS's uniform
+students of the same FLOPs, ENAS's random arcs of matching latency: gain, Welch's p, verdict;
+``benchmarks.seed_rows`` / ``benchmarks.seed_stats``, the one statistics code path), the published
 networks, export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front; ``summary_fronts.png`` draws one front per
@@ -594,7 +596,7 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                     str(net.accuracy.n), net.latency_ms[runtime]]
             tail = [", ".join(comp.dominated_by) or "–", net.rows[0].budget, net.rows[0].device]
             if not comp.eligible:
-                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail)
+                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail + ["–"])
                 continue
             shown = [("closest", comp.closest)] + ([("strongest", comp.strongest)] if comp.strongest != comp.closest
                                                    else [])
@@ -603,11 +605,12 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                 rows.append(base + [f"{which if comp.strongest != comp.closest else 'closest = strongest'}: {name}",
                                     _mean_std(ref.accuracy), str(ref.accuracy.n), ref.latency_ms[runtime],
                                     None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
-                                    v.label] + tail)
+                                    v.label] + tail + [ref.rows[0].budget])
         parts.append(f"### {label}\n\n" + (_table(
             ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
              "reference LFW", "seeds", f"reference {label} ms", "gain", "p (Welch)", "verdict",
-             "dominated by (faster, as accurate)", "budget", "device"], rows) if rows else "_no searched network._"))
+             "dominated by (faster, as accurate)", "budget", "device", "reference budget"], rows)
+            if rows else "_no searched network._"))
     parts.append(_own_comparisons(nets, sources))
     return "\n\n".join(parts)
 

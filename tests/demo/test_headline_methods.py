@@ -57,6 +57,8 @@ def test_ofa_source_states_the_supernet_plus_fine_tuning_budget_and_labels_the_e
     assert ("| ofa: finetune_onnxruntime_mbf_x05 | onnxruntime | 0.8800 ± 0.0100 | 3 | 1.9100 | closest = strongest: "
             "equal_budget (42 epochs) | 0.8600 | 1 | 2.0500 | +0.0200 | – | n<3: not a headline | – | 42 epochs: 22 "
             "supernet + 20 fine-tuning of ofa.finetune |") in ort
+    row = next(line for line in ort.splitlines() if line.startswith("| ofa: finetune_onnxruntime_mbf_x05 |"))
+    assert row.endswith("| 42 epochs of celeba299_mbf_cpu |")  # the reference's budget, stated
 
 
 def test_tnas_students_are_grouped_per_target_over_seeds_and_compared_with_the_uniform_ones(tmp_path):
