@@ -75,9 +75,11 @@ class RowSource:
     role: str | None = None
     steps: tuple[str, ...] | None = None
     target_runtime: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    #: records whose references this source's searched networks are compared with on each runtime (besides
-    #: the references of their own record)
+    #: records whose references this source's searched networks are compared with on each runtime
     compare_with: tuple[str, ...] = ("reference_front_cpu",)
+    #: whether the references of their own record join them there (OFA's equal-budget MobileFaceNet); False
+    #: where the record's references are the other side of the method's own comparison (``pair``) instead
+    own_references: bool = True
     #: ``(trial, succeeded trials of its run) -> name`` of the trial's network (None: the default naming)
     label: Hook | None = None
     #: ``(trial, succeeded trials) -> key``: searched and reference networks of this record with the same key
@@ -349,11 +351,12 @@ ROW_SOURCES: tuple[RowSource, ...] = (
     RowSource("ofa_cpu", "ofa", steps=(*OFA_STEPS, "equal_budget"), target_runtime=OFA_STEPS, label=ofa_label,
               budget=ofa_budget),
     # searched students vs the uniform ones of the same FLOPs target (target x seed foreach steps)
-    RowSource("tnas_cpu", "tnas", steps=("student", "uniform"), label=tnas_label, pair=tnas_target,
+    RowSource("tnas_cpu", "tnas", steps=("student", "uniform"), own_references=False, label=tnas_label,
+              pair=tnas_target,
               pair_title="searched vs uniformly narrowed students of the same FLOPs target, same teacher and seeds"),
     # the top arcs vs the random arcs of matching predicted latency (its table: onnxruntime), one seed each
     RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain"), target_runtime={"retrain": "onnxruntime"},
-              label=enas_label, pair=enas_match,
+              own_references=False, label=enas_label, pair=enas_match,
               pair_title="a top arc vs the random arc of matching predicted latency (onnxruntime table), one seed each"),
 )
 

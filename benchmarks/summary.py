@@ -553,7 +553,8 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
 
     Built from the rows :func:`benchmarks.seed_rows.gather_rows` reads from ``sources`` (default
     ``seed_rows.ROW_SOURCES``): a searched network is compared with the references of its source's
-    ``compare_with`` records and of its own record; with no searched network recorded it says what is missing."""
+    ``compare_with`` records (and of its own record unless the source pairs them in its own comparison); with no
+    searched network recorded it says what is missing."""
     from benchmarks import seed_rows
     from benchmarks import seed_stats as st
     from benchmarks.seed_rows import gather_rows, networks
@@ -588,7 +589,8 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
         rows = []
         for net in sorted(searched, key=lambda n: (n.target_runtime != runtime, n.record, n.name)):
             source = by_record.get(net.record)
-            allowed = {net.record, *(source.compare_with if source else ())}
+            allowed = {*(source.compare_with if source else ()),
+                       *((net.record,) if source is None or source.own_references else ())}
             sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()
                      if n.record in allowed}
             comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)

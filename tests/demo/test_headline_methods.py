@@ -90,7 +90,9 @@ def test_tnas_students_are_grouped_per_target_over_seeds_and_compared_with_the_u
             f"{v.p:.3g} | better |") in own
     assert "| tnas: student ratio 0.4 | uniform ratio 0.4 |" in own and "| tie |" in own
     # the students are in the per-runtime comparisons too (target runtime: none); the front is not recorded
-    assert "| tnas: student ratio 0.5 | – | " in md.split("### onnxruntime")[1]
+    runtimes = md.split("### onnxruntime")[1].split("### Each method")[0]
+    assert "| tnas: student ratio 0.5 | – | " in runtimes
+    assert "uniform ratio" not in runtimes  # the uniform students are the other side of TNAS's own comparison only
     assert "`ofa_cpu` not recorded; `tnas_cpu` recorded (seed runs: None); `enas_cpu` not recorded" in md
 
 
@@ -123,7 +125,9 @@ def test_enas_top_arcs_against_their_matched_random_arcs_one_seed_each(tmp_path)
     assert nets["random3"].pair == "3" and nets["random3"].role == "reference"
     assert nets["random3"].latency_ms == {"onnxruntime": 1.0, "tflite": 2.0}  # random_retrain[0] matches top3
     _write(tmp_path, "enas_cpu", _enas_record())
-    own = section_headline(tmp_path).split("### Each method against its own reference")[1]
+    md = section_headline(tmp_path)
+    runtimes, own = md.split("### Each method against its own reference")
+    assert "| enas: top1 | onnxruntime |" in runtimes and "random" not in runtimes  # vs the hand-designed front only
     assert "| enas: top1 | random1 | 0.7000 | 1 (2048) | 0.6800 | 1 (2048) | +0.0200 | – | " + FEW_SEEDS in own
     assert "| 1.0000 / 1.2000 | 2.0000 / 2.2000 |" in own
     assert "| enas: top3 | random3 | 0.7100 | 1 (2048) | 0.6900 | 1 (2048) | +0.0200 |" in own
