@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.seed_stats import verdict
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD = "enas_cpu"
 RUNTIMES = ("onnxruntime", "tflite")
@@ -94,27 +96,19 @@ def _network(record: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
                                                     "relative_difference", "draws") if k in search}}
 
 
-def _welch(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Mean and std of each group, their difference, Welch's t-test p-value; "better" only when p < 0.05."""
-    out: dict[str, Any] = {"n": [len(a), len(b)], "mean": [float(np.mean(a)) if a else None, float(np.mean(b)) if b else None],
-                           "std": [float(np.std(a, ddof=1)) if len(a) > 1 else None,
-                                   float(np.std(b, ddof=1)) if len(b) > 1 else None]}
-    if a and b:
-        out["difference"] = out["mean"][0] - out["mean"][1]
-    out["p_value"] = None
-    if len(a) > 1 and len(b) > 1 and (np.std(a) > 0 or np.std(b) > 0):
-        from scipy.stats import ttest_ind
-
-        out["p_value"] = float(ttest_ind(a, b, equal_var=False).pvalue)
-    p = out["p_value"]
-    out["verdict"] = (None if p is None else "tie" if p >= 0.05 else
-                      "searched better" if out["difference"] > 0 else "random better")
-    return out
+def _versus(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Top vs random accuracies (one value per network): mean and std of each group, the difference, Welch's p and
+    issue 16's verdict (:func:`benchmarks.seed_stats.verdict`, accuracy only; the groups are networks, one seed each)."""
+    v = verdict(a, b, None, None)
+    return {"n": [v.searched.n, v.reference.n], "mean": [v.searched.mean, v.reference.mean],
+            "std": [v.searched.std, v.reference.std], "difference": v.gain, "p_value": v.p,
+            "verdict": v.label if a and b else None, "reason": v.reason}
 
 
 def summarise(record: dict[str, Any]) -> dict[str, Any]:
     """The table, the search, the top and random networks paired (accuracy, predicted and measured latency),
-    and the top-vs-random comparison of LFW accuracy (Welch's t over the networks of each group)."""
+    and the top-vs-random comparison of LFW accuracy (Welch's t over the networks of each group, the verdict rule of
+    :mod:`benchmarks.seed_stats`)."""
     lut = next(iter(_ok(record, "runtime.lut")), None)
     table = None
     if lut is not None:
@@ -150,7 +144,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
     epochs = sorted({n["epochs"] for n in retrains if _num(n.get("epochs"))})  # the epochs each retrain ran
     return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
             "date": record.get("_date"), "table": table, "search": search_out, "top": top, "random": random,
-            "pairs": pairs, "lfw_acc_top_vs_random": _welch(accs(top), accs(random)),
+            "pairs": pairs, "lfw_acc_top_vs_random": _versus(accs(top), accs(random)),
             "retrain_epochs": epochs, "pending_steps": record.get("pending_steps", [])}
 
 

@@ -18,8 +18,9 @@ architecture it trained), a ``reference`` with ``uniform_ratio`` a uniform one (
 teacher, ``distill_weight`` 0, is listed apart as the no-teacher student) -- and ``runtime.latency`` trials
 the times of the network they loaded. Per target: LFW accuracy (``acc``: ``lfw_acc``; a test-scale run's
 ``val_acc``) mean +- std over seeds (sample std) of each
-side, the difference and Welch's t-test p-value (``scipy.stats.ttest_ind(equal_var=False)``), "better" /
-"worse" only when p < 0.05, else "tie". The searches' convergence: :mod:`benchmarks.bench_tnas_flops_target`.
+side, the difference, Welch's t-test p-value and issue 16's verdict -- :mod:`benchmarks.seed_stats`, the one
+statistics code path of the headline: "better" only with >= +1 point and p < 0.05, "worse" when p < 0.05
+and lower, else "tie"; fewer than 3 seeds a side: "n<3: not a headline". The searches' convergence: :mod:`benchmarks.bench_tnas_flops_target`.
 
 The earlier short-budget record (``bench_tnas_table3.json``: a 2-epoch search, 4-epoch students, one seed,
 written by this module's former workflow) stays as it was; :func:`load_short_budget` reads it.
@@ -28,16 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.seed_stats import seed_stats, verdict
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD = "tnas_cpu"
 RUNTIMES = ("onnxruntime", "tflite")
-#: the p-value under which a difference is called better / worse
-ALPHA = 0.05
 
 
 def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
@@ -93,16 +93,6 @@ def _latency_of(record: dict[str, Any], output: str | None) -> dict[str, float]:
     return {}
 
 
-def welch(a: list[float], b: list[float]) -> float | None:
-    """Welch's t-test p-value of ``a`` vs ``b`` (two-sided), None when it is undefined (n < 2 or no variance)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy.stats import ttest_ind
-
-    p = float(ttest_ind(a, b, equal_var=False).pvalue)
-    return p if math.isfinite(p) else None
-
-
 def accuracy_key(record: dict[str, Any]) -> str:
     """``lfw_acc`` (the protocol's test set) when a student has it, else ``val_acc`` (a test-scale run's val.bin)."""
     students = [t.get("metrics") or {} for t in _ok(record, "tnas.train")]
@@ -110,9 +100,9 @@ def accuracy_key(record: dict[str, Any]) -> str:
 
 
 def _stats(rows: list[dict[str, Any]], key: str = "acc") -> dict[str, Any]:
-    values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
-    return {"n": len(values), "mean": statistics.fmean(values) if values else None,
-            "std": statistics.stdev(values) if len(values) > 1 else None, "values": values}
+    """Mean and sample std over seeds (:func:`benchmarks.seed_stats.seed_stats`) of ``key``."""
+    st = seed_stats([r[key] for r in rows if isinstance(r.get(key), (int, float))])
+    return {"n": st.n, "mean": st.mean, "std": st.std, "values": list(st.values)}
 
 
 def _mean_latency(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -185,20 +175,16 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(searched: list[dict[str, Any]], uniform: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy (``acc``) of the searched vs the uniform students over seeds: means, stds, difference, Welch's p,
-    verdict."""
+    """Accuracy (``acc``) of the searched vs the uniform students over seeds: means, stds, difference, Welch's p and
+    issue 16's verdict (:func:`benchmarks.seed_stats.verdict`; accuracy only: the two sides have the same FLOPs)."""
     a, b = _stats(searched), _stats(uniform)
-    out: dict[str, Any] = {"searched": a, "uniform": b, "difference": None, "welch_p": welch(a["values"], b["values"]),
-                           "verdict": None, "seeds": sorted({str(r.get("seed")) for r in searched + uniform}),
-                           "epochs": sorted({r.get("epochs") for r in searched + uniform if r.get("epochs") is not None}),
-                           "latency_ms": {"searched": _mean_latency(searched), "uniform": _mean_latency(uniform)},
-                           "mflops": {"searched": _stats(searched, "mflops")["mean"],
-                                      "uniform": _stats(uniform, "mflops")["mean"]}}
-    if a["mean"] is not None and b["mean"] is not None:
-        out["difference"] = a["mean"] - b["mean"]
-        p = out["welch_p"]
-        out["verdict"] = "tie" if p is None or p >= ALPHA else ("better" if out["difference"] > 0 else "worse")
-    return out
+    v = verdict(a["values"], b["values"], None, None)
+    return {"searched": a, "uniform": b, "difference": v.gain, "welch_p": v.p,
+            "verdict": v.label if a["n"] and b["n"] else None, "reason": v.reason,
+            "seeds": sorted({str(r.get("seed")) for r in searched + uniform}),
+            "epochs": sorted({r.get("epochs") for r in searched + uniform if r.get("epochs") is not None}),
+            "latency_ms": {"searched": _mean_latency(searched), "uniform": _mean_latency(uniform)},
+            "mflops": {"searched": _stats(searched, "mflops")["mean"], "uniform": _stats(uniform, "mflops")["mean"]}}
 
 
 def main(argv=None) -> dict[str, Any]:

@@ -7,14 +7,22 @@ records listed in :data:`ROW_SOURCES` (``benchmarks/results/<record>.json``, wri
 ``benchmarks.collect_pipeline``, every seed run of each); :func:`networks` groups a network's rows
 over seeds. Nothing is measured here and nothing is filled in: a network without a latency trial has
 no latency.
+
+A network is (record, step[, the foreach item other than the seed]): the trials of one step whose
+parameters differ only in ``seed`` are one network's seed runs -- a ``foreach`` over fine-tuning seeds
+(ofa_cpu.yml) or over target x seed (tnas_cpu.yml) -- and a row's seed is its trial's ``params.seed``
+(else the run's seed: the reference front's per-run seeds). A source may name its networks and pair
+them with its own references (:class:`RowSource` ``label`` / ``pair``: TNAS's FLOPs target, ENAS's
+matched random arc); the headline shows that pairing as the method's own comparison.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from benchmarks.collect_pipeline import record_runs
 from benchmarks.seed_stats import SeedStats, seed_stats
@@ -25,6 +33,8 @@ RUN_DIR = "$RUN_DIR"
 ROLES = ("reference", "searched")
 #: a pipeline trial's role (adapters/nni/envelope.py) -> a row's role; auxiliary trials make no row
 PIPELINE_ROLES = {"reference": "reference", "candidate": "searched"}
+#: a source's per-trial hook: ``(trial, the succeeded trials of its run) -> value``
+Hook = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +55,8 @@ class SeedRow:
     device: str  # where it was trained (host, threads or device) and timed
     record: str  # benchmarks/results/<record>.json
     network: str  # a readable description (recipe and its network arguments)
+    step: str = ""  # the pipeline step that trained it
+    pair: str | None = None  # the key pairing it with its record's other side in the method's own comparison
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +75,23 @@ class RowSource:
     role: str | None = None
     steps: tuple[str, ...] | None = None
     target_runtime: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: records whose references this source's searched networks are compared with on each runtime
+    compare_with: tuple[str, ...] = ("reference_front_cpu",)
+    #: whether the references of their own record join them there (OFA's equal-budget MobileFaceNet); False
+    #: where the record's references are the other side of the method's own comparison (``pair``) instead
+    own_references: bool = True
+    #: ``(trial, succeeded trials of its run) -> name`` of the trial's network (None: the default naming)
+    label: Hook | None = None
+    #: ``(trial, succeeded trials) -> key``: searched and reference networks of this record with the same key
+    #: are the method's own comparison (``pair_title`` says what it is)
+    pair: Hook | None = None
+    pair_title: str = ""
+    #: ``(trial, succeeded trials) -> budget`` (None: :func:`_budget`)
+    budget: Hook | None = None
+    #: the accuracy a row reads: ``lfw_acc`` (lfw.bin, the protocol's test set); a test-scale run's ``val_acc``
+    metric: str = "lfw_acc"
 
 
-#: the records rows are gathered from. The reference front is wired; a method's record joins with its own
-#: source, e.g. ``RowSource("ofa_cpu", "ofa", steps=("reference", "finetune_onnxruntime", "finetune_tflite"),
-#: target_runtime={"finetune_onnxruntime": "onnxruntime", "finetune_tflite": "tflite"})``.
-ROW_SOURCES: tuple[RowSource, ...] = (RowSource("reference_front_cpu", "hand-designed", role="reference"),)
 #: records of searched networks the headline section expects (named when missing)
 SEARCH_RECORDS = ("ofa_cpu", "tnas_cpu", "enas_cpu")
 
@@ -113,13 +136,23 @@ def _cpu(trial: Mapping[str, Any]) -> str | None:
     return device.get("cpu") if isinstance(device, dict) else device if isinstance(device, str) else None
 
 
+def _recipe(trial: Mapping[str, Any]) -> str:
+    """The trial's training recipe: its ``config`` file's name, an inline config's network, else its stage."""
+    config = (trial.get("params") or {}).get("config")
+    if isinstance(config, str) and config:
+        return Path(config).stem
+    if isinstance(config, dict) and isinstance(config.get("network"), str):
+        return f"{config['network']} (inline config)"
+    return str(trial.get("stage"))
+
+
 def _budget(trial: Mapping[str, Any]) -> str:
     """The trial's stated budget (a ``budget`` parameter or metric), else its epochs and recipe."""
     m, p = trial.get("metrics") or {}, trial.get("params") or {}
     for stated in (p.get("budget"), m.get("budget")):
         if isinstance(stated, str):
             return stated
-    recipe = Path(str(p["config"])).stem if p.get("config") else trial.get("stage")
+    recipe = _recipe(trial)
     epochs = _num(m.get("epochs"))
     return f"{epochs:g} epochs of {recipe}" if epochs is not None else str(recipe)
 
@@ -135,9 +168,64 @@ def _device(trial: Mapping[str, Any], timed_on: str | None) -> str:
 
 def _network(trial: Mapping[str, Any]) -> str:
     p = trial.get("params") or {}
-    recipe = Path(str(p["config"])).stem if p.get("config") else str(trial.get("stage"))
+    recipe = _recipe(trial)
     kwargs = p.get("network_kwargs")
     return f"{recipe} {json.dumps(kwargs)}" if kwargs else recipe
+
+
+def _trial_seed(trial: Mapping[str, Any], run: Mapping[str, Any]) -> Any:
+    """The trial's own seed (``params.seed``, or its config's), else its run's (a per-run seed)."""
+    p = trial.get("params") or {}
+    config = p.get("config") if isinstance(p.get("config"), dict) else {}
+    for seed in (p.get("seed"), config.get("seed")):
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+    return run.get("seed")
+
+
+def _identity(trial: Mapping[str, Any]) -> str:
+    """The trial's parameters without its seed: the same for every seed run of one network."""
+    p = dict(trial.get("params") or {})
+    p.pop("seed", None)
+    if isinstance(p.get("config"), dict):
+        p["config"] = {k: v for k, v in p["config"].items() if k != "seed"}
+    return json.dumps(p, sort_keys=True, default=str)
+
+
+_TRIAL_PATH = re.compile(r"^\$RUN_DIR/([^/]+)/(\d+)/")
+
+
+def _shown(value: Any) -> str | None:
+    """A parameter value as a network name shows it: a scalar, or the trial a ``$RUN_DIR`` path is of."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, str):
+        m = _TRIAL_PATH.match(value)
+        return f"{m.group(1)}[{int(m.group(2))}]" if m else (value if len(value) <= 24 and "/" not in value else None)
+    return None
+
+
+def _step_names(step: str, trials: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """``{identity: name}`` of a step's networks: the step itself when it trained one network (over any number
+    of seeds), else ``step (param value, ...)`` from the scalar parameters telling them apart, else
+    ``step/<first trial index>``."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for t in trials:
+        groups.setdefault(_identity(t), []).append(t)
+    if len(groups) == 1:
+        return {next(iter(groups)): step}
+    firsts = {k: g[0].get("params") or {} for k, g in groups.items()}
+    keys = sorted({k for p in firsts.values() for k in p} - {"seed"})
+    differ = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str) for p in firsts.values()}) > 1]
+    names = {}
+    for ident, p in firsts.items():
+        parts = [f"{k} {_shown(p.get(k))}" for k in differ if _shown(p.get(k)) is not None]
+        names[ident] = f"{step} ({', '.join(parts)})" if parts else ""
+    if "" in names.values() or len(set(names.values())) < len(names):
+        names = {ident: f"{step}/{g[0].get('index')}" for ident, g in groups.items()}
+    return names
 
 
 def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> list[SeedRow]:
@@ -146,21 +234,21 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
     Expected shape (``benchmarks.collect_pipeline``): ``runs`` ``{seed: {"seed", "trials", "pending_steps"}}``
     (or, in a record written before seeds were kept, top-level ``trials``); each trial ``{"step", "index",
     "stage", "role", "status", "params", "host", "metrics"}``. A row is a SUCCEEDED trial with a numeric
-    ``metrics.lfw_acc`` (its ``lfw_acc_std``, ``mflops``, ``params_m``, ``epochs``; ``params.seed``,
+    ``metrics.lfw_acc`` (``source.metric``; its ``lfw_acc_std``, ``mflops``, ``params_m``, ``epochs``; ``params.seed``,
     ``params.config``, ``params.threads``; optional ``params.budget`` / ``metrics.budget`` and
     ``params.target_runtime``), of a step ``source.steps`` names (default: every non-auxiliary trial). Its
-    latency is the ``runtime.latency`` trial whose ``params.model`` (or one of ``params.models``) is under
-    ``$RUN_DIR/<step>/<index>/``, else the trial's own ``metrics.latency_ms`` ``{runtime: ms}``.
+    seed is ``params.seed`` (a ``foreach`` over seeds: one network, a row per seed), else the run's seed; its
+    network's name :func:`_step_names` (or ``source.label``). Its latency is the ``runtime.latency`` trial
+    whose ``params.model`` (or one of ``params.models``: ``metrics.latency_ms`` is then ``{name: {runtime:
+    ms}}``) is under ``$RUN_DIR/<step>/<index>/``, else the trial's own ``metrics.latency_ms`` ``{runtime: ms}``.
     """
     rows = []
     for run in record_runs(dict(result)):
         done = [t for t in run.get("trials") or [] if t.get("status") == "SUCCEEDED"]
-        per_step: dict[str, int] = {}
+        kept = []
         for t in done:
-            per_step[t.get("step")] = per_step.get(t.get("step"), 0) + 1
-        for t in done:
-            m, p, step = t.get("metrics") or {}, t.get("params") or {}, str(t.get("step"))
-            if _num(m.get("lfw_acc")) is None or t.get("stage") == "runtime.latency":
+            m, step = t.get("metrics") or {}, str(t.get("step"))
+            if _num(m.get(source.metric)) is None or t.get("stage") == "runtime.latency":
                 continue
             if source.steps is not None and step not in source.steps:
                 continue
@@ -169,16 +257,108 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
                 if source.steps is None:
                     continue
                 role = "searched"
+            kept.append((t, role))
+        by_step: dict[str, list[Mapping[str, Any]]] = {}
+        for t, _ in kept:
+            by_step.setdefault(str(t.get("step")), []).append(t)
+        names = {step: _step_names(step, trials) for step, trials in by_step.items()}
+        for t, role in kept:
+            m, p, step = t.get("metrics") or {}, t.get("params") or {}, str(t.get("step"))
             latency, cpu = _timed(t, done)
-            seed = run.get("seed") if run.get("seed") is not None else p.get("seed")
+            name = (source.label(t, done) if source.label else None) or names[step][_identity(t)]
+            pair = source.pair(t, done) if source.pair else None
             rows.append(SeedRow(
-                name=step if per_step[t.get("step")] == 1 else f"{step}/{t.get('index')}", method=source.method,
+                name=name, method=source.method,
                 role=role, target_runtime=None if role == "reference" else
                 (p.get("target_runtime") or source.target_runtime.get(step)),
-                seed=seed, lfw_acc=float(m["lfw_acc"]), lfw_acc_std=_num(m.get("lfw_acc_std")), latency_ms=latency,
-                mflops=_num(m.get("mflops")), params_m=_num(m.get("params_m")), budget=_budget(t),
-                device=_device(t, cpu), record=record, network=_network(t)))
+                seed=_trial_seed(t, run), lfw_acc=float(m[source.metric]),
+                lfw_acc_std=_num(m.get(f"{source.metric}_std")),
+                latency_ms=latency, mflops=_num(m.get("mflops")), params_m=_num(m.get("params_m")),
+                budget=(source.budget(t, done) if source.budget else None) or _budget(t),
+                device=_device(t, cpu), record=record, network=_network(t), step=step,
+                pair=None if pair is None else str(pair)))
     return rows
+
+
+# -- the method records' sources ---------------------------------------------------------------------------
+def _trial_at(path: Any, done: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The trial whose folder ``path`` (``$RUN_DIR/<step>/<index>/...``) is in."""
+    m = _TRIAL_PATH.match(str(path)) if isinstance(path, str) else None
+    if not m:
+        return None
+    return next((t for t in done if t.get("step") == m.group(1) and t.get("index") == int(m.group(2))), None)
+
+
+def ofa_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    """OFA: a fine-tuned pick is its step; the equal-budget reference (an ``engine.train`` reference) is named
+    with its epochs, the budget it is equal to."""
+    epochs = _num((trial.get("metrics") or {}).get("epochs"))
+    if trial.get("stage") == "engine.train" and epochs is not None:
+        return f"{trial.get('step')} ({epochs:g} epochs)"
+    return None
+
+
+def ofa_budget(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    """OFA: a fine-tuned pick's budget is the supernet's epochs plus its fine-tuning epochs."""
+    if trial.get("stage") != "ofa.finetune":
+        return None
+    from benchmarks.bench_ofa import _supernet_epochs  # the supernet's phases (its config's, else the default)
+
+    supernet = next((t for t in done if t.get("stage") == "ofa.train_supernet"), None)
+    sup, epochs = _supernet_epochs(supernet) if supernet else None, _num((trial.get("metrics") or {}).get("epochs"))
+    if sup is None or epochs is None:
+        return None
+    return f"{sup + epochs:g} epochs: {sup:g} supernet + {epochs:g} fine-tuning of {_recipe(trial)}"
+
+
+def tnas_target(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    """TNAS: a student's FLOPs target, ``ratio R``: a uniform student's ``uniform_ratio``; a searched student's
+    search's ``target_width_ratio`` (the search whose ``arch`` path it trained)."""
+    p = trial.get("params") or {}
+    ratio = p.get("uniform_ratio")
+    if ratio is None:
+        search = _trial_at(p.get("arch"), done)
+        ratio = ((search or {}).get("params") or {}).get("target_width_ratio")
+    return f"ratio {ratio:g}" if _num(ratio) is not None else None
+
+
+def tnas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    target = tnas_target(trial, done)
+    return f"{trial.get('step')} {target}" if target else None
+
+
+def enas_match(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    """ENAS: the top arc a network stands for: a top arc's rank (its trial index + 1); a random arc's
+    ``matches`` (its ``enas.random_arcs`` entry, ``params.search``)."""
+    if trial.get("role") == "candidate":
+        index = trial.get("index")
+        return str(index + 1) if isinstance(index, int) else None
+    search = (trial.get("params") or {}).get("search")
+    matches = search.get("matches") if isinstance(search, dict) else None
+    return str(matches) if isinstance(matches, int) else None
+
+
+def enas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
+    match = enas_match(trial, done)
+    return None if match is None else ("top" if trial.get("role") == "candidate" else "random") + match
+
+
+OFA_STEPS = {f"finetune_{rt}_{ref}": rt for rt in RUNTIMES for ref in ("mbf_x05", "mbf_x025")}
+#: the records rows are gathered from: the hand-designed reference front, and each method's experiment file
+ROW_SOURCES: tuple[RowSource, ...] = (
+    RowSource("reference_front_cpu", "hand-designed", role="reference"),
+    # the 4 fine-tuned picks (a foreach over fine-tuning seeds each) and the equal-budget reference
+    RowSource("ofa_cpu", "ofa", steps=(*OFA_STEPS, "equal_budget"), target_runtime=OFA_STEPS, label=ofa_label,
+              budget=ofa_budget),
+    # searched students vs the uniform ones of the same FLOPs target (target x seed foreach steps)
+    RowSource("tnas_cpu", "tnas", steps=("student", "uniform"), own_references=False, label=tnas_label,
+              pair=tnas_target,
+              pair_title="searched vs uniformly narrowed students of the same FLOPs target, same teacher and seeds"),
+    # the top arcs vs the random arcs of matching predicted latency (its table: onnxruntime), one seed each
+    RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain"), target_runtime={"retrain": "onnxruntime"},
+              own_references=False, label=enas_label, pair=enas_match,
+              pair_title="a top arc vs the random arc of matching predicted latency (onnxruntime table), one seed each"),
+)
 
 
 def load_result(results: Path, record: str) -> dict[str, Any] | None:
@@ -216,6 +396,11 @@ class Network:
     @property
     def seeds(self) -> list[int | None]:
         return [r.seed for r in self.rows]
+
+    @property
+    def pair(self) -> str | None:
+        """The key pairing it with the other side of its method's own comparison (``RowSource.pair``)."""
+        return self.rows[0].pair
 
 
 def networks(rows: Sequence[SeedRow]) -> list[Network]:

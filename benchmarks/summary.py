@@ -9,8 +9,10 @@ been run is listed as missing, never filled in. Sections: data-layer speed ratio
 error, the accuracy report at CPU scale (celeba299 -> lfw.bin: baselines and each method, with the
 budget of every number), Li-ArcFace vs ArcFace, TNAS Table 3, ENAS, OFA (from the record of
 recipes/nni/ofa_cpu.yml), deployment latency, the hand-designed reference front over its seed runs
-(mean ± std), the headline comparisons (each searched network vs the references at least as slow, per
-runtime: gain, Welch's p, verdict; ``benchmarks.seed_rows`` / ``benchmarks.seed_stats``), the published
+(mean ± std), the headline comparisons (each searched network of ofa_cpu / tnas_cpu / enas_cpu vs the
+references at least as slow, per runtime, and each method against its own reference -- TNAS's uniform
+students of the same FLOPs, ENAS's random arcs of matching latency: gain, Welch's p, verdict;
+``benchmarks.seed_rows`` / ``benchmarks.seed_stats``, the one statistics code path), the published
 networks, export graph passes, bad-input counts, NNI per-trial overhead and MS1M-scale data.
 The plot takes every network with both an LFW accuracy and a measured onnxruntime 1-thread
 latency (``bench_deploy``) and marks the Pareto front; ``summary_fronts.png`` draws one front per
@@ -153,19 +155,9 @@ def _report_rows(results: Path) -> list[dict[str, Any]]:
                              time_min=step.get("train_minutes"), search_min=search_min if name == "tnas_fkd" else None,
                              checkpoint=os.path.join(art, name, "best.pt") if art else None,
                              budget=f"{step.get('epochs')} epochs"))
-    r = _load(results, "bench_enas")
-    if r:
-        search_s = (r.get("search_tight") or {}).get("search_seconds")
-        for name, row in (r.get("retrain") or {}).items():
-            if row:
-                art = r.get("artifacts") or ""
-                top = name.startswith("top")
-                rows.append(_row("ENAS-style (retrained)" if top else "random arc (same budget)", f"enas {name}", row,
-                                 tar=row.get("lfw_tar_at_far_1e-3"), latency_lut_ms=row.get("latency_ms"),
-                                 time_min=row.get("wall_minutes"),
-                                 search_min=round(search_s / 60, 1) if top and isinstance(search_s, (int, float)) else None,
-                                 checkpoint=os.path.join(art, "retrain", name, "train", "best.pt") if art else None,
-                                 budget=f"{(r.get('budget') or {}).get('retrain_epochs')} epochs"))
+    from benchmarks.bench_enas import report_rows as enas_rows
+
+    rows += enas_rows(results)  # the ENAS rows: recipes/nni/enas_cpu.yml's record (top arcs and random arcs)
     from benchmarks.bench_ofa import report_rows
 
     rows += report_rows(results)  # the OFA rows: recipes/nni/ofa_cpu.yml's record
@@ -292,7 +284,8 @@ def section_enas(results: Path) -> str:
 def section_tnas(results: Path) -> str:
     """TNAS-searched vs uniform students per FLOPs target, over seeds, from the record of recipes/nni/tnas_cpu.yml
     (benchmarks.bench_tnas_table3), the searches' convergence, and the earlier short-budget record, labelled."""
-    from benchmarks.bench_tnas_table3 import ALPHA, load_record, load_short_budget, summarise
+    from benchmarks.bench_tnas_table3 import load_record, load_short_budget, summarise
+    from benchmarks.seed_stats import ALPHA
 
     head = "## TNAS-searched vs uniformly narrowed students, per FLOPs target (recipes/nni/tnas_cpu.yml)"
     parts = [head]
@@ -318,7 +311,9 @@ def _tnas_record(s: dict[str, Any], alpha: float) -> list[str]:
     teacher = s.get("teacher") or {}
     parts = [f"Teacher: {_f(teacher.get('mflops'), 1)} MFLOPs, {acc} {_acc(teacher.get('acc'), teacher.get('acc_std'))} "
              f"after {_f(teacher.get('epochs'), 0)} epochs. Students: distilled (FKD) from that teacher, accuracy mean ± "
-             f"std over seeds; Welch's t-test p, \"better\" / \"worse\" only when p < {alpha}, else \"tie\". Record of "
+             f"std over seeds; Welch's t-test p and the headline's verdict rule (benchmarks/seed_stats.py: \"better\" only "
+             f"with >= +1 point and p < {alpha}, \"worse\" when p < {alpha} and lower, else \"tie\"; under 3 seeds a side "
+             f"\"n<3: not a headline\"; accuracy only, the sides have the same FLOPs). Record of "
              f"{s.get('date')}. Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}."]
     rows, curves = [], []
     for key, t in s.get("targets", {}).items():
@@ -528,17 +523,44 @@ def section_reference_front(results: Path, link: str = "", per_seed: bool = True
     return "\n\n".join(parts)
 
 
+def _record_status(results: Path, sources: Sequence[Any]) -> str:
+    """Which method records are recorded (their seed runs) and which are missing."""
+    from benchmarks.collect_pipeline import record_runs
+    from benchmarks.seed_rows import SEARCH_RECORDS, load_result
+
+    wired = {s.record for s in sources}
+    status = []
+    for record in SEARCH_RECORDS:
+        result = load_result(results, record)
+        if result is None:
+            status.append(f"`{record}` not recorded")
+        else:
+            seeds = [run.get("seed") for run in record_runs(result)]
+            status.append(f"`{record}` recorded (seed runs: {', '.join(map(str, seeds))})" +
+                          ("" if record in wired else ", not yet a row source (benchmarks/seed_rows.py ROW_SOURCES)"))
+    return "; ".join(status)
+
+
+def _seeds(net: Any) -> str:
+    """``n (seed, seed, ...)``: a network's seed count and seeds."""
+    return f"{net.accuracy.n} ({', '.join(str(s) for s in net.seeds)})"
+
+
 def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str:
-    """Each searched network against the hand-designed references, per runtime (issue 16's verdict rule).
+    """Each searched network against the hand-designed references, per runtime (issue 16's verdict rule), then
+    each method against its own reference (TNAS: uniform students of the same FLOPs; ENAS: random arcs of
+    matching latency).
 
     Built from the rows :func:`benchmarks.seed_rows.gather_rows` reads from ``sources`` (default
-    ``seed_rows.ROW_SOURCES``); with no searched network recorded it says what is missing."""
+    ``seed_rows.ROW_SOURCES``): a searched network is compared with the references of its source's
+    ``compare_with`` records (and of its own record unless the source pairs them in its own comparison); with no
+    searched network recorded it says what is missing."""
     from benchmarks import seed_rows
     from benchmarks import seed_stats as st
-    from benchmarks.collect_pipeline import record_runs
-    from benchmarks.seed_rows import SEARCH_RECORDS, gather_rows, load_result, networks
+    from benchmarks.seed_rows import gather_rows, networks
 
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
+    by_record = {s.record: s for s in sources}
 
     title = "## Searched vs hand-designed, per runtime (seeds, Welch's t-test)"
     rule = (f"Verdict: **{st.BETTER}** when the mean gain is >= +{st.BETTER_GAIN:g} (one LFW point) and Welch's "
@@ -552,36 +574,31 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
     nets = networks(gather_rows(results, sources))
     refs = [n for n in nets if n.role == "reference"]
     searched = [n for n in nets if n.role == "searched"]
+    status = _record_status(results, sources)
     if not searched:
-        wired = {s.record for s in sources}
-        status = []
-        for record in SEARCH_RECORDS:
-            result = load_result(results, record)
-            if result is None:
-                status.append(f"`{record}` not recorded")
-            else:
-                seeds = [run.get("seed") for run in record_runs(result)]
-                status.append(f"`{record}` recorded (seed runs: {', '.join(map(str, seeds))})" +
-                              ("" if record in wired else ", not yet a row source (benchmarks/seed_rows.py ROW_SOURCES)"))
         few = [f"{n.name} {n.accuracy.n}" for n in refs if n.accuracy.n < st.MIN_SEEDS]
         return "\n\n".join([title, "_missing: no searched network has a seed run recorded, so there is no "
-                              "comparison: " + "; ".join(status) + " (the one-seed searched rows of the accuracy "
+                              "comparison: " + status + " (the one-seed searched rows of the accuracy "
                               "report come from benchmark scripts, not from these experiment files)._",
                               f"References with fewer than {st.MIN_SEEDS} seeds (network seeds): "
                               + (", ".join(few) or "none") + ".", rule])
-    parts = [title, rule]
+    parts = [title, rule, f"Records: {status}."]
+    names = [n.name for n in refs]  # a name two records share is told apart by its record
+    by_name = {(n.name if names.count(n.name) == 1 else f"{n.name} ({n.record})"): n for n in refs}
     for runtime, label in FRONT_RUNTIMES.items():
         rows = []
-        names = [n.name for n in refs]  # a name two records share is told apart by its record
-        by_name = {(n.name if names.count(n.name) == 1 else f"{n.name} ({n.record})"): n for n in refs}
-        sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()}
         for net in sorted(searched, key=lambda n: (n.target_runtime != runtime, n.record, n.name)):
+            source = by_record.get(net.record)
+            allowed = {*(source.compare_with if source else ()),
+                       *((net.record,) if source is None or source.own_references else ())}
+            sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()
+                     if n.record in allowed}
             comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)
             base = [f"{net.method}: {net.name}", net.target_runtime or "–", _mean_std(net.accuracy),
                     str(net.accuracy.n), net.latency_ms[runtime]]
             tail = [", ".join(comp.dominated_by) or "–", net.rows[0].budget, net.rows[0].device]
             if not comp.eligible:
-                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail)
+                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail + ["–"])
                 continue
             shown = [("closest", comp.closest)] + ([("strongest", comp.strongest)] if comp.strongest != comp.closest
                                                    else [])
@@ -590,12 +607,48 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                 rows.append(base + [f"{which if comp.strongest != comp.closest else 'closest = strongest'}: {name}",
                                     _mean_std(ref.accuracy), str(ref.accuracy.n), ref.latency_ms[runtime],
                                     None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
-                                    v.label] + tail)
+                                    v.label] + tail + [ref.rows[0].budget])
         parts.append(f"### {label}\n\n" + (_table(
             ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
              "reference LFW", "seeds", f"reference {label} ms", "gain", "p (Welch)", "verdict",
-             "dominated by (faster, as accurate)", "budget", "device"], rows) if rows else "_no searched network._"))
+             "dominated by (faster, as accurate)", "budget", "device", "reference budget"], rows)
+            if rows else "_no searched network._"))
+    parts.append(_own_comparisons(nets, sources))
     return "\n\n".join(parts)
+
+
+def _own_comparisons(nets: Sequence[Any], sources: Sequence[Any]) -> str:
+    """Each method against its own reference (sources with a ``pair``): searched vs the reference networks of
+    the same record with the same key, the verdict rule on the searched network's target runtime (no latency
+    rule when it has none)."""
+    from benchmarks import seed_stats as st
+
+    rows = []
+    notes = []
+    for source in (s for s in sources if s.pair is not None):
+        mine = [n for n in nets if n.record == source.record and n.pair is not None]
+        notes.append(f"{source.method} (`{source.record}`): {source.pair_title}")
+        for net in (n for n in mine if n.role == "searched"):
+            for ref in (n for n in mine if n.role == "reference" and n.pair == net.pair):
+                rt = net.target_runtime
+                v = st.verdict(net.accuracy.values, ref.accuracy.values, net.latency_ms.get(rt) if rt else None,
+                               ref.latency_ms.get(rt) if rt else None)
+                rows.append([f"{net.method}: {net.name}", ref.name, _mean_std(net.accuracy), _seeds(net),
+                             _mean_std(ref.accuracy), _seeds(ref), None if v.gain is None else f"{v.gain:+.4f}",
+                             None if v.p is None else f"{v.p:.3g}", v.label,
+                             f"{_f(net.latency_ms['onnxruntime'])} / {_f(ref.latency_ms['onnxruntime'])}",
+                             f"{_f(net.latency_ms['tflite'])} / {_f(ref.latency_ms['tflite'])}",
+                             f"{_f(net.rows[0].mflops, 2)} / {_f(ref.rows[0].mflops, 2)}", net.rows[0].budget])
+    head = "### Each method against its own reference"
+    if not notes:
+        return head + "\n\n_no source pairs its networks._"
+    body = (_table(["searched network", "reference", "LFW mean ± std", "seeds", "reference LFW", "reference seeds",
+                    "gain", "p (Welch)", "verdict", "ORT ms (searched / reference)", "TFLite ms (searched / reference)",
+                    "MFLOPs (searched / reference)", "budget"], rows)
+            if rows else "_missing: none of these records has a searched network and its reference yet._")
+    return "\n\n".join([head, "The same rule, each searched network against the reference its method pairs it "
+                          "with (latency rule on its target runtime, none without one): " + "; ".join(notes) + ".",
+                          body])
 
 
 def _manifest(results: Path) -> dict[str, Any] | None:

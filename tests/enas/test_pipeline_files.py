@@ -155,11 +155,11 @@ def test_enas_test_search_targets_the_built_tables_p20(enas_test_run):
 @pytest.mark.slow
 def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp_path):
     from benchmarks.bench_enas import main as bench_main
-    from benchmarks.collect_pipeline import collect
+    from benchmarks.collect_pipeline import main as collect_main
     from benchmarks.summary import section_enas
 
-    record = {**collect(enas_test_run), "experiment_file": "recipes/nni/enas_test.yml"}
-    (tmp_path / "enas_cpu.json").write_text(json.dumps({"date": "2026-12-06T00:00:00", "result": record}))
+    assert collect_main([str(enas_test_run), "--name", "enas_cpu", "--experiment", "recipes/nni/enas_test.yml",
+                         "--results", str(tmp_path)]) == 0  # the run folder written as $RUN_DIR, as in the CPU record
     s = bench_main(["--results", str(tmp_path)])
     assert [n["role"] for n in s["top"]] == ["candidate"] * 2 and [n["role"] for n in s["random"]] == ["reference"] * 2
     for i, pair in enumerate(s["pairs"], 1):
@@ -170,3 +170,17 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
     text = section_enas(tmp_path)
     assert "_missing" not in text.split("### Earlier study")[0]
     assert "| top1 | rank 1 |" in text and "| random2 | top2 " in text
+
+    # the headline reads the same record: top arcs vs their matched random arcs, one seed each (n<3: no headline)
+    import dataclasses
+
+    from benchmarks.seed_rows import ROW_SOURCES, gather_rows, networks
+    from benchmarks.summary import section_headline
+
+    source = dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "enas_cpu"), metric="val_acc")
+    nets = {n.name: n for n in networks(gather_rows(tmp_path, (source,)))}
+    assert set(nets) == {"top1", "top2", "random1", "random2"}
+    for name, net in nets.items():
+        assert net.seeds == [0] and all(net.latency_ms[rt] > 0 for rt in ("onnxruntime", "tflite"))  # the run seed
+    own = section_headline(tmp_path, (source,)).split("### Each method against its own reference")[1]
+    assert "| enas: top1 | random1 |" in own and "| enas: top2 | random2 |" in own and "n<3: not a headline" in own

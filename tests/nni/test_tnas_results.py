@@ -84,3 +84,22 @@ def test_collected_record_gives_the_comparison_per_target(tnas_run, tmp_path):
         assert search["per_epoch"][-1]["argmax_final"] is True
     md = section_tnas(results)
     assert "| ratio 0.5 (0.563 MFLOPs) | searched |" in md and "| ratio 0.4 (0.341 MFLOPs) | uniform |" in md
+
+    # the headline reads the same record: per target one searched and one uniform network over the three seeds
+    import dataclasses
+
+    from benchmarks.seed_rows import ROW_SOURCES, gather_rows, networks
+    from benchmarks.summary import section_headline
+
+    source = dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "tnas_cpu"), metric="val_acc")
+    nets = {n.name: n for n in networks(gather_rows(results, (source,)))}
+    assert set(nets) == {"student ratio 0.5", "student ratio 0.4", "uniform ratio 0.5", "uniform ratio 0.4"}
+    for name, net in nets.items():
+        assert net.seeds == [0, 1, 2] and all(net.latency_ms[rt] > 0 for rt in ("onnxruntime", "tflite"))
+        side = "searched" if name.startswith("student") else "uniform"
+        assert list(net.accuracy.values) == s["targets"][name.split(" ", 1)[1]]["comparison"][side]["values"]
+    own = section_headline(results, (source,)).split("### Each method against its own reference")[1]
+    for ratio in ("0.5", "0.4"):
+        c = s["targets"][f"ratio {ratio}"]["comparison"]
+        row = next(line for line in own.splitlines() if line.startswith(f"| tnas: student ratio {ratio} | uniform"))
+        assert "| 3 (0, 1, 2) |" in row and f"| {c['verdict']} |" in row

@@ -125,3 +125,29 @@ def test_ofa_test_run_resumes_with_revised_later_steps(tmp_path, monkeypatch, ca
     assert s["references"]["mbf_x05"]["latency_ms"]["onnxruntime"] > 0
     eq = s["equal_budget"]
     assert eq["epochs"] == 4 == eq["supernet_epochs"] + 1 and eq["latency_ms"]["onnxruntime"] > 0
+
+    # run-local -> collect_pipeline -> the headline: each fine-tuned pick one network over its two fine-tuning seeds
+    # (a foreach in a run of seed 0), timed by side_by_side, against the run's equal-budget reference
+    import dataclasses
+
+    from benchmarks.collect_pipeline import main as collect_main
+    from benchmarks.seed_rows import ROW_SOURCES, gather_rows, networks
+    from benchmarks.summary import section_headline
+
+    results = tmp_path / "results"  # not benchmarks/results: the toy record must not stand in for the CPU-scale one
+    assert collect_main([str(out), "--name", "ofa_cpu", "--experiment", "recipes/nni/ofa_test.yml",
+                         "--results", str(results)]) == 0
+    picks = {"finetune_mbf_x05": "onnxruntime", "finetune_mbf_x025": "onnxruntime"}  # ofa_test.yml: one runtime
+    source = dataclasses.replace(next(s for s in ROW_SOURCES if s.record == "ofa_cpu"), steps=(*picks, "equal_budget"),
+                                 target_runtime=picks, metric="val_acc", compare_with=())
+    nets = {n.name: n for n in networks(gather_rows(results, (source,)))}
+    assert set(nets) == {"finetune_mbf_x05", "finetune_mbf_x025", "equal_budget (4 epochs)"}
+    for name in picks:
+        assert nets[name].seeds == [2048, 1] and nets[name].role == "searched" and nets[name].accuracy.std is not None
+        assert nets[name].latency_ms["onnxruntime"] > 0 and nets[name].rows[0].budget.startswith("4 epochs: 3 supernet")
+    assert nets["equal_budget (4 epochs)"].seeds == [2048] and nets["equal_budget (4 epochs)"].role == "reference"
+    ort = section_headline(results, (source,)).split("### onnxruntime")[1].split("### TFLite")[0]
+    for name in picks:
+        row = next(line for line in ort.splitlines() if line.startswith(f"| ofa: {name} | onnxruntime |"))
+        assert row.split(" | ")[3] == "2"  # two seeds
+        assert "equal_budget (4 epochs)" in row or "no reference is as slow" in row
