@@ -63,7 +63,10 @@ def ofa_train_supernet(params: Mapping[str, Any], reporter: Reporter) -> dict[st
 
     nproc = wants_torchrun(params)
     data = config_fields_from_params({k: v for k, v in params.items() if k != "nproc_per_node"}, SupernetTrainConfig)
-    data.setdefault("output", os.path.join(os.fspath(reporter.out_dir), "supernet"))
+    # the trial's folder unless the stage names another: a recipe file's default output is the CLI's
+    # (relative to the working directory), and trials of one pipeline must not share it
+    if data.get("output") in (None, SupernetTrainConfig.output):
+        data["output"] = os.path.join(os.fspath(reporter.out_dir), "supernet")
     cfg = SupernetTrainConfig.from_dict(data, source="ofa.train_supernet parameters")
     continue_requeued_trial(cfg, params, cfg.output)
     if nproc is not None:  # DDP in nproc processes (one per GPU), launched from this trial

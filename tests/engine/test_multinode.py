@@ -194,6 +194,7 @@ def test_a_stage_runs_torchrun_inside_its_trial(tmp_path, synthetic_data, stage,
     overrides = {"num_epoch": 2} if stage == "engine.train" else {}
     final = run_stage_locally(stage, {"config": str(recipe), "nproc_per_node": 2, **overrides}, str(tmp_path / "trial"))
     out = Path(final["output"] if stage == "engine.train" else Path(final["checkpoint"]).parent)
+    assert out.resolve().is_relative_to(tmp_path.resolve()), f"{out}: outside the trial's folder"
     assert (out / "checkpoint_rank0.pt").is_file() and (out / "checkpoint_rank1.pt").is_file()
     assert "backend gloo, rank 1/2" in (out / "torchrun.log").read_text()
     records = [json.loads(line) for line in (tmp_path / "trial" / "metrics.jsonl").read_text().splitlines()]
