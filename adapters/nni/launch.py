@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TRIAL_MODULE = "facenas.adapters.nni.trial"
-#: tries of ``nnictl create`` when the manager was too slow to come up (see :func:`create`)
-CREATE_ATTEMPTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -456,6 +454,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def new_experiment_id() -> str:
+    """An experiment id as NNI makes them (8 lower-case letters and digits), chosen before NNI is imported."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def working_directory(cfg: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """NNI's experiment working directory of ``cfg`` for ``env`` (``~`` is ``env``'s ``HOME``)."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    given = str(cfg.get("experimentWorkingDirectory") or "").strip()
+    if not given:
+        return str(Path(home) / "nni-experiments")
+    if given == "~" or given.startswith("~/"):
+        given = home + given[1:]
+    return str(Path(given).resolve())
+
+
 def create(
     path: str | os.PathLike,
     port: int = 8080,
@@ -463,48 +480,57 @@ def create(
     overrides: Mapping[str, Any] | None = None,
     debug: bool = False,
     timeout: float = 180,
+    register_algorithms: bool = False,
 ) -> dict[str, Any]:
-    """``nnictl create`` a facenas experiment on loopback; returns id, port, URL, output folder."""
+    """Start a facenas experiment on loopback (``nnictl create``, done in this process); returns id, port, URL, output folder.
+
+    What ``nnictl create`` does -- validate the config, start NNI's manager (Node.js) detached, record
+    it in NNI's manifest, post the config -- without a second Python process importing ``nni``, and
+    for a ``local`` experiment with NNI's own Python processes (the dispatcher, the training
+    service's version probe) forked from a server that imports their dependencies meanwhile
+    (:func:`facenas.adapters.nni.warm.start_python_server`). ``nnictl stop / resume / view`` work on
+    it as on any experiment. ``register_algorithms``: register the facenas advisors first (``facenas
+    nni create``).
+    """
     import yaml
 
+    from facenas.adapters.nni import warm
     from facenas.adapters.nni.pipeline import pipeline_config_of
 
     env = dict(env) if env is not None else nni_env()
-    cfg, warnings = prepare_config(path, overrides, env)
-    for w in warnings:
-        log.warning("%s: %s", path, w)
-    root = check_shared_output(path, cfg, env)
-    if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
-        pipeline = pipeline_config_of(cfg.get("tuner"))
-        template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
-        cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
-    if not _port_free(bind_host(env), port):
-        raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
-    with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:
-        resolved = Path(tmp) / Path(path).name
-        resolved.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        args = ["create", "--config", resolved, "--port", port] + (["--debug"] if debug else [])
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                proc = nnictl(args, env=env, timeout=timeout)
-                break
-            except NNICommandError as exc:
-                # nnictl gives the new manager ~4 s to answer /check-status with JSON; a busy machine's
-                # manager still answers "INITIALIZING" then and nnictl gives up (NNI 3.0 launcher.py)
-                if "_check_rest_server" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
-                    raise
-                log.warning("nnictl create: the NNI manager was not ready in time (busy machine); trying again")
-                deadline = time.time() + 30
-                while not _port_free(bind_host(env), port) and time.time() < deadline:
-                    time.sleep(0.5)
-    text = proc.stdout + proc.stderr
-    match = re.search(r"Experiment ID:\s*(\w+)", text)
-    if not match:
-        raise NNICommandError(f"nnictl create printed no experiment id:\n{text[-3000:]}")
-    exp_id = match.group(1)
-    workdir = os.path.expanduser(str(cfg.get("experimentWorkingDirectory") or "")) or None
-    if workdir is None:
-        workdir = str(Path(env.get("HOME", os.path.expanduser("~"))) / "nni-experiments")
+    exp_id = new_experiment_id()
+    raw = {**load_yaml(path), **dict(overrides or {})}
+    workdir = working_directory(raw, env)
+    server = None
+    if training_platforms(raw) == ["local"]:  # first: it imports while this process imports nni
+        server_log = Path(workdir) / exp_id / "log" / "facenas_python_server.log"
+        try:  # forked from here when this process has no nni yet (the CLI), else a new interpreter
+            server = warm.fork_python_server(exp_id, server_log) or warm.start_python_server(exp_id, env, server_log)
+        except OSError as exc:
+            log.warning("no python server for NNI's processes (%s): they import nni themselves", exc)
+    try:
+        cfg, warnings = prepare_config(path, overrides, env)
+        for w in warnings:
+            log.warning("%s: %s", path, w)
+        root = check_shared_output(path, cfg, env)
+        if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
+            pipeline = pipeline_config_of(cfg.get("tuner"))
+            template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
+            cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
+        if register_algorithms:
+            register(env)
+        if not _port_free(bind_host(env), port):
+            raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
+        cfg["experimentWorkingDirectory"] = workdir
+        manager = start_manager(cfg, exp_id, port, env, debug=debug, timeout=timeout,
+                                python=str(server[1]) if server else sys.executable, base=Path(path).resolve().parent)
+    except BaseException:
+        if server is not None:
+            server[0].terminate()
+            server[1].unlink(missing_ok=True)
+        raise
+    if server is not None:
+        warm.watch(exp_id, manager.pid)
     out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
     pipeline = pipeline_config_of(cfg.get("tuner"))
     if pipeline is not None and pipeline.output_dir:  # the advisor writes there (see PipelineAdvisor)
@@ -514,7 +540,128 @@ def create(
     host = bind_host(env)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     return {"experiment_id": exp_id, "port": port, "url": url, "output_dir": str(out),
-            "working_directory": workdir, "warnings": warnings}
+            "working_directory": workdir, "warnings": warnings, "manager_pid": manager.pid,
+            "python_server": server is not None}
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str], keys: Sequence[str]) -> Any:
+    """``os.environ[key]`` as in ``env`` for ``keys`` meanwhile (NNI reads them when called, not only at import)."""
+    old = {k: os.environ.get(k) for k in keys}
+    try:
+        for k in keys:
+            if env.get(k) is not None:
+                os.environ[k] = env[k]
+            else:
+                os.environ.pop(k, None)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_manager(cfg: Mapping[str, Any], experiment_id: str, port: int, env: Mapping[str, str], debug: bool = False,
+                  timeout: float = 180, python: str | None = None, base: Path | None = None) -> subprocess.Popen:
+    """Start NNI's manager for ``cfg`` detached, as ``nnictl create`` does (NNI 3.0), and post the config.
+
+    ``env`` is the manager's environment (``HOME``: NNI's manifest; ``NNI_CONFIG_DIR``: registered
+    algorithms); ``python``: the interpreter it runs its Python processes with (``pythonInterpreter``);
+    ``base``: the folder relative paths of ``cfg`` are read from. The manager is polled every 50 ms
+    until its REST API answers (nnictl waits whole seconds, three times at most). Returns its process.
+    """
+    import nni_node
+    from nni.experiment.config import ExperimentConfig
+    from nni.experiment.config import utils as config_utils
+    from nni.experiment.launcher import NniManagerArgs
+    from nni.tools.nnictl.config_utils import Experiments
+
+    with _environ(env, ("HOME", "NNI_CONFIG_DIR")), _nni_quiet():
+        config_utils.set_base_path(base or Path.cwd())
+        try:
+            config = ExperimentConfig(**copy.deepcopy(dict(cfg))).canonical_copy()
+        except Exception as exc:  # noqa: BLE001 - checked by experiment_problems already; what is left is NNI's
+            raise ConfigError(f"NNI's experiment config refuses it: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}") from None
+        finally:
+            config_utils.unset_base_path()
+    args = NniManagerArgs("create", experiment_id, config, port, debug, False, None, None)
+    args.python_interpreter = python or sys.executable
+    workdir = Path(str(config.experiment_working_directory))
+    log_dir = workdir / experiment_id / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    latest = workdir / "_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(experiment_id, target_is_directory=True)
+    node_dir = Path(nni_node.__path__[0])
+    cmd = [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
+           *args.to_command_line_args()]
+    header = "-" * 80 + f"\nExperiment {experiment_id} start: {time.strftime('%Y-%m-%d %H:%M:%S')} (facenas nni create)\n" + "-" * 80 + "\n"
+    with open(log_dir / "nnictl_stdout.log", "a", encoding="utf-8") as out, \
+            open(log_dir / "nnictl_stderr.log", "a", encoding="utf-8") as err:
+        out.write(header)
+        err.write(header)
+        out.flush()
+        err.flush()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=node_dir, env=dict(env),
+                                process_group=0)
+    start_ms = int(time.time() * 1000)
+    host = bind_host(env)
+    client = RestClient(port, host=host if host in LOOPBACK_HOSTS else "127.0.0.1")
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                client.status()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                if proc.poll() is not None:
+                    tail = (log_dir / "nnictl_stderr.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+                    raise NNICommandError(f"the NNI manager exited (code {proc.returncode}) before it answered on port {port}:\n{tail}") from None
+                if time.time() > deadline:
+                    raise NNICommandError(f"the NNI manager did not answer on port {port} within {timeout} s") from None
+                time.sleep(0.05)
+        Experiments(home_dir=str(Path(env.get("HOME") or os.path.expanduser("~")) / "nni-experiments")).add_experiment(
+            experiment_id, port, start_ms, args.mode, config.experiment_name, pid=proc.pid, logDir=str(workdir),
+            tag=[], prefixUrl=None)
+        client.post("/experiment", config.json())
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
+    return proc
+
+
+def wait_done(port: int, timeout: float, poll: float = 0.1, done_grace: float = 15.0,
+              host: str = "127.0.0.1") -> str:
+    """Wait until the experiment on ``port`` ends; its final status (``DONE``, ``ERROR``, ``STOPPED`` ...).
+
+    Only ``/check-status`` is polled (every ``poll`` s: a few milliseconds of the manager's time).
+    A facenas advisor turns its experiment DONE; with another tuner "no more trial" with every trial
+    ended for ``done_grace`` s is its end. Raises :class:`FacenasError` after ``timeout`` s.
+    """
+    terminal = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
+    client = RestClient(port, host=host)
+    deadline = time.time() + timeout
+    ended_at = None
+    while True:
+        status = str(client.status().get("status", "?"))
+        if status in ("DONE", "ERROR", "STOPPED"):
+            return status
+        if status in ("NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"):
+            jobs = client.get("/trial-jobs") or []
+            if jobs and all(j.get("status") in terminal for j in jobs):
+                ended_at = ended_at or time.time()
+                if time.time() - ended_at > done_grace:
+                    return status
+            else:
+                ended_at = None
+        if time.time() > deadline:
+            raise FacenasError(f"the experiment on port {port} did not end within {timeout} s (status {status})")
+        time.sleep(poll)
 
 
 def stop(experiment_id: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> None:
@@ -549,6 +696,13 @@ class RestClient:
 
     def get(self, route: str) -> Any:
         with urllib.request.urlopen(self.base + route, timeout=self.timeout) as resp:  # noqa: S310 - loopback only
+            text = resp.read().decode()
+        return json.loads(text) if text else None
+
+    def post(self, route: str, body: Any) -> Any:
+        req = urllib.request.Request(self.base + route, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=max(self.timeout, 60.0)) as resp:  # noqa: S310 - loopback only
             text = resp.read().decode()
         return json.loads(text) if text else None
 
