@@ -470,7 +470,7 @@ def working_directory(cfg: Mapping[str, Any], env: Mapping[str, str]) -> str:
         return str(Path(home) / "nni-experiments")
     if given == "~" or given.startswith("~/"):
         given = home + given[1:]
-    return str(Path(given).resolve())
+    return os.path.abspath(given)  # as NNI's canonical config has it (no symlinks resolved)
 
 
 def create(
@@ -501,14 +501,27 @@ def create(
     exp_id = new_experiment_id()
     raw = {**load_yaml(path), **dict(overrides or {})}
     workdir = working_directory(raw, env)
-    server = None
-    if training_platforms(raw) == ["local"]:  # first: it imports while this process imports nni
-        server_log = Path(workdir) / exp_id / "log" / "facenas_python_server.log"
-        try:  # forked from here when this process has no nni yet (the CLI), else a new interpreter
-            server = warm.fork_python_server(exp_id, server_log) or warm.start_python_server(exp_id, env, server_log)
+    if not _port_free(bind_host(env), port):
+        raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
+    shim = None
+    if training_platforms(raw) == ["local"] and warm.python_server_enabled(env):
+        try:  # the interpreter NNI runs: it forks from the server once that is up, else runs the real one
+            shim = warm.write_python_shim(warm.socket_path(exp_id, "python").with_suffix(".py"),
+                                          warm.socket_path(exp_id, "python"))
         except OSError as exc:
-            log.warning("no python server for NNI's processes (%s): they import nni themselves", exc)
+            log.warning("NNI's processes import nni themselves (%s)", exc)
+    python = str(shim) if shim else sys.executable
+    # first the manager (Node.js: its arguments need no nni), which boots while this process imports
+    manager = spawn_manager(exp_id, port, env, mode=_manager_mode(raw), workdir=workdir,
+                            log_level=_manager_log_level(raw, debug), python=python)
+    server = None
     try:
+        if shim is not None:
+            server_log = Path(workdir) / exp_id / "log" / "facenas_python_server.log"
+            try:  # forked from here when this process has no nni yet (the CLI), else a new interpreter
+                server = warm.fork_python_server(exp_id, server_log) or warm.start_python_server(exp_id, env, server_log)
+            except OSError as exc:
+                log.warning("no python server for NNI's processes (%s): they import nni themselves", exc)
         cfg, warnings = prepare_config(path, overrides, env)
         for w in warnings:
             log.warning("%s: %s", path, w)
@@ -519,15 +532,19 @@ def create(
             cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
         if register_algorithms:
             register(env)
-        if not _port_free(bind_host(env), port):
-            raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
         cfg["experimentWorkingDirectory"] = workdir
-        manager = start_manager(cfg, exp_id, port, env, debug=debug, timeout=timeout,
-                                python=str(server[1]) if server else sys.executable, base=Path(path).resolve().parent)
+        manager = start_manager(cfg, exp_id, port, env, debug=debug, timeout=timeout, python=python,
+                                base=Path(path).resolve().parent, manager=manager)
     except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            manager.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            manager.wait(timeout=10)
+        shutil.rmtree(Path(workdir) / exp_id, ignore_errors=True)  # nothing of a refused experiment is left
         if server is not None:
             server[0].terminate()
-            server[1].unlink(missing_ok=True)
+        if shim is not None:
+            shim.unlink(missing_ok=True)
         raise
     if server is not None:
         warm.watch(exp_id, manager.pid)
@@ -563,14 +580,58 @@ def _environ(env: Mapping[str, str], keys: Sequence[str]) -> Any:
                 os.environ[k] = v
 
 
+def _manager_mode(cfg: Mapping[str, Any]) -> str:
+    platforms = training_platforms(cfg)
+    return "hybrid" if isinstance(cfg.get("trainingService"), list) else (platforms[0] if platforms else "local")
+
+
+def _manager_log_level(cfg: Mapping[str, Any], debug: bool) -> str:
+    level = str(cfg.get("logLevel") or "info")
+    return "debug" if debug and level not in ("debug", "trace") else level
+
+
+def _manager_command(experiment_id: str, port: int, mode: str, workdir: str, log_level: str, python: str) -> list[str]:
+    """The Node.js command of NNI 3.0's manager (``nni.experiment.launcher``: its argument names and order)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nni_node")  # NNI's Node.js part (no nni import)
+    if spec is None or not spec.submodule_search_locations:
+        raise NNICommandError("the nni_node package (NNI's manager) is missing: pip install nni==3.0")
+    node_dir = Path(list(spec.submodule_search_locations)[0])
+    return [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
+            "--port", str(port), "--experiment-id", experiment_id, "--action", "create", "--mode", mode,
+            "--experiments-directory", workdir, "--log-level", log_level, "--foreground", "false",
+            "--python-interpreter", python]
+
+
+def spawn_manager(experiment_id: str, port: int, env: Mapping[str, str], mode: str, workdir: str, log_level: str,
+                  python: str) -> subprocess.Popen:
+    """Start NNI's manager process (detached, its output in the experiment's log folder); no config posted yet."""
+    cmd = _manager_command(experiment_id, port, mode, workdir, log_level, python)
+    log_dir = Path(workdir) / experiment_id / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    header = "-" * 80 + f"\nExperiment {experiment_id} start: {time.strftime('%Y-%m-%d %H:%M:%S')} (facenas nni create)\n" + "-" * 80 + "\n"
+    with open(log_dir / "nnictl_stdout.log", "a", encoding="utf-8") as out, \
+            open(log_dir / "nnictl_stderr.log", "a", encoding="utf-8") as err:
+        out.write(header)
+        err.write(header)
+        out.flush()
+        err.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=Path(cmd[3]).parent,
+                                env=dict(env), process_group=0)
+
+
 def start_manager(cfg: Mapping[str, Any], experiment_id: str, port: int, env: Mapping[str, str], debug: bool = False,
-                  timeout: float = 180, python: str | None = None, base: Path | None = None) -> subprocess.Popen:
+                  timeout: float = 180, python: str | None = None, base: Path | None = None,
+                  manager: subprocess.Popen | None = None) -> subprocess.Popen:
     """Start NNI's manager for ``cfg`` detached, as ``nnictl create`` does (NNI 3.0), and post the config.
 
     ``env`` is the manager's environment (``HOME``: NNI's manifest; ``NNI_CONFIG_DIR``: registered
     algorithms); ``python``: the interpreter it runs its Python processes with (``pythonInterpreter``);
-    ``base``: the folder relative paths of ``cfg`` are read from. The manager is polled every 50 ms
-    until its REST API answers (nnictl waits whole seconds, three times at most). Returns its process.
+    ``base``: the folder relative paths of ``cfg`` are read from; ``manager``: a process
+    :func:`spawn_manager` started already (replaced if NNI would have started it otherwise). The
+    manager is polled every 50 ms until its REST API answers (nnictl waits whole seconds, three
+    times at most). Returns its process.
     """
     import nni_node
     from nni.experiment.config import ExperimentConfig
@@ -590,25 +651,24 @@ def start_manager(cfg: Mapping[str, Any], experiment_id: str, port: int, env: Ma
     args.python_interpreter = python or sys.executable
     workdir = Path(str(config.experiment_working_directory))
     log_dir = workdir / experiment_id / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    node_dir = Path(nni_node.__path__[0])
+    cmd = [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
+           *args.to_command_line_args()]
+    if manager is not None and list(manager.args) != cmd:  # started on a guess that NNI's config corrects
+        log.warning("restarting NNI's manager with NNI's arguments %s (was %s)", cmd[4:], list(manager.args)[4:])
+        manager.kill()
+        manager.wait()
+        manager = None
+    proc = manager or spawn_manager(experiment_id, port, env, args.mode, str(workdir), args.log_level, args.python_interpreter)
+    if list(proc.args) != cmd:
+        raise NNICommandError(f"facenas starts NNI's manager as {list(proc.args)[4:]}, NNI 3.0 as {cmd[4:]}: "
+                              "an NNI version facenas does not know (pip install nni==3.0)")
+    start_ms = int(time.time() * 1000)
     latest = workdir / "_latest"
     with contextlib.suppress(OSError):
         if latest.is_symlink() or latest.exists():
             latest.unlink()
         latest.symlink_to(experiment_id, target_is_directory=True)
-    node_dir = Path(nni_node.__path__[0])
-    cmd = [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
-           *args.to_command_line_args()]
-    header = "-" * 80 + f"\nExperiment {experiment_id} start: {time.strftime('%Y-%m-%d %H:%M:%S')} (facenas nni create)\n" + "-" * 80 + "\n"
-    with open(log_dir / "nnictl_stdout.log", "a", encoding="utf-8") as out, \
-            open(log_dir / "nnictl_stderr.log", "a", encoding="utf-8") as err:
-        out.write(header)
-        err.write(header)
-        out.flush()
-        err.flush()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=node_dir, env=dict(env),
-                                process_group=0)
-    start_ms = int(time.time() * 1000)
     host = bind_host(env)
     client = RestClient(port, host=host if host in LOOPBACK_HOSTS else "127.0.0.1")
     deadline = time.time() + timeout
@@ -781,8 +841,13 @@ def descendants(pid: int) -> list[int]:
 
 
 def experiment_processes(experiment_id: str, extra_pids: Sequence[int] = ()) -> list[int]:
-    """Live processes of an experiment: given pids, and any whose command line or environment names it."""
-    live = []
+    """Live processes of an experiment: given pids, any whose command line or environment names it, and
+    its python-mode server (``facenas nni create``) with what descends from it (the dispatcher, the
+    warm trial server, trials: forked, so neither their command line nor environment says so)."""
+    from facenas.adapters.nni.warm import python_server_pid
+
+    server = python_server_pid(experiment_id)
+    live = [server, *descendants(server)] if server else []
     needle_cmd = f"--experiment-id {experiment_id}"
     needle_env = f"NNI_EXP_ID={experiment_id}".encode()
     log_dir = f"/{experiment_id}/log".encode()

@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: set to "0" in the NNI manager's environment to run every trial in its own process
 ENABLE_ENV = "FACENAS_NNI_WARM"
+#: set to "0" for NNI's own Python processes to start as fresh interpreters (no python-mode server)
+PYTHON_SERVER_ENV = "FACENAS_NNI_PYTHON_SERVER"
 _MAX_MSG = 1 << 20
 #: longest a trial waits for a server that is still importing (then it runs in its own process)
 STARTUP_WAIT_S = 120.0
@@ -136,6 +138,10 @@ def _wait_while_starting(path: Path) -> None:
 
 def enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
     return env.get(ENABLE_ENV, "1") not in ("0", "false", "no", "")
+
+
+def python_server_enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
+    return enabled(env) and env.get(PYTHON_SERVER_ENV, "1") not in ("0", "false", "no", "")
 
 
 # -- the trial process (client) -----------------------------------------------------------------
@@ -395,6 +401,9 @@ class WarmServer:
         signal.set_wakeup_fd(self._wakeup[1])
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self._wakeup[0], selectors.EVENT_READ, "child")
+        if mode == "python":  # found by python_server_pid (what `nnictl stop` leaves is looked for there)
+            self.owned_files.append(path.with_suffix(".pid"))
+            path.with_suffix(".pid").write_text(str(os.getpid()), encoding="utf-8")
         _starting_marker(path).unlink(missing_ok=True)
 
     @staticmethod
@@ -707,11 +716,11 @@ def start_python_server(experiment_id: str, env: dict[str, str], log_file: Path)
     outlives ``facenas nni create``; it imports :data:`PYTHON_PRELOAD` while the caller imports ``nni``
     and starts the manager, and ends when the process named by :func:`watch` ends. Returns its
     ``Popen`` and the interpreter NNI is to run (:func:`write_python_shim`); None when warm trials
-    are disabled (``$FACENAS_NNI_WARM=0``).
+    are disabled (``$FACENAS_NNI_WARM=0``) or the server is (``$FACENAS_NNI_PYTHON_SERVER=0``).
     """
     import subprocess
 
-    if not enabled(env):
+    if not python_server_enabled(env):
         return None
     path = socket_path(experiment_id, "python")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -738,7 +747,7 @@ def fork_python_server(experiment_id: str, log_file: Path) -> tuple[Any, Path] |
     """
     import threading
 
-    if not enabled() or "nni" in sys.modules or threading.active_count() != 1:
+    if not python_server_enabled() or "nni" in sys.modules or threading.active_count() != 1:
         return None
     path = socket_path(experiment_id, "python")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -791,7 +800,7 @@ def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
         log.info("forked from facenas nni create (pid %d) with NNI's dependencies imported", os.getppid())
         try:
             server = WarmServer(path, None, mode="python")
-            server.owned_files = [shim]
+            server.owned_files.append(shim)
         finally:
             _starting_marker(path).unlink(missing_ok=True)
         server.serve()
@@ -810,6 +819,15 @@ def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
 
 def _watch_file(path: Path) -> Path:
     return path.with_suffix(".manager")
+
+
+def python_server_pid(experiment_id: str) -> int | None:
+    """The running python-mode server of ``experiment_id`` (its processes descend from it), if any."""
+    try:
+        pid = int(socket_path(experiment_id, "python").with_suffix(".pid").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
 
 
 def watch(experiment_id: str, pid: int) -> None:
@@ -845,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
                             [s for s in args.stages.split(",") if s], args.trial_threads, mode=args.mode)
-        server.owned_files = [Path(f) for f in args.owned]
+        server.owned_files += [Path(f) for f in args.owned]
     finally:
         _starting_marker(Path(args.socket)).unlink(missing_ok=True)
     log.info("imported %s in %.2f s", args.preload, time.time() - started)
