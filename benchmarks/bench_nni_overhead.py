@@ -35,7 +35,8 @@ trial's start and end); DONE seen; ``nnictl stop``. ``phases_s`` sums it up: ``t
 start to the manager process), ``manager_to_dispatcher_s``, ``dispatcher_to_probe_s`` (the
 dispatcher's import and connection), ``probe_s``, ``probe_to_first_trial_s``, ``trials_span_s``,
 ``gaps_s`` (time with no trial running between the first start and the last end: NNI's 0.5 s polls),
-``tail_s`` (last trial end to DONE seen). Also ``ratio`` = nnictl_s / run_local_s (the goal: <= 2),
+``tail_s`` (last trial end to DONE seen by the command), ``exit_s`` (DONE seen to the command's
+end: printing the summary, the interpreter's exit). Also ``ratio`` = nnictl_s / run_local_s (the goal: <= 2),
 ``trials``, ``overhead_per_trial_s``, ``stage_s``, ``in_trial_overhead_s``, ``gap_s`` (mean gap), and
 ``cold_process_import_s``: what a fresh interpreter takes for NNI's processes (``nnictl``, the
 version probe, the dispatcher with the facenas advisor) and a cold trial's imports, best of 2.
@@ -286,11 +287,13 @@ def _timeline(t0: float, marks: dict[str, float], trials: list[dict[str, Any]], 
         "python_server_ready": rel(py.get("ready")),
         "dispatcher_process": first("dispatcher"),
         "dispatcher_forked": next((rel(t) for what, t in py["forks"] if what == "-m nni"), None),
+        "probe_forked": next((rel(t) for what, t in py["forks"] if "collect_version_info" in what), None),
         "warm_trial_server_ready": rel(warm_trials.get("ready")),
         "probe_process": first("probe"), "probe_end": first("probe", "end"),
         "first_trial_start": rel(spans[0][0]) if spans else None,
         "last_trial_end": rel(max(e for _, e in spans)) if spans else None,
         "done_seen": rel(marks.get("ended")), "command_end": rel(marks.get("command_end")),
+        **{k: rel(v) for k, v in marks.items() if k.startswith("create_")},
         "stop_called": rel(marks.get("stop")), "stopped": rel(marks.get("stopped")),
         "trials": [[rel(a), rel(b)] for a, b in spans], "manager_log": manager,
     }
@@ -298,11 +301,15 @@ def _timeline(t0: float, marks: dict[str, float], trials: list[dict[str, Any]], 
     def d(a: str, b: str) -> float | None:
         return round(tl[b] - tl[a], 2) if tl.get(a) is not None and tl.get(b) is not None else None
 
+    for proc_key, fork_key in (("dispatcher_process", "dispatcher_forked"), ("probe_process", "probe_forked")):
+        if tl[proc_key] is None:  # a process shorter than the table's sampling: its fork in the server's log
+            tl[proc_key] = tl[fork_key]
     tl["phases_s"] = {
         "to_manager_s": tl["manager_process"], "manager_to_dispatcher_s": d("manager_process", "dispatcher_process"),
         "dispatcher_to_probe_s": d("dispatcher_process", "probe_process"), "probe_s": d("probe_process", "probe_end"),
         "probe_to_first_trial_s": d("probe_end", "first_trial_start"), "trials_span_s": d("first_trial_start", "last_trial_end"),
         "gaps_s": round(gaps, 2) if spans else None, "tail_s": d("last_trial_end", "done_seen"),
+        "exit_s": d("done_seen", "command_end"),
         "stop_s": d("stop_called", "stopped"),
     }
     return tl
@@ -391,7 +398,9 @@ def run_nnictl(path: Path, timeout: float, port: int | None, variant: str = "def
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
                 info = json.loads(lines[-1]) if lines else {}
                 exp_id, status = info.get("experiment_id", ""), info.get("status", "?")
-            marks["ended"] = marks["command_end"] = time.time()
+            marks["command_end"] = time.time()
+            marks["ended"] = (info.get("timeline") or {}).get("end_seen") or marks["command_end"]
+            marks.update({f"create_{k}": v for k, v in (info.get("timeline") or {}).items() if k not in ("end_seen",)})
             if not exp_id:
                 return {**row, "nnictl_s": None, "error": (proc.stderr.strip().splitlines() or [str(proc.returncode)])[-1]}
             client = launch.RestClient(port)
@@ -425,7 +434,7 @@ def run_nnictl(path: Path, timeout: float, port: int | None, variant: str = "def
     if leftovers:
         problems.append(f"processes left after nnictl stop: {leftovers}")
     res = type("Res", (), {"trials": trials, "started_at": t0})()
-    row.update({"nnictl_s": round(marks["ended"] - t0, 2), "trials": len(trials), "status": status,
+    row.update({"nnictl_s": round(marks["command_end"] - t0, 2), "trials": len(trials), "status": status,
                 "units": len(list(out_dir.glob("*/*/result.json"))) if out_dir else None, **_trial_times(res),
                 "stage_by_step_s": _stage_by_step(out_dir) if out_dir else {},
                 "stop_s": round(marks["stopped"] - marks["stop"], 2) if "stopped" in marks else None,

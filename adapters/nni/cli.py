@@ -95,6 +95,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     host = launch.bind_host(env)
     status = launch.wait_done(args.port, timeout=args.timeout, host=host if host in launch.LOOPBACK_HOSTS else "127.0.0.1")
     info.update(status=status, seconds=round(time.time() - started, 3))
+    info["timeline"] = {**info.get("timeline", {}), "command_start": started, "end_seen": time.time()}
     summary = Path(info["output_dir"]) / "summary.md"
     _emit(args, info, (summary.read_text(encoding="utf-8").rstrip() + "\n" if summary.is_file() else "")
           + f"experiment {info['experiment_id']} {status} after {info['seconds']:.1f} s "

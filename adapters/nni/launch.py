@@ -498,6 +498,7 @@ def create(
     from facenas.adapters.nni.pipeline import pipeline_config_of
 
     env = dict(env) if env is not None else nni_env()
+    timeline = {"create": time.time()}  # unix times of the launch's steps (benchmarks/bench_nni_overhead.py)
     exp_id = new_experiment_id()
     raw = {**load_yaml(path), **dict(overrides or {})}
     workdir = working_directory(raw, env)
@@ -514,6 +515,7 @@ def create(
     # first the manager (Node.js: its arguments need no nni), which boots while this process imports
     manager = spawn_manager(exp_id, port, env, mode=_manager_mode(raw), workdir=workdir,
                             log_level=_manager_log_level(raw, debug), python=python)
+    timeline["manager_spawned"] = time.time()
     server = None
     try:
         if shim is not None:
@@ -522,7 +524,9 @@ def create(
                 server = warm.fork_python_server(exp_id, server_log) or warm.start_python_server(exp_id, env, server_log)
             except OSError as exc:
                 log.warning("no python server for NNI's processes (%s): they import nni themselves", exc)
+            timeline["python_server_started"] = time.time()
         cfg, warnings = prepare_config(path, overrides, env)
+        timeline["validated"] = time.time()
         for w in warnings:
             log.warning("%s: %s", path, w)
         root = check_shared_output(path, cfg, env)
@@ -558,7 +562,7 @@ def create(
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     return {"experiment_id": exp_id, "port": port, "url": url, "output_dir": str(out),
             "working_directory": workdir, "warnings": warnings, "manager_pid": manager.pid,
-            "python_server": server is not None}
+            "python_server": server is not None, "timeline": {**timeline, "posted": time.time()}}
 
 
 @contextlib.contextmanager
