@@ -548,7 +548,7 @@ def create(
         if server is not None:
             server[0].terminate()
         if shim is not None:
-            shim.unlink(missing_ok=True)
+            warm.remove_python_server_files(exp_id)
         raise
     if server is not None:
         warm.watch(exp_id, manager.pid)

@@ -817,6 +817,13 @@ def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
             os._exit(code)
 
 
+def remove_python_server_files(experiment_id: str) -> None:
+    """Remove what a python-mode server of ``experiment_id`` leaves when it is killed before it serves."""
+    path = socket_path(experiment_id, "python")
+    for leftover in (path, _starting_marker(path), _watch_file(path), path.with_suffix(".pid"), path.with_suffix(".py")):
+        leftover.unlink(missing_ok=True)
+
+
 def _watch_file(path: Path) -> Path:
     return path.with_suffix(".manager")
 

@@ -214,8 +214,10 @@ def test_create_refusing_a_file_leaves_no_experiment_behind(tmp_path):
                    "trainingService: {platform: local}\n"
                    "tuner: {name: FacenasPipeline, classArgs: {name: x, steps: [{name: a, stage: toy.nosuch}]}}\n")
     env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
+    started = time.time()
     proc = subprocess.run([sys.executable, "-m", "facenas", "nni", "create", str(bad), "--port", "17487"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "unknown stage 'toy.nosuch'" in proc.stderr and "Traceback" not in proc.stderr
     assert [p.name for p in (tmp_path / "home" / "nni-experiments").iterdir() if not p.name.startswith(("_", "."))] == []
     assert launch.listening_sockets(17487) == []
+    assert not [p for p in warm.socket_path("x", "python").parent.glob("*.python*") if p.stat().st_mtime > started]
