@@ -1,6 +1,6 @@
-"""Launching facenas experiments with ``nnictl``, on loopback, and talking to them.
+"""Launching facenas experiments on NNI, on loopback, and talking to them.
 
-What ``facenas nni create`` adds around ``nnictl create`` (everything else is plain nnictl):
+What ``facenas nni create`` adds to ``nnictl create`` (everything else is plain NNI):
 
 1. **Loopback only.** NNI 3.0's manager (a Node.js web server: portal + REST API without
    authentication) listens on all interfaces and has no option to change that. The launcher
@@ -11,7 +11,9 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
 3. **The right Python.** The trial command's ``python`` resolves to the interpreter running
    facenas (its folder goes first on ``PATH``), so trials import this facenas.
 4. **Checked before start.** The pipeline of a facenas advisor is validated (steps, stages,
-   references' syntax) before NNI starts, so mistakes fail here, not in the dispatcher's log.
+   references' syntax) before the experiment starts, so mistakes fail here, not in the
+   dispatcher's log (the manager process, started early to boot meanwhile, is removed with its
+   folder).
 5. **Shared outputs for more than one machine.** With NNI's ``remote`` training service trials run
    on other machines and read earlier steps' artefacts by absolute path; ``create`` refuses such an
    experiment unless the output root is given explicitly as an absolute path
@@ -22,8 +24,18 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
    ``FACENAS_NNI_OUTPUT`` (facenas outputs) for the NNI processes: tests use this to stay in a
    temporary folder.
 
-nnictl itself runs as ``python -m nni.tools.nnictl.nnictl`` with this interpreter, with no stdin
-and ``CI=true`` (no prompts, no colour).
+7. **Started in this process, quickly.** What ``nnictl create`` does (NNI 3.0: start the manager
+   detached, record it in NNI's manifest, post the config) happens in the ``facenas nni create``
+   process (:func:`create`): no second interpreter importing ``nni`` (1.5-3 s here); the manager
+   (Node.js) is started first and boots while facenas imports; its REST API is polled every 50 ms
+   (nnictl: whole seconds). For a ``local`` experiment NNI's own Python processes (the dispatcher,
+   the training service's version probe, run one after the other before the first trial) are forked
+   from a server that has NNI's dependencies imported (:mod:`facenas.adapters.nni.warm`, python
+   mode). ``create --wait`` returns when the experiment has ended (:func:`wait_done`).
+   ``nnictl stop / resume / view`` work on such an experiment as on any.
+
+nnictl itself (``register``, ``stop``, ``resume``, ``view``) runs as ``python -m nni.tools.nnictl.nnictl``
+with this interpreter, with no stdin and ``CI=true`` (no prompts, no colour).
 """
 from __future__ import annotations
 
