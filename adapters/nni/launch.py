@@ -516,6 +516,10 @@ def create(
     workdir = working_directory(raw, env)
     if not _port_free(bind_host(env), port):
         raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
+    if _manager_mode(raw) in ("hybrid", "remote", "openpai", "kubeflow", "frameworkcontroller") \
+            and not _port_free(bind_host(env), port + 1):  # NNI's trial channel for these platforms
+        raise FacenasError(f"port {port + 1} (NNI's trial channel, port + 1) is already in use on {bind_host(env)}; "
+                           "choose another --port")
     shim = None
     if training_platforms(raw) == ["local"] and warm.python_server_enabled(env):
         try:  # the interpreter NNI runs: it forks from the server once that is up, else runs the real one
