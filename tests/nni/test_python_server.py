@@ -129,7 +129,9 @@ def test_manager_command_is_nnis_own(tmp_path):
     from nni.experiment.launcher import NniManagerArgs
 
     env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
-    remote = {"trainingService": {"platform": "remote", "machineList": [{"host": "127.0.0.1", "user": "u", "password": "p"}]}}
+    (tmp_path / "key").write_text("not a key: nothing connects\n")
+    remote = {"trainingService": {"platform": "remote",
+                                  "machineList": [{"host": "127.0.0.1", "user": "u", "sshKeyFile": str(tmp_path / "key")}]}}
     for debug, overrides in ((False, {}), (True, {}), (False, {"logLevel": "trace"}), (True, {"logLevel": "warning"}),
                              (False, remote)):
         cfg, _ = launch.prepare_config(REPO / "recipes" / "nni" / "toy_test.yml", overrides, env)
