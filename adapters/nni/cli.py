@@ -1,7 +1,7 @@
 """``facenas nni ...``: run facenas searches as NNI experiments (portal kept on loopback).
 
     facenas nni register                                 # register the facenas advisors with NNI (idempotent)
-    facenas nni create recipes/nni/toy_test.yml --port 8080
+    facenas nni create recipes/nni/toy_test.yml --port 8080 [--wait]   # --wait: until it ends, then its summary
     facenas nni results EXPERIMENT_ID_or_DIR [--json]    # summary table, best architectures
     facenas nni space toy [--output recipes/nni/spaces/toy.json]
     facenas nni stop|resume|view EXPERIMENT_ID [--port 8080]
@@ -73,20 +73,34 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    import time
+
     from facenas.adapters.nni import launch
 
+    started = time.time()
     env = _env(args)
     overrides = {"experimentWorkingDirectory": str(Path(args.experiment_dir).resolve())} if args.experiment_dir else None
-    launch.prepare_config(args.config, overrides, env)  # one line for a bad file, before anything starts
-    launch.register(env)
-    info = launch.create(args.config, port=args.port, env=env, overrides=overrides, debug=args.debug)
+    # validated before anything starts (one line for a bad file); the advisors registered if they are not
+    info = launch.create(args.config, port=args.port, env=env, overrides=overrides, debug=args.debug,
+                         register_algorithms=True)
     text = (f"experiment {info['experiment_id']} started\n"
             f"  portal:  {info['url']}   (bound to {launch.bind_host(env)} only; from elsewhere use an SSH tunnel, see docs/nni.md)\n"
             f"  outputs: {info['output_dir']}\n"
             f"  results: {command_with_env('facenas nni results ' + info['experiment_id'])}\n"
             f"  stop:    {command_with_env('facenas nni stop ' + info['experiment_id'])}")
-    _emit(args, info, text)
-    return 0
+    if not args.wait:
+        _emit(args, info, text)
+        return 0
+    print(text, file=sys.stderr, flush=True)  # the portal is up meanwhile
+    host = launch.bind_host(env)
+    status = launch.wait_done(args.port, timeout=args.timeout, host=host if host in launch.LOOPBACK_HOSTS else "127.0.0.1")
+    info.update(status=status, seconds=round(time.time() - started, 3))
+    info["timeline"] = {**info.get("timeline", {}), "command_start": started, "end_seen": time.time()}
+    summary = Path(info["output_dir"]) / "summary.md"
+    _emit(args, info, (summary.read_text(encoding="utf-8").rstrip() + "\n" if summary.is_file() else "")
+          + f"experiment {info['experiment_id']} {status} after {info['seconds']:.1f} s "
+            f"(the portal stays up: {command_with_env('facenas nni stop ' + info['experiment_id'])})")
+    return 0 if status == "DONE" else 1
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -219,6 +233,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--output-root", help="root of facenas outputs (default <experiment dir>/<id>/facenas)")
     q.add_argument("--bind-host", help="interface the NNI server binds (default 127.0.0.1)")
     q.add_argument("--debug", action="store_true", help="NNI debug logging")
+    q.add_argument("--wait", action="store_true",
+                   help="return when the experiment has ended (exit 0 when DONE), printing its summary")
+    q.add_argument("--timeout", type=float, default=86400, help="with --wait: longest wait in seconds (default a day)")
 
     q = add("results", cmd_results, "print (and refresh) an experiment's summary and best architectures")
     q.add_argument("experiment_id", metavar="EXPERIMENT_ID_or_DIR",

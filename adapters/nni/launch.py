@@ -1,6 +1,6 @@
-"""Launching facenas experiments with ``nnictl``, on loopback, and talking to them.
+"""Launching facenas experiments on NNI, on loopback, and talking to them.
 
-What ``facenas nni create`` adds around ``nnictl create`` (everything else is plain nnictl):
+What ``facenas nni create`` adds to ``nnictl create`` (everything else is plain NNI):
 
 1. **Loopback only.** NNI 3.0's manager (a Node.js web server: portal + REST API without
    authentication) listens on all interfaces and has no option to change that. The launcher
@@ -11,7 +11,9 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
 3. **The right Python.** The trial command's ``python`` resolves to the interpreter running
    facenas (its folder goes first on ``PATH``), so trials import this facenas.
 4. **Checked before start.** The pipeline of a facenas advisor is validated (steps, stages,
-   references' syntax) before NNI starts, so mistakes fail here, not in the dispatcher's log.
+   references' syntax) before the experiment starts, so mistakes fail here, not in the
+   dispatcher's log (the manager process, started early to boot meanwhile, is removed with its
+   folder).
 5. **Shared outputs for more than one machine.** With NNI's ``remote`` training service trials run
    on other machines and read earlier steps' artefacts by absolute path; ``create`` refuses such an
    experiment unless the output root is given explicitly as an absolute path
@@ -22,8 +24,18 @@ What ``facenas nni create`` adds around ``nnictl create`` (everything else is pl
    ``FACENAS_NNI_OUTPUT`` (facenas outputs) for the NNI processes: tests use this to stay in a
    temporary folder.
 
-nnictl itself runs as ``python -m nni.tools.nnictl.nnictl`` with this interpreter, with no stdin
-and ``CI=true`` (no prompts, no colour).
+7. **Started in this process, quickly.** What ``nnictl create`` does (NNI 3.0: start the manager
+   detached, record it in NNI's manifest, post the config) happens in the ``facenas nni create``
+   process (:func:`create`): no second interpreter importing ``nni`` (1.5-3 s here); the manager
+   (Node.js) is started first and boots while facenas imports; its REST API is polled every 50 ms
+   (nnictl: whole seconds). For a ``local`` experiment NNI's own Python processes (the dispatcher,
+   the training service's version probe, run one after the other before the first trial) are forked
+   from a server that has NNI's dependencies imported (:mod:`facenas.adapters.nni.warm`, python
+   mode). ``create --wait`` returns when the experiment has ended (:func:`wait_done`).
+   ``nnictl stop / resume / view`` work on such an experiment as on any.
+
+nnictl itself (``register``, ``stop``, ``resume``, ``view``) runs as ``python -m nni.tools.nnictl.nnictl``
+with this interpreter, with no stdin and ``CI=true`` (no prompts, no colour).
 """
 from __future__ import annotations
 
@@ -54,8 +66,6 @@ log = logging.getLogger(__name__)
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TRIAL_MODULE = "facenas.adapters.nni.trial"
-#: tries of ``nnictl create`` when the manager was too slow to come up (see :func:`create`)
-CREATE_ATTEMPTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -456,6 +466,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def new_experiment_id() -> str:
+    """An experiment id as NNI makes them (8 lower-case letters and digits), chosen before NNI is imported."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def working_directory(cfg: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """NNI's experiment working directory of ``cfg`` for ``env`` (``~`` is ``env``'s ``HOME``)."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    given = str(cfg.get("experimentWorkingDirectory") or "").strip()
+    if not given:
+        return str(Path(home) / "nni-experiments")
+    if given == "~" or given.startswith("~/"):
+        given = home + given[1:]
+    return os.path.abspath(given)  # as NNI's canonical config has it (no symlinks resolved)
+
+
 def create(
     path: str | os.PathLike,
     port: int = 8080,
@@ -463,48 +492,82 @@ def create(
     overrides: Mapping[str, Any] | None = None,
     debug: bool = False,
     timeout: float = 180,
+    register_algorithms: bool = False,
 ) -> dict[str, Any]:
-    """``nnictl create`` a facenas experiment on loopback; returns id, port, URL, output folder."""
+    """Start a facenas experiment on loopback (``nnictl create``, done in this process); returns id, port, URL, output folder.
+
+    What ``nnictl create`` does -- validate the config, start NNI's manager (Node.js) detached, record
+    it in NNI's manifest, post the config -- without a second Python process importing ``nni``, and
+    for a ``local`` experiment with NNI's own Python processes (the dispatcher, the training
+    service's version probe) forked from a server that imports their dependencies meanwhile
+    (:func:`facenas.adapters.nni.warm.start_python_server`). ``nnictl stop / resume / view`` work on
+    it as on any experiment. ``register_algorithms``: register the facenas advisors first (``facenas
+    nni create``).
+    """
     import yaml
 
+    from facenas.adapters.nni import warm
     from facenas.adapters.nni.pipeline import pipeline_config_of
 
     env = dict(env) if env is not None else nni_env()
-    cfg, warnings = prepare_config(path, overrides, env)
-    for w in warnings:
-        log.warning("%s: %s", path, w)
-    root = check_shared_output(path, cfg, env)
-    if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
-        pipeline = pipeline_config_of(cfg.get("tuner"))
-        template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
-        cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
+    timeline = {"create": time.time()}  # unix times of the launch's steps (benchmarks/bench_nni_overhead.py)
+    exp_id = new_experiment_id()
+    raw = {**load_yaml(path), **dict(overrides or {})}
+    workdir = working_directory(raw, env)
     if not _port_free(bind_host(env), port):
         raise FacenasError(f"port {port} is already in use on {bind_host(env)}; choose another with --port")
-    with tempfile.TemporaryDirectory(prefix="facenas-nni-") as tmp:
-        resolved = Path(tmp) / Path(path).name
-        resolved.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        args = ["create", "--config", resolved, "--port", port] + (["--debug"] if debug else [])
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                proc = nnictl(args, env=env, timeout=timeout)
-                break
-            except NNICommandError as exc:
-                # nnictl gives the new manager ~4 s to answer /check-status with JSON; a busy machine's
-                # manager still answers "INITIALIZING" then and nnictl gives up (NNI 3.0 launcher.py)
-                if "_check_rest_server" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
-                    raise
-                log.warning("nnictl create: the NNI manager was not ready in time (busy machine); trying again")
-                deadline = time.time() + 30
-                while not _port_free(bind_host(env), port) and time.time() < deadline:
-                    time.sleep(0.5)
-    text = proc.stdout + proc.stderr
-    match = re.search(r"Experiment ID:\s*(\w+)", text)
-    if not match:
-        raise NNICommandError(f"nnictl create printed no experiment id:\n{text[-3000:]}")
-    exp_id = match.group(1)
-    workdir = os.path.expanduser(str(cfg.get("experimentWorkingDirectory") or "")) or None
-    if workdir is None:
-        workdir = str(Path(env.get("HOME", os.path.expanduser("~"))) / "nni-experiments")
+    if _manager_mode(raw) in ("hybrid", "remote", "openpai", "kubeflow", "frameworkcontroller") \
+            and not _port_free(bind_host(env), port + 1):  # NNI's trial channel for these platforms
+        raise FacenasError(f"port {port + 1} (NNI's trial channel, port + 1) is already in use on {bind_host(env)}; "
+                           "choose another --port")
+    shim = None
+    if training_platforms(raw) == ["local"] and warm.python_server_enabled(env):
+        try:  # the interpreter NNI runs: it forks from the server once that is up, else runs the real one
+            shim = warm.write_python_shim(warm.socket_path(exp_id, "python").with_suffix(".py"),
+                                          warm.socket_path(exp_id, "python"))
+        except OSError as exc:
+            log.warning("NNI's processes import nni themselves (%s)", exc)
+    python = str(shim) if shim else sys.executable
+    # first the manager (Node.js: its arguments need no nni), which boots while this process imports
+    manager = spawn_manager(exp_id, port, env, mode=_manager_mode(raw), workdir=workdir,
+                            log_level=_manager_log_level(raw, debug), python=python)
+    timeline["manager_spawned"] = time.time()
+    server = None
+    try:
+        if shim is not None:
+            server_log = Path(workdir) / exp_id / "log" / "facenas_python_server.log"
+            try:  # forked from here when this process has no nni yet (the CLI), else a new interpreter
+                server = warm.fork_python_server(exp_id, server_log) or warm.start_python_server(exp_id, env, server_log)
+            except OSError as exc:
+                log.warning("no python server for NNI's processes (%s): they import nni themselves", exc)
+            timeline["python_server_started"] = time.time()
+        cfg, warnings = prepare_config(path, overrides, env)
+        timeline["validated"] = time.time()
+        for w in warnings:
+            log.warning("%s: %s", path, w)
+        root = check_shared_output(path, cfg, env)
+        if root is not None and TRIAL_MODULE in str(cfg.get("trialCommand") or ""):
+            pipeline = pipeline_config_of(cfg.get("tuner"))
+            template = pipeline.output_dir if pipeline is not None and pipeline.output_dir else str(Path(root) / "{experiment_id}")
+            cfg["trialCommand"] = f"{cfg['trialCommand']} --experiment-output {shlex.quote(template)}"
+        if register_algorithms:
+            register(env)
+        cfg["experimentWorkingDirectory"] = workdir
+        manager = start_manager(cfg, exp_id, port, env, debug=debug, timeout=timeout, python=python,
+                                base=Path(path).resolve().parent, manager=manager)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            manager.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            manager.wait(timeout=10)
+        shutil.rmtree(Path(workdir) / exp_id, ignore_errors=True)  # nothing of a refused experiment is left
+        if server is not None:
+            server[0].terminate()
+        if shim is not None:
+            warm.remove_python_server_files(exp_id)
+        raise
+    if server is not None:
+        warm.watch(exp_id, manager.pid)
     out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
     pipeline = pipeline_config_of(cfg.get("tuner"))
     if pipeline is not None and pipeline.output_dir:  # the advisor writes there (see PipelineAdvisor)
@@ -514,7 +577,171 @@ def create(
     host = bind_host(env)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     return {"experiment_id": exp_id, "port": port, "url": url, "output_dir": str(out),
-            "working_directory": workdir, "warnings": warnings}
+            "working_directory": workdir, "warnings": warnings, "manager_pid": manager.pid,
+            "python_server": server is not None, "timeline": {**timeline, "posted": time.time()}}
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str], keys: Sequence[str]) -> Any:
+    """``os.environ[key]`` as in ``env`` for ``keys`` meanwhile (NNI reads them when called, not only at import)."""
+    old = {k: os.environ.get(k) for k in keys}
+    try:
+        for k in keys:
+            if env.get(k) is not None:
+                os.environ[k] = env[k]
+            else:
+                os.environ.pop(k, None)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _manager_mode(cfg: Mapping[str, Any]) -> str:
+    platforms = training_platforms(cfg)
+    return "hybrid" if isinstance(cfg.get("trainingService"), list) else (platforms[0] if platforms else "local")
+
+
+def _manager_log_level(cfg: Mapping[str, Any], debug: bool) -> str:
+    level = str(cfg.get("logLevel") or "info")
+    return "debug" if debug and level not in ("debug", "trace") else level
+
+
+def _manager_command(experiment_id: str, port: int, mode: str, workdir: str, log_level: str, python: str) -> list[str]:
+    """The Node.js command of NNI 3.0's manager (``nni.experiment.launcher``: its argument names and order)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nni_node")  # NNI's Node.js part (no nni import)
+    if spec is None or not spec.submodule_search_locations:
+        raise NNICommandError("the nni_node package (NNI's manager) is missing: pip install nni==3.0")
+    node_dir = Path(list(spec.submodule_search_locations)[0])
+    return [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
+            "--port", str(port), "--experiment-id", experiment_id, "--action", "create", "--mode", mode,
+            "--experiments-directory", workdir, "--log-level", log_level, "--foreground", "false",
+            "--python-interpreter", python]
+
+
+def spawn_manager(experiment_id: str, port: int, env: Mapping[str, str], mode: str, workdir: str, log_level: str,
+                  python: str) -> subprocess.Popen:
+    """Start NNI's manager process (detached, its output in the experiment's log folder); no config posted yet."""
+    cmd = _manager_command(experiment_id, port, mode, workdir, log_level, python)
+    log_dir = Path(workdir) / experiment_id / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    header = "-" * 80 + f"\nExperiment {experiment_id} start: {time.strftime('%Y-%m-%d %H:%M:%S')} (facenas nni create)\n" + "-" * 80 + "\n"
+    with open(log_dir / "nnictl_stdout.log", "a", encoding="utf-8") as out, \
+            open(log_dir / "nnictl_stderr.log", "a", encoding="utf-8") as err:
+        out.write(header)
+        err.write(header)
+        out.flush()
+        err.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=Path(cmd[3]).parent,
+                                env=dict(env), process_group=0)
+
+
+def start_manager(cfg: Mapping[str, Any], experiment_id: str, port: int, env: Mapping[str, str], debug: bool = False,
+                  timeout: float = 180, python: str | None = None, base: Path | None = None,
+                  manager: subprocess.Popen | None = None) -> subprocess.Popen:
+    """Start NNI's manager for ``cfg`` detached, as ``nnictl create`` does (NNI 3.0), and post the config.
+
+    ``env`` is the manager's environment (``HOME``: NNI's manifest; ``NNI_CONFIG_DIR``: registered
+    algorithms); ``python``: the interpreter it runs its Python processes with (``pythonInterpreter``);
+    ``base``: the folder relative paths of ``cfg`` are read from; ``manager``: a process
+    :func:`spawn_manager` started already (replaced if NNI would have started it otherwise). The
+    manager is polled every 50 ms until its REST API answers (nnictl waits whole seconds, three
+    times at most). Returns its process.
+    """
+    import nni_node
+    from nni.experiment.config import ExperimentConfig
+    from nni.experiment.config import utils as config_utils
+    from nni.experiment.launcher import NniManagerArgs
+    from nni.tools.nnictl.config_utils import Experiments
+
+    with _environ(env, ("HOME", "NNI_CONFIG_DIR")), _nni_quiet():
+        config_utils.set_base_path(base or Path.cwd())
+        try:
+            config = ExperimentConfig(**copy.deepcopy(dict(cfg))).canonical_copy()
+        except Exception as exc:  # noqa: BLE001 - checked by experiment_problems already; what is left is NNI's
+            raise ConfigError(f"NNI's experiment config refuses it: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}") from None
+        finally:
+            config_utils.unset_base_path()
+    args = NniManagerArgs("create", experiment_id, config, port, debug, False, None, None)
+    args.python_interpreter = python or sys.executable
+    workdir = Path(str(config.experiment_working_directory))
+    log_dir = workdir / experiment_id / "log"
+    node_dir = Path(nni_node.__path__[0])
+    cmd = [str(node_dir / "node"), "--max-old-space-size=4096", "--trace-uncaught", str(node_dir / "main.js"),
+           *args.to_command_line_args()]
+    if manager is not None and list(manager.args) != cmd:  # started on a guess that NNI's config corrects
+        log.warning("restarting NNI's manager with NNI's arguments %s (was %s)", cmd[4:], list(manager.args)[4:])
+        manager.kill()
+        manager.wait()
+        manager = None
+    proc = manager or spawn_manager(experiment_id, port, env, args.mode, str(workdir), args.log_level, args.python_interpreter)
+    if list(proc.args) != cmd:
+        raise NNICommandError(f"facenas starts NNI's manager as {list(proc.args)[4:]}, NNI 3.0 as {cmd[4:]}: "
+                              "an NNI version facenas does not know (pip install nni==3.0)")
+    start_ms = int(time.time() * 1000)
+    latest = workdir / "_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(experiment_id, target_is_directory=True)
+    host = bind_host(env)
+    client = RestClient(port, host=host if host in LOOPBACK_HOSTS else "127.0.0.1")
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                client.status()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                if proc.poll() is not None:
+                    tail = (log_dir / "nnictl_stderr.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+                    raise NNICommandError(f"the NNI manager exited (code {proc.returncode}) before it answered on port {port}:\n{tail}") from None
+                if time.time() > deadline:
+                    raise NNICommandError(f"the NNI manager did not answer on port {port} within {timeout} s") from None
+                time.sleep(0.05)
+        Experiments(home_dir=str(Path(env.get("HOME") or os.path.expanduser("~")) / "nni-experiments")).add_experiment(
+            experiment_id, port, start_ms, args.mode, config.experiment_name, pid=proc.pid, logDir=str(workdir),
+            tag=[], prefixUrl=None)
+        client.post("/experiment", config.json())
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
+    return proc
+
+
+def wait_done(port: int, timeout: float, poll: float = 0.1, done_grace: float = 15.0,
+              host: str = "127.0.0.1") -> str:
+    """Wait until the experiment on ``port`` ends; its final status (``DONE``, ``ERROR``, ``STOPPED`` ...).
+
+    Only ``/check-status`` is polled (every ``poll`` s: a few milliseconds of the manager's time).
+    A facenas advisor turns its experiment DONE; with another tuner "no more trial" with every trial
+    ended for ``done_grace`` s is its end. Raises :class:`FacenasError` after ``timeout`` s.
+    """
+    terminal = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
+    client = RestClient(port, host=host)
+    deadline = time.time() + timeout
+    ended_at = None
+    while True:
+        status = str(client.status().get("status", "?"))
+        if status in ("DONE", "ERROR", "STOPPED"):
+            return status
+        if status in ("NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"):
+            jobs = client.get("/trial-jobs") or []
+            if jobs and all(j.get("status") in terminal for j in jobs):
+                ended_at = ended_at or time.time()
+                if time.time() - ended_at > done_grace:
+                    return status
+            else:
+                ended_at = None
+        if time.time() > deadline:
+            raise FacenasError(f"the experiment on port {port} did not end within {timeout} s (status {status})")
+        time.sleep(poll)
 
 
 def stop(experiment_id: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> None:
@@ -549,6 +776,13 @@ class RestClient:
 
     def get(self, route: str) -> Any:
         with urllib.request.urlopen(self.base + route, timeout=self.timeout) as resp:  # noqa: S310 - loopback only
+            text = resp.read().decode()
+        return json.loads(text) if text else None
+
+    def post(self, route: str, body: Any) -> Any:
+        req = urllib.request.Request(self.base + route, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=max(self.timeout, 60.0)) as resp:  # noqa: S310 - loopback only
             text = resp.read().decode()
         return json.loads(text) if text else None
 
@@ -627,8 +861,13 @@ def descendants(pid: int) -> list[int]:
 
 
 def experiment_processes(experiment_id: str, extra_pids: Sequence[int] = ()) -> list[int]:
-    """Live processes of an experiment: given pids, and any whose command line or environment names it."""
-    live = []
+    """Live processes of an experiment: given pids, any whose command line or environment names it, and
+    its python-mode server (``facenas nni create``) with what descends from it (the dispatcher, the
+    warm trial server, trials: forked, so neither their command line nor environment says so)."""
+    from facenas.adapters.nni.warm import python_server_pid
+
+    server = python_server_pid(experiment_id)
+    live = [server, *descendants(server)] if server else []
     needle_cmd = f"--experiment-id {experiment_id}"
     needle_env = f"NNI_EXP_ID={experiment_id}".encode()
     log_dir = f"/{experiment_id}/log".encode()

@@ -29,6 +29,18 @@ machines); anything unexpected (no server, a refused connection)
 falls back to running the trial in its own process. The socket lives in a ``0700`` folder of
 the user's and the server serves only its own uid (``SO_PEERCRED``). It exits when the advisor
 process that started it ends.
+
+The same server, in *python* mode, serves NNI's own Python processes: ``facenas nni create``
+starts the manager with a generated interpreter (:func:`write_python_shim`) as its
+``pythonInterpreter``, so the dispatcher (``python -m nni --exp_params ...``) and the local training
+service's version probe (``python -m nni.tools.nni_manager_scripts.collect_version_info``) -- run
+one after the other before the first trial, each a fresh interpreter importing ``nni`` (scipy.stats,
+pandas: 1.5-3 s each here) -- are forked from a process that imported NNI's dependencies
+(:data:`NNI_DEPENDENCIES`) and ``torch`` while the manager started. ``nni`` itself is never imported
+in that server: NNI 3.0 sets itself up for a dispatcher, a trial or a plain program at import time
+from the environment, so each child imports it fresh with its own environment (45 ms once its
+dependencies are loaded) and runs the module as ``python -m`` does (:mod:`runpy`). Anything but
+``-m MODULE`` (or no server) runs the real interpreter (``os.execv``).
 """
 from __future__ import annotations
 
@@ -37,6 +49,7 @@ import json
 import logging
 import os
 import random
+import runpy
 import selectors
 import signal
 import socket
@@ -52,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: set to "0" in the NNI manager's environment to run every trial in its own process
 ENABLE_ENV = "FACENAS_NNI_WARM"
+#: set to "0" for NNI's own Python processes to start as fresh interpreters (no python-mode server)
+PYTHON_SERVER_ENV = "FACENAS_NNI_PYTHON_SERVER"
 _MAX_MSG = 1 << 20
 #: longest a trial waits for a server that is still importing (then it runs in its own process)
 STARTUP_WAIT_S = 120.0
@@ -60,19 +75,73 @@ STARTUP_WAIT_S = 120.0
 PRELOAD = ("torch", "nni")
 #: set in a warm trial when the server limited its threads (:func:`trial_threads`); the trial records it
 THREADS_ENV = "FACENAS_TRIAL_THREADS"
+#: what ``import nni`` (3.0) and its dispatcher import besides nni's own modules (measured with
+#: ``python -X importtime``: scipy.stats and pandas, through json_tricks, are most of it); a python-mode
+#: server imports them, never ``nni`` (see the module docstring), then ``torch`` for the trials
+NNI_DEPENDENCIES = ("numpy", "scipy.stats", "pandas", "json_tricks", "yaml", "typeguard", "colorama", "schema",
+                    "requests", "psutil", "filelock", "cloudpickle", "dateutil", "simplejson", "typing_extensions",
+                    "websockets", "websockets.frames", "websockets.http11", "websockets.client", "sqlite3")
+PYTHON_PRELOAD = (*NNI_DEPENDENCIES, "torch")
+#: longest a python-mode server waits for the NNI manager it serves to be named (then it exits)
+UNWATCHED_S = 300.0
 
 
-def socket_path(experiment_id: str) -> Path:
-    """The warm server's socket for ``experiment_id`` (short: AF_UNIX paths are limited to 107 bytes)."""
-    return Path(tempfile.gettempdir()) / f"facenas-warm-{os.getuid()}" / f"{experiment_id}.sock"
+def socket_path(experiment_id: str, kind: str = "sock") -> Path:
+    """The warm server's socket for ``experiment_id`` (short: AF_UNIX paths are limited to 107 bytes).
+
+    ``kind="python"``: the socket of the python-mode server serving NNI's own processes.
+    """
+    return Path(tempfile.gettempdir()) / f"facenas-warm-{os.getuid()}" / f"{experiment_id}.{kind}"
 
 
 def _starting_marker(path: Path) -> Path:
-    return path.with_suffix(".starting")
+    return path.with_suffix(path.suffix + ".starting")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not Path("/proc").is_dir()
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _wait_while_starting(path: Path) -> None:
+    """Wait while the server of ``path`` imports (its marker exists), at most :data:`STARTUP_WAIT_S`.
+
+    A stale marker (older than that) or one naming a process that ended is not waited for.
+    """
+    starting = _starting_marker(path)
+    try:
+        deadline = starting.stat().st_mtime + STARTUP_WAIT_S
+    except OSError:
+        return
+    pid = None
+    while not path.exists() and time.time() < deadline:
+        if pid is None:
+            try:
+                text = starting.read_text().strip()
+            except OSError:
+                return  # the marker is gone: the server is up (or gave up)
+            pid = int(text) if text.isdigit() else 0
+        if pid and not _pid_alive(pid):
+            return
+        time.sleep(0.02)  # the server is importing what this process would import too: wait for it
 
 
 def enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
     return env.get(ENABLE_ENV, "1") not in ("0", "false", "no", "")
+
+
+def python_server_enabled(env: dict[str, str] | os._Environ = os.environ) -> bool:
+    return enabled(env) and env.get(PYTHON_SERVER_ENV, "1") not in ("0", "false", "no", "")
 
 
 # -- the trial process (client) -----------------------------------------------------------------
@@ -81,14 +150,45 @@ def handoff(argv: Sequence[str]) -> int | None:
     exp_id = os.environ.get("NNI_EXP_ID")
     if os.environ.get("NNI_PLATFORM") != "local" or not exp_id or not enabled():
         return None
-    path = socket_path(exp_id)
-    starting = _starting_marker(path)
-    try:
-        deadline = starting.stat().st_mtime + STARTUP_WAIT_S  # a stale marker (a killed server) is not waited for
-    except OSError:
-        deadline = 0.0
-    while not path.exists() and starting.exists() and time.time() < deadline:
-        time.sleep(0.05)  # the server is importing what this process would import too: wait for it
+    return _delegate(socket_path(exp_id), argv)
+
+
+def python_client(args: Sequence[str], path: str | os.PathLike, python: str) -> int:
+    """NNI's ``pythonInterpreter`` for an experiment (:func:`write_python_shim`): ``python ARGS``.
+
+    ``-m MODULE ...`` runs forked from the python-mode server at ``path`` when there is one; anything
+    else, or no server, replaces this process with the real interpreter ``python``.
+    """
+    args = list(args)
+    if len(args) >= 2 and args[0] == "-m" and not args[1].startswith("-"):
+        code = _delegate(Path(path), args)
+        if code is not None:
+            return code
+    os.execv(python, [python, *args])
+    return 127  # not reached
+
+
+def write_python_shim(path: Path, server_socket: Path, python: str | None = None) -> Path:
+    """Write the executable NNI runs as its Python for one experiment (see :func:`python_client`)."""
+    python = python or sys.executable
+    if any(c.isspace() for c in python) or len(python) > 120:
+        raise OSError(f"{python}: a path with spaces or over 120 characters cannot be a script's interpreter line")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(
+        f"#!{python}\n"
+        "# NNI's python for one facenas experiment: `-m MODULE` runs forked from a server that imported NNI's\n"
+        "# dependencies (facenas.adapters.nni.warm); anything else runs the interpreter above.\n"
+        "import sys\n"
+        "from facenas.adapters.nni.warm import python_client\n"
+        f"sys.exit(python_client(sys.argv[1:], {str(server_socket)!r}, {python!r}))\n",
+        encoding="utf-8")
+    os.chmod(path, 0o700)
+    return path
+
+
+def _delegate(path: Path, argv: Sequence[str]) -> int | None:
+    """Run ``argv`` in the server at ``path`` with this process's stdio; its exit status, or None."""
+    _wait_while_starting(path)
     if not path.exists():
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -101,7 +201,7 @@ def handoff(argv: Sequence[str]) -> int | None:
         reader = sock.makefile("rb")
         first = json.loads(reader.readline() or b"{}")
     except (OSError, ValueError) as exc:
-        log.debug("warm server at %s not usable (%s): running the trial in this process", path, exc)
+        log.debug("warm server at %s not usable (%s): running in this process", path, exc)
         sock.close()
         return None
     pid = first.get("pid")
@@ -183,8 +283,37 @@ def _limit_threads(threads: int | None, env: dict[str, str]) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[int], threads: int | None = None) -> None:
-    """In the forked child: become the trial and run it; never returns."""
+def _run_trial(request: dict[str, Any]) -> int:
+    """In a trial-mode child: run the facenas trial of ``request`` (its environment already set)."""
+    sys.argv = list(request["argv"])
+    if "nni" in sys.modules:
+        _rebind_nni()
+    from facenas.adapters.nni import trial
+
+    return trial.main(sys.argv[1:], warm=False)
+
+
+def _run_python(request: dict[str, Any]) -> int:
+    """In a python-mode child: ``python -m MODULE ARGS`` as the interpreter would run it."""
+    args = list(request["argv"])
+    module = args[1]
+    sys.argv = [module, *args[2:]]  # runpy puts the module's file first, as `python -m` does
+    if sys.path:
+        sys.path[0] = os.getcwd()  # `python -m`: the working directory first
+    if os.environ.get("PYTHONUNBUFFERED"):
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(write_through=True)
+    root = logging.getLogger()  # a fresh interpreter has no logging set up: the server's is not the child's
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return 0
+
+
+def _child(request: dict[str, Any], fds: list[int], report: Path | None, close: list[int], threads: int | None = None,
+           mode: str = "trial") -> None:
+    """In the forked child: become the trial (or the ``python -m`` process) and run it; never returns."""
     code = 1
     try:
         for fd in close:
@@ -202,15 +331,13 @@ def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[in
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        os.environ["FACENAS_NNI_WARM_SERVER"] = str(os.getppid())
-        _limit_threads(threads, request["env"])
-        sys.argv = list(request["argv"])
-        if "nni" in sys.modules:
-            _rebind_nni()
         _reseed()
-        from facenas.adapters.nni import trial
-
-        code = trial.main(sys.argv[1:], warm=False)
+        if mode == "python":
+            code = _run_python(request)
+        else:
+            os.environ["FACENAS_NNI_WARM_SERVER"] = str(os.getppid())
+            _limit_threads(threads, request["env"])
+            code = _run_trial(request)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - the child must report and exit whatever happened
@@ -220,7 +347,8 @@ def _child(request: dict[str, Any], fds: list[int], report: Path, close: list[in
             sys.stdout.flush()
             sys.stderr.flush()
             # a file, not a pipe: the list outgrows a pipe's buffer and nobody reads it before we exit
-            report.write_text(json.dumps(sorted(sys.modules)), encoding="utf-8")
+            if report is not None:
+                report.write_text(json.dumps(sorted(sys.modules)), encoding="utf-8")
         except BaseException:  # noqa: BLE001
             pass
         os._exit(code)
@@ -230,14 +358,23 @@ class WarmServer:
     """Forks one child per trial from a process that has the heavy modules imported."""
 
     def __init__(self, path: Path, parent_pid: int | None, preload: Sequence[str] = (), stages: Sequence[str] = (),
-                 threads: int | None = None):
+                 threads: int | None = None, mode: str = "trial"):
+        """``mode``: "trial" (children run the facenas trial) or "python" (children run ``python -m``
+        requests; the server then lives until the process named by a ``{"watch": pid}`` request
+        ends, or :data:`UNWATCHED_S` when none is named)."""
+        if mode not in ("trial", "python"):
+            raise ValueError(f"warm server mode {mode!r}: expected 'trial' or 'python'")
         self.path = path
         self.parent_pid = parent_pid
         self.threads = threads
+        self.mode = mode
+        self.watch_pid: int | None = None
+        self.started = time.time()
         self.children: dict[int, dict[str, Any]] = {}  # pid -> {"conn", "report"}
         self.learned: set[str] = set()
         self.reports = 0
         self.sel = selectors.DefaultSelector()
+        self.owned_files: list[Path] = []  # removed with the socket (a python-mode server's shim)
         for name in preload:
             self._import(name)
         if stages:
@@ -264,6 +401,9 @@ class WarmServer:
         signal.set_wakeup_fd(self._wakeup[1])
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self._wakeup[0], selectors.EVENT_READ, "child")
+        if mode == "python":  # found by python_server_pid (what `nnictl stop` leaves is looked for there)
+            self.owned_files.append(path.with_suffix(".pid"))
+            path.with_suffix(".pid").write_text(str(os.getpid()), encoding="utf-8")
         _starting_marker(path).unlink(missing_ok=True)
 
     @staticmethod
@@ -279,6 +419,16 @@ class WarmServer:
             log.debug("preload of %s failed: %s", name, exc)
 
     def _parent_alive(self) -> bool:
+        if self.mode == "python" and self.watch_pid is None:
+            try:  # the process whose end ends this server (:func:`watch`)
+                self.watch_pid = int(_watch_file(self.path).read_text(encoding="utf-8"))
+                log.info("serving until process %d ends", self.watch_pid)
+            except (OSError, ValueError):
+                pass
+        if self.watch_pid is not None:
+            return _pid_alive(self.watch_pid)
+        if self.mode == "python" and self.parent_pid is None:
+            return time.time() < self.started + UNWATCHED_S
         return self.parent_pid is None or os.getppid() == self.parent_pid
 
     def _accept(self) -> None:
@@ -303,6 +453,8 @@ class WarmServer:
                     raise ValueError("truncated request")
                 msg += more
             request = json.loads(msg)
+            if self.mode == "python" and not (len(request.get("argv") or ()) >= 2 and request["argv"][0] == "-m"):
+                raise ValueError(f"expected `-m MODULE ...`, got {request.get('argv')!r}")
             if len(fds) != 3:
                 raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
         except (OSError, ValueError) as exc:
@@ -310,13 +462,16 @@ class WarmServer:
             conn.close()
             return
         self.reports += 1
-        report = self.path.parent / f"{self.path.stem}.{os.getpid()}.{self.reports}.modules"
+        # a python-mode server keeps to its preload: what its children import (nni) must stay out of it
+        report = self.path.parent / f"{self.path.stem}.{os.getpid()}.{self.reports}.modules" if self.mode == "trial" else None
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             others = [self.sock.fileno(), conn.fileno(), *self._wakeup] + [c["conn"].fileno() for c in self.children.values()]
-            _child(request, fds, report, others, self.threads)
+            _child(request, fds, report, others, self.threads, self.mode)
+        if self.mode == "python":
+            log.info("child %d runs %s, forked at unix %.3f", pid, " ".join(request["argv"][:2]), time.time())
         for fd in fds:
             os.close(fd)
         conn.settimeout(None)
@@ -349,6 +504,8 @@ class WarmServer:
                 except OSError:
                     pass
             child["conn"].close()
+            if child["report"] is None:
+                continue
             try:
                 self.learned |= set(json.loads(child["report"].read_text(encoding="utf-8") or "[]")) - set(sys.modules)
             except (OSError, ValueError):
@@ -375,7 +532,7 @@ class WarmServer:
             pass
 
     def serve(self) -> None:
-        log.info("warm trial server on %s (pid %d), ready at unix %.3f", self.path, os.getpid(), time.time())
+        log.info("warm %s server on %s (pid %d), ready at unix %.3f", self.mode, self.path, os.getpid(), time.time())
         try:
             while self._parent_alive():
                 for key, _ in self.sel.select(timeout=0.2):
@@ -404,7 +561,7 @@ class WarmServer:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for leftover in (self.path, _starting_marker(self.path)):
+        for leftover in (self.path, _starting_marker(self.path), _watch_file(self.path), *self.owned_files):
             leftover.unlink(missing_ok=True)
         self.sock.close()
 
@@ -532,6 +689,7 @@ def start(experiment_id: str, stages: Sequence[str], log_file: Path, fork: bool 
         pid = os.fork()
         if pid == 0:
             _serve_forked(path, parent, list(stages), log_file, threads)
+        _mark_starting(path, pid)
         return _Forked(pid)
     cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--socket", str(path), "--parent", str(os.getpid()),
            "--stages", ",".join(stages)] \
@@ -539,6 +697,156 @@ def start(experiment_id: str, stages: Sequence[str], log_file: Path, fork: bool 
     env = {k: v for k, v in os.environ.items() if k not in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL")}
     with open(log_file, "ab") as out:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, close_fds=True)
+
+
+def _mark_starting(path: Path, pid: int) -> None:
+    """Name the starting server's process in its marker (clients stop waiting if it ends)."""
+    try:
+        marker = _starting_marker(path)
+        if marker.exists():
+            marker.write_text(str(pid))
+    except OSError:
+        pass
+
+
+def start_python_server(experiment_id: str, env: dict[str, str], log_file: Path) -> tuple[Any, Path] | None:
+    """Start the python-mode server of ``experiment_id`` (from ``facenas nni create``, before NNI starts).
+
+    A new interpreter (not a fork of the caller, which may be any program) in its own session, so it
+    outlives ``facenas nni create``; it imports :data:`PYTHON_PRELOAD` while the caller imports ``nni``
+    and starts the manager, and ends when the process named by :func:`watch` ends. Returns its
+    ``Popen`` and the interpreter NNI is to run (:func:`write_python_shim`); None when warm trials
+    are disabled (``$FACENAS_NNI_WARM=0``) or the server is (``$FACENAS_NNI_PYTHON_SERVER=0``).
+    """
+    import subprocess
+
+    if not python_server_enabled(env):
+        return None
+    path = socket_path(experiment_id, "python")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shim = write_python_shim(path.with_suffix(".py"), path)
+    _starting_marker(path).touch()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--mode", "python", "--socket", str(path),
+           "--experiment-id", experiment_id, "--preload", ",".join(PYTHON_PRELOAD), "--owned", str(shim)]
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=dict(env), close_fds=True,
+                                start_new_session=True)
+    _mark_starting(path, proc.pid)
+    return proc, shim
+
+
+def fork_python_server(experiment_id: str, log_file: Path) -> tuple[Any, Path] | None:
+    """Import :data:`PYTHON_PRELOAD` here, then fork the python-mode server of ``experiment_id`` from this process.
+
+    For ``facenas nni create``: it imports ``torch`` (the search spaces) and NNI's dependencies
+    itself anyway, so the server costs no second import. Only from a process that has not imported
+    ``nni`` (the server must not have it, see the module docstring) and runs no other thread; None
+    otherwise (then :func:`start_python_server`) or when warm trials are disabled. The server runs
+    in its own session with none of this process's pipes or sockets, so it outlives it unnoticed.
+    """
+    import threading
+
+    if not python_server_enabled() or "nni" in sys.modules or threading.active_count() != 1:
+        return None
+    path = socket_path(experiment_id, "python")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shim = write_python_shim(path.with_suffix(".py"), path)
+    _starting_marker(path).touch()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    for name in PYTHON_PRELOAD:
+        WarmServer._import(name)
+    log.debug("imported %d modules for NNI's processes in %.2f s", len(PYTHON_PRELOAD), time.time() - started)
+    if "nni" in sys.modules or threading.active_count() != 1:  # a preloaded module brought them: no fork
+        _starting_marker(path).unlink(missing_ok=True)
+        shim.unlink(missing_ok=True)
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        _serve_python_forked(path, log_file, shim)
+    _mark_starting(path, pid)
+    return _Forked(pid), shim
+
+
+def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
+    """In the child of :func:`fork_python_server`: become the python-mode server; never returns."""
+    code = 0
+    try:
+        os.setsid()
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+        out = os.open(str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        for name in os.listdir("/proc/self/fd"):  # the caller's pipes and sockets: whoever reads them must see EOF
+            try:
+                if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith(("pipe:", "socket:")):
+                    os.close(int(name))
+            except (OSError, ValueError):
+                pass
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        from facenas.utils.log import setup_logging
+
+        setup_logging(0)
+        log.info("forked from facenas nni create (pid %d) with NNI's dependencies imported", os.getppid())
+        try:
+            server = WarmServer(path, None, mode="python")
+            server.owned_files.append(shim)
+        finally:
+            _starting_marker(path).unlink(missing_ok=True)
+        server.serve()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:  # noqa: BLE001 - the server must not return into the caller's code
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def remove_python_server_files(experiment_id: str) -> None:
+    """Remove what a python-mode server of ``experiment_id`` leaves when it is killed before it serves."""
+    path = socket_path(experiment_id, "python")
+    for leftover in (path, _starting_marker(path), _watch_file(path), path.with_suffix(".pid"), path.with_suffix(".py")):
+        leftover.unlink(missing_ok=True)
+
+
+def _watch_file(path: Path) -> Path:
+    return path.with_suffix(".manager")
+
+
+def python_server_pid(experiment_id: str) -> int | None:
+    """The running python-mode server of ``experiment_id`` (its processes descend from it), if any."""
+    try:
+        pid = int(socket_path(experiment_id, "python").with_suffix(".pid").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def watch(experiment_id: str, pid: int) -> None:
+    """Tell the python-mode server of ``experiment_id`` to end when process ``pid`` (the NNI manager) ends.
+
+    A file next to its socket, read by the server between requests: the caller (``facenas nni create``)
+    does not wait for a server that may still be importing.
+    """
+    path = _watch_file(socket_path(experiment_id, "python"))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(int(pid)), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -551,14 +859,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stages", default="", help="stages to import at start (comma-separated)")
     p.add_argument("--preload", default=",".join(PRELOAD), help="modules to import at start (comma-separated)")
     p.add_argument("--trial-threads", type=int, default=None, help="compute threads per trial (default: PyTorch's)")
+    p.add_argument("--mode", choices=("trial", "python"), default="trial",
+                   help="trial: children run facenas trials; python: children run `python -m` requests (NNI's processes)")
+    p.add_argument("--experiment-id", help="the experiment served (names the process for `nnictl stop` checks)")
+    p.add_argument("--owned", action="append", default=[], help="a file removed when the server ends")
     args = p.parse_args(argv)
     setup_logging(0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    started = time.time()
     try:
         server = WarmServer(Path(args.socket), args.parent, [m for m in args.preload.split(",") if m],
-                            [s for s in args.stages.split(",") if s], args.trial_threads)
+                            [s for s in args.stages.split(",") if s], args.trial_threads, mode=args.mode)
+        server.owned_files += [Path(f) for f in args.owned]
     finally:
         _starting_marker(Path(args.socket)).unlink(missing_ok=True)
+    log.info("imported %s in %.2f s", args.preload, time.time() - started)
     server.serve()
     return 0
 
