@@ -26,17 +26,16 @@ table for ``benchmarks/bench_enas_latency_controller.py``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
 from benchmarks.seed_stats import verdict
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
 RECORD = "enas_cpu"
 RUNTIMES = ("onnxruntime", "tflite")
 #: the ENAS space of the CPU-scale study (the ``enas`` space's defaults: 64x64, 128-d)
@@ -47,16 +46,7 @@ PERCENTILES = {"tight": 20, "loose": 95}
 
 def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
     """The collected record ``results/<name>.json`` (its ``result``), or None when it is not there."""
-    path = Path(results) / f"{name}.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
-
-
-def _ok(record: dict[str, Any], stage: str) -> list[dict[str, Any]]:
-    trials = [t for t in record.get("trials", []) if t.get("stage") == stage and t.get("status") == "SUCCEEDED"]
-    return sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0))
+    return read_record(results, name)
 
 
 def _num(value: Any) -> bool:
@@ -205,18 +195,7 @@ def _targets(art: Path) -> dict[str, float]:
 
 
 def main(argv=None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
-    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
-    args = ap.parse_args(argv)
-    record = load_record(Path(args.results), args.record)
-    if record is None:
-        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
-                         "recipes/nni/enas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
-                         "enas_cpu --experiment recipes/nni/enas_cpu.yml`")
-    out = summarise(record)
-    print(json.dumps(out))
-    return out
+    return reader_main(argv, __doc__.splitlines()[0], RECORD, "recipes/nni/enas_cpu.yml", summarise)
 
 
 if __name__ == "__main__":

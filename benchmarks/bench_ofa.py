@@ -25,31 +25,22 @@ step that timed several networks in the same rounds, ``side_by_side``, where it 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
 from benchmarks.seed_stats import seed_stats, verdict
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
 RECORD = "ofa_cpu"
 RUNTIMES = ("onnxruntime", "tflite")
 
 
 def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
     """The collected record ``results/<name>.json`` (its ``result``), or None when it is not there."""
-    path = Path(results) / f"{name}.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
-
-
-def _ok(record: dict[str, Any], stage: str) -> list[dict[str, Any]]:
-    trials = [t for t in record.get("trials", []) if t.get("stage") == stage and t.get("status") == "SUCCEEDED"]
-    return sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0))
+    return read_record(results, name)
 
 
 def _sample(trial: dict[str, Any]) -> str | None:
@@ -340,18 +331,7 @@ def _ms(value: Any) -> str:
 
 
 def main(argv=None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
-    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
-    args = ap.parse_args(argv)
-    record = load_record(Path(args.results), args.record)
-    if record is None:
-        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
-                         "recipes/nni/ofa_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
-                         "ofa_cpu --experiment recipes/nni/ofa_cpu.yml`")
-    out = summarise(record)
-    print(json.dumps(out))
-    return out
+    return reader_main(argv, __doc__.splitlines()[0], RECORD, "recipes/nni/ofa_cpu.yml", summarise)
 
 
 if __name__ == "__main__":

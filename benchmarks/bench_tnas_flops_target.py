@@ -14,12 +14,11 @@ longer changed.
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_tnas_table3 import RECORD, RESULTS, load_record
+from benchmarks._records import ok_trials, reader_main
+from benchmarks.bench_tnas_table3 import RECORD
 
 #: width-ratio labels of a TNAS sample (stem, stages, inner convs)
 _WIDTH = "width_ratio"
@@ -32,8 +31,7 @@ def _widths(sample: dict[str, Any] | None) -> list[float]:
 def search_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per successful ``tnas.search`` trial, in step/index order."""
     rows = []
-    trials = [t for t in record.get("trials", []) if t.get("stage") == "tnas.search" and t.get("status") == "SUCCEEDED"]
-    for t in sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0)):
+    for t in ok_trials(record, "tnas.search"):
         p, m = t.get("params") or {}, t.get("metrics") or {}
         config = p.get("config") if isinstance(p.get("config"), dict) else {}
         ratio = p.get("target_width_ratio", config.get("target_width_ratio"))
@@ -60,18 +58,7 @@ def search_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv=None) -> list[dict[str, Any]]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
-    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
-    args = ap.parse_args(argv)
-    record = load_record(Path(args.results), args.record)
-    if record is None:
-        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
-                         "recipes/nni/tnas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
-                         "tnas_cpu --experiment recipes/nni/tnas_cpu.yml`")
-    rows = search_rows(record)
-    print(json.dumps(rows))
-    return rows
+    return reader_main(argv, __doc__.splitlines()[0], RECORD, "recipes/nni/tnas_cpu.yml", search_rows)
 
 
 if __name__ == "__main__":

@@ -27,26 +27,22 @@ written by this module's former workflow) stays as it was; :func:`load_short_bud
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
 from benchmarks.seed_stats import seed_stats, verdict
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
 RECORD = "tnas_cpu"
 RUNTIMES = ("onnxruntime", "tflite")
 
 
 def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] | None:
     """The collected record ``results/<name>.json`` (its ``result``), or None when it is not there."""
-    path = Path(results) / f"{name}.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {**data.get("result", {}), "_date": data.get("date"), "_command": data.get("command")}
+    return read_record(results, name)
 
 
 def load_short_budget(results: Path = RESULTS) -> dict[str, Any] | None:
@@ -66,11 +62,6 @@ def load_short_budget(results: Path = RESULTS) -> dict[str, Any] | None:
 
 def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else "?"
-
-
-def _ok(record: dict[str, Any], stage: str) -> list[dict[str, Any]]:
-    trials = [t for t in record.get("trials", []) if t.get("stage") == stage and t.get("status") == "SUCCEEDED"]
-    return sorted(trials, key=lambda t: (str(t.get("step")), t.get("index") or 0))
 
 
 def _sample(trial: dict[str, Any]) -> str | None:
@@ -188,18 +179,7 @@ def compare(searched: list[dict[str, Any]], uniform: list[dict[str, Any]]) -> di
 
 
 def main(argv=None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default=str(RESULTS), help="folder holding the collected record")
-    ap.add_argument("--record", default=RECORD, help="record name: <results>/<record>.json (collect_pipeline --name)")
-    args = ap.parse_args(argv)
-    record = load_record(Path(args.results), args.record)
-    if record is None:
-        raise SystemExit(f"{Path(args.results) / (args.record + '.json')} has not been recorded: run `facenas nni run-local "
-                         "recipes/nni/tnas_cpu.yml --output OUT` and `python -m benchmarks.collect_pipeline OUT --name "
-                         "tnas_cpu --experiment recipes/nni/tnas_cpu.yml`")
-    out = summarise(record)
-    print(json.dumps(out))
-    return out
+    return reader_main(argv, __doc__.splitlines()[0], RECORD, "recipes/nni/tnas_cpu.yml", summarise)
 
 
 if __name__ == "__main__":
