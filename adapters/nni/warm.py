@@ -59,7 +59,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -623,44 +623,16 @@ def _as_trial_side_nni() -> None:
 
 def _serve_forked(path: Path, parent_pid: int, stages: Sequence[str], log_file: Path, threads: int | None) -> None:
     """In the forked child of :func:`start`: become the warm server; never returns."""
-    code = 0
-    try:
-        fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.close(fd)
-        out = os.open(str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(out)
+    def prepare() -> None:
         for key in ("SDK_PROCESS", "NNI_TUNER_COMMAND_CHANNEL"):
             os.environ.pop(key, None)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
         if "nni" in sys.modules:
             _as_trial_side_nni()
-        from facenas.utils.log import setup_logging
 
-        setup_logging(0)
-        log.info("forked from the advisor (pid %d): nni imported already", parent_pid)
-        try:
-            server = WarmServer(path, parent_pid, PRELOAD, stages, threads)
-        finally:
-            _starting_marker(path).unlink(missing_ok=True)
-        server.serve()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    except BaseException:  # noqa: BLE001 - the server must not return into the advisor's code
-        traceback.print_exc()
-        code = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+    def server() -> WarmServer:
+        return WarmServer(path, parent_pid, PRELOAD, stages, threads)
+
+    _become_server(path, log_file, prepare, server, f"forked from the advisor (pid {parent_pid}): nni imported already")
 
 
 def start(experiment_id: str, stages: Sequence[str], log_file: Path, fork: bool = True,
@@ -773,9 +745,30 @@ def fork_python_server(experiment_id: str, log_file: Path) -> tuple[Any, Path] |
 
 def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
     """In the child of :func:`fork_python_server`: become the python-mode server; never returns."""
+    def prepare() -> None:
+        os.setsid()
+        for name in os.listdir("/proc/self/fd"):  # the caller's pipes and sockets: whoever reads them must see EOF
+            try:
+                if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith(("pipe:", "socket:")):
+                    os.close(int(name))
+            except (OSError, ValueError):
+                pass
+
+    def server() -> WarmServer:
+        srv = WarmServer(path, None, mode="python")
+        srv.owned_files.append(shim)
+        return srv
+
+    _become_server(path, log_file, prepare, server,
+                   f"forked from facenas nni create (pid {os.getppid()}) with NNI's dependencies imported")
+
+
+def _become_server(path: Path, log_file: Path, prepare: Callable[[], None], make: Callable[[], "WarmServer"],
+                   message: str) -> None:
+    """In a forked child: stdin from /dev/null, stdout/stderr to ``log_file``, ``prepare()``, SIGTERM ends,
+    this process's own logging, then serve ``make()`` until it ends; never returns into the caller's code."""
     code = 0
     try:
-        os.setsid()
         fd = os.open(os.devnull, os.O_RDONLY)
         os.dup2(fd, 0)
         os.close(fd)
@@ -783,12 +776,7 @@ def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.close(out)
-        for name in os.listdir("/proc/self/fd"):  # the caller's pipes and sockets: whoever reads them must see EOF
-            try:
-                if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith(("pipe:", "socket:")):
-                    os.close(int(name))
-            except (OSError, ValueError):
-                pass
+        prepare()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         root = logging.getLogger()
@@ -797,10 +785,9 @@ def _serve_python_forked(path: Path, log_file: Path, shim: Path) -> None:
         from facenas.utils.log import setup_logging
 
         setup_logging(0)
-        log.info("forked from facenas nni create (pid %d) with NNI's dependencies imported", os.getppid())
+        log.info("%s", message)
         try:
-            server = WarmServer(path, None, mode="python")
-            server.owned_files.append(shim)
+            server = make()
         finally:
             _starting_marker(path).unlink(missing_ok=True)
         server.serve()
