@@ -52,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -568,6 +569,7 @@ def create(
         raise
     if server is not None:
         warm.watch(exp_id, manager.pid)
+    reap_when_done(manager)
     out = Path(env[OUTPUT_ENV]) / exp_id if env.get(OUTPUT_ENV) else Path(workdir) / exp_id / "facenas"
     pipeline = pipeline_config_of(cfg.get("tuner"))
     if pipeline is not None and pipeline.output_dir:  # the advisor writes there (see PipelineAdvisor)
@@ -622,6 +624,19 @@ def _manager_command(experiment_id: str, port: int, mode: str, workdir: str, log
             "--port", str(port), "--experiment-id", experiment_id, "--action", "create", "--mode", mode,
             "--experiments-directory", workdir, "--log-level", log_level, "--foreground", "false",
             "--python-interpreter", python]
+
+
+def reap_when_done(proc: subprocess.Popen) -> threading.Thread:
+    """Collect ``proc``'s exit status as soon as it ends (a daemon thread waiting on it).
+
+    NNI's manager is this process's child when ``create`` runs in a process that lives on (the demo, the
+    tests, ``create --wait``); unreaped, the ended manager stays a zombie whose pid still exists, and
+    ``nnictl stop`` waits its full 60 s for that pid to go. Started after the python server's fork,
+    which needs a process without other threads.
+    """
+    thread = threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True)
+    thread.start()
+    return thread
 
 
 def spawn_manager(experiment_id: str, port: int, env: Mapping[str, str], mode: str, workdir: str, log_level: str,

@@ -11,6 +11,7 @@ import math
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from facenas.adapters.nni import launch
@@ -94,6 +95,8 @@ def test_stop_resume_and_view(tmp_path):
         _wait(client, lambda s, t: any(x["parameters"]["facenas"]["step"] == "candidates" and x["status"] == "RUNNING"
                                        for x in t), 300, "a running candidate trial")
         launch.stop(exp_id, env=env)
+        # the manager is this process's child: reaped once it ended, not a zombie nnictl stop waits 60 s for
+        assert not psutil.pid_exists(info["manager_pid"])
         before = json.loads((out / "advisor_state.json").read_text())
         interrupted = [u for u in before["units"] if u["status"] == "issued"]
         assert interrupted, "the stop interrupted running trials"

@@ -113,3 +113,22 @@ def test_cli_space_and_results(tmp_path, capsys):
     assert json.loads((tmp_path / "s.json").read_text()) == search_space_json("toy")
     assert facenas_main(["nni", "results", "nope", "--experiment-dir", str(tmp_path)]) == 2
     assert "no facenas output found" in capsys.readouterr().err
+
+
+def test_an_ended_child_is_reaped_so_its_pid_is_gone():
+    """NNI's manager started by ``create`` in a long-lived process: once it ends, its pid must not stay
+    a zombie (``nnictl stop`` waits up to 60 s for the pid to disappear)."""
+    import subprocess
+    import time
+
+    import psutil
+
+    from facenas.adapters.nni.launch import reap_when_done
+
+    proc = subprocess.Popen(["sleep", "0.2"])
+    reap_when_done(proc).join(timeout=30)
+    deadline = time.time() + 30
+    while psutil.pid_exists(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(proc.pid)
+    assert proc.returncode == 0
