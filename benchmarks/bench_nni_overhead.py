@@ -409,16 +409,9 @@ def run_nnictl(path: Path, timeout: float, port: int | None, variant: str = "def
             if exp_id:
                 watched = launch.experiment_processes(exp_id)
                 marks["stop"] = time.time()
-                try:
-                    launch.stop(exp_id, env=env)
-                except launch.NNICommandError as exc:
-                    row["stop_error"] = str(exc).splitlines()[0]
-                deadline = time.time() + 30
-                while True:
-                    leftovers = launch.experiment_processes(exp_id, watched)
-                    if not leftovers or time.time() > deadline:
-                        break
-                    time.sleep(0.1)
+                leftovers, stop_error = launch.stop_and_wait(exp_id, watched, env=env)
+                if stop_error:
+                    row["stop_error"] = stop_error
                 marks["stopped"] = time.time()
                 if leftovers:
                     launch.terminate(leftovers)

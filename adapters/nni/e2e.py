@@ -255,16 +255,9 @@ def run_experiment_e2e(
         if exp_id is not None:
             watched = sorted(set(node_pids) | {p for n in node_pids for p in launch.descendants(n)})
             timeline["stop"] = time.time()
-            try:
-                launch.stop(exp_id, env=env)
-            except launch.NNICommandError as exc:
-                log.error("nnictl stop %s failed: %s", exp_id, exc)
-            deadline = time.time() + stop_grace
-            while True:
-                leftovers = launch.experiment_processes(exp_id, watched)
-                if not leftovers or time.time() > deadline:
-                    break
-                time.sleep(0.5)
+            leftovers, stop_error = launch.stop_and_wait(exp_id, watched, env=env, grace=stop_grace, poll=0.5)
+            if stop_error:
+                log.error("nnictl stop %s failed: %s", exp_id, stop_error)
             timeline["stopped"] = time.time()
             if leftovers:
                 launch.terminate(leftovers)

@@ -908,6 +908,25 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def stop_and_wait(experiment_id: str, watched: Sequence[int], env: Mapping[str, str] | None = None,
+                  grace: float = 30.0, poll: float = 0.1) -> tuple[list[int], str | None]:
+    """``nnictl stop``, then wait up to ``grace`` s for the experiment's processes (and ``watched``) to end.
+
+    Returns the processes still alive then (for :func:`terminate`) and the stop's error line, if it failed.
+    """
+    error = None
+    try:
+        stop(experiment_id, env=env)
+    except NNICommandError as exc:
+        error = str(exc).splitlines()[0]
+    deadline = time.time() + grace
+    while True:
+        leftovers = experiment_processes(experiment_id, watched)
+        if not leftovers or time.time() > deadline:
+            return leftovers, error
+        time.sleep(poll)
+
+
 def terminate(pids: Sequence[int], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds, the given processes (ones we started)."""
     for pid in pids:

@@ -694,11 +694,7 @@ def start_python_server(experiment_id: str, env: dict[str, str], log_file: Path)
 
     if not python_server_enabled(env):
         return None
-    path = socket_path(experiment_id, "python")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shim = write_python_shim(path.with_suffix(".py"), path)
-    _starting_marker(path).touch()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    path, shim = _python_server_files(experiment_id, log_file)
     cmd = [sys.executable, "-m", "facenas.adapters.nni.warm", "--mode", "python", "--socket", str(path),
            "--experiment-id", experiment_id, "--preload", ",".join(PYTHON_PRELOAD), "--owned", str(shim)]
     with open(log_file, "ab") as out:
@@ -706,6 +702,16 @@ def start_python_server(experiment_id: str, env: dict[str, str], log_file: Path)
                                 start_new_session=True)
     _mark_starting(path, proc.pid)
     return proc, shim
+
+
+def _python_server_files(experiment_id: str, log_file: Path) -> tuple[Path, Path]:
+    """The python server's socket path and the interpreter shim NNI runs (written), marked as starting."""
+    path = socket_path(experiment_id, "python")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shim = write_python_shim(path.with_suffix(".py"), path)
+    _starting_marker(path).touch()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    return path, shim
 
 
 def fork_python_server(experiment_id: str, log_file: Path) -> tuple[Any, Path] | None:
@@ -721,11 +727,7 @@ def fork_python_server(experiment_id: str, log_file: Path) -> tuple[Any, Path] |
 
     if not python_server_enabled() or "nni" in sys.modules or threading.active_count() != 1:
         return None
-    path = socket_path(experiment_id, "python")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shim = write_python_shim(path.with_suffix(".py"), path)
-    _starting_marker(path).touch()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    path, shim = _python_server_files(experiment_id, log_file)
     started = time.time()
     for name in PYTHON_PRELOAD:
         WarmServer._import(name)
