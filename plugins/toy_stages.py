@@ -6,9 +6,10 @@ one-shot search -> retrain of the chosen architectures) in milliseconds:
 - ``toy.train_supernet`` reports per-epoch intermediate values and writes a small "supernet"
   file whose path it returns as ``checkpoint``;
 - ``toy.evaluate`` scores a toy sample with a known optimum (the largest network, score 1.0) and
-  reports a few intermediate values; ``fail_if`` in the parameters injects a failure, and a
+  reports a few intermediate values; ``fail_if`` in the parameters injects a failure, a
   ``supernet`` parameter must name an existing supernet file (so artefact passing between
-  stages is checked);
+  stages is checked), and ``sleep_s`` keeps each epoch busy that long (a trial a test can
+  catch running, to stop it mid-way);
 - ``toy.search`` is a one-shot-like search: per epoch it scores a few samples, reports the best
   so far as an intermediate result, and returns the top-k architectures (also ranking the
   candidate results it is given).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Mapping
 
 from facenas.errors import FacenasError
@@ -73,6 +75,7 @@ def toy_evaluate(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     score = toy_score(sample)
     epochs = int(params.get("epochs", 3))
     for epoch in range(1, epochs + 1):
+        time.sleep(float(params.get("sleep_s", 0)))
         reporter.intermediate({"default": score * epoch / epochs, "epoch": epoch})
     return {"default": score, "toy_score": score, "mflops": space.flops(sample) / 1e6, "params_m": space.params(sample) / 1e6}
 

@@ -134,6 +134,10 @@ class PipelineAdvisor(MsgDispatcherBase):
         self.scheduler = scheduler
         self.search_space: Any = None
         self.credit = 0
+        # trials ended on their final result before NNI saw them end: the trial request NNI sends
+        # for each of their slots was given out already (see handle_report_metric_data)
+        self._anticipated = 0
+        self._ended_early: set[str] = set()
         self._lock = threading.RLock()
         self._no_more_sent = False
         self._resume_pending = False
@@ -196,7 +200,10 @@ class PipelineAdvisor(MsgDispatcherBase):
             if self._resume_pending:
                 self.scheduler.reissue_interrupted()
                 self._resume_pending = False
-            self.credit += int(data)
+            asked = int(data)
+            paid = min(asked, self._anticipated)
+            self._anticipated -= paid
+            self.credit += asked - paid
             self._fill()
 
     def handle_report_metric_data(self, data: Mapping[str, Any]) -> None:
@@ -214,7 +221,18 @@ class PipelineAdvisor(MsgDispatcherBase):
                 if unit is not None:
                     unit.trial_job_id = data.get("trial_job_id")
                 self.scheduler.on_final(int(pid), value)
-                self._save()
+                # the trial wrote its record before this report: its dependants need not wait for NNI
+                # to see the process end (up to two 0.5 s polls of NNI's manager). Its slot frees
+                # within moments, so one trial goes out now against the request NNI will send for it;
+                # that request is then not counted again (_anticipated).
+                if self.scheduler.end_from_records(int(pid), data.get("trial_job_id")):
+                    self._ended_early.add(str(data.get("trial_job_id")))
+                    self._anticipated += 1
+                    self.credit += 1
+                    self._fill()
+                    self._summary()
+                else:
+                    self._save()
         elif kind == "REQUEST_PARAMETER":
             log.error("multi-phase trials are not supported by the facenas advisors (trial %s)", data.get("trial_job_id"))
 
@@ -225,6 +243,12 @@ class PipelineAdvisor(MsgDispatcherBase):
         trial_job_id = data.get("trial_job_id")
         event = data.get("event")
         with self._lock:
+            if trial_job_id in self._ended_early:
+                self._ended_early.discard(trial_job_id)
+                if event != "SUCCEEDED":
+                    log.warning("trial %s ended %s after reporting its result; the result is kept", trial_job_id, event)
+                self._stop_warm_when_idle()
+                return
             # NNI 3.0 may record a trial with another trial's parameters (see trial.fetch_parameters_in_order):
             # trust what the trial itself reported (its metrics, its params.json) over NNI's record.
             unit = self.scheduler.unit_of_trial(trial_job_id) if trial_job_id else None
@@ -257,10 +281,19 @@ class PipelineAdvisor(MsgDispatcherBase):
             self._summary()
             self.send(CommandType.NoMoreTrialJobs, json.dumps({"parameter_id": None, "parameter_source": "algorithm",
                                                                "parameters": ""}))
-            if self._warm is not None:
-                self._warm.terminate()
+            self._stop_warm_when_idle()
             if self.scheduler.config.finish_experiment:
                 threading.Thread(target=self._finish_experiment, daemon=True).start()
+
+    def _stop_warm_when_idle(self) -> None:
+        """Stop the warm trial server once the pipeline is done and no trial process is left in it.
+
+        A trial ended on its final result may still be exiting in the server: stopping the server
+        then would kill it, and NNI would list a finished trial as failed.
+        """
+        if self._warm is not None and self._no_more_sent and not self._ended_early:
+            self._warm.terminate()
+            self._warm = None
 
     def _finish_experiment(self) -> None:
         """Lower maxTrialNumber to the trials run, so the manager marks the experiment DONE."""

@@ -706,6 +706,29 @@ class PipelineScheduler:
         self._end_unit(unit, succeeded, nni_status, trial_job_id)
         self._advance()
 
+    def end_from_records(self, param_id: int, trial_job_id: str | None = None) -> bool:
+        """End a still-running trial as succeeded when its ``result.json`` files already say so.
+
+        A pipeline trial reports its final result after writing its record (adapters/nni/trial.py),
+        so on that report the unit (every unit of a batch) is complete; the advisor ends it then
+        and the next trials need not wait for NNI to notice the process has exited. False (nothing
+        changed) when a record is missing, unreadable (no shared storage) or not ``SUCCEEDED``:
+        the trial then ends the usual way, on NNI's trial-end event.
+        """
+        unit = self.units.get(param_id)
+        if unit is None or unit.status != ISSUED:
+            return False
+        members = ([u for u in self.units.values() if u.group == unit.group and u.status == ISSUED]
+                   if unit.group is not None else [unit])
+        if unit.group is None:
+            record = self._record_from_file(unit)
+            if record is None or record.get("status") != "SUCCEEDED":
+                return False
+        elif any(self._record_from_file(m) is None for m in members):
+            return False
+        self.on_end(param_id, True, "SUCCEEDED", trial_job_id)
+        return True
+
     def _end_unit(self, unit: Unit, succeeded: bool, nni_status: str | None, trial_job_id: str | None) -> None:
         unit.nni_status, unit.trial_job_id = nni_status, trial_job_id or unit.trial_job_id
         step = self.step(unit.step)

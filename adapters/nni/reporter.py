@@ -7,6 +7,11 @@ handle numbers there, so strings and lists (artefact paths, architectures) are k
 receives; they stay in ``metrics.jsonl`` / ``final.json`` and the trial's ``result.json``.
 Non-finite numbers are dropped too (the portal would rank them).
 
+A pipeline trial builds its reporter with ``defer_final=True`` and sends the final dict with
+:meth:`NNIReporter.send_final` once its ``result.json`` is written: the facenas advisors take a final
+result as "this trial's record is on disk" and schedule the trials that depend on it at once, before
+NNI's manager notices the trial process has ended (adapters/nni/advisor.py).
+
 The final dict NNI receives also names the trial's pipeline ``step`` and ``role`` (strings: the
 portal's trial table offers every final-metric key as a column), and its ``default`` follows the
 role (:func:`portal_metrics`): the portal's best trial is the best candidate network.
@@ -61,9 +66,11 @@ class NNIReporter(LocalReporter):
     (:func:`portal_metrics`).
     """
 
-    def __init__(self, out_dir: Any, step: str | None = None, role: str = "candidate"):
+    def __init__(self, out_dir: Any, step: str | None = None, role: str = "candidate", defer_final: bool = False):
         super().__init__(out_dir)
         self.step, self.role = step, role
+        self.defer_final = defer_final
+        self._pending_final: dict[str, Any] | None = None
 
     def _emit_intermediate(self, metrics: dict[str, Any]) -> None:
         super()._emit_intermediate(metrics)
@@ -71,4 +78,12 @@ class NNIReporter(LocalReporter):
 
     def _emit_final(self, metrics: dict[str, Any]) -> None:
         super()._emit_final(metrics)
-        _imports.nni().report_final_result(portal_metrics(metrics, self.step, self.role))
+        self._pending_final = portal_metrics(metrics, self.step, self.role)
+        if not self.defer_final:
+            self.send_final()
+
+    def send_final(self) -> None:
+        """Send the final dict to NNI (once; nothing when the stage reported no final result)."""
+        if self._pending_final is not None:
+            final, self._pending_final = self._pending_final, None
+            _imports.nni().report_final_result(final)

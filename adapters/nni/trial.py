@@ -220,7 +220,10 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str
     write_json(out / PARAMS_FILE, record)
     started = time.time()
     # a batched trial's units report locally; the trial reports the best unit (run_batch)
-    reporter = reporter_cls(out) if reporter_cls is not None else NNIReporter(out, step=spec.step, role=spec.role)
+    # NNI gets the final result after result.json is written: the advisor reads it on that signal
+    reporter = (reporter_cls(out) if reporter_cls is not None
+                else NNIReporter(out, step=spec.step, role=spec.role, defer_final=True))
+    send_final = getattr(reporter, "send_final", lambda: None)
     try:
         check_inputs(spec)
         stage = STAGES.get(spec.stage)
@@ -234,11 +237,13 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, nni_info: Mapping[str
                       metrics=jsonable(reporter.final_metrics), intermediates=len(reporter.intermediates),
                       duration_s=round(time.time() - started, 3))
         write_json(out / RESULT_FILE, record)
+        send_final()
         return 1
     record.update(status="SUCCEEDED", metrics=jsonable(reporter.final_metrics), result=jsonable(returned),
                   arch=jsonable(arch), intermediates=len(reporter.intermediates),
                   duration_s=round(time.time() - started, 3))
     write_json(out / RESULT_FILE, record)
+    send_final()
     log.info("stage %s done in %.1f s: default=%s", spec.stage, record["duration_s"], reporter.final_metrics.get("default"))
     return 0
 

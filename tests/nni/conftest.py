@@ -36,17 +36,27 @@ def stop_and_check_nothing_left(exp_id: str, env: dict) -> None:
     assert left == [], f"processes left behind: {left}"
 
 
-def start_toy_experiment(tmp_path, name: str = "toy_test.yml"):
+def start_toy_experiment(tmp_path, name: str = "toy_test.yml", edit=None):
     """Start ``recipes/nni/<name>`` through ``launch.create`` in a temporary NNI home.
 
+    ``edit(config)`` changes the loaded file first (then started from a copy in ``tmp_path``).
     Returns ``(env, port, info)``; stop it with :func:`stop_and_check_nothing_left`.
     """
     from pathlib import Path
+
+    import yaml
 
     from facenas.adapters.nni import launch
 
     env = launch.nni_env(home=tmp_path / "home", config_dir=tmp_path / "cfg")
     launch.register(env)
     port = launch.free_port()
-    info = launch.create(Path(__file__).resolve().parents[2] / "recipes" / "nni" / name, port=port, env=env)
+    path = Path(__file__).resolve().parents[2] / "recipes" / "nni" / name
+    if edit is not None:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        edit(config)
+        config["searchSpaceFile"] = str(path.parent / config["searchSpaceFile"])
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    info = launch.create(path, port=port, env=env)
     return env, port, info

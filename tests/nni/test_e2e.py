@@ -87,7 +87,10 @@ def _wait(client, predicate, timeout, what):
 @pytest.mark.slow
 def test_stop_resume_and_view(tmp_path):
     """Stop a pipeline mid-way, resume it to the end (killed trials run again), then view it read-only."""
-    env, port, info = start_toy_experiment(tmp_path)
+    def slow_candidates(config):  # a candidate trial is still at work when the stop comes
+        config["tuner"]["classArgs"]["steps"][1]["params"]["sleep_s"] = 2.0
+
+    env, port, info = start_toy_experiment(tmp_path, edit=slow_candidates)
     exp_id, out = info["experiment_id"], Path(info["output_dir"])
     client = launch.RestClient(port)
     try:
