@@ -150,6 +150,23 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
     return {rt: None for rt in RUNTIMES}, None
 
 
+def trial_latency(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """``{runtime: ms}`` of the network ``trial`` trained, as its run timed it (``done``: the run's succeeded
+    trials): the runtime.latency trial that timed its checkpoint, else the trial's own ``latency_ms`` dict."""
+    return _timed(trial, done)[0]
+
+
+def latency_over_seeds(latencies: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """One network's latency over its seed runs, per runtime: the median of the runs' measurements (None where none
+    was measured). The one definition: the headline (:func:`networks`), TNAS's table (bench_tnas_table3) and the
+    published manifest's ``seeds`` read it."""
+    out: dict[str, float | None] = {}
+    for rt in RUNTIMES:
+        vals = [float(v) for v in (lat.get(rt) for lat in latencies) if _num(v) is not None]
+        out[rt] = statistics.median(vals) if vals else None
+    return out
+
+
 def _cpu(trial: Mapping[str, Any]) -> str | None:
     device = (trial.get("metrics") or {}).get("device")
     return device.get("cpu") if isinstance(device, dict) else device if isinstance(device, str) else None
@@ -461,10 +478,7 @@ def networks(rows: Sequence[SeedRow]) -> list[Network]:
     out = []
     for (record, name), by_seed in groups.items():
         rs = tuple(by_seed.values())
-        lat = {}
-        for rt in RUNTIMES:
-            vals = [r.latency_ms.get(rt) for r in rs if isinstance(r.latency_ms.get(rt), float)]
-            lat[rt] = statistics.median(vals) if vals else None
+        lat = latency_over_seeds([r.latency_ms for r in rs])
         first = rs[0]
         out.append(Network(record, name, first.method, first.role, first.target_runtime, rs,
                            seed_stats([r.lfw_acc for r in rs]), lat))
