@@ -187,8 +187,7 @@ def find(record: Mapping[str, Any], row: Row, sources: Sequence[RowSource] = ROW
                      [n.name for n in nets], row.headline_name)
     if net is None:
         return None
-    if (net.method, net.role) != (row.method, row.role) or \
-            (net.target_runtime is not None and net.target_runtime != row.target_runtime):
+    if (net.method, net.role, net.target_runtime) != (row.method, row.role, row.target_runtime):
         raise ConfigError(f"{row.file}: {row.record} network {net.name!r} is method {net.method}, role {net.role}, "
                           f"target runtime {net.target_runtime} (benchmarks.seed_rows); the rows file says "
                           f"{row.method}, {row.role}, {row.target_runtime}: make them agree")

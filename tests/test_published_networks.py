@@ -83,6 +83,8 @@ def test_a_row_must_name_which_network_of_a_multi_network_step_and_agree_with_it
         find(tnas_record(), _row())
     with pytest.raises(ConfigError, match="'uniform ratio 0.5' is method tnas, role reference"):
         find(tnas_record(), _row(step="uniform", headline_name="uniform ratio 0.5"))  # says searched
+    with pytest.raises(ConfigError, match="target runtime None .* the rows file says tnas, searched, onnxruntime"):
+        find(tnas_record(), _row(headline_name="student ratio 0.5", target_runtime="onnxruntime"))  # a FLOPs target
     assert find(tnas_record(), _row(headline_name="student ratio 0.3")) is None  # no such network (yet)
 
 
