@@ -16,9 +16,9 @@ stages, e.g. ``tnas_test.yml``'s) by stage and role, not by step name: ``engine.
 ``tnas.train`` trials the students -- a ``candidate`` is a searched student (its search: the one whose
 architecture it trained), a ``reference`` with ``uniform_ratio`` a uniform one (a ``reference`` without a
 teacher, ``distill_weight`` 0, is listed apart as the no-teacher student) -- and ``runtime.latency`` trials
-the times of the network they loaded. Per target: LFW accuracy (``acc``: ``lfw_acc``; a test-scale run's
-``val_acc``) mean +- std over seeds (sample std) of each
-side, the difference, Welch's t-test p-value and issue 16's verdict -- :mod:`benchmarks.seed_stats`, the one
+the times of the network they loaded (found as :mod:`benchmarks.seed_rows` finds them; a side's latency over
+its seeds is seed_rows' one definition, the median, as in the headline). Per target: LFW accuracy (``acc``:
+``lfw_acc``; a test-scale run's ``val_acc``) mean +- std over seeds (sample std) of each side, the difference, Welch's t-test p-value and issue 16's verdict -- :mod:`benchmarks.seed_stats`, the one
 statistics code path of the headline: "better" only with >= +1 point and p < 0.05, "worse" when p < 0.05
 and lower, else "tie"; fewer than 3 seeds a side: "n<3: not a headline". The searches' convergence: :mod:`benchmarks.bench_tnas_flops_target`.
 
@@ -28,11 +28,11 @@ written by this module's former workflow) stays as it was; :func:`load_short_bud
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
+from benchmarks.seed_rows import latency_over_seeds, trial_latency
 from benchmarks.seed_stats import seed_stats, verdict
 
 
@@ -69,21 +69,6 @@ def _sample(trial: dict[str, Any]) -> str | None:
     return json.dumps(sample, sort_keys=True) if sample is not None else None
 
 
-def _latency_of(record: dict[str, Any], output: str | None) -> dict[str, float]:
-    """The times ``runtime.latency`` measured for the network trained into ``output`` (``{runtime: ms}``)."""
-    if not output:
-        return {}
-    prefix = str(output).rstrip("/") + "/"
-    for t in _ok(record, "runtime.latency"):
-        p, m = t.get("params") or {}, t.get("metrics") or {}
-        if str(p.get("model", "")).startswith(prefix):
-            return {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if isinstance(m.get(f"latency_{rt}_ms"), (int, float))}
-        for name, path in (p.get("models") or {}).items():
-            if str(path).startswith(prefix) and isinstance((m.get("latency_ms") or {}).get(name), dict):
-                return dict(m["latency_ms"][name])
-    return {}
-
-
 def accuracy_key(record: dict[str, Any]) -> str:
     """``lfw_acc`` (the protocol's test set) when a student has it, else ``val_acc`` (a test-scale run's val.bin)."""
     students = [t.get("metrics") or {} for t in _ok(record, "tnas.train")]
@@ -96,13 +81,9 @@ def _stats(rows: list[dict[str, Any]], key: str = "acc") -> dict[str, Any]:
     return {"n": st.n, "mean": st.mean, "std": st.std, "values": list(st.values)}
 
 
-def _mean_latency(rows: list[dict[str, Any]]) -> dict[str, float]:
-    out = {}
-    for rt in RUNTIMES:
-        values = [r["latency_ms"][rt] for r in rows if isinstance((r.get("latency_ms") or {}).get(rt), (int, float))]
-        if values:
-            out[rt] = statistics.fmean(values)
-    return out
+def _latency(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The side's latency over its seeds: seed_rows' one definition (the median), the headline's."""
+    return {rt: ms for rt, ms in latency_over_seeds([r.get("latency_ms") or {} for r in rows]).items() if ms is not None}
 
 
 def _student(record: dict[str, Any], t: dict[str, Any], acc: str) -> dict[str, Any]:
@@ -113,7 +94,11 @@ def _student(record: dict[str, Any], t: dict[str, Any], acc: str) -> dict[str, A
             "acc_std": m.get(f"{acc}_std"), "lfw_tar_at_far_1e-3": m.get("lfw_tar_at_far_1e-3"),
             "mflops": m.get("mflops"), "params_m": m.get("params_m"), "epochs": m.get("epochs"),
             "train_seconds": m.get("train_seconds"), "output": m.get("output"),
-            "latency_ms": _latency_of(record, m.get("output"))}
+            "latency_ms": {rt: ms for rt, ms in trial_latency(t, _done(record)).items() if ms is not None}}
+
+
+def _done(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in record.get("trials", []) if t.get("status") == "SUCCEEDED"]
 
 
 def _target_key(ratio: Any, mflops: Any) -> str:
@@ -174,7 +159,7 @@ def compare(searched: list[dict[str, Any]], uniform: list[dict[str, Any]]) -> di
             "verdict": v.label if a["n"] and b["n"] else None, "reason": v.reason,
             "seeds": sorted({str(r.get("seed")) for r in searched + uniform}),
             "epochs": sorted({r.get("epochs") for r in searched + uniform if r.get("epochs") is not None}),
-            "latency_ms": {"searched": _mean_latency(searched), "uniform": _mean_latency(uniform)},
+            "latency_ms": {"searched": _latency(searched), "uniform": _latency(uniform)},
             "mflops": {"searched": _stats(searched, "mflops")["mean"], "uniform": _stats(uniform, "mflops")["mean"]}}
 
 

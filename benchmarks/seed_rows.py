@@ -14,6 +14,10 @@ parameters differ only in ``seed`` are one network's seed runs -- a ``foreach`` 
 (else the run's seed: the reference front's per-run seeds). A source may name its networks and pair
 them with its own references (:class:`RowSource` ``label`` / ``pair``: TNAS's FLOPs target, ENAS's
 matched random arc); the headline shows that pairing as the method's own comparison.
+
+A row names the trials behind it (its run, step and index, and the ``runtime.latency`` trial that timed it):
+:func:`row_trials` gives them back, so a reader of one network's trials (``benchmarks.publish_models``) finds
+them through these rows and groups, not a grouping of its own.
 """
 from __future__ import annotations
 
@@ -57,6 +61,11 @@ class SeedRow:
     network: str  # a readable description (recipe and its network arguments)
     step: str = ""  # the pipeline step that trained it
     pair: str | None = None  # the key pairing it with its record's other side in the method's own comparison
+    index: int | None = None  # its trial's index in the step (the step's n-th network / foreach item)
+    run: int = 0  # the seed run it is of: its position in the record (0: the primary run, the record's ``trials``)
+    #: the ``runtime.latency`` trial that timed it: (step, index, its name in ``params.models`` or None when it
+    #: timed the network alone); None when no such trial is recorded
+    timed_by: tuple[str, int | None, str | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,23 +121,50 @@ def _latency(metrics: Mapping[str, Any], name: str | None = None) -> dict[str, f
     return {rt: None for rt in RUNTIMES}
 
 
-def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float | None], str | None]:
-    """The latency of ``trial``'s network and the CPU it was timed on: a runtime.latency trial timing its
-    checkpoint alone, else one timing it among several (``models``), else the trial's own ``latency_ms``."""
+def _timing(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The runtime.latency trial that timed ``trial``'s checkpoint (one under ``$RUN_DIR/<step>/<index>/``): one
+    timing it alone (``params.model``; name None), else one timing it among several (``params.models``: with
+    its name there); ``(None, None)`` when none did."""
     index = trial.get("index")
     prefix = f"{RUN_DIR}/{trial.get('step')}/" + (f"{index:03d}/" if isinstance(index, int) else "")
     latency = [t for t in done if t.get("stage") == "runtime.latency"]
     for t in latency:
         if str((t.get("params") or {}).get("model", "")).startswith(prefix):
-            return _latency(t.get("metrics") or {}), _cpu(t)
+            return t, None
     for t in latency:
         models = (t.get("params") or {}).get("models")
         for name, path in (models.items() if isinstance(models, dict) else ()):
             if str(path).startswith(prefix):
-                return _latency(t.get("metrics") or {}, name), _cpu(t)
+                return t, str(name)
+    return None, None
+
+
+def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float | None], str | None]:
+    """The latency of ``trial``'s network and the CPU it was timed on: the runtime.latency trial that timed it
+    (:func:`_timing`), else the trial's own ``latency_ms``."""
+    timer, name = _timing(trial, done)
+    if timer is not None:
+        return _latency(timer.get("metrics") or {}, name), _cpu(timer)
     if isinstance((trial.get("metrics") or {}).get("latency_ms"), dict):
         return _latency(trial.get("metrics") or {}), None
     return {rt: None for rt in RUNTIMES}, None
+
+
+def trial_latency(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """``{runtime: ms}`` of the network ``trial`` trained, as its run timed it (``done``: the run's succeeded
+    trials): the runtime.latency trial that timed its checkpoint, else the trial's own ``latency_ms`` dict."""
+    return _timed(trial, done)[0]
+
+
+def latency_over_seeds(latencies: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """One network's latency over its seed runs, per runtime: the median of the runs' measurements (None where none
+    was measured). The one definition: the headline (:func:`networks`), TNAS's table (bench_tnas_table3) and the
+    published manifest's ``seeds`` read it."""
+    out: dict[str, float | None] = {}
+    for rt in RUNTIMES:
+        vals = [float(v) for v in (lat.get(rt) for lat in latencies) if _num(v) is not None]
+        out[rt] = statistics.median(vals) if vals else None
+    return out
 
 
 def _cpu(trial: Mapping[str, Any]) -> str | None:
@@ -243,7 +279,7 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
     ms}}``) is under ``$RUN_DIR/<step>/<index>/``, else the trial's own ``metrics.latency_ms`` ``{runtime: ms}``.
     """
     rows = []
-    for run in record_runs(dict(result)):
+    for position, run in enumerate(record_runs(dict(result))):
         done = [t for t in run.get("trials") or [] if t.get("status") == "SUCCEEDED"]
         kept = []
         for t in done:
@@ -265,6 +301,7 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
         for t, role in kept:
             m, p, step = t.get("metrics") or {}, t.get("params") or {}, str(t.get("step"))
             latency, cpu = _timed(t, done)
+            timer, timed_name = _timing(t, done)
             name = (source.label(t, done) if source.label else None) or names[step][_identity(t)]
             pair = source.pair(t, done) if source.pair else None
             rows.append(SeedRow(
@@ -276,8 +313,38 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
                 latency_ms=latency, mflops=_num(m.get("mflops")), params_m=_num(m.get("params_m")),
                 budget=(source.budget(t, done) if source.budget else None) or _budget(t),
                 device=_device(t, cpu), record=record, network=_network(t), step=step,
-                pair=None if pair is None else str(pair)))
+                pair=None if pair is None else str(pair), index=_int(t.get("index")), run=position,
+                timed_by=None if timer is None else (str(timer.get("step")), _int(timer.get("index")), timed_name)))
     return rows
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _run_done(result: Mapping[str, Any], row: SeedRow) -> list[Mapping[str, Any]]:
+    runs = record_runs(dict(result))
+    if not 0 <= row.run < len(runs):
+        raise ValueError(f"{row.record}: the record has {len(runs)} seed run(s), no run {row.run} (row {row.name})")
+    return [t for t in runs[row.run].get("trials") or [] if t.get("status") == "SUCCEEDED"]
+
+
+def _trial(done: Sequence[Mapping[str, Any]], step: str, index: int | None) -> Mapping[str, Any]:
+    found = [t for t in done if t.get("step") == step and _int(t.get("index")) == index]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} succeeded trials of step {step} index {index} in the run (expected one)")
+    return found[0]
+
+
+def row_trials(result: Mapping[str, Any], row: SeedRow) -> tuple[Mapping[str, Any], Mapping[str, Any] | None,
+                                                                  list[Mapping[str, Any]]]:
+    """The recorded trials behind ``row`` (one of :func:`pipeline_rows`'s rows of ``result``): the trial that
+    trained its network, the ``runtime.latency`` trial that timed it (None: none did) and the succeeded trials
+    of its seed run."""
+    done = _run_done(result, row)
+    train = _trial(done, row.step, row.index)
+    timer = None if row.timed_by is None else _trial(done, row.timed_by[0], row.timed_by[1])
+    return train, timer, done
 
 
 # -- the method records' sources ---------------------------------------------------------------------------
@@ -411,10 +478,7 @@ def networks(rows: Sequence[SeedRow]) -> list[Network]:
     out = []
     for (record, name), by_seed in groups.items():
         rs = tuple(by_seed.values())
-        lat = {}
-        for rt in RUNTIMES:
-            vals = [r.latency_ms.get(rt) for r in rs if isinstance(r.latency_ms.get(rt), float)]
-            lat[rt] = statistics.median(vals) if vals else None
+        lat = latency_over_seeds([r.latency_ms for r in rs])
         first = rs[0]
         out.append(Network(record, name, first.method, first.role, first.target_runtime, rs,
                            seed_stats([r.lfw_acc for r in rs]), lat))

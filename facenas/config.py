@@ -60,6 +60,32 @@ def _check_type(value: Any, annotation: Any) -> bool:
     return True
 
 
+class FieldTypeError(ConfigError):
+    """A typed config refused a field's value for its type (:meth:`TypedConfig.validate`), with what a caller may
+    act on: ``config`` (the class's name), ``field``, ``value`` (the refused one) and ``expected`` (the annotation,
+    as text). ``facenas nni check`` uses it to tell a ``${...}`` reference in a typed field (its value exists only
+    at run time) from a wrong value; the message is the one-line user message."""
+
+    def __init__(self, source: str, config: str, field: str, value: Any, expected: str):
+        self.source, self.config, self.field, self.value, self.expected = source, config, field, value, expected
+        super().__init__(f"{source}: field '{field}' = {value!r} has type {type(value).__name__}, expected {expected}")
+
+    def __reduce__(self):  # picklable like the other errors (a worker process may raise it)
+        return (type(self), (self.source, self.config, self.field, self.value, self.expected))
+
+
+def refused_field(exc: BaseException | None) -> FieldTypeError | None:
+    """The :class:`FieldTypeError` behind ``exc``: ``exc`` itself, or the one it was raised from or while handling
+    (a caller that re-raised it with its own context, ``raise ConfigError(f"{path}: {exc}") from None``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, FieldTypeError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class TypedConfig:
     """Mixin for ``@dataclass`` configs: strict attribute names, type checks, dict round trip.
 
@@ -98,9 +124,7 @@ class TypedConfig:
             value = getattr(self, f.name)
             ann = hints.get(f.name, Any)
             if not _check_type(value, ann):
-                raise ConfigError(
-                    f"{source}: field '{f.name}' = {value!r} has type {type(value).__name__}, expected {ann}"
-                )
+                raise FieldTypeError(source, type(self).__name__, f.name, value, str(ann))
         self.check(source)
 
     def check(self, source: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks._common import RESULTS_DIR
 from benchmarks.publish_models import (ACC_TOLERANCE, LATENCY_RUNTIMES, MAX_BYTES, ROLES, ROWS_FILE, TARGET_RUNTIMES,
-                                       load_rows, main, publish, refresh)
+                                       find, load_record, load_rows, main, publish, refresh)
 from facenas.errors import ConfigError, FacenasError
 
 MODELS = RESULTS_DIR / "models"
@@ -38,9 +38,18 @@ IDS = [e.get("file") for e in ENTRIES]
 
 
 def _record_trials(entry: dict) -> tuple[dict, dict]:
-    record = json.loads((RESULTS_DIR.parent.parent / entry["source"]["record"]).read_text(encoding="utf-8"))["result"]
-    by_step = {t["step"]: t for t in record["trials"] if t["status"] == "SUCCEEDED"}
-    return by_step[entry["source"]["step"]], by_step[entry["source"]["latency_step"]]
+    """The train and latency trials the entry's ``source`` names in its record's primary run (``trials``); an entry
+    published before ``source`` named trial indexes is of a step that trained one network and was timed once."""
+    src = entry["source"]
+    record = json.loads((RESULTS_DIR.parent.parent / src["record"]).read_text(encoding="utf-8"))["result"]
+    done = [t for t in record["trials"] if t["status"] == "SUCCEEDED"]
+
+    def one(step, index):
+        found = [t for t in done if t["step"] == step and (index is None or t.get("index") == index)]
+        assert len(found) == 1, (step, index)
+        return found[0]
+
+    return one(src["step"], src.get("index")), one(src["latency_step"], src.get("latency_index"))
 
 
 # -- the published files -------------------------------------------------------------------------
@@ -68,7 +77,8 @@ def test_manifest_schema():
             assert e["compare_with"] is None and e["target_runtime"] is None
         else:  # a searched network names the reference it is compared with
             ref = next(x for x in manifest["models"] if x["file"] == e["compare_with"])
-            assert ref["role"] == "reference" and e["target_runtime"] is not None
+            # its target runtime: none only for TNAS, whose search targets a FLOPs budget
+            assert ref["role"] == "reference" and (e["target_runtime"] is not None or e["method"] == "tnas")
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
@@ -86,20 +96,26 @@ def test_manifest_numbers_are_the_recorded_ones(entry):
     assert (entry["lfw_acc"], entry["lfw_acc_std"], entry["mflops"], entry["params_m"]) == \
         (m["lfw_acc"], m["lfw_acc_std"], m["mflops"], m["params_m"])
     assert entry["seed"] == train["params"]["seed"]
-    assert entry["latency_ms"] == {rt: latency["metrics"]["latency_ms"][rt] for rt in LATENCY_RUNTIMES}
-    assert latency["params"]["model"] == entry["source"]["checkpoint"]
+    model = entry["source"].get("latency_model")  # its name in a latency trial that timed several networks
+    timed = latency["metrics"]["latency_ms"] if model is None else latency["metrics"]["latency_ms"][model]
+    assert entry["latency_ms"] == {rt: timed[rt] for rt in LATENCY_RUNTIMES}
+    assert (latency["params"]["model"] if model is None else latency["params"]["models"][model]) == \
+        entry["source"]["checkpoint"]
     assert entry["source"]["checkpoint"].startswith(f"$RUN_DIR/{train['step']}/")
 
 
 def test_every_recorded_row_is_published():
-    """The manifest lists what exists: each row of published_models.yml whose steps are recorded."""
+    """The manifest lists what exists: each row of published_models.yml whose network is recorded and timed (and,
+    for a searched one, its reference too); a row whose record does not exist yet is not published."""
     published = {e["file"] for e in ENTRIES}
-    for row in load_rows(ROWS_FILE):
-        record = json.loads((RESULTS_DIR / f"{row.record}.json").read_text(encoding="utf-8"))["result"]
-        done = {t["step"] for t in record["trials"] if t["status"] == "SUCCEEDED"}
-        timed = any(t["status"] == "SUCCEEDED" and t["stage"] == "runtime.latency"
-                    and t["params"]["model"].startswith(f"$RUN_DIR/{row.step}/") for t in record["trials"])
-        assert (row.step in done and timed) == (row.file in published), row.file
+    rows = load_rows(ROWS_FILE)
+    recorded = set()
+    for row in rows:
+        record = load_record(RESULTS_DIR, row.record)
+        if record is not None and find(record, row) is not None:
+            recorded.add(row.file)
+    expected = {r.file for r in rows if r.file in recorded and (r.compare_with is None or r.compare_with in recorded)}
+    assert published == expected
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
@@ -212,6 +228,7 @@ def test_publish_states_the_seed_statistics_and_refresh_rewrites_them_without_ex
     # a third seed recorded later: --refresh updates the statistics, the file stays as it is
     third = json.loads(json.dumps(other))
     third[0]["metrics"]["lfw_acc"] = 0.60
+    third[0]["params"]["seed"] = 7
     record["runs"]["7"] = {"seed": 7, "trials": third, "pending_steps": []}
     (results / "rec.json").write_text(json.dumps({"result": record}))
     before = (models / "a.onnx").stat().st_mtime_ns
@@ -221,7 +238,8 @@ def test_publish_states_the_seed_statistics_and_refresh_rewrites_them_without_ex
     assert (models / "a.onnx").stat().st_mtime_ns == before
     # refresh refuses a record whose primary run no longer holds the file's network, or another file
     changed = json.loads(json.dumps(record))
-    changed["trials"][0]["metrics"]["lfw_acc"] = 0.7
+    for trials in (changed["trials"], changed["runs"]["5"]["trials"]):  # the primary run and its repeat
+        trials[0]["metrics"]["lfw_acc"] = 0.7
     (results / "rec.json").write_text(json.dumps({"result": changed}))
     with pytest.raises(FacenasError, match="lfw_acc 0.61 in the manifest, 0.7 in rec's primary run"):
         refresh(load_rows(tmp_path / "rows.yml"), results, models)

@@ -19,8 +19,10 @@ What is checked, each problem one line ``FILE: where: what (fix)``:
    ``trialGpuNumber``. A ``${...}`` value exists only at run time: it stands in as
    :data:`PLACEHOLDER` (a whole ``${item...}`` of a literal foreach as the item's value), and a
    whole reference in a field a typed config refuses a string for (e.g. enas.search's
-   ``reward.target_ms: ${lut.result.p20_ms}``, a float) is left out while the rest is validated;
-   the stage validates the resolved value when it runs.
+   ``reward.target_ms: ${lut.result.p20_ms}``, a float) is left out while the rest is validated
+   (the refusal is ``TypedConfig.validate``'s :class:`~facenas.config.FieldTypeError`, which names
+   the field and the value; its message's words are not read); the stage validates the resolved
+   value when it runs.
 
 Data paths are not required to exist (they are the workers', see the GPU files' ``variables``).
 Nothing is trained, no NNI process starts; the registries and config classes are imported.
@@ -36,6 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from facenas.config import refused_field
 from facenas.errors import FacenasError
 
 _REF = re.compile(r"\$\{([^${}]+)\}")
@@ -218,17 +221,13 @@ def _check_stage_params(stage: str, params: dict[str, Any], where: str, code_dir
             with tempfile.TemporaryDirectory(prefix="facenas-check-") as scratch:
                 validate(dict(params), scratch)
         except FacenasError as exc:
-            field = _TYPED_REFERENCE.search(str(exc))
-            if field and _without_reference(params, field.group(1)):
+            refused = refused_field(exc)  # TypedConfig.validate's refusal, by field (not by its message's text)
+            if refused is not None and refused.value == PLACEHOLDER and _without_reference(params, refused.field):
                 continue
             bad(where, f"the {stage} config does not load: {_one_line(exc)}")
         except (TypeError, ValueError, KeyError) as exc:
             bad(where, f"the {stage} config does not load: {type(exc).__name__}: {_one_line(exc)}")
         return
-
-
-#: a typed config's refusal of :data:`PLACEHOLDER` (``TypedConfig.validate``): the field a whole reference fills
-_TYPED_REFERENCE = re.compile(r"field '([^']+)' = " + re.escape(repr(PLACEHOLDER)) + " has type")
 
 
 def _count_placeholders(value: Any) -> int:

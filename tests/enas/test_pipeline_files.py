@@ -184,3 +184,48 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
         assert net.seeds == [0] and all(net.latency_ms[rt] > 0 for rt in ("onnxruntime", "tflite"))  # the run seed
     own = section_headline(tmp_path, (source,)).split("### Each method against its own reference")[1]
     assert "| enas: top1 | random1 |" in own and "| enas: top2 | random2 |" in own and "n<3: not a headline" in own
+
+
+@pytest.mark.slow
+def test_published_arcs_are_the_networks_side_by_side_timed(enas_test_run, tmp_path, caplog):
+    """benchmarks.publish_models with the real rows file on the run collected as enas_cpu: each top arc and random
+    arc row resolves to its retrain trial and to its name in side_by_side's ``models`` (one latency trial timing
+    them all); the arcs the test-scale run has no third of, and the records not collected here, are left out."""
+    import dataclasses
+    import logging
+
+    from benchmarks.collect_pipeline import main as collect_main
+    from benchmarks.publish_models import ROWS_FILE, load_rows, publish
+    from benchmarks.seed_rows import ROW_SOURCES
+
+    results = tmp_path / "results"
+    results.mkdir()
+    assert collect_main([str(enas_test_run), "--name", "enas_cpu", "--experiment", "recipes/nni/enas_test.yml",
+                         "--results", str(results)]) == 0
+    sources = (dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "enas_cpu"), metric="val_acc"),)
+    rows = load_rows(ROWS_FILE)
+    models = tmp_path / "models"
+    with caplog.at_level(logging.INFO, logger="benchmarks.publish_models"):
+        out = publish(rows, {"enas_cpu": enas_test_run}, results, models, sources=sources)
+    assert out["published"] == ["enas_random1.onnx", "enas_random2.onnx", "enas_top1.onnx", "enas_top2.onnx"]
+    assert "enas_top3.onnx: step retrain network 'top3' of enas_cpu" in caplog.text  # top-2 at test scale
+
+    trials = {}
+    for f in enas_test_run.glob("*/*/result.json"):
+        r = json.loads(f.read_text())
+        trials[(r["step"], r["index"])] = r
+    side = trials[("side_by_side", 0)]
+    for e in json.loads((models / "manifest.json").read_text())["models"]:
+        src, name = e["source"], e["source"]["headline_name"]
+        k = int(name[-1])
+        if name.startswith("top"):
+            assert (src["step"], src["index"], e["compare_with"]) == ("retrain", k - 1, f"enas_random{k}.onnx")
+        else:  # the random arc drawn to match top k's latency
+            assert src["step"] == "random_retrain" and e["role"] == "reference"
+            assert trials[("random_retrain", src["index"])]["params"]["search"]["matches"] == k
+        assert (src["latency_step"], src["latency_index"], src["latency_model"]) == ("side_by_side", 0, name)
+        assert e["latency_ms"] == side["metrics"]["latency_ms"][name]
+        output = trials[(src["step"], src["index"])]["metrics"]["output"]
+        assert side["params"]["models"][name] == f"{output}/last.pt"
+        assert src["checkpoint"] == "$RUN_DIR" + side["params"]["models"][name][len(str(enas_test_run.resolve())):]
+        assert e["seeds"]["n"] == 1 and e["seeds"]["values"] == [trials[(src["step"], src["index"])]["metrics"]["val_acc"]]

@@ -103,3 +103,67 @@ def test_collected_record_gives_the_comparison_per_target(tnas_run, tmp_path):
         c = s["targets"][f"ratio {ratio}"]["comparison"]
         row = next(line for line in own.splitlines() if line.startswith(f"| tnas: student ratio {ratio} | uniform"))
         assert "| 3 (0, 1, 2) |" in row and f"| {c['verdict']} |" in row
+
+
+@pytest.mark.slow
+def test_published_students_are_the_primary_seeds_networks_of_the_run(tnas_run, tmp_path, caplog):
+    """benchmarks.publish_models with the real rows file (published_models.yml) on the run collected as tnas_cpu:
+    the TNAS rows resolve, each to the first seed's trial of its target and the latency trial that timed it, their
+    statistics over the three seeds; the rows of records not collected here are left out; --refresh keeps the
+    files after another collection."""
+    import dataclasses
+    import logging
+
+    import onnxruntime as ort
+
+    from benchmarks._common import save_result
+    from benchmarks.collect_pipeline import collect
+    from benchmarks.publish_models import ROWS_FILE, load_rows, publish, refresh
+    from benchmarks.seed_rows import ROW_SOURCES
+
+    results = tmp_path / "results"
+    save_result("tnas_cpu", {**collect(tnas_run), "experiment_file": "recipes/nni/tnas_test.yml"}, out_dir=results,
+                places={str(tnas_run.resolve()): "$RUN_DIR"})
+    sources = (dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "tnas_cpu"), metric="val_acc"),)
+    rows = load_rows(ROWS_FILE)
+    models = tmp_path / "models"
+    with caplog.at_level(logging.INFO, logger="benchmarks.publish_models"):
+        out = publish(rows, {"tnas_cpu": tnas_run}, results, models, sources=sources)
+    tnas = sorted(r.file for r in rows if r.record == "tnas_cpu")
+    assert out["published"] == tnas and len(tnas) == 4
+    assert sorted(out["not_recorded_yet"]) == sorted(r.file for r in rows if r.record != "tnas_cpu")
+    assert "mbf_x05.onnx: reference_front_cpu is not recorded yet" in caplog.text
+
+    # what the run's own folders say: per step, the trials' (ratio, seed) and val_acc; who timed which output
+    trials = {}
+    for f in tnas_run.glob("*/*/result.json"):
+        r = json.loads(f.read_text())
+        trials[(r["step"], r["index"])] = r
+    arch_ratio = {trials[("search", i)]["result"]["arch_path"]: trials[("search", i)]["params"]["target_width_ratio"]
+                  for i in (0, 1)}
+
+    def ratio(r):
+        return r["params"].get("uniform_ratio") or arch_ratio[r["params"]["arch"]]
+
+    manifest = json.loads((models / "manifest.json").read_text())["models"]
+    for e in manifest:
+        src, name = e["source"], e["source"]["headline_name"]
+        step, want = name.split()[0], float(name.split()[-1])
+        net = sorted((r for (s, _), r in trials.items() if s == step and ratio(r) == want), key=lambda r: r["index"])
+        assert [r["params"]["config"]["seed"] for r in net] == [0, 1, 2] == e["seeds"]["seeds"]
+        assert (src["step"], src["index"], e["seed"]) == (step, net[0]["index"], 0)  # the primary (first) seed
+        assert e["seeds"]["values"] == [r["metrics"]["val_acc"] for r in net] and e["seeds"]["metric"] == "val_acc"
+        timer = trials[(src["latency_step"], src["latency_index"])]
+        assert timer["params"]["model"].startswith(net[0]["metrics"]["output"] + "/") and src["latency_model"] is None
+        assert e["latency_ms"] == {rt: timer["metrics"][f"latency_{rt}_ms"] for rt in ("onnxruntime", "tflite")}
+        assert e["mflops"] == pytest.approx(net[0]["metrics"]["mflops"])
+        sess = ort.InferenceSession(str(models / e["file"]), providers=["CPUExecutionProvider"])
+        assert sess.get_inputs()[0].shape[-2:] == [112, 112]
+    assert {e["file"]: e["compare_with"] for e in manifest if e["role"] == "searched"} == \
+        {"tnas_student_r05.onnx": "tnas_uniform_r05.onnx", "tnas_student_r04.onnx": "tnas_uniform_r04.onnx"}
+
+    # collected again (nothing changed): --refresh rewrites the record-derived fields, the files stay
+    save_result("tnas_cpu", {**collect(tnas_run), "experiment_file": "recipes/nni/tnas_test.yml"}, out_dir=results,
+                places={str(tnas_run.resolve()): "$RUN_DIR"})
+    assert refresh(rows, results, models, sources=sources)["refreshed"] == [e["file"] for e in manifest]
+    assert json.loads((models / "manifest.json").read_text())["models"] == manifest
