@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: bench_nni_overhead run labels, the preferred first (the section shows the first one recorded)
-NNI_OVERHEAD_LABELS = ("floor_quiet", "floor", "after")
+NNI_OVERHEAD_LABELS = ("early_end_quiet", "floor_quiet", "floor", "after")
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: the README's path to the results folder (links and images in its generated blocks)
 README_RESULTS_LINK = "benchmarks/results/"
