@@ -47,7 +47,7 @@ import numpy as np
 
 from facenas.errors import ConfigError
 from facenas.nas.report import Reporter
-from facenas.nas.stages import STAGES, auxiliary_stage, checks_params
+from facenas.nas.stages import STAGES, auxiliary_stage, checks_params, exclusive_stage
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ def _check_latency(params: dict[str, Any], scratch: str) -> Any:
 
 
 @STAGES.register("runtime.latency")
+@exclusive_stage
 @checks_params(_check_latency)
 def runtime_latency(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Export ``model`` (or each of ``models``) with each runtime's best passes and time it batch-1 in every
@@ -250,6 +251,7 @@ def _check_lut(params: dict[str, Any], scratch: str) -> Any:
 
 @STAGES.register("runtime.lut")
 @auxiliary_stage
+@exclusive_stage
 @checks_params(_check_lut)
 def runtime_lut(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Build (or resume) the latency table of a space on this machine; optionally validate it."""

@@ -28,6 +28,11 @@ after another in one process -- each with its own folder and ``result.json``, ea
 NNI as an intermediate result, the best one as the trial's final result -- so a step of N
 units takes ceil(N / batch) trials and pays NNI's per-trial start-up that many times).
 
+``exclusive`` (default: the stage's own, true for the timing stages ``runtime.latency`` and
+``runtime.lut``): the step's trials run one at a time and only once every earlier trial has ended,
+so nothing else runs beside a measurement whatever ``trialConcurrency`` is (``run-local`` runs one
+trial at a time anyway).
+
 References inside ``params`` (and ``foreach``) pass earlier steps' results and artefact paths into
 later steps. ``${...}`` alone in a string is replaced by the value itself (any JSON type); inside a
 longer string, by its text. ``$${`` writes a literal ``${``.
@@ -109,6 +114,7 @@ class StepConfig(TypedConfig):
     space_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     role: str | None = None
     batch: int = 1
+    exclusive: bool | None = None  # None: the stage's default (facenas.nas.stages.exclusive_stage)
 
     def check(self, source: str) -> None:
         if self.role is not None and self.role not in ROLES:
@@ -345,9 +351,13 @@ class PipelineScheduler:
         self.steps = config.step_configs()
         #: each step's role: its own, else its stage's default (``auxiliary`` for data/supernet/search stages)
         self.roles: dict[str, str] = {}
+        #: steps whose trials run alone (timing): one at a time, nothing else beside them
+        self.exclusive: dict[str, bool] = {}
         for step in self.steps:
             stage = STAGES.get(step.stage)  # unknown stage names fail at start-up, with close matches
             self.roles[step.name] = step.role or getattr(stage, "default_role", "candidate")
+            self.exclusive[step.name] = (step.exclusive if step.exclusive is not None
+                                         else bool(getattr(stage, "exclusive", False)))
         self.output_dir = Path(output_dir)
         self.experiment_id = experiment_id
         self.units: dict[int, Unit] = {}
@@ -593,7 +603,7 @@ class PipelineScheduler:
             st = self.step_state[spec.step]
             if st["status"] != "running" or not (st["queue"] or (not st["exhausted"] and st["next_index"] < st["total"])):
                 break
-            nxt = self._next_unit()
+            nxt = self._next_unit(joining=True)
             if nxt is None:
                 break
             if nxt[1].step != spec.step:  # the step ended meanwhile (skipped): that unit is the next trial
@@ -608,8 +618,8 @@ class PipelineScheduler:
                        "inputs": m.inputs} for _, m in members]
         return param_id, spec
 
-    def _next_unit(self) -> tuple[int, TrialSpec] | None:
-        """The next unit of the running step as a one-unit trial spec."""
+    def _next_unit(self, joining: bool = False) -> tuple[int, TrialSpec] | None:
+        """The next unit of the running step as a one-unit trial spec (``joining``: into the batch being built)."""
         from facenas.nas.strategy import SearchExhausted
 
         self._advance()
@@ -619,6 +629,8 @@ class PipelineScheduler:
         st = self.step_state[step.name]
         if st["status"] != "running":
             return None
+        if self.exclusive[step.name] and not joining and self.pending_units():
+            return None  # a measurement runs alone: after every running trial, one at a time
         if st["queue"]:
             index, attempt, sample = st["queue"].pop(0)
         elif not st["exhausted"] and st["next_index"] < st["total"]:

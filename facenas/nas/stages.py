@@ -52,6 +52,17 @@ def auxiliary_stage(fn: Stage) -> Stage:
     return fn
 
 
+def exclusive_stage(fn: Stage) -> Stage:
+    """Mark a stage whose trials must run alone on their machine: timing (latency, latency tables).
+
+    A pipeline step of such a stage defaults to ``exclusive`` (see
+    :mod:`facenas.adapters.nni.pipeline`): its trials run one at a time and no other trial runs
+    beside them, so a measurement never shares the cores with another trial.
+    """
+    fn.exclusive = True  # type: ignore[attr-defined]
+    return fn
+
+
 def run_stage(name: str, params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run the registered stage ``name``; report and return its final metrics."""
     from facenas.utils.lock import output_lock

@@ -76,3 +76,35 @@ def test_batched_pipeline_runs_locally_with_a_record_per_unit(tmp_path):
         assert record["status"] in ("SUCCEEDED", "FAILED")
         assert (record["nni"].get("batch") or {}).get("size") == (3 if u.group is not None else None)
     assert sched.step_state["search"]["status"] == "done"
+
+
+def test_an_exclusive_step_runs_its_trials_one_at_a_time_and_a_batch_whole(tmp_path):
+    from tests.nni.test_pipeline import _drain, _finish
+
+    cfg = PipelineConfig.from_dict({"steps": [
+        {"name": "cands", "stage": "toy.evaluate", "trials": 2},
+        {"name": "timed", "stage": "toy.evaluate", "trials": 3, "exclusive": True},
+        {"name": "timed_batched", "stage": "toy.evaluate", "trials": 4, "exclusive": True, "batch": 2},
+    ]})
+    sched = PipelineScheduler(cfg, tmp_path)
+    cands = _drain(sched)
+    assert [s.step for _, s in cands] == ["cands", "cands"]  # an ordinary step: all at once
+    for trial in cands:
+        _finish(sched, *trial)
+    for index in range(3):  # one at a time: nothing else runs beside a measurement
+        (trial,) = _drain(sched)
+        assert (trial[1].step, trial[1].index) == ("timed", index)
+        _finish(sched, *trial)
+    (trial,) = _drain(sched)
+    assert trial[1].step == "timed_batched" and len(trial[1].batch) == 2  # the batch is one trial
+
+
+def test_timing_stages_are_exclusive_unless_the_step_says_otherwise(tmp_path):
+    cfg = PipelineConfig.from_dict({"steps": [
+        {"name": "lat", "stage": "runtime.latency", "params": {"model": "x"}},
+        {"name": "lut", "stage": "runtime.lut", "params": {}},
+        {"name": "lat_shared", "stage": "runtime.latency", "params": {"model": "x"}, "exclusive": False},
+        {"name": "toy", "stage": "toy.evaluate"},
+    ]})
+    sched = PipelineScheduler(cfg, tmp_path)
+    assert sched.exclusive == {"lat": True, "lut": True, "lat_shared": False, "toy": False}
