@@ -104,7 +104,9 @@ class OnnxToTF:
         self.tf = tf
         spec = tf.TensorSpec(self.input_spec_shape(), tf.float32, name="input")
 
-        @tf.function(input_signature=[spec])
+        # autograph off: the rebuild is static Python over the ONNX graph (no tensor-dependent control
+        # flow), and converting its code costs ~4 s in every fresh process (each NNI latency trial)
+        @tf.function(input_signature=[spec], autograph=False)
         def forward(x):
             return self.run(x)
 
