@@ -5,7 +5,7 @@ merely reads like a refusal is still a problem. The one-line user message is unc
 from __future__ import annotations
 
 import dataclasses
-import pickle
+import copy
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def test_typed_config_reports_the_refused_field_with_the_same_one_line_message()
     # the message users read, as before: what was given and what was expected, one line
     assert str(exc) == "recipe.py: field 'target_ms' = 'fast' has type str, expected float | None"
     assert isinstance(exc, ConfigError) and exc.exit_code == 2
-    again = pickle.loads(pickle.dumps(exc))
+    again = copy.deepcopy(exc)  # rebuilt through __reduce__, as pickling does
     assert (type(again), str(again), again.field, again.value) == (FieldTypeError, str(exc), "target_ms", "fast")
     # a caller that re-raised it with its own words still lets the refusal be found
     try:
