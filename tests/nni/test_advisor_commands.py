@@ -26,15 +26,17 @@ STEPS = [
 
 
 class FakeNNI:
-    """What a trial's ``nni`` module records: its final results, in order."""
+    """What a trial's ``nni`` module records: its final results, and whether the record was on disk then."""
 
-    def __init__(self):
+    def __init__(self, record: Path):
+        self.record = record
         self.finals: list[dict] = []
 
     def report_intermediate_result(self, metrics):
         pass
 
     def report_final_result(self, metrics):
+        assert self.record.is_file(), "the final result was sent before result.json was written"
         self.finals.append(metrics)
 
 
@@ -57,11 +59,9 @@ def _new_trials(adv, since: int = 0) -> list[dict]:
 
 def _run(adv, job: dict, monkeypatch, trial_id: str) -> dict:
     """Run the trial NNI would start for ``job`` in this process; returns the final it reported."""
-    fake = FakeNNI()
-    monkeypatch.setattr(advisor_mod._imports, "nni", lambda: fake)
-    from facenas.adapters.nni import reporter as reporter_mod
-    monkeypatch.setattr(reporter_mod._imports, "nni", lambda: fake)
     spec = from_parameters(job["parameters"])
+    fake = FakeNNI(Path(spec.out_dir) / "result.json")
+    monkeypatch.setattr(advisor_mod._imports, "nni", lambda: fake)
     assert run_trial(spec, spec.out_dir, {"trial_id": trial_id}) == 0
     assert json.loads((Path(spec.out_dir) / "result.json").read_text())["status"] == "SUCCEEDED"
     (final,) = fake.finals  # sent once, after result.json was written
