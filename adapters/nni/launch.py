@@ -5,7 +5,9 @@ What ``facenas nni create`` adds to ``nnictl create`` (everything else is plain 
 1. **Loopback only.** NNI 3.0's manager (a Node.js web server: portal + REST API without
    authentication) listens on all interfaces and has no option to change that. The launcher
    loads ``loopback.js`` into it (``NODE_OPTIONS=--require ...``), which makes its servers bind
-   ``127.0.0.1`` (or ``$FACENAS_NNI_BIND_HOST``), and prints only the loopback URL.
+   ``127.0.0.1`` (or ``$FACENAS_NNI_BIND_HOST``), and prints only the loopback URL; and
+   ``poll.js``, which makes the manager look for ended trials every 0.1 s instead of 0.5 s
+   (``$FACENAS_NNI_POLL_S``), as each round of dependent trials waits for that look.
 2. **Our search space in the portal.** For a facenas advisor the search space is generated from
    the space the pipeline samples (:func:`facenas.adapters.nni.space.search_space_json`).
 3. **The right Python.** The trial command's ``python`` resolves to the interpreter running
@@ -65,6 +67,8 @@ from facenas.errors import ConfigError, FacenasError
 log = logging.getLogger(__name__)
 
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
+#: lowers NNI's manager trial poll (0.5 s) to $FACENAS_NNI_POLL_S (default 0.1 s): see poll.js
+POLL_JS = Path(__file__).with_name("poll.js")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TRIAL_MODULE = "facenas.adapters.nni.trial"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -85,11 +89,12 @@ def nni_env(
 ) -> dict[str, str]:
     """Environment for nnictl and the NNI processes it starts (see the module docstring)."""
     env = dict(os.environ if base is None else base)
-    require = f"--require {LOOPBACK_JS}"
-    if " " in str(LOOPBACK_JS):
-        raise FacenasError(f"the facenas install path {LOOPBACK_JS} contains a space, which NODE_OPTIONS cannot carry")
-    if require not in env.get("NODE_OPTIONS", ""):
-        env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " " + require).strip()
+    for shim in (LOOPBACK_JS, POLL_JS):
+        require = f"--require {shim}"
+        if " " in str(shim):
+            raise FacenasError(f"the facenas install path {shim} contains a space, which NODE_OPTIONS cannot carry")
+        if require not in env.get("NODE_OPTIONS", ""):
+            env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " " + require).strip()
     if bind_host:
         env[BIND_HOST_ENV] = bind_host
     bin_dir = str(Path(sys.executable).parent)

@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 TOY_TEST = REPO / "recipes" / "nni" / "toy_test.yml"
 
 
-def test_nni_env_loads_the_loopback_shim_and_this_python(tmp_path):
+def test_nni_env_loads_the_node_shims_and_this_python(tmp_path):
     env = launch.nni_env({"PATH": "/usr/bin", "NODE_OPTIONS": "--max-old-space-size=512"}, home=tmp_path / "h",
                          config_dir=tmp_path / "c", output_root=tmp_path / "o", bind_host="127.0.0.1")
-    assert env["NODE_OPTIONS"] == f"--max-old-space-size=512 --require {launch.LOOPBACK_JS}"
+    assert env["NODE_OPTIONS"] == f"--max-old-space-size=512 --require {launch.LOOPBACK_JS} --require {launch.POLL_JS}"
     assert launch.nni_env(env)["NODE_OPTIONS"] == env["NODE_OPTIONS"]  # idempotent
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
     assert env["HOME"] == str((tmp_path / "h").resolve()) and env["NNI_CONFIG_DIR"] == str((tmp_path / "c").resolve())
@@ -50,6 +50,33 @@ def test_loopback_shim_binds_node_servers_to_loopback(bind):
     bare = dict(env, NODE_OPTIONS="")
     out = subprocess.run([_node(), "-e", script], env=bare, capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout)["address"] == "::"  # what NNI does without it: every interface
+
+
+@pytest.mark.nni
+@pytest.mark.parametrize("poll, nni_interval, expected", [
+    (None, 0.5, 0.1),  # the default: NNI's local/remote poll lowered
+    ("0.25", 0.5, 0.25),
+    ("0", 0.5, 0.5),  # 0: NNI's own
+    (None, 5, 5),  # an interval NNI chose for a service that polls remote APIs: left alone
+])
+def test_poll_shim_lowers_the_managers_trial_poll(tmp_path, poll, nni_interval, expected):
+    """A module exporting NNIManager (as NNI's core/nnimanager.js does) gets its trial loop's interval lowered."""
+    (tmp_path / "nnimanager.js").write_text(
+        "class NNIManager { constructor(i) { this.pollInterval = i; }\n"
+        "  async manageTrials() { return this.pollInterval; } }\n"
+        "exports.NNIManager = NNIManager;\n")
+    script = (f"const {{ NNIManager }} = require({json.dumps(str(tmp_path / 'nnimanager.js'))});"
+              f"new NNIManager({nni_interval}).manageTrials().then(v => console.log(v));")
+    env = launch.nni_env()
+    env.pop("FACENAS_NNI_POLL_S", None)
+    if poll is not None:
+        env["FACENAS_NNI_POLL_S"] = poll
+    out = subprocess.run([_node(), "-e", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == expected
+    bare = dict(env, NODE_OPTIONS="")
+    out = subprocess.run([_node(), "-e", script], env=bare, capture_output=True, text=True, timeout=60)
+    assert float(out.stdout) == nni_interval  # without the shim: NNI's
 
 
 def test_prepare_config_makes_paths_absolute_and_generates_the_search_space():
