@@ -35,6 +35,8 @@ from typing import Any, Callable, Sequence
 RESULTS = Path(__file__).resolve().parent / "results"
 #: bench_nni_overhead run labels, the preferred first (the section shows the first one recorded)
 NNI_OVERHEAD_LABELS = ("early_end_quiet", "floor_quiet", "floor", "after")
+#: the same measure on the machine loaded by two trainings, shown beside the quiet one
+NNI_OVERHEAD_LOADED_LABELS = ("early_end_loaded",)
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: the README's path to the results folder (links and images in its generated blocks)
 README_RESULTS_LINK = "benchmarks/results/"
@@ -774,10 +776,19 @@ def section_scale(results: Path) -> str:
         parts.append(_table(["experiment file", "run-local s before", "nnictl s before", "ratio before", f"run-local s {label}",
                              f"NNI s {label}", f"ratio {label}", "start-up s (to 1st trial)", "trials span s",
                              "tail s (to DONE)", "stop s", "within 2x"], rows))
+        loaded_label = next((k for k in NNI_OVERHEAD_LOADED_LABELS if k in runs), None)
+        if loaded_label:
+            loaded = runs[loaded_label]
+            parts.append(f"Beside two trainings (`{loaded_label}`, {loaded.get('date')}, commit {loaded.get('commit')}; "
+                         f"load: {loaded.get('load_note') or 'not recorded'}): "
+                         + ", ".join(f"{f} {_f(v.get('nnictl_s'), 2)} / {_f(v.get('run_local_s'), 2)} s = "
+                                     f"{_f(v.get('ratio'), 2)}x" for f, v in sorted(loaded.get("files", {}).items())
+                                     if v.get("ratio") is not None) + ".")
         floor = (runs.get(label) or {}).get("files", {}).get("toy_test", {}).get("floor_s") or {}
         if floor:
             parts.append("toy_test's floor (s): " + ", ".join(f"{k} {_f(v, 2)}" for k, v in floor.items()) + " (NNI's "
-                         "manager polls trials every 0.5 s in its own code: `nni_poll_gaps_s`).")
+                         "manager looks for ended trials every 0.5 s in its own code, 0.1 s with facenas's poll.js: "
+                         "`nni_poll_gaps_s`).")
         floor = (runs.get("after") or {}).get("cold_process_import_s") or {}
         if floor:
             parts.append("NNI's own start-up before the first trial (cold processes, each `import nni`): "
