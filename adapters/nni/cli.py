@@ -178,7 +178,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     pipeline = pipeline_config_of(cfg.get("tuner"))
     if pipeline is None:
         raise FacenasError(f"{args.config}: its tuner is not a facenas advisor (FacenasPipeline / FacenasSearch)")
-    sched = run_pipeline_locally(pipeline, args.output)
+    sched = run_pipeline_locally(pipeline, args.output, retry_failed=args.retry_failed)
     out = Path(args.output)
     _emit(args, {"status": sched.status(), "output_dir": str(out)},
           (out / SUMMARY_MD).read_text(encoding="utf-8").rstrip())
@@ -262,6 +262,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = add("run-local", cmd_run_local, "run an experiment file's pipeline in this process, without NNI (debugging)")
     q.add_argument("config")
     q.add_argument("--output", required=True, help="output folder")
+    q.add_argument("--retry-failed", action="store_true",
+                   help="resuming: run the failed trials of finished steps again first (steps no started step "
+                        "has used the results of)")
 
     q = add("e2e", cmd_e2e, "the end-to-end nnictl check of an experiment file (temporary NNI home)")
     q.add_argument("config")

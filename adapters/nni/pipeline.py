@@ -903,6 +903,47 @@ class PipelineScheduler:
         """NNI re-queued these interrupted trials on resume: wait for them instead of re-issuing."""
         self._interrupted -= set(param_ids)
 
+    def retry_failed(self) -> list[str]:
+        """Run again the failed trials of finished steps that no started step has used; the steps retried.
+
+        A trial index of a ``done`` step without a successful attempt is queued once more (its next
+        attempt, in its own folder), and the run goes back to the first such step; steps after it that
+        had started go on from where they were when their turn comes. A step whose results a started
+        later step refers to is not retried (that step would have to run again): a log line says so.
+        """
+        started = {s.name for s in self.steps if self.step_state[s.name]["status"] != "waiting"}
+        retried: list[str] = []
+        for k, step in enumerate(self.steps):
+            st = self.step_state[step.name]
+            if st["status"] != "done":
+                continue
+            mine = [u for u in self.units.values() if u.step == step.name]
+            ok = {u.index for u in mine if u.status == SUCCEEDED}
+            failed: dict[int, Unit] = {}
+            for u in mine:
+                if u.status == FAILED and u.index not in ok and (u.index not in failed or u.attempt > failed[u.index].attempt):
+                    failed[u.index] = u
+            if not failed:
+                continue
+            users = [s.name for s in self.steps[k + 1:] if s.name in started
+                     and step.name in {_step_name(r) for r in references([s.params, s.foreach])}]
+            if users:
+                log.warning("pipeline %s: step '%s' has %d failed trial(s) but is not retried: step(s) %s used its "
+                            "results already", self.config.name, step.name, len(failed), users)
+                continue
+            st["queue"].extend((u.index, u.attempt + 1, u.sample) for u in sorted(failed.values(), key=lambda u: u.index))
+            st["status"], st["note"] = "running", f"retrying {len(failed)} failed trial(s)"
+            retried.append(step.name)
+            log.info("pipeline %s: step '%s': retrying %d failed trial(s) (index %s)", self.config.name, step.name,
+                     len(failed), sorted(failed))
+        if retried:
+            first = min(k for k, s in enumerate(self.steps) if s.name in retried)
+            for s in self.steps[first + 1:]:  # started again, from where they were, when their turn comes
+                if self.step_state[s.name]["status"] == "running" and s.name not in retried:
+                    self.step_state[s.name]["status"] = "waiting"
+            self.current = first
+        return retried
+
     def reissue_interrupted(self) -> list[int]:
         """Trials that were running when the experiment stopped and that NNI did not re-queue: run again."""
         lost = sorted(self._interrupted)
@@ -916,7 +957,8 @@ class PipelineScheduler:
         return lost
 
 
-def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir: str | Path) -> PipelineScheduler:
+def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir: str | Path,
+                         retry_failed: bool = False) -> PipelineScheduler:
     """Run a pipeline in this process, one trial after another, without NNI (debugging, tests).
 
     Trials run through the same :func:`facenas.adapters.nni.trial.run_trial` as under NNI (their
@@ -925,7 +967,8 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     pipeline, finished trials are kept and the one that was running is run again in its own folder
     (``engine.train`` continues from the checkpoint it left there). The experiment file may have been
     revised meanwhile: unchanged steps keep their trials, changed ones run again
-    (:meth:`PipelineScheduler.load_state_dict`).
+    (:meth:`PipelineScheduler.load_state_dict`). ``retry_failed``: failed trials of finished steps
+    run again first (:meth:`PipelineScheduler.retry_failed`).
     """
     from facenas.adapters.nni.results import write_summary
     from facenas.adapters.nni.trial import run_trial
@@ -935,6 +978,8 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     out = Path(output_dir)
     sched = PipelineScheduler(cfg, out, experiment_id="local")
     _resume_local(sched, out / "advisor_state.json")
+    if retry_failed:
+        sched.retry_failed()
     while not sched.finished:
         nxt = sched.next_trial()
         if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again

@@ -296,3 +296,48 @@ def test_results_cli_takes_an_output_folder_and_prints_the_trial_table(tmp_path,
     assert facenas_main(["nni", "results", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
     assert "| step | role | index | status |" in text and "toy_score" in text and "## best architectures (step retrain)" in text
+
+
+def _toy_sample(width: int) -> dict:
+    return {"stem/width": width, "block/kernel_size": 3, "block/depth": 1, "block/op": "conv"}
+
+
+def test_retry_failed_runs_a_finished_steps_failed_trials_again_first(tmp_path):
+    """A leaf step's trial failed (its input was missing then): resuming with retry_failed runs it again."""
+    present, supernet = tmp_path / "present.json", tmp_path / "supernet.json"  # the second: absent at first
+    write_json(present, {"format": "facenas.toy_supernet/1", "space": "toy", "epochs": 1})
+    cfg = {"name": "retry", "steps": [
+        {"name": "cands", "stage": "toy.evaluate", "space": "toy",
+         "foreach": [{"sample": _toy_sample(8), "supernet": str(present)},
+                     {"sample": _toy_sample(16), "supernet": str(supernet)}],
+         "params": {"sample": "${item.sample}", "supernet": "${item.supernet}", "epochs": 1}},
+        {"name": "after", "stage": "toy.evaluate", "space": "toy", "params": {"sample": _toy_sample(8), "epochs": 1}},
+    ]}
+    out = tmp_path / "run"
+    sched = run_pipeline_locally(cfg, out)
+    assert sched.status() == "finished (1 failed trial(s))"
+    write_json(supernet, {"format": "facenas.toy_supernet/1", "space": "toy", "epochs": 1})
+    again = run_pipeline_locally(cfg, out)  # a plain resume keeps the failure
+    assert again.status() == "finished (1 failed trial(s))"
+    retried = run_pipeline_locally(cfg, out, retry_failed=True)
+    cands = sorted((u.index, u.attempt, u.status) for u in retried.units.values() if u.step == "cands")
+    assert cands == [(0, 0, "succeeded"), (1, 0, "failed"), (1, 1, "succeeded")]
+    assert (out / "cands" / "001-retry1" / "result.json").is_file()
+    assert [len(retried.records(s)) for s in ("cands", "after")] == [2, 1]  # the later step kept its trial
+    assert sum(1 for u in retried.units.values() if u.step == "after") == 1
+
+
+def test_retry_failed_leaves_a_step_whose_results_a_started_step_used(tmp_path, caplog):
+    cfg = PipelineConfig.from_dict({"steps": [
+        {"name": "cands", "stage": "toy.evaluate", "trials": 2},
+        {"name": "search", "stage": "toy.search", "params": {"candidates": "${cands[*]}"}},
+    ]})
+    sched = PipelineScheduler(cfg, tmp_path)
+    a, b = _drain(sched)
+    _finish(sched, *a)
+    _finish(sched, *b, ok=False)
+    (search,) = _drain(sched)  # the search started with the one successful candidate
+    with caplog.at_level("WARNING"):
+        assert sched.retry_failed() == []
+    assert "used its results already" in caplog.text
+    assert _drain(sched) == []
