@@ -730,13 +730,12 @@ class PipelineScheduler:
         unit = self.units.get(param_id)
         if unit is None or unit.status != ISSUED:
             return False
-        members = ([u for u in self.units.values() if u.group == unit.group and u.status == ISSUED]
-                   if unit.group is not None else [unit])
         if unit.group is None:
             record = self._record_from_file(unit)
             if record is None or record.get("status") != "SUCCEEDED":
                 return False
-        elif any(self._record_from_file(m) is None for m in members):
+        elif any(self._record_from_file(m) is None for m in self.units.values()
+                 if m.group == unit.group and m.status == ISSUED):
             return False
         self.on_end(param_id, True, "SUCCEEDED", trial_job_id)
         return True
