@@ -135,15 +135,20 @@ def build_student(arch: Any, embedding_size: int) -> nn.Module:
 def train_student(cfg: Any, arch: Any, settings: DistillSettings, reporter: Reporter | None = None) -> StudentResult:
     """Train the architecture ``arch`` from scratch with ``cfg`` (a :class:`TrainConfig`) by FKD.
 
-    The data order and flips follow ``cfg.seed`` (:class:`EpochBatchSampler`), so runs with
-    the same seed see the same batches whatever their loss; ``cfg.resume`` continues a run.
+    The initial weights (student and projection), the data order and the flips follow ``cfg.seed``
+    (:class:`EpochBatchSampler`), so runs with the same seed see the same batches whatever their
+    loss, and train the same network; ``cfg.resume`` continues a run.
     Returns the engine's final metrics plus ``mflops``, ``params_m`` and teacher-cache counts.
     """
     from facenas.plugins.engine import build_head, train
     from facenas.nas.flops import count_flops, count_params
+    from facenas.utils.seed import seed_everything
 
     cfg.validate("tnas student training config")
     size = cfg.input_size()
+    # the student and the projection are initialised here, before the engine seeds its run: seed them from the
+    # config too, so the same config trains the same network whatever the process drew before
+    seed_everything(cfg.seed)
     model = build_student(arch, cfg.embedding_size)
     model_size = tuple(getattr(model, "input_size", (size, size)))
     if model_size != (size, size):

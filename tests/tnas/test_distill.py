@@ -86,3 +86,16 @@ def _epochs(out):
     import json
 
     return [r for r in map(json.loads, (out / "train_metrics.jsonl").read_text().splitlines()) if r["type"] == "epoch"]
+
+
+def test_student_weights_do_not_depend_on_the_callers_rng(synthetic_data, test_space, tmp_path):
+    # the student and the distillation projection are built before the engine seeds its run: a trial
+    # forked from a warm process (or one that drew random numbers first) must still train the same network
+    arch = test_space.describe(test_space.uniform(0.5))
+    settings = DistillSettings(teacher=random_teacher())
+    runs = []
+    for i, state in enumerate((0, 1)):
+        torch.manual_seed(state)
+        runs.append(train_student(_cfg(synthetic_data, tmp_path / str(i), num_epoch=1), arch, settings).model)
+    for (k, v), w in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
+        assert torch.equal(v, w), k
