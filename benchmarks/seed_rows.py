@@ -66,6 +66,9 @@ class SeedRow:
     #: the ``runtime.latency`` trial that timed it: (step, index, its name in ``params.models`` or None when it
     #: timed the network alone); None when no such trial is recorded
     timed_by: tuple[str, int | None, str | None] | None = None
+    #: the other networks that trial timed in the same interleaved rounds: ``{name: {"latency_ms": {runtime: ms},
+    #: "mflops": float | None, "trained": bool | None}}`` (empty when it timed this network alone)
+    timed_with: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,17 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
     if isinstance((trial.get("metrics") or {}).get("latency_ms"), dict):
         return _latency(trial.get("metrics") or {}), None
     return {rt: None for rt in RUNTIMES}, None
+
+
+def _timed_with(timer: Mapping[str, Any] | None, name: str | None) -> dict[str, dict[str, Any]]:
+    """The networks a several-model runtime.latency trial timed beside ``name``: latency, MFLOPs, trained or not."""
+    if timer is None or name is None:
+        return {}
+    m = timer.get("metrics") or {}
+    lat, trained = m.get("latency_ms"), m.get("trained")
+    others = [str(k) for k in (lat if isinstance(lat, dict) else {}) if str(k) != name]
+    return {k: {"latency_ms": _latency(m, k), "mflops": _num(m.get(f"mflops_{k}")),
+                "trained": trained.get(k) if isinstance(trained, dict) else None} for k in others}
 
 
 def trial_latency(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
@@ -314,7 +328,8 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
                 budget=(source.budget(t, done) if source.budget else None) or _budget(t),
                 device=_device(t, cpu), record=record, network=_network(t), step=step,
                 pair=None if pair is None else str(pair), index=_int(t.get("index")), run=position,
-                timed_by=None if timer is None else (str(timer.get("step")), _int(timer.get("index")), timed_name)))
+                timed_by=None if timer is None else (str(timer.get("step")), _int(timer.get("index")), timed_name),
+                timed_with=_timed_with(timer, timed_name)))
     return rows
 
 
@@ -483,3 +498,39 @@ def networks(rows: Sequence[SeedRow]) -> list[Network]:
         out.append(Network(record, name, first.method, first.role, first.target_runtime, rs,
                            seed_stats([r.lfw_acc for r in rs]), lat))
     return out
+
+
+#: relative MFLOPs difference under which an untrained network timed beside a searched one counts as the
+#: architecture of the reference it is named after
+SAME_FLOPS_REL = 1e-3
+
+
+def side_by_side(searched: Network, reference: Network, runtime: str) -> tuple[float, float] | None:
+    """``(searched ms, reference ms)`` on ``runtime`` as one ``runtime.latency`` trial measured both, in the same
+    interleaved rounds: the medians over the searched network's seed runs that such a trial timed; None when none.
+
+    The reference is in that trial either as one of its own checkpoints (a reference of the same run, e.g. OFA's
+    equal-budget network) or as its architecture untrained under its own name (OFA's ``side_by_side`` times
+    ``mbf_x05`` built from the reference front's recipe: latency does not depend on the weights) -- the latter
+    only when the MFLOPs agree, so a name given to another network is not taken for the reference.
+    """
+    own = {(r.record, r.run, r.timed_by[0], r.timed_by[1]): r.timed_by[2]
+           for r in reference.rows if r.timed_by is not None and r.timed_by[2] is not None}
+    flops = reference.rows[0].mflops if reference.rows else None
+    pairs = []
+    for row in searched.rows:
+        if row.timed_by is None or row.timed_by[2] is None:
+            continue
+        name = own.get((row.record, row.run, row.timed_by[0], row.timed_by[1]))
+        if name is None:
+            other = row.timed_with.get(reference.name)
+            if (other is not None and other.get("trained") is False and flops and other.get("mflops") is not None
+                    and abs(other["mflops"] - flops) <= SAME_FLOPS_REL * flops):
+                name = reference.name
+        other = row.timed_with.get(name) if name is not None else None
+        s, r = row.latency_ms.get(runtime), (other or {}).get("latency_ms", {}).get(runtime)
+        if s is not None and r is not None:
+            pairs.append((s, r))
+    if not pairs:
+        return None
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)

@@ -12,7 +12,8 @@ LFW accuracies of its seed runs (one value per seed). :func:`verdict` applies th
 checked in that order, and only with >= 3 seeds on each side: with fewer the verdict is
 ``n<3: not a headline`` and the numbers it has (gain, p where both sides have >= 2 seeds) are still
 given. :func:`compare` picks the references a searched network is compared with: every reference
-whose latency on the runtime is >= the searched network's; it reports the comparison with the
+whose latency on the runtime is >= the searched network's (as one timing run measured both, side by
+side, where one did; else each network's own measurement); it reports the comparison with the
 fastest of those (the closest in latency) and the strongest one (best verdict, then largest gain),
 and names the faster references that are at least as accurate (the searched network is dominated).
 
@@ -99,11 +100,13 @@ class Verdict:
     p: float | None  # Welch's two-sided p (None: a side has < 2 seeds, or neither has spread)
     latency_ratio: float | None  # searched latency / reference latency on the runtime
     reason: str  # which rule gave the label, with its numbers
+    side_by_side: bool = False  # the latencies come from one timing run (same interleaved rounds)
 
 
 def verdict(searched: Sequence[float], reference: Sequence[float], searched_latency_ms: float | None,
-            reference_latency_ms: float | None) -> Verdict:
-    """The issue's rule (module docstring) for ``searched`` vs ``reference`` LFW accuracies over seeds."""
+            reference_latency_ms: float | None, side_by_side: bool = False) -> Verdict:
+    """The issue's rule (module docstring) for ``searched`` vs ``reference`` LFW accuracies over seeds
+    (``side_by_side``: both latencies were measured in one timing run, which the reason then says)."""
     s, r = seed_stats(searched), seed_stats(reference)
     gain = s.mean - r.mean if s.n and r.n else None
     test = welch(searched, reference)
@@ -112,8 +115,10 @@ def verdict(searched: Sequence[float], reference: Sequence[float], searched_late
              if isinstance(searched_latency_ms, (int, float)) and isinstance(reference_latency_ms, (int, float))
              and reference_latency_ms > 0 else None)
 
+    timed = " (side by side)" if side_by_side and ratio is not None else ""
+
     def made(label: str, reason: str) -> Verdict:
-        return Verdict(label, s, r, gain, p, ratio, reason)
+        return Verdict(label, s, r, gain, p, ratio, reason, side_by_side and ratio is not None)
 
     if s.n < MIN_SEEDS or r.n < MIN_SEEDS:
         return made(FEW_SEEDS, f"{s.n} searched and {r.n} reference seed(s); a headline needs >= {MIN_SEEDS} each")
@@ -121,12 +126,12 @@ def verdict(searched: Sequence[float], reference: Sequence[float], searched_late
     if gain >= BETTER_GAIN - EPS and significant:
         return made(BETTER, f"gain {gain:+.4f} >= +{BETTER_GAIN} and p {p:.3g} < {ALPHA}")
     if gain >= -AS_ACCURATE_WITHIN - EPS and ratio is not None and ratio <= FASTER_RATIO + EPS:
-        return made(AS_ACCURATE_FASTER, f"gain {gain:+.4f} >= -{AS_ACCURATE_WITHIN} at {ratio:.2f}x the latency "
-                                        f"(<= {FASTER_RATIO}x)")
+        return made(AS_ACCURATE_FASTER, f"gain {gain:+.4f} >= -{AS_ACCURATE_WITHIN} at {ratio:.2f}x the latency"
+                                        f"{timed} (<= {FASTER_RATIO}x)")
     if significant and gain < 0:
         return made(WORSE, f"gain {gain:+.4f} < 0 and p {p:.3g} < {ALPHA}")
     why = "p undefined (no spread)" if p is None else f"p {p:.3g}"
-    return made(TIE, f"gain {gain:+.4f}, {why}" + ("" if ratio is None else f", {ratio:.2f}x the latency"))
+    return made(TIE, f"gain {gain:+.4f}, {why}" + ("" if ratio is None else f", {ratio:.2f}x the latency{timed}"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,20 +157,34 @@ class Comparison:
         return self.eligible[name] if name is not None else None
 
 
-def compare(searched: Side, references: Mapping[str, Side]) -> Comparison:
-    """``searched`` against every reference at least as slow on the runtime (``latency_ms`` >= its own)."""
-    if not isinstance(searched.latency_ms, (int, float)) or not searched.accuracies:
+def compare(searched: Side, references: Mapping[str, Side],
+            side_by_side: Mapping[str, tuple[float, float]] | None = None) -> Comparison:
+    """``searched`` against every reference at least as slow on the runtime (latency >= its own).
+
+    ``side_by_side``: ``{reference: (searched ms, reference ms)}`` measured in one timing run; for those
+    references that pair decides which is slower and gives the latency ratio, since latencies timed in
+    separate runs of a shared machine differ by more than the 0.75x rule can tell apart. The others
+    compare the two ``latency_ms`` (each network's own timing runs)."""
+    pairs = dict(side_by_side or {})
+    if not searched.accuracies or (not isinstance(searched.latency_ms, (int, float)) and not pairs):
         return Comparison({}, None, None, (),
                           "the searched network has no measured latency or accuracy on this runtime")
-    timed = {k: v for k, v in references.items() if isinstance(v.latency_ms, (int, float)) and v.accuracies}
-    by_latency = sorted(timed.items(), key=lambda kv: kv[1].latency_ms)
-    eligible = {k: verdict(searched.accuracies, v.accuracies, searched.latency_ms, v.latency_ms)
-                for k, v in by_latency if v.latency_ms >= searched.latency_ms}
+    timed: dict[str, tuple[float, float, bool]] = {}  # reference -> (searched ms, reference ms, side by side)
+    for k, v in references.items():
+        if not v.accuracies:
+            continue
+        if k in pairs:
+            timed[k] = (float(pairs[k][0]), float(pairs[k][1]), True)
+        elif isinstance(v.latency_ms, (int, float)) and isinstance(searched.latency_ms, (int, float)):
+            timed[k] = (float(searched.latency_ms), float(v.latency_ms), False)
+    by_ratio = sorted(timed.items(), key=lambda kv: -kv[1][0] / kv[1][1])  # the closest in latency first
+    eligible = {k: verdict(searched.accuracies, references[k].accuracies, s_ms, r_ms, sbs)
+                for k, (s_ms, r_ms, sbs) in by_ratio if r_ms >= s_ms}
     mean = seed_stats(searched.accuracies).mean
-    dominated = tuple(k for k, v in by_latency
-                      if v.latency_ms < searched.latency_ms and seed_stats(v.accuracies).mean >= mean - EPS)
+    dominated = tuple(k for k, (s_ms, r_ms, _) in sorted(timed.items(), key=lambda kv: -kv[1][0] / kv[1][1])
+                      if r_ms < s_ms and seed_stats(references[k].accuracies).mean >= mean - EPS)
     if not eligible:
         return Comparison({}, None, None, dominated, "no reference is as slow or slower on this runtime")
-    closest = next(iter(eligible))  # sorted by latency
+    closest = next(iter(eligible))  # the highest latency ratio: the fastest reference at least as slow
     strongest = max(eligible, key=lambda k: (STRENGTH[eligible[k].label], eligible[k].gain))
     return Comparison(eligible, closest, strongest, dominated, "")

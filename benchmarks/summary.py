@@ -561,7 +561,7 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
     searched network recorded it says what is missing."""
     from benchmarks import seed_rows
     from benchmarks import seed_stats as st
-    from benchmarks.seed_rows import gather_rows, networks
+    from benchmarks.seed_rows import gather_rows, networks, side_by_side
 
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
     by_record = {s.record: s for s in sources}
@@ -574,7 +574,9 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
             f"seeds on a side: **{st.FEW_SEEDS}** (the numbers it has). A searched network is compared with every "
             "reference at least as slow on the runtime: the closest (the fastest of those) and the strongest "
             "comparison (the best verdict, then the largest gain) are shown; *dominated by* names faster "
-            "references at least as accurate.")
+            "references at least as accurate. Which is slower, and the latency ratio, come from one timing run where "
+            "the experiment timed both networks side by side (the same interleaved rounds: OFA's `side_by_side` "
+            "times the references' architectures beside the picks), else from each network's own timing run.")
     nets = networks(gather_rows(results, sources))
     refs = [n for n in nets if n.role == "reference"]
     searched = [n for n in nets if n.role == "searched"]
@@ -597,12 +599,13 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                        *((net.record,) if source is None or source.own_references else ())}
             sides = {k: st.Side(n.accuracy.values, n.latency_ms[runtime]) for k, n in by_name.items()
                      if n.record in allowed}
-            comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides)
+            pairs = {k: pair for k in sides if (pair := side_by_side(net, by_name[k], runtime)) is not None}
+            comp = st.compare(st.Side(net.accuracy.values, net.latency_ms[runtime]), sides, pairs)
             base = [f"{net.method}: {net.name}", net.target_runtime or "–", _mean_std(net.accuracy),
                     str(net.accuracy.n), net.latency_ms[runtime]]
             tail = [", ".join(comp.dominated_by) or "–", net.rows[0].budget, net.rows[0].device]
             if not comp.eligible:
-                rows.append(base + ["–", "–", "–", "–", "–", "–", comp.note] + tail + ["–"])
+                rows.append(base + ["–", "–", "–", "–", "–", "–", "–", comp.note] + tail + ["–"])
                 continue
             shown = [("closest", comp.closest)] + ([("strongest", comp.strongest)] if comp.strongest != comp.closest
                                                    else [])
@@ -610,15 +613,25 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                 v, ref = comp.eligible[name], by_name[name]
                 rows.append(base + [f"{which if comp.strongest != comp.closest else 'closest = strongest'}: {name}",
                                     _mean_std(ref.accuracy), str(ref.accuracy.n), ref.latency_ms[runtime],
+                                    _ratio(v, pairs.get(name)),
                                     None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
                                     v.label] + tail + [ref.rows[0].budget])
         parts.append(f"### {label}\n\n" + (_table(
             ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
-             "reference LFW", "seeds", f"reference {label} ms", "gain", "p (Welch)", "verdict",
+             "reference LFW", "seeds", f"reference {label} ms", "latency ratio", "gain", "p (Welch)", "verdict",
              "dominated by (faster, as accurate)", "budget", "device", "reference budget"], rows)
             if rows else "_no searched network._"))
     parts.append(_own_comparisons(nets, sources))
     return "\n\n".join(parts)
+
+
+def _ratio(v: Any, pair: tuple[float, float] | None) -> str:
+    """A verdict's latency ratio and where it comes from: one timing run (side by side) or separate runs."""
+    if v.latency_ratio is None:
+        return "–"
+    if v.side_by_side and pair is not None:
+        return f"{v.latency_ratio:.2f}x (side by side: {pair[0]:.3f} / {pair[1]:.3f} ms)"
+    return f"{v.latency_ratio:.2f}x (separate runs)"
 
 
 def _own_comparisons(nets: Sequence[Any], sources: Sequence[Any]) -> str:
@@ -626,6 +639,7 @@ def _own_comparisons(nets: Sequence[Any], sources: Sequence[Any]) -> str:
     the same record with the same key, the verdict rule on the searched network's target runtime (no latency
     rule when it has none)."""
     from benchmarks import seed_stats as st
+    from benchmarks.seed_rows import side_by_side
 
     rows = []
     notes = []
@@ -635,11 +649,12 @@ def _own_comparisons(nets: Sequence[Any], sources: Sequence[Any]) -> str:
         for net in (n for n in mine if n.role == "searched"):
             for ref in (n for n in mine if n.role == "reference" and n.pair == net.pair):
                 rt = net.target_runtime
-                v = st.verdict(net.accuracy.values, ref.accuracy.values, net.latency_ms.get(rt) if rt else None,
-                               ref.latency_ms.get(rt) if rt else None)
+                pair = side_by_side(net, ref, rt) if rt else None
+                lat = pair or ((net.latency_ms.get(rt), ref.latency_ms.get(rt)) if rt else (None, None))
+                v = st.verdict(net.accuracy.values, ref.accuracy.values, *lat, side_by_side=pair is not None)
                 rows.append([f"{net.method}: {net.name}", ref.name, _mean_std(net.accuracy), _seeds(net),
                              _mean_std(ref.accuracy), _seeds(ref), None if v.gain is None else f"{v.gain:+.4f}",
-                             None if v.p is None else f"{v.p:.3g}", v.label,
+                             None if v.p is None else f"{v.p:.3g}", v.label, _ratio(v, pair),
                              f"{_f(net.latency_ms['onnxruntime'])} / {_f(ref.latency_ms['onnxruntime'])}",
                              f"{_f(net.latency_ms['tflite'])} / {_f(ref.latency_ms['tflite'])}",
                              f"{_f(net.rows[0].mflops, 2)} / {_f(ref.rows[0].mflops, 2)}", net.rows[0].budget])
@@ -647,7 +662,8 @@ def _own_comparisons(nets: Sequence[Any], sources: Sequence[Any]) -> str:
     if not notes:
         return head + "\n\n_no source pairs its networks._"
     body = (_table(["searched network", "reference", "LFW mean ± std", "seeds", "reference LFW", "reference seeds",
-                    "gain", "p (Welch)", "verdict", "ORT ms (searched / reference)", "TFLite ms (searched / reference)",
+                    "gain", "p (Welch)", "verdict", "latency ratio (target runtime)", "ORT ms (searched / reference)",
+                    "TFLite ms (searched / reference)",
                     "MFLOPs (searched / reference)", "budget"], rows)
             if rows else "_missing: none of these records has a searched network and its reference yet._")
     return "\n\n".join([head, "The same rule, each searched network against the reference its method pairs it "

@@ -85,3 +85,25 @@ def test_compare_takes_every_reference_at_least_as_slow():
     assert none.eligible == {} and none.closest is None and "no reference is as slow" in none.note
     assert none.dominated_by == ("fast", "same", "slow_strong")  # faster and at least as accurate
     assert "no measured latency" in compare(Side(tuple(A), None), refs).note
+
+
+def test_a_side_by_side_timing_decides_over_separate_runs():
+    # separately timed, the searched network (1.0 ms) looks faster than `ref` (1.1 ms) but not 0.75x; timed side
+    # by side in one run it is 0.70x, so "as accurate, faster" -- and it is the ratio the verdict reports
+    refs = {"ref": Side(tuple(A), 1.1), "other": Side(tuple(A), 0.9)}
+    searched = Side(tuple(_shift(A, -0.002)), 1.0)
+    apart = compare(searched, refs)
+    assert list(apart.eligible) == ["ref"] and apart.verdict("closest").label == TIE
+    assert not apart.verdict("closest").side_by_side and apart.dominated_by == ("other",)
+    together = compare(searched, refs, {"ref": (0.70, 1.0), "other": (0.8, 0.95)})
+    v = together.verdict("closest")
+    assert set(together.eligible) == {"ref", "other"} and together.closest == "other"  # 0.84x is the closer one
+    assert together.eligible["ref"].label == AS_ACCURATE_FASTER and together.eligible["ref"].side_by_side
+    assert together.eligible["ref"].latency_ratio == pytest.approx(0.70) and "(side by side)" in \
+        together.eligible["ref"].reason
+    assert v.label == TIE and together.strongest == "ref" and together.dominated_by == ()
+    # a pair saying the reference is the faster one makes it dominate, whatever the separate runs said
+    flipped = compare(searched, refs, {"ref": (1.0, 0.85)})
+    assert flipped.dominated_by == ("ref", "other") and "ref" not in flipped.eligible  # the fastest first
+    # a pair is enough without the searched network's own latency
+    assert compare(Side(tuple(A), None), refs, {"ref": (0.5, 1.0)}).closest == "ref"

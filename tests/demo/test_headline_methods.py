@@ -55,7 +55,7 @@ def test_ofa_source_states_the_supernet_plus_fine_tuning_budget_and_labels_the_e
     _write(tmp_path, "ofa_cpu", ofa_record())
     ort = section_headline(tmp_path).split("### onnxruntime")[1].split("### TFLite")[0]
     assert ("| ofa: finetune_onnxruntime_mbf_x05 | onnxruntime | 0.8800 ± 0.0100 | 3 | 1.9100 | closest = strongest: "
-            "equal_budget (42 epochs) | 0.8600 | 1 | 2.0500 | +0.0200 | – | n<3: not a headline | – | 42 epochs: 22 "
+            "equal_budget (42 epochs) | 0.8600 | 1 | 2.0500 | 0.93x (side by side: 1.910 / 2.050 ms) | +0.0200 | – | n<3: not a headline | – | 42 epochs: 22 "
             "supernet + 20 fine-tuning of ofa.finetune |") in ort
     row = next(line for line in ort.splitlines() if line.startswith("| ofa: finetune_onnxruntime_mbf_x05 |"))
     assert row.endswith("| 42 epochs of celeba299_mbf_cpu |")  # the reference's budget, stated
@@ -140,3 +140,26 @@ def test_without_method_records_the_own_comparisons_say_missing(tmp_path):
     _write(tmp_path, "ofa_cpu", ofa_record())
     own = section_headline(tmp_path).split("### Each method against its own reference")[1]
     assert "_missing: none of these records has a searched network and its reference yet._" in own
+
+
+@pytest.mark.parametrize("flops, paired", [(10.0, True), (37.9, False)])
+def test_a_reference_architecture_timed_beside_the_picks_gives_the_side_by_side_ratio(tmp_path, flops, paired):
+    """ofa_cpu.yml's side_by_side times `mbf_x05` untrained (the reference front's recipe) with the picks: the
+    headline takes which is slower and the ratio from that run -- only when its MFLOPs are the reference's."""
+    record = ofa_record()
+    sbs = next(t for t in record["trials"] if t["step"] == "side_by_side")
+    names = sbs["metrics"]["latency_ms"]
+    sbs["metrics"]["trained"] = {k: k not in ("mbf_x025", "mbf_x05") for k in names}
+    sbs["metrics"]["mflops_mbf_x05"] = flops
+    _write(tmp_path, "ofa_cpu", record)
+    # timed on its own, the front's mbf_x05 (1.5 ms) looks faster than the pick (1.91 ms); beside it, 2.1 ms
+    _seed_record(tmp_path, "reference_front_cpu", {s: {"mbf_x05": (acc, 1.5, 1.2)}
+                                                   for s, acc in ((2048, 0.875), (1, 0.88), (2, 0.885))})
+    ort = section_headline(tmp_path).split("### onnxruntime")[1].split("### TFLite")[0]
+    rows = [line for line in ort.splitlines() if line.startswith("| ofa: finetune_onnxruntime_mbf_x05 |")]
+    if paired:
+        assert any("| strongest: mbf_x05 | 0.8800 ± 0.0050 | 3 | 1.5000 | 0.91x (side by side: 1.910 / 2.100 ms) | "
+                   "+0.0000 | 1 | tie | – |" in r for r in rows), rows
+    else:  # another network under the name: the separate runs decide, and the front's mbf_x05 dominates
+        assert len(rows) == 1 and "mbf_x05 |" not in rows[0].split(" | ")[5], rows
+        assert rows[0].split(" | ")[-4] == "mbf_x05", rows  # "dominated by (faster, as accurate)"

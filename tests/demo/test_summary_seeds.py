@@ -65,10 +65,10 @@ def test_headline_with_three_seeds_gives_gain_welch_p_and_verdict(tmp_path):
     ort = md.split("### onnxruntime")[1].split("### TFLite")[0]
     # small (0.51 ms median) is the fastest reference at least as slow as the pick (0.50 ms) and gives the best gain
     assert (f"| ofa: pick | onnxruntime | 0.8750 ± 0.0050 | 3 | 0.5000 | closest = strongest: small | 0.8000 ± 0.0100 "
-            f"| 3 | 0.5100 | +0.0750 | {p_small:.3g} | better | – |") in ort
+            f"| 3 | 0.5100 | 0.98x (separate runs) | +0.0750 | {p_small:.3g} | better | – |") in ort
     tfl = md.split("### TFLite")[1]
     # TFLite: the pick (0.9 ms) is slower than small (0.61 ms), which is less accurate: not dominated; big is eligible
-    assert f"| closest = strongest: big | 0.8500 ± 0.0100 | 3 | 1.2500 | +0.0250 | {p_big:.3g} | better | – |" in tfl
+    assert f"| closest = strongest: big | 0.8500 ± 0.0100 | 3 | 1.2500 | 0.72x (separate runs) | +0.0250 | {p_big:.3g} | better | – |" in tfl
 
 
 def test_headline_with_one_seed_says_not_a_headline_and_flags_domination(tmp_path):
@@ -76,7 +76,7 @@ def test_headline_with_one_seed_says_not_a_headline_and_flags_domination(tmp_pat
     _record(tmp_path, "ofa_cpu", {7: {"pick": (0.82, 1.0, 1.0)}})
     md = section_headline(tmp_path, SOURCES)
     ort = md.split("### onnxruntime")[1].split("### TFLite")[0]
-    assert "| closest = strongest: big | 0.8500 ± 0.0100 | 3 | 1.5000 | -0.0300 | – | n<3: not a headline |" in ort
+    assert "| closest = strongest: big | 0.8500 ± 0.0100 | 3 | 1.5000 | 0.67x (separate runs) | -0.0300 | – | n<3: not a headline |" in ort
     tfl = md.split("### TFLite")[1]
     assert "| n<3: not a headline | – |" in tfl  # TFLite: small (0.61 ms, 0.80) is faster but less accurate
     _record(tmp_path, "ofa_cpu", {7: {"pick": (0.79, 2.0, 2.0)}})  # slower than every reference, less accurate
@@ -128,5 +128,5 @@ def test_headline_tells_apart_references_of_two_records_with_one_name(tmp_path):
     ort = section_headline(tmp_path, sources).split("### onnxruntime")[1].split("### TFLite")[0]
     assert "| ofa: pick |" in ort and "ofa: big" not in ort  # the pipeline's reference is a reference
     # closest: the OFA record's big (1.1 ms), 2.5 points above: worse; strongest: the front's big (1.5 ms), a tie
-    assert "| closest: big (ofa_cpu) | 0.8650 ± 0.0050 | 3 | 1.1000 | -0.0250 |" in ort and "| worse |" in ort
-    assert "| strongest: big (reference_front_cpu) | 0.8500 ± 0.0100 | 3 | 1.5000 | -0.0100 |" in ort and "| tie |" in ort
+    assert "| closest: big (ofa_cpu) | 0.8650 ± 0.0050 | 3 | 1.1000 | 0.91x (separate runs) | -0.0250 |" in ort and "| worse |" in ort
+    assert "| strongest: big (reference_front_cpu) | 0.8500 ± 0.0100 | 3 | 1.5000 | 0.67x (separate runs) | -0.0100 |" in ort and "| tie |" in ort
