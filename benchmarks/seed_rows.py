@@ -66,9 +66,10 @@ class SeedRow:
     #: the ``runtime.latency`` trial that timed it: (step, index, its name in ``params.models`` or None when it
     #: timed the network alone); None when no such trial is recorded
     timed_by: tuple[str, int | None, str | None] | None = None
-    #: the other networks that trial timed in the same interleaved rounds: ``{name: {"latency_ms": {runtime: ms},
-    #: "mflops": float | None, "trained": bool | None}}`` (empty when it timed this network alone)
-    timed_with: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: every ``runtime.latency`` trial that timed it among several networks (``params.models``), in the same
+    #: interleaved rounds: ``{"step/index": {"name": its name there, "latency_ms": {runtime: ms}, "others": {name:
+    #: {"latency_ms": {runtime: ms}, "mflops": float | None, "trained": bool | None}}}}``
+    timed_beside: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,15 +154,23 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
     return {rt: None for rt in RUNTIMES}, None
 
 
-def _timed_with(timer: Mapping[str, Any] | None, name: str | None) -> dict[str, dict[str, Any]]:
-    """The networks a several-model runtime.latency trial timed beside ``name``: latency, MFLOPs, trained or not."""
-    if timer is None or name is None:
-        return {}
-    m = timer.get("metrics") or {}
-    lat, trained = m.get("latency_ms"), m.get("trained")
-    others = [str(k) for k in (lat if isinstance(lat, dict) else {}) if str(k) != name]
-    return {k: {"latency_ms": _latency(m, k), "mflops": _num(m.get(f"mflops_{k}")),
-                "trained": trained.get(k) if isinstance(trained, dict) else None} for k in others}
+def _beside(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The several-model runtime.latency trials that timed ``trial``'s checkpoint, with what they timed beside it."""
+    index = trial.get("index")
+    prefix = f"{RUN_DIR}/{trial.get('step')}/" + (f"{index:03d}/" if isinstance(index, int) else "")
+    out = {}
+    for t in done:
+        models = (t.get("params") or {}).get("models") if t.get("stage") == "runtime.latency" else None
+        mine = [str(k) for k, path in (models.items() if isinstance(models, dict) else ()) if str(path).startswith(prefix)]
+        if not mine:
+            continue
+        m = t.get("metrics") or {}
+        lat, trained = m.get("latency_ms"), m.get("trained")
+        others = {str(k): {"latency_ms": _latency(m, str(k)), "mflops": _num(m.get(f"mflops_{k}")),
+                           "trained": trained.get(k) if isinstance(trained, dict) else None}
+                  for k in (lat if isinstance(lat, dict) else {}) if str(k) != mine[0]}
+        out[f"{t.get('step')}/{t.get('index')}"] = {"name": mine[0], "latency_ms": _latency(m, mine[0]), "others": others}
+    return out
 
 
 def trial_latency(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
@@ -329,7 +338,7 @@ def pipeline_rows(record: str, result: Mapping[str, Any], source: RowSource) -> 
                 device=_device(t, cpu), record=record, network=_network(t), step=step,
                 pair=None if pair is None else str(pair), index=_int(t.get("index")), run=position,
                 timed_by=None if timer is None else (str(timer.get("step")), _int(timer.get("index")), timed_name),
-                timed_with=_timed_with(timer, timed_name)))
+                timed_beside=_beside(t, done)))
     return rows
 
 
@@ -514,23 +523,21 @@ def side_by_side(searched: Network, reference: Network, runtime: str) -> tuple[f
     ``mbf_x05`` built from the reference front's recipe: latency does not depend on the weights) -- the latter
     only when the MFLOPs agree, so a name given to another network is not taken for the reference.
     """
-    own = {(r.record, r.run, r.timed_by[0], r.timed_by[1]): r.timed_by[2]
-           for r in reference.rows if r.timed_by is not None and r.timed_by[2] is not None}
     flops = reference.rows[0].mflops if reference.rows else None
     pairs = []
     for row in searched.rows:
-        if row.timed_by is None or row.timed_by[2] is None:
-            continue
-        name = own.get((row.record, row.run, row.timed_by[0], row.timed_by[1]))
-        if name is None:
-            other = row.timed_with.get(reference.name)
-            if (other is not None and other.get("trained") is False and flops and other.get("mflops") is not None
-                    and abs(other["mflops"] - flops) <= SAME_FLOPS_REL * flops):
-                name = reference.name
-        other = row.timed_with.get(name) if name is not None else None
-        s, r = row.latency_ms.get(runtime), (other or {}).get("latency_ms", {}).get(runtime)
-        if s is not None and r is not None:
-            pairs.append((s, r))
+        for key, trial in sorted(row.timed_beside.items()):
+            name = next((r.timed_beside[key]["name"] for r in reference.rows
+                         if (r.record, r.run) == (row.record, row.run) and key in r.timed_beside), None)
+            other = trial["others"].get(name if name is not None else reference.name)
+            if name is None and not (other is not None and other.get("trained") is False and flops
+                                     and other.get("mflops") is not None
+                                     and abs(other["mflops"] - flops) <= SAME_FLOPS_REL * flops):
+                continue
+            s, r = trial["latency_ms"].get(runtime), (other or {}).get("latency_ms", {}).get(runtime)
+            if s is not None and r is not None:
+                pairs.append((s, r))
+                break  # one timing run per seed run
     if not pairs:
         return None
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)

@@ -130,3 +130,24 @@ def test_headline_tells_apart_references_of_two_records_with_one_name(tmp_path):
     # closest: the OFA record's big (1.1 ms), 2.5 points above: worse; strongest: the front's big (1.5 ms), a tie
     assert "| closest: big (ofa_cpu) | 0.8650 ± 0.0050 | 3 | 1.1000 | 0.91x (separate runs) | -0.0250 |" in ort and "| worse |" in ort
     assert "| strongest: big (reference_front_cpu) | 0.8500 ± 0.0100 | 3 | 1.5000 | 0.67x (separate runs) | -0.0100 |" in ort and "| tie |" in ort
+
+
+def test_a_network_timed_alone_and_again_beside_the_references_is_compared_side_by_side(tmp_path):
+    """A step timing each network alone (its row's latency) and a later one timing it beside the references'
+    architectures: the comparison takes the second (one timing run), the table still shows the first."""
+    _record(tmp_path, "reference_front_cpu", REF)
+    _record(tmp_path, "ofa_cpu", {s: {"pick": (acc, 1.0, 1.0)} for s, acc in ((7, 0.84), (8, 0.845), (9, 0.85))})
+    data = json.loads((tmp_path / "ofa_cpu.json").read_text())
+    for run in data["result"]["runs"].values():
+        run["trials"].append({"step": "beside", "index": 0, "stage": "runtime.latency", "role": "auxiliary",
+                              "status": "SUCCEEDED", "params": {"models": {
+                                  "pick": "$RUN_DIR/pick/000/train/last.pt", "big": {"config": "recipes/configs/c.py"}}},
+                              "metrics": {"latency_ms": {"pick": {"onnxruntime": 1.0, "tflite": 1.0},
+                                                         "big": {"onnxruntime": 1.6, "tflite": 1.2}},
+                                          "mflops_big": 10.0, "trained": {"pick": True, "big": False}}})
+    (tmp_path / "ofa_cpu.json").write_text(json.dumps(data))
+    ort = section_headline(tmp_path, SOURCES).split("### onnxruntime")[1].split("### TFLite")[0]
+    # big over seeds 0.85 / 0.86 / 0.84 at 1.5 ms on its own; beside the pick 1.6 ms: 0.62x, within half a point
+    assert ("| ofa: pick | onnxruntime | 0.8450 ± 0.0050 | 3 | 1.0000 | closest = strongest: big | 0.8500 ± 0.0100 | 3 "
+            "| 1.5000 | 0.62x (side by side: 1.000 / 1.600 ms) | -0.0050 |") in ort
+    assert "| as accurate, faster |" in ort

@@ -54,8 +54,9 @@ def test_enas_cpu_holds_every_step_of_the_top3_vs_random_comparison(monkeypatch)
     # every retrained network is timed in both runtimes, side by side, 1 thread, best export (the stage's default)
     timing = steps["side_by_side"].params
     assert timing["runtimes"] == ["onnxruntime", "tflite"] and timing["threads"] == 1 and "passes" not in timing
-    assert timing["models"] == {f"{g}{i + 1}": f"${{{step}[{i}].result.output}}/last.pt"
-                                for g, step in (("top", "retrain"), ("random", "random_retrain")) for i in range(3)}
+    retrained = {k: v for k, v in timing["models"].items() if isinstance(v, str)}
+    assert retrained == {f"{g}{i + 1}": f"${{{step}[{i}].result.output}}/last.pt"
+                         for g, step in (("top", "retrain"), ("random", "random_retrain")) for i in range(3)}
     assert steps["search"].params["config"]["top_k"] == 3
     assert check_experiment_file(RECIPES / "enas_cpu.yml").problems == []
     header = (RECIPES / "enas_cpu.yml").read_text().split("experimentName:")[0]

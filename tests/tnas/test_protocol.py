@@ -33,8 +33,8 @@ def _check(path: Path):
 def test_file_compares_searched_and_uniform_students_per_target_over_the_same_seeds(name):
     assert _check(NNI / name).ok
     steps = _steps(name)
-    assert [s for s in steps if s not in ("data",)] == ["teacher", "search", "student", "uniform", "student_latency",
-                                                         "uniform_latency"]
+    assert [s for s in steps if s not in ("data", "side_by_side")] == ["teacher", "search", "student", "uniform",
+                                                                       "student_latency", "uniform_latency"]
     assert steps["teacher"]["stage"] == "engine.train" and steps["teacher"]["role"] == "reference"
     search = steps["search"]
     assert search["stage"] == "tnas.search" and search["role"] == "auxiliary"
