@@ -165,28 +165,37 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
     for t in _ok(record, "ofa.finetune"):
         finetunes.setdefault(str(t["step"]), []).append(t)
     runtimes: dict[str, Any] = {}
-    for t in _ok(record, "ofa.search"):
+    searches = [t for t in record.get("trials") or [] if t.get("stage") == "ofa.search"]
+    for t in sorted(searches, key=lambda t: (str(t.get("step")), t.get("index") or 0)):
+        if t.get("status") not in ("SUCCEEDED", "FAILED"):
+            continue  # not run yet
         p, m = t.get("params") or {}, t.get("metrics", {})
         cost = p.get("cost")
         lut = cost.get("lut") if isinstance(cost, dict) else None
         runtime = next((rt for rt, tb in tables.items() if lut is not None and tb.get("table") == lut), None)
         if runtime is None:
             runtime = "mflops" if cost == "mflops" else str(lut)
-        bound = p.get("bound")
+        bound, scale = p.get("bound"), p.get("bound_scale", 1)
         source = _bound_source(bound, runtime, tables, points, record)
+        scaled = isinstance(scale, (int, float)) and scale != 1
+        entry = {"step": t["step"], "index": t.get("index"), "ranker": p.get("ranker"),
+                 "bound_ms": bound * scale if scaled and isinstance(bound, (int, float)) else bound,
+                 "bound_from": f"{scale:g}x {source}" if scaled else source, "bound_reference": source,
+                 "bound_scale": scale if isinstance(scale, (int, float)) else 1, "runtime": runtime}
+        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": [], "finetuned": [], "failed": []})
+        if t.get("status") == "FAILED":  # e.g. a bound below the space's smallest subnet: the message says so
+            rt["failed"].append({**entry, "error": t.get("error")})
+            continue
         final = finals.get(_sample(t))
         fm = (final or {}).get("metrics", {})
-        entry = {"step": t["step"], "index": t.get("index"), "ranker": p.get("ranker"), "bound_ms": bound,
-                 "bound_from": source, "predicted_ms": m.get("best_cost"), "search_seconds": m.get("search_seconds"),
-                 "sample": (t.get("arch") or {}).get("sample"), **_acc(fm),
-                 "latency_ms": fm.get("latency_ms"), "final_step": (final or {}).get("step")}
-        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": [], "finetuned": []})
-        rt["searches"].append({**entry, "runtime": runtime})
+        rt["searches"].append({**entry, "predicted_ms": m.get("best_cost"), "search_seconds": m.get("search_seconds"),
+                               "sample": (t.get("arch") or {}).get("sample"), **_acc(fm),
+                               "latency_ms": fm.get("latency_ms"), "final_step": (final or {}).get("step")})
     for step, runs in finetunes.items():
         search = _search_of(step, _sample(runs[0]), [e for rt in runtimes.values() for e in rt["searches"]])
         if search is not None:
             runtimes[search["runtime"]]["finetuned"].append(
-                _pick(record, runs, search, search["runtime"], references.get(search["bound_from"]), metric))
+                _pick(record, runs, search, search["runtime"], references.get(search["bound_reference"]), metric))
     accs = [t.get("metrics", {}).get("lfw_devtest_auc") for t in evaluated]
     accs = [a for a in accs if isinstance(a, (int, float))]
     equal = [t for t in _ok(record, "engine.train") if t.get("role") == "reference"]
@@ -209,12 +218,21 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
             "pending_steps": record.get("pending_steps", [])}
 
 
+def _step_suffix(search: dict[str, Any]) -> str:
+    """How a fine-tuning step's name ends for a search's bound: ``mbf_x05``, or ``075x_mbf_x05`` under 0.75x it."""
+    scale = search.get("bound_scale", 1)
+    source = str(search.get("bound_reference", search["bound_from"]))
+    return source if scale == 1 else f"{scale:g}".replace(".", "") + "x_" + source
+
+
 def _search_of(step: str, sample: str | None, searches: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The search a fine-tuning step's subnet came from: the one whose pick it is; when several searches chose
     the same subnet (e.g. two bounds above every subnet), the one whose bound's source ends the step's name
     (``finetune_onnxruntime_mbf_x05``), else a comparator's."""
     same = [e for e in searches if sample is not None and json.dumps(e["sample"], sort_keys=True) == sample]
-    named = [e for e in same if step.endswith("_" + str(e["bound_from"]))]
+    named = [e for e in same if step.endswith("_" + _step_suffix(e))]
+    longest = max((len(_step_suffix(e)) for e in named), default=0)  # 075x_mbf_x05 over mbf_x05
+    named = [e for e in named if len(_step_suffix(e)) == longest]
     ranked = [e for e in named or same if e["ranker"] == "comparator"] or named or same
     return ranked[0] if ranked else None
 
@@ -229,7 +247,7 @@ def _pick(record: dict[str, Any], runs: list[dict[str, Any]], search: dict[str, 
                if any(rt in lat for lat in latencies)}
     ms = [t.get("metrics") or {} for t in runs]
     pick = {"step": runs[0]["step"], "search": f"{search['ranker']} under {search['bound_from']}",
-            "reference": search["bound_from"], "sample": search["sample"],
+            "reference": search["bound_reference"], "sample": search["sample"],
             "seeds": [(t.get("params") or {}).get("seed") for t in runs], metric: _stats(values),
             "lfw_acc_std_folds": [m.get("lfw_acc_std") for m in ms], "epochs": ms[0].get("epochs"),
             "mflops": ms[0].get("mflops"), "params_m": ms[0].get("params_m"),

@@ -85,7 +85,8 @@ def collect(output_dir: Path) -> dict[str, Any]:
                        "role": record.get("role"), "status": record.get("status"), "params": _params(record.get("params")),
                        "arch": record.get("arch") or (metrics["arch"] if isinstance(metrics.get("arch"), dict) else None),
                        "host": (record.get("process") or {}).get("host"),
-                       "metrics": {k: metrics[k] for k in KEPT if k in metrics}})
+                       "metrics": {k: metrics[k] for k in KEPT if k in metrics},
+                       **({"error": record.get("error")} if record.get("status") == "FAILED" else {})})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
     return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials,

@@ -408,6 +408,9 @@ def section_ofa(results: Path) -> str:
                             [[e["ranker"], e["bound_from"], e.get("bound_ms"), e.get("predicted_ms"), e.get("latency_ms"),
                               _acc(e.get("lfw_acc"), e.get("lfw_acc_std")), e.get("mflops"), e.get("search_seconds")]
                              for e in rt["searches"]]))
+        for e in rt.get("failed") or []:
+            parts.append(f"Search {e['ranker']} under {e['bound_from']} ({_f(e.get('bound_ms'))} ms): no subnet -- "
+                         f"{e.get('error') or 'failed'}")
         picks = rt.get("finetuned") or []
         if not picks:
             parts.append("Fine-tuned picks: missing (not recorded yet).")

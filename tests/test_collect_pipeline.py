@@ -116,3 +116,19 @@ def test_seed_zero_is_a_seed(tmp_path, seed):
     results.mkdir()
     assert _collect(results, _run(tmp_path / "r", seed, {"a": 0.8})) == 0
     assert _result(results)["seed"] == seed and list(_result(results)["runs"]) == [str(seed)]
+
+
+def test_a_failed_trial_keeps_its_error_message(tmp_path):
+    """A trial that failed for a reason worth reporting (an OFA bound below the space's smallest subnet) keeps the
+    message in the record; a succeeded one has no error field."""
+    run = _run(tmp_path / "run", 2048, {"a": 0.8})
+    trial = run / "b" / "000"
+    trial.mkdir(parents=True)
+    (trial / "result.json").write_text(json.dumps({
+        "step": "b", "index": 0, "stage": "ofa.search", "role": "auxiliary", "status": "FAILED", "params": {},
+        "error": "InfeasibleConstraintError: no subnet has latency <= 0.59 ms", "traceback": "Traceback ...",
+        "metrics": {}}))
+    assert _collect(tmp_path / "results", run) == 0
+    trials = {t["step"]: t for t in _result(tmp_path / "results")["trials"]}
+    assert trials["b"]["status"] == "FAILED" and trials["b"]["error"].startswith("InfeasibleConstraintError")
+    assert "traceback" not in trials["b"] and "error" not in trials["a"]

@@ -276,7 +276,8 @@ def ofa_finetune(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
 @STAGES.register("ofa.search")
 @auxiliary_stage
 def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
-    """Fit the ranker on the evaluated candidates and run Algorithm 1 under the bound; top-k architectures."""
+    """Fit the ranker on the evaluated candidates and run Algorithm 1 under ``bound`` x ``bound_scale`` (default 1;
+    e.g. 0.75 under three quarters of a reference's measured latency); top-k architectures."""
     import numpy as np
 
     from .costs import AdditiveCost
@@ -286,6 +287,11 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
 
     if "supernet" not in params or "bound" not in params:
         raise ConfigError(f"ofa.search needs 'supernet' and 'bound'; got {sorted(params)}")
+    scale = params.get("bound_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f"ofa.search bound_scale: {scale!r} is not a positive number; give e.g. 0.75 (search under "
+                          "0.75x the bound, such as 0.75x a reference's measured latency)")
+    bound = float(params["bound"]) * float(scale)
     space, _ = load_supernet(params["supernet"])
     samples, scores = [], []
     for cand in params.get("candidates") or []:
@@ -316,11 +322,12 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     else:
         raise ConfigError(f"ofa.search: cost must be 'mflops' or {{'lut': path}}, got {cost_spec!r}")
     evo = EvolutionConfig.from_dict(dict(params.get("evolution") or {}), source="ofa.search evolution")
-    res = evolution_search(space, make_ranker(kind, space, predictor), cost, float(params["bound"]), evo, ranker_name=kind)
+    res = evolution_search(space, make_ranker(kind, space, predictor), cost, bound, evo, ranker_name=kind)
     from facenas.nas.results import ranked_result
 
     reporter.intermediate({"default": float(len(samples)), "candidates": float(len(samples))})
-    metrics = {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": float(params["bound"]),
+    metrics = {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": bound,
+               "bound_given": float(params["bound"]), "bound_scale": float(scale),
                "search_seconds": float(res.seconds), "fit_seconds": float(fit_s),
                "comparator_calls": float(res.comparator_calls), "candidates": float(len(samples)), "ranker": kind}
     return ranked_result(metrics, reporter.out_dir, [(space.describe(t["sample"]), {"cost": t["cost"], "score": t["score"]})

@@ -40,12 +40,16 @@ def _record(with_finetunes=True):
             "latency_ms": {"mbf_x025": {"onnxruntime": 1.0, "tflite": 0.9}, "mbf_x05": {"onnxruntime": 2.0, "tflite": 1.8}},
             "latency_mbf_x025_onnxruntime_ms": 1.0, "latency_mbf_x05_onnxruntime_ms": 2.0,
             "latency_mbf_x025_tflite_ms": 0.9, "latency_mbf_x05_tflite_ms": 1.8}),
-        _trial("search_onnxruntime", "ofa.search", 0, "auxiliary", {"ranker": "comparator", "bound": 1.0, "cost": lut},
-               {"best_cost": 0.97, "search_seconds": 1.0}, arch={"sample": a}),
+        _trial("search_onnxruntime", "ofa.search", 0, "auxiliary",
+               {"ranker": "comparator", "bound": 2.0, "bound_scale": 0.75, "cost": lut},
+               {"best_cost": 1.45, "search_seconds": 1.0}, arch={"sample": a}),
         _trial("search_onnxruntime", "ofa.search", 1, "auxiliary", {"ranker": "comparator", "bound": 2.0, "cost": lut},
                {"best_cost": 1.95, "search_seconds": 1.0}, arch={"sample": b}),
         _trial("search_onnxruntime", "ofa.search", 2, "auxiliary", {"ranker": "mlp", "bound": 1.5, "cost": lut},
                {"best_cost": 1.4, "search_seconds": 2.0}, arch={"sample": c}),
+        {**_trial("search_onnxruntime", "ofa.search", 3, "auxiliary", {"ranker": "comparator", "bound": 1.0, "cost": lut}),
+         "status": "FAILED", "error": "InfeasibleConstraintError: no subnet of space 'ofa' has latency <= 1 ms: the "
+                                      "smallest reachable is 1.2 ms"},
     ]
     for i, (sample, acc, ms) in enumerate(((a, 0.70, 0.98), (b, 0.75, 1.97), (c, 0.74, 1.41))):
         trials.append(_trial("final_onnxruntime", "ofa.evaluate", i, params={"sample": sample, "export": True},
@@ -54,14 +58,14 @@ def _record(with_finetunes=True):
     lat = {"mbf_x025": {"onnxruntime": 1.1, "tflite": 0.95}, "mbf_x05": {"onnxruntime": 2.1, "tflite": 1.7}}
     if with_finetunes:
         for step, sample, accs in (("finetune_onnxruntime_mbf_x05", b, (0.87, 0.88, 0.89)),
-                                   ("finetune_onnxruntime_mbf_x025", a, (0.80,))):
+                                   ("finetune_onnxruntime_075x_mbf_x05", a, (0.80,))):
             for i, (seed, acc) in enumerate(zip((2048, 1, 2), accs)):
                 out = f"$RUN_DIR/{step}/{i:03d}/train"
                 trials.append(_trial(step, "ofa.finetune", i, params={"sample": sample, "seed": seed}, metrics={
                     "lfw_acc": acc, "lfw_acc_std": 0.02, "output": out, "epochs": 20, "train_seconds": 600.0,
                     "mflops": 70.0, "latency_ms": 1.9}))
                 models[f"ofa_{step[9:]}_seed{seed}"] = f"{out}/last.pt"
-                lat[f"ofa_{step[9:]}_seed{seed}"] = {"onnxruntime": (1.9 if "x05" in step else 0.9) + 0.01 * i,
+                lat[f"ofa_{step[9:]}_seed{seed}"] = {"onnxruntime": (1.9 if "075x" not in step else 1.4) + 0.01 * i,
                                                      "tflite": 3.8}
         trials.append(_trial("equal_budget", "engine.train", role="reference",
                              params={"config": RECIPE, "network_kwargs": {"width_mult": 0.5}, "num_epoch": 42, "seed": 2048},
@@ -94,11 +98,16 @@ def test_fine_tuned_picks_are_compared_over_seeds_with_welch(tmp_path):
     s = summarise(_record(), tmp_path)
     ort = s["runtimes"]["onnxruntime"]
     assert [(e["ranker"], e["bound_from"]) for e in ort["searches"]] == [
-        ("comparator", "mbf_x025"), ("comparator", "mbf_x05"), ("mlp", "p35")]
+        ("comparator", "0.75x mbf_x05"), ("comparator", "mbf_x05"), ("mlp", "p35")]
+    assert ort["searches"][0]["bound_ms"] == pytest.approx(1.5) and ort["searches"][0]["bound_reference"] == "mbf_x05"
+    # the search under x0.25's latency found no subnet: kept with its message, nothing fine-tuned from it
+    (failed,) = ort["failed"]
+    assert failed["bound_from"] == "mbf_x025" and "smallest reachable is 1.2 ms" in failed["error"]
     # the reference points: timed with the picks (side_by_side), accuracy over the reference front's seeds
     assert s["references"]["mbf_x05"]["latency_ms"] == {"onnxruntime": 2.1, "tflite": 1.7}
     assert s["references"]["mbf_x05"]["lfw_acc"]["values"] == [0.85, 0.84, 0.845]
-    x05, x025 = sorted(ort["finetuned"], key=lambda p: p["reference"] != "mbf_x05")
+    x05, x075 = sorted(ort["finetuned"], key=lambda p: p["step"] != "finetune_onnxruntime_mbf_x05")
+    assert x075["search"] == "comparator under 0.75x mbf_x05" and x075["reference"] == "mbf_x05"
     assert x05["seeds"] == [2048, 1, 2] and x05["lfw_acc"]["mean"] == pytest.approx(0.88)
     assert x05["lfw_acc"]["std"] == pytest.approx(0.01)
     expected = ttest_ind([0.87, 0.88, 0.89], [0.85, 0.84, 0.845], equal_var=False)
@@ -108,7 +117,8 @@ def test_fine_tuned_picks_are_compared_over_seeds_with_welch(tmp_path):
     assert x05["latency_ms"]["onnxruntime"] == pytest.approx(1.91)  # median over the seeds' side-by-side times
     assert vs["latency_ratio"] == pytest.approx(1.91 / 2.1)
     # one seed on one side: no test, said so
-    assert x025["vs_reference"]["p"] is None and x025["vs_reference"]["verdict"] == FEW_SEEDS
+    assert x075["vs_reference"]["p"] is None and x075["vs_reference"]["verdict"] == FEW_SEEDS
+    assert x075["vs_reference"]["latency_ratio"] == pytest.approx(1.4 / 2.1)
     eq = s["equal_budget"]
     assert eq["epochs"] == 42 and eq["supernet_epochs"] == 22 and eq["latency_ms"]["onnxruntime"] == 2.05
     versus = {v["pick"]: v for v in eq["vs_picks"]["onnxruntime"]}
@@ -141,6 +151,8 @@ def test_section_ofa_renders_seeds_p_values_and_missing_rows(tmp_path):
     assert "| better |" in md and f"| {FEW_SEEDS} |" in md
     assert "| equal_budget (seed 2048, 42 epochs) | 0.8600 ± 0.0200 | 2.0500 | 1.7500 |" in md and "Supernet: 22 epochs" in md
     assert "| mbf_x05 | 0.8450 ± 0.0050 (n=3) | 2.1000 | 1.7000 |" in md
+    assert ("Search comparator under mbf_x025 (1.0000 ms): no subnet -- InfeasibleConstraintError: no subnet of space "
+            "'ofa' has latency <= 1 ms") in md
     # before the fine-tunings and the equal-budget training are recorded: "missing", not blank
     _write(tmp_path, "ofa_cpu", _record(with_finetunes=False))
     md = section_ofa(tmp_path)

@@ -24,11 +24,14 @@ def _pipeline_of(data, name: str = "pipeline"):
 
 RUNTIMES = ("onnxruntime", "tflite")
 REFERENCES = {"mbf_x025": 0.25, "mbf_x05": 0.5}
+#: the fine-tuned picks: the comparator's under MobileFaceNet x0.5's latency, at 1x and at 0.75x (x0.25's is below
+#: the space's smallest subnet: searched, to record that, but nothing to fine-tune)
+PICKS = {"mbf_x05": 1, "075x_mbf_x05": 0.75}
 
 
 def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
     steps_list = _pipeline("ofa_cpu.yml")
-    finetunes = [(f"finetune_{rt}_{ref}", "ofa.finetune") for ref in ("mbf_x05", "mbf_x025") for rt in RUNTIMES]
+    finetunes = [(f"finetune_{rt}_{pick}", "ofa.finetune") for pick in PICKS for rt in RUNTIMES]
     assert [(s.name, s.stage) for s in steps_list] == [
         ("lut_onnxruntime", "runtime.lut"), ("lut_tflite", "runtime.lut"),
         ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"), ("reference_latency", "runtime.latency"),
@@ -57,11 +60,19 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         bounds = [item["bound"] for item in search.foreach]
         assert {f"${{lut_{rt}.result.p35_ms}}", f"${{lut_{rt}.result.p75_ms}}"} <= set(bounds)
         assert {item["ranker"] for item in search.foreach} == {"comparator", "mlp"}
-        for ref in REFERENCES:
+        assert search.params["bound"] == "${item.bound}" and search.params["bound_scale"] == "${item.scale}"
+        x025 = f"${{reference_latency.result.latency_mbf_x025_{rt}_ms}}"
+        assert [item for item in search.foreach if item["bound"] == x025] == [
+            {"ranker": "comparator", "bound": x025, "scale": 1}]  # searched under, recorded as infeasible
+        assert search.foreach[-1]["bound"] == x025  # last: the indices the fine-tunes refer to do not move
+        for pick, scale in PICKS.items():
+            ref = "mbf_x05"
             bound = f"${{reference_latency.result.latency_{ref}_{rt}_ms}}"
-            assert {item["ranker"] for item in search.foreach if item["bound"] == bound} == {"comparator", "mlp"}
-            index = next(i for i, item in enumerate(search.foreach) if item == {"ranker": "comparator", "bound": bound})
-            finetune = steps[f"finetune_{rt}_{ref}"]
+            assert {item["ranker"] for item in search.foreach if item["bound"] == bound and item["scale"] == scale} == {
+                "comparator", "mlp"}
+            index = next(i for i, item in enumerate(search.foreach)
+                         if item == {"ranker": "comparator", "bound": bound, "scale": scale})
+            finetune = steps[f"finetune_{rt}_{pick}"]
             assert finetune.foreach == "${vars.finetune_seeds}" or finetune.foreach == seeds
             assert finetune.params["seed"] == "${item}"
             assert finetune.params["sample"] == f"${{search_{rt}[{index}].result.arch.sample}}"  # comparator, that bound
@@ -69,15 +80,15 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
             assert finetune.params["head"] == "${supernet.result.head}"
             assert finetune.params["latency"] == {"runtime": rt}
             for i, seed in enumerate(seeds):  # every fine-tuned network, timed with the others in both runtimes
-                path = steps["side_by_side"].params["models"][f"ofa_{rt}_{ref}_seed{seed}"]
-                assert path == f"${{finetune_{rt}_{ref}[{i}].result.output}}/last.pt"
+                path = steps["side_by_side"].params["models"][f"ofa_{rt}_{pick}_seed{seed}"]
+                assert path == f"${{finetune_{rt}_{pick}[{i}].result.output}}/last.pt"
         assert "lfw.bin" in steps[f"final_{rt}"].params["val"][0]
         assert steps[f"final_{rt}"].params["latency"]["runtime"] == rt
     side = steps["side_by_side"].params
     assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
     assert side["models"]["equal_budget"] == "${equal_budget.result.output}/last.pt"
     untrained = sum(isinstance(v, dict) for v in side["models"].values())  # the front's six (test_side_by_side_references)
-    assert untrained == 6 and len(side["models"]) == untrained + 1 + len(RUNTIMES) * len(REFERENCES) * len(seeds)
+    assert untrained == 6 and len(side["models"]) == untrained + 1 + len(RUNTIMES) * len(PICKS) * len(seeds)
     assert side["runtimes"] == list(RUNTIMES)
     # equal budget: x0.5 for the epochs a fine-tuned pick saw, supernet (its phases: the defaults) + fine-tuning
     from facenas.plugins.ofa.train import SupernetTrainConfig

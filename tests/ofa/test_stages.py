@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from facenas.errors import ConfigError
+from facenas.errors import ConfigError, FacenasError
 from facenas.plugins.ofa.train import save_supernet
 from facenas.nas.space import create_space
 from facenas.nas.stages import STAGES, run_stage_locally
@@ -39,6 +39,19 @@ def test_data_evaluate_search_chain(tmp_path):
                                 str(tmp_path / f"search_{ranker}"))
         assert len(out["architectures"]) == 2 and out["best_cost"] <= bound
         assert all(space.flops(a["sample"]) / 1e6 <= bound + 1e-9 for a in out["architectures"])
+    # bound_scale: under 0.75x the given bound (e.g. 0.75x a reference's latency); both recorded
+    base = {"supernet": str(tmp_path / "supernet.pt"), "candidates": candidates, "cost": "mflops",
+            "evolution": {"generations": 3, "population_size": 10, "top_k": 1}}
+    large = float(space.flops(space.largest())) / 1e6
+    out = run_stage_locally("ofa.search", {**base, "bound": large, "bound_scale": 0.75}, str(tmp_path / "scaled"))
+    assert out["bound"] == pytest.approx(0.75 * large) and out["bound_given"] == large and out["bound_scale"] == 0.75
+    assert out["best_cost"] <= 0.75 * large + 1e-9
+    with pytest.raises(ConfigError, match="bound_scale: 0 is not a positive number"):
+        run_stage_locally("ofa.search", {**base, "bound": large, "bound_scale": 0}, str(tmp_path / "zero"))
+    # a bound below the smallest subnet fails at once, naming the smallest reachable cost
+    small = float(space.flops(space.smallest())) / 1e6
+    with pytest.raises(FacenasError, match="smallest"):
+        run_stage_locally("ofa.search", {**base, "bound": small, "bound_scale": 0.5}, str(tmp_path / "infeasible"))
 
 
 def _data(tmp_path):
