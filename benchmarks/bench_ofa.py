@@ -219,7 +219,7 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
 
 
 def _step_suffix(search: dict[str, Any]) -> str:
-    """How a fine-tuning step's name ends for a search's bound: ``mbf_x05``, or ``075x_mbf_x05`` under 0.75x it."""
+    """How a fine-tuning step's name ends for a search's bound: ``mbf_x05``, or ``07x_mbf_x05`` under 0.7x it."""
     scale = search.get("bound_scale", 1)
     source = str(search.get("bound_reference", search["bound_from"]))
     return source if scale == 1 else f"{scale:g}".replace(".", "") + "x_" + source
@@ -231,7 +231,7 @@ def _search_of(step: str, sample: str | None, searches: list[dict[str, Any]]) ->
     (``finetune_onnxruntime_mbf_x05``), else a comparator's."""
     same = [e for e in searches if sample is not None and json.dumps(e["sample"], sort_keys=True) == sample]
     named = [e for e in same if step.endswith("_" + _step_suffix(e))]
-    longest = max((len(_step_suffix(e)) for e in named), default=0)  # 075x_mbf_x05 over mbf_x05
+    longest = max((len(_step_suffix(e)) for e in named), default=0)  # 07x_mbf_x05 over mbf_x05
     named = [e for e in named if len(_step_suffix(e)) == longest]
     ranked = [e for e in named or same if e["ranker"] == "comparator"] or named or same
     return ranked[0] if ranked else None

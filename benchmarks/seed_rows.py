@@ -434,7 +434,7 @@ def enas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> s
     return None if match is None else ("top" if trial.get("role") == "candidate" else "random") + match
 
 
-OFA_STEPS = {f"finetune_{rt}_{bound}": rt for rt in RUNTIMES for bound in ("mbf_x05", "075x_mbf_x05")}
+OFA_STEPS = {f"finetune_{rt}_{bound}": rt for rt in RUNTIMES for bound in ("mbf_x05", "07x_mbf_x05")}
 #: the records rows are gathered from: the hand-designed reference front, and each method's experiment file
 ROW_SOURCES: tuple[RowSource, ...] = (
     RowSource("reference_front_cpu", "hand-designed", role="reference"),

@@ -75,7 +75,7 @@ def test_the_rows_file_names_networks_the_method_records_give():
     assert len(rows) == 15
     resolved = {r.file for r in rows if find(records[r.record], r) is not None}
     # the synthetic OFA record has the onnxruntime picks only (no TFLite fine-tunings)
-    assert resolved == {r.file for r in rows} - {"ofa_tflite_mbf_x05.onnx", "ofa_tflite_075x_mbf_x05.onnx"}
+    assert resolved == {r.file for r in rows} - {"ofa_tflite_mbf_x05.onnx", "ofa_tflite_07x_mbf_x05.onnx"}
 
 
 def test_a_row_must_name_which_network_of_a_multi_network_step_and_agree_with_its_source():

@@ -46,7 +46,7 @@ def test_a_foreach_over_fine_tuning_seeds_is_one_network_over_those_seeds():
 
 def test_ofa_source_states_the_supernet_plus_fine_tuning_budget_and_labels_the_equal_budget_reference(tmp_path):
     nets = _nets(ofa_record(), SOURCES["ofa_cpu"])
-    assert set(nets) == {"finetune_onnxruntime_mbf_x05", "finetune_onnxruntime_075x_mbf_x05", "equal_budget (42 epochs)"}
+    assert set(nets) == {"finetune_onnxruntime_mbf_x05", "finetune_onnxruntime_07x_mbf_x05", "equal_budget (42 epochs)"}
     assert nets["finetune_onnxruntime_mbf_x05"].rows[0].budget == (
         "42 epochs: 22 supernet + 20 fine-tuning of ofa.finetune")  # the default progressive-shrinking phases: 22
     assert nets["equal_budget (42 epochs)"].rows[0].budget == "42 epochs of celeba299_mbf_cpu"
