@@ -26,7 +26,7 @@ RUNTIMES = ("onnxruntime", "tflite")
 REFERENCES = {"mbf_x025": 0.25, "mbf_x05": 0.5}
 #: the fine-tuned picks: the comparator's under MobileFaceNet x0.5's latency, at 1x and at 0.7x (x0.25's is below
 #: the space's smallest subnet: searched, to record that, but nothing to fine-tune)
-PICKS = {"mbf_x05": 1, "07x_mbf_x05": 0.7}
+PICKS = {"07x_mbf_x05": 0.7, "mbf_x05": 1}  # in the file's order: the faster picks first
 
 
 def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
