@@ -273,8 +273,24 @@ def ofa_finetune(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any
     return final
 
 
+def _bound_scale(params: Mapping[str, Any]) -> float:
+    """``bound_scale`` (default 1): a positive number, else one line naming the value and the fix."""
+    scale = params.get("bound_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f"ofa.search bound_scale: {scale!r} is not a positive number; give e.g. 0.7 (search under "
+                          "0.7x the bound, such as 0.7x a reference's measured latency)")
+    return float(scale)
+
+
+def _check_search(params: dict[str, Any], scratch: str) -> None:
+    if "supernet" not in params or "bound" not in params:
+        raise ConfigError(f"ofa.search needs 'supernet' and 'bound'; got {sorted(params)}")
+    _bound_scale(params)
+
+
 @STAGES.register("ofa.search")
 @auxiliary_stage
+@checks_params(_check_search)
 def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Fit the ranker on the evaluated candidates and run Algorithm 1 under ``bound`` x ``bound_scale`` (default 1;
     e.g. 0.75 under three quarters of a reference's measured latency); top-k architectures."""
@@ -285,13 +301,9 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     from .search import EvolutionConfig, evolution_search, make_ranker
     from .train import load_supernet
 
-    if "supernet" not in params or "bound" not in params:
-        raise ConfigError(f"ofa.search needs 'supernet' and 'bound'; got {sorted(params)}")
-    scale = params.get("bound_scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ConfigError(f"ofa.search bound_scale: {scale!r} is not a positive number; give e.g. 0.75 (search under "
-                          "0.75x the bound, such as 0.75x a reference's measured latency)")
-    bound = float(params["bound"]) * float(scale)
+    _check_search(dict(params), reporter.out_dir)
+    scale = _bound_scale(params)
+    bound = float(params["bound"]) * scale
     space, _ = load_supernet(params["supernet"])
     samples, scores = [], []
     for cand in params.get("candidates") or []:

@@ -46,7 +46,7 @@ def test_data_evaluate_search_chain(tmp_path):
     out = run_stage_locally("ofa.search", {**base, "bound": large, "bound_scale": 0.75}, str(tmp_path / "scaled"))
     assert out["bound"] == pytest.approx(0.75 * large) and out["bound_given"] == large and out["bound_scale"] == 0.75
     assert out["best_cost"] <= 0.75 * large + 1e-9
-    with pytest.raises(ConfigError, match="bound_scale: 0 is not a positive number"):
+    with pytest.raises(ConfigError, match="bound_scale: 0 is not a positive number; give e.g. 0.7"):
         run_stage_locally("ofa.search", {**base, "bound": large, "bound_scale": 0}, str(tmp_path / "zero"))
     # a bound below the smallest subnet fails at once, naming the smallest reachable cost
     small = float(space.flops(space.smallest())) / 1e6
@@ -242,3 +242,14 @@ def test_evaluate_recalibrates_and_verifies_the_subnet_on_the_device(tmp_path, m
             run_stage_locally("ofa.evaluate", params, str(tmp_path / run))
     assert seen == [("calibrated subnet", "meta"), ("calibration batch", "meta"),
                     ("calibrated subnet", "meta"), ("verified subnet", "meta")]
+
+
+def test_check_refuses_a_bound_scale_that_is_no_positive_number(tmp_path):
+    """`facenas nni check` runs the stage's dry-run check on each literal foreach item: a scale written as text is one
+    line naming it, before any trial runs."""
+    check = STAGES.get("ofa.search").check_params
+    check({"supernet": "s.pt", "bound": "/placeholder", "bound_scale": 0.7}, str(tmp_path))
+    with pytest.raises(ConfigError, match=r"bound_scale: '0.7x' is not a positive number; give e.g. 0.7"):
+        check({"supernet": "s.pt", "bound": 1.0, "bound_scale": "0.7x"}, str(tmp_path))
+    with pytest.raises(ConfigError, match="needs 'supernet' and 'bound'"):
+        check({"supernet": "s.pt"}, str(tmp_path))
