@@ -293,7 +293,7 @@ def _check_search(params: dict[str, Any], scratch: str) -> None:
 @checks_params(_check_search)
 def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Fit the ranker on the evaluated candidates and run Algorithm 1 under ``bound`` x ``bound_scale`` (default 1;
-    e.g. 0.75 under three quarters of a reference's measured latency); top-k architectures."""
+    e.g. 0.7 under 0.7x a reference's measured latency); top-k architectures."""
     import numpy as np
 
     from .costs import AdditiveCost
@@ -302,8 +302,7 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     from .train import load_supernet
 
     _check_search(dict(params), reporter.out_dir)
-    scale = _bound_scale(params)
-    bound = float(params["bound"]) * scale
+    bound = float(params["bound"]) * _bound_scale(params)
     space, _ = load_supernet(params["supernet"])
     samples, scores = [], []
     for cand in params.get("candidates") or []:
@@ -339,7 +338,7 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
 
     reporter.intermediate({"default": float(len(samples)), "candidates": float(len(samples))})
     metrics = {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": bound,
-               "bound_given": float(params["bound"]), "bound_scale": float(scale),
+               "bound_given": float(params["bound"]), "bound_scale": _bound_scale(params),
                "search_seconds": float(res.seconds), "fit_seconds": float(fit_s),
                "comparator_calls": float(res.comparator_calls), "candidates": float(len(samples)), "ranker": kind}
     return ranked_result(metrics, reporter.out_dir, [(space.describe(t["sample"]), {"cost": t["cost"], "score": t["score"]})
