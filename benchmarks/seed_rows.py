@@ -125,12 +125,17 @@ def _latency(metrics: Mapping[str, Any], name: str | None = None) -> dict[str, f
     return {rt: None for rt in RUNTIMES}
 
 
+def _folder(trial: Mapping[str, Any]) -> str:
+    """``$RUN_DIR/<step>/<index>/``: where a trial's checkpoints are, as later trials' parameters name them."""
+    index = trial.get("index")
+    return f"{RUN_DIR}/{trial.get('step')}/" + (f"{index:03d}/" if isinstance(index, int) else "")
+
+
 def _timing(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any] | None, str | None]:
     """The runtime.latency trial that timed ``trial``'s checkpoint (one under ``$RUN_DIR/<step>/<index>/``): one
     timing it alone (``params.model``; name None), else one timing it among several (``params.models``: with
     its name there); ``(None, None)`` when none did."""
-    index = trial.get("index")
-    prefix = f"{RUN_DIR}/{trial.get('step')}/" + (f"{index:03d}/" if isinstance(index, int) else "")
+    prefix = _folder(trial)
     latency = [t for t in done if t.get("stage") == "runtime.latency"]
     for t in latency:
         if str((t.get("params") or {}).get("model", "")).startswith(prefix):
@@ -156,8 +161,7 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
 
 def _beside(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The several-model runtime.latency trials that timed ``trial``'s checkpoint, with what they timed beside it."""
-    index = trial.get("index")
-    prefix = f"{RUN_DIR}/{trial.get('step')}/" + (f"{index:03d}/" if isinstance(index, int) else "")
+    prefix = _folder(trial)
     out = {}
     for t in done:
         models = (t.get("params") or {}).get("models") if t.get("stage") == "runtime.latency" else None

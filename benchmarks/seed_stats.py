@@ -181,7 +181,7 @@ def compare(searched: Side, references: Mapping[str, Side],
     eligible = {k: verdict(searched.accuracies, references[k].accuracies, s_ms, r_ms, sbs)
                 for k, (s_ms, r_ms, sbs) in by_ratio if r_ms >= s_ms}
     mean = seed_stats(searched.accuracies).mean
-    dominated = tuple(k for k, (s_ms, r_ms, _) in sorted(timed.items(), key=lambda kv: -kv[1][0] / kv[1][1])
+    dominated = tuple(k for k, (s_ms, r_ms, _) in by_ratio
                       if r_ms < s_ms and seed_stats(references[k].accuracies).mean >= mean - EPS)
     if not eligible:
         return Comparison({}, None, None, dominated, "no reference is as slow or slower on this runtime")

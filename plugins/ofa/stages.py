@@ -282,10 +282,11 @@ def _bound_scale(params: Mapping[str, Any]) -> float:
     return float(scale)
 
 
-def _check_search(params: dict[str, Any], scratch: str) -> None:
+def _check_search(params: Mapping[str, Any], scratch: str) -> float:
+    """The search's required parameters and its ``bound_scale`` (returned)."""
     if "supernet" not in params or "bound" not in params:
         raise ConfigError(f"ofa.search needs 'supernet' and 'bound'; got {sorted(params)}")
-    _bound_scale(params)
+    return _bound_scale(params)
 
 
 @STAGES.register("ofa.search")
@@ -301,8 +302,8 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     from .search import EvolutionConfig, evolution_search, make_ranker
     from .train import load_supernet
 
-    _check_search(dict(params), reporter.out_dir)
-    bound = float(params["bound"]) * _bound_scale(params)
+    scale = _check_search(params, reporter.out_dir)
+    bound = float(params["bound"]) * scale
     space, _ = load_supernet(params["supernet"])
     samples, scores = [], []
     for cand in params.get("candidates") or []:
@@ -338,7 +339,7 @@ def ofa_search(params: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
 
     reporter.intermediate({"default": float(len(samples)), "candidates": float(len(samples))})
     metrics = {"default": -float(res.best_cost), "best_cost": float(res.best_cost), "bound": bound,
-               "bound_given": float(params["bound"]), "bound_scale": _bound_scale(params),
+               "bound_given": float(params["bound"]), "bound_scale": scale,
                "search_seconds": float(res.seconds), "fit_seconds": float(fit_s),
                "comparator_calls": float(res.comparator_calls), "candidates": float(len(samples)), "ranker": kind}
     return ranked_result(metrics, reporter.out_dir, [(space.describe(t["sample"]), {"cost": t["cost"], "score": t["score"]})
