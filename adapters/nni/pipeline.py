@@ -363,11 +363,7 @@ class PipelineScheduler:
         self.units: dict[int, Unit] = {}
         self.next_param_id = 0
         self.current = -1  # index of the running step
-        self.step_state: dict[str, dict[str, Any]] = {
-            s.name: {"status": "waiting", "note": None, "total": None, "items": None, "next_index": 0,
-                     "queue": [], "exhausted": False, "strategy_state": None}
-            for s in self.steps
-        }
+        self.step_state: dict[str, dict[str, Any]] = {s.name: _waiting_state() for s in self.steps}
         self.strategies: dict[str, Any] = {}
         self._interrupted: set[int] = set()
         self._held: tuple[int, TrialSpec] | None = None
@@ -910,7 +906,8 @@ class PipelineScheduler:
         had started go on from where they were when their turn comes. A step whose results a started
         later step refers to is not retried (that step would have to run again): a log line says so.
         """
-        started = {s.name for s in self.steps if self.step_state[s.name]["status"] != "waiting"}
+        # a step "used" results only when it issued a trial: one skipped, or started without a trial, used none
+        started = {u.step for u in self.units.values()}
         retried: list[str] = []
         for k, step in enumerate(self.steps):
             st = self.step_state[step.name]
@@ -938,7 +935,11 @@ class PipelineScheduler:
         if retried:
             first = min(k for k, s in enumerate(self.steps) if s.name in retried)
             for s in self.steps[first + 1:]:  # started again, from where they were, when their turn comes
-                if self.step_state[s.name]["status"] == "running" and s.name not in retried:
+                if s.name in retried:
+                    continue
+                if s.name not in started:  # resolved again from the retried results (it may have been skipped)
+                    self.step_state[s.name] = _waiting_state()
+                elif self.step_state[s.name]["status"] == "running":
                     self.step_state[s.name]["status"] = "waiting"
             self.current = first
         return retried
@@ -954,6 +955,12 @@ class PipelineScheduler:
         if lost:
             log.info("pipeline %s: re-running %d trial(s) interrupted by the stop", self.config.name, len(lost))
         return lost
+
+
+def _waiting_state() -> dict[str, Any]:
+    """A step's state before it starts."""
+    return {"status": "waiting", "note": None, "total": None, "items": None, "next_index": 0, "queue": [],
+            "exhausted": False, "strategy_state": None}
 
 
 def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir: str | Path,
@@ -981,6 +988,8 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
         sched.retry_failed()
     while not sched.finished:
         nxt = sched.next_trial()
+        if nxt is None and sched.finished:  # the steps left were all skipped (what they need failed)
+            break
         if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again
             raise FacenasError(f"pipeline '{cfg.name}' is stuck: no trial to run and {len(sched.pending_units())} pending")
         param_id, spec = nxt

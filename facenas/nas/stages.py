@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from facenas.methods import method_modules
 from facenas.nas.report import LocalReporter, Reporter
+from facenas.nas.results import CONFIG, FINAL, METRICS
 from facenas.registry import Registry
 
 Stage = Callable[[Mapping[str, Any], Reporter], Mapping[str, Any]]
@@ -90,9 +91,20 @@ def continue_requeued_trial(config: Any, params: Mapping[str, Any], folder: str 
     """
     base = params.get("config")
     explicit = "resume" in params or (isinstance(base, Mapping) and bool(base.get("resume")))
-    if not explicit and not config.overwrite and any(Path(folder).glob("checkpoint*.pt")):
+    if explicit or config.overwrite:
+        return
+    folder = Path(folder)
+    if any(folder.glob("checkpoint*.pt")):
         logging.getLogger(__name__).info("%s holds a training checkpoint: continuing it (resume=True)", folder)
         config.resume = True
+        return
+    # Stopped before its first checkpoint: nothing to continue, so the trial starts over in its folder
+    # (the files of that start are all it loses) instead of failing on "an interrupted run".
+    started = [n for n in (CONFIG, METRICS) if (folder / n).is_file()]
+    if started and not (folder / FINAL).is_file():
+        logging.getLogger(__name__).warning("%s holds a run stopped before its first checkpoint (%s): starting it "
+                                            "over (overwrite=True)", folder, ", ".join(started))
+        config.overwrite = True
 
 
 def config_fields_from_params(params: Mapping[str, Any], config_cls: type) -> dict[str, Any]:

@@ -327,6 +327,27 @@ def test_retry_failed_runs_a_finished_steps_failed_trials_again_first(tmp_path):
     assert sum(1 for u in retried.units.values() if u.step == "after") == 1
 
 
+def test_retry_failed_runs_a_failed_first_step_again_and_the_steps_it_skipped(tmp_path):
+    """The first step's only trial failed, so every later step was skipped (none issued a trial): resuming with
+    retry_failed runs that trial again and then the later steps, resolved from its result."""
+    supernet = tmp_path / "supernet.json"  # absent at first: the teacher-like step fails
+    cfg = {"name": "retry_first", "steps": [
+        {"name": "teacher", "stage": "toy.evaluate", "space": "toy",
+         "params": {"sample": _toy_sample(8), "supernet": str(supernet), "epochs": 1}},
+        {"name": "search", "stage": "toy.search", "params": {"candidates": "${teacher[*]}", "seed": "${teacher.index}", "epochs": 1}},
+        {"name": "student", "stage": "toy.evaluate", "foreach": "${search.result.architectures}",
+         "params": {"sample": "${item.sample}", "epochs": 1}},
+    ]}
+    out = tmp_path / "run"
+    sched = run_pipeline_locally(cfg, out)
+    assert [sched.step_state[s]["status"] for s in ("search", "student")] == ["skipped", "skipped"]
+    write_json(supernet, {"format": "facenas.toy_supernet/1", "space": "toy", "epochs": 1})
+    retried = run_pipeline_locally(cfg, out, retry_failed=True)
+    assert retried.finished
+    assert [len(retried.records(s)) for s in ("teacher", "search", "student")] == [1, 1, 2]
+    assert (out / "teacher" / "000-retry1" / "result.json").is_file()
+
+
 def test_retry_failed_leaves_a_step_whose_results_a_started_step_used(tmp_path, caplog):
     cfg = PipelineConfig.from_dict({"steps": [
         {"name": "cands", "stage": "toy.evaluate", "trials": 2},
