@@ -31,13 +31,16 @@ PICKS = {"07x_mbf_x05": 0.7, "mbf_x05": 1}  # in the file's order: the faster pi
 
 def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
     steps_list = _pipeline("ofa_cpu.yml")
-    finetunes = [(f"finetune_{rt}_{pick}", "ofa.finetune") for pick in PICKS for rt in RUNTIMES]
+    finetunes = {pick: [(f"finetune_{rt}_{pick}", "ofa.finetune") for rt in RUNTIMES] for pick in PICKS}
     assert [(s.name, s.stage) for s in steps_list] == [
         ("lut_onnxruntime", "runtime.lut"), ("lut_tflite", "runtime.lut"),
         ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"), ("reference_latency", "runtime.latency"),
         ("search_onnxruntime", "ofa.search"), ("final_onnxruntime", "ofa.evaluate"),
         ("search_tflite", "ofa.search"), ("final_tflite", "ofa.evaluate"),
-        *finetunes, ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
+        # the 0.7x picks are timed beside the front as soon as they are trained
+        *finetunes["07x_mbf_x05"], ("side_by_side_07x", "runtime.latency"),
+        *finetunes["mbf_x05"], ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
+    timing_of = {"07x_mbf_x05": "side_by_side_07x", "mbf_x05": "side_by_side"}
     steps = {s.name: s for s in steps_list}
     # the reference points: the reference front's networks (same recipe, same width), timed untrained; not trained here
     front = {s.name: s for s in _pipeline("reference_front_cpu.yml")}
@@ -80,16 +83,18 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
             assert finetune.params["head"] == "${supernet.result.head}"
             assert finetune.params["latency"] == {"runtime": rt}
             for i, seed in enumerate(seeds):  # every fine-tuned network, timed with the others in both runtimes
-                path = steps["side_by_side"].params["models"][f"ofa_{rt}_{pick}_seed{seed}"]
+                path = steps[timing_of[pick]].params["models"][f"ofa_{rt}_{pick}_seed{seed}"]
                 assert path == f"${{finetune_{rt}_{pick}[{i}].result.output}}/last.pt"
         assert "lfw.bin" in steps[f"final_{rt}"].params["val"][0]
         assert steps[f"final_{rt}"].params["latency"]["runtime"] == rt
-    side = steps["side_by_side"].params
-    assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
-    assert side["models"]["equal_budget"] == "${equal_budget.result.output}/last.pt"
-    untrained = sum(isinstance(v, dict) for v in side["models"].values())  # the front's six (test_side_by_side_references)
-    assert untrained == 6 and len(side["models"]) == untrained + 1 + len(RUNTIMES) * len(PICKS) * len(seeds)
-    assert side["runtimes"] == list(RUNTIMES)
+    for pick, name in timing_of.items():
+        side = steps[name].params
+        assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
+        untrained = sum(isinstance(v, dict) for v in side["models"].values())  # the front's six (test_side_by_side_references)
+        equal = int(name == "side_by_side")  # the equal-budget network: timed with the 1x picks, after it trained
+        assert untrained == 6 and len(side["models"]) == untrained + equal + len(RUNTIMES) * len(seeds)
+        assert side["runtimes"] == list(RUNTIMES)
+    assert steps["side_by_side"].params["models"]["equal_budget"] == "${equal_budget.result.output}/last.pt"
     # equal budget: x0.5 for the epochs a fine-tuned pick saw, supernet (its phases: the defaults) + fine-tuning
     from facenas.plugins.ofa.train import SupernetTrainConfig
 
