@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facenas.errors import FacenasError
+from facenas.errors import ConfigError, FacenasError
 
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
@@ -169,6 +169,20 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _concurrency(given: str, cfg: dict[str, Any], path: str) -> int:
+    """``--concurrency``: a count, or ``file`` for the experiment file's ``trialConcurrency``."""
+    value = cfg.get("trialConcurrency", 1) if given == "file" else given
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        where = f"{path}: trialConcurrency" if given == "file" else "--concurrency"
+        raise ConfigError(f"{where} = {value!r}: give a whole number >= 1 (or --concurrency file for the "
+                          "experiment file's trialConcurrency)")
+    return n
+
+
 def cmd_run_local(args: argparse.Namespace) -> int:
     from facenas.adapters.nni.launch import load_yaml
     from facenas.adapters.nni.pipeline import pipeline_config_of, run_pipeline_locally
@@ -178,7 +192,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     pipeline = pipeline_config_of(cfg.get("tuner"))
     if pipeline is None:
         raise FacenasError(f"{args.config}: its tuner is not a facenas advisor (FacenasPipeline / FacenasSearch)")
-    sched = run_pipeline_locally(pipeline, args.output, retry_failed=args.retry_failed)
+    concurrency = _concurrency(args.concurrency, cfg, args.config)
+    sched = run_pipeline_locally(pipeline, args.output, retry_failed=args.retry_failed, concurrency=concurrency)
     out = Path(args.output)
     _emit(args, {"status": sched.status(), "output_dir": str(out)},
           (out / SUMMARY_MD).read_text(encoding="utf-8").rstrip())
@@ -259,12 +274,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("--port", type=int, default=8080)
             q.add_argument("--bind-host", help="interface the NNI server binds (default 127.0.0.1)")
 
-    q = add("run-local", cmd_run_local, "run an experiment file's pipeline in this process, without NNI (debugging)")
+    q = add("run-local", cmd_run_local, "run an experiment file's pipeline on this machine without NNI (debugging, runs without nnictl)")
     q.add_argument("config")
     q.add_argument("--output", required=True, help="output folder")
     q.add_argument("--retry-failed", action="store_true",
                    help="resuming: run the failed trials of finished steps again first (steps no started step "
                         "has used the results of)")
+    q.add_argument("--concurrency", default="1", metavar="N|file",
+                   help="trials at a time, each in its own process (default 1: one after another in this process); "
+                        "'file': the experiment file's trialConcurrency")
 
     q = add("e2e", cmd_e2e, "the end-to-end nnictl check of an experiment file (temporary NNI home)")
     q.add_argument("config")

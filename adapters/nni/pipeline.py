@@ -964,7 +964,7 @@ def _waiting_state() -> dict[str, Any]:
 
 
 def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir: str | Path,
-                         retry_failed: bool = False) -> PipelineScheduler:
+                         retry_failed: bool = False, concurrency: int = 1) -> PipelineScheduler:
     """Run a pipeline in this process, one trial after another, without NNI (debugging, tests).
 
     Trials run through the same :func:`facenas.adapters.nni.trial.run_trial` as under NNI (their
@@ -974,7 +974,9 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     (``engine.train`` continues from the checkpoint it left there). The experiment file may have been
     revised meanwhile: unchanged steps keep their trials, changed ones run again
     (:meth:`PipelineScheduler.load_state_dict`). ``retry_failed``: failed trials of finished steps
-    run again first (:meth:`PipelineScheduler.retry_failed`).
+    run again first (:meth:`PipelineScheduler.retry_failed`). ``concurrency`` > 1: up to that many trials
+    at a time, each in its own process (:mod:`facenas.adapters.nni.local_workers`), as NNI's
+    ``trialConcurrency``; 1 runs them one after another in this process.
     """
     from facenas.adapters.nni.results import write_summary
     from facenas.adapters.nni.trial import run_trial
@@ -986,6 +988,18 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     _resume_local(sched, out / "advisor_state.json")
     if retry_failed:
         sched.retry_failed()
+
+    def ended(param_id: int, code: int) -> None:
+        metrics = sched._metrics_from_file(sched.units[param_id])
+        if metrics is not None:
+            sched.on_final(param_id, metrics)
+        sched.on_end(param_id, code == 0, "SUCCEEDED" if code == 0 else "FAILED", f"local-{param_id}")
+        write_json(out / "advisor_state.json", sched.state_dict())
+
+    if concurrency > 1:
+        from facenas.adapters.nni.local_workers import run_concurrently
+
+        run_concurrently(sched, out, concurrency, ended)
     while not sched.finished:
         nxt = sched.next_trial()
         if nxt is None and sched.finished:  # the steps left were all skipped (what they need failed)
@@ -993,12 +1007,8 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
         if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again
             raise FacenasError(f"pipeline '{cfg.name}' is stuck: no trial to run and {len(sched.pending_units())} pending")
         param_id, spec = nxt
-        code = run_trial(spec, spec.out_dir or out / "trials" / str(param_id), {"trial_id": f"local-{param_id}", "local": True})
-        metrics = sched._metrics_from_file(sched.units[param_id])
-        if metrics is not None:
-            sched.on_final(param_id, metrics)
-        sched.on_end(param_id, code == 0, "SUCCEEDED" if code == 0 else "FAILED", f"local-{param_id}")
-        write_json(out / "advisor_state.json", sched.state_dict())
+        ended(param_id, run_trial(spec, spec.out_dir or out / "trials" / str(param_id),
+                                  {"trial_id": f"local-{param_id}", "local": True}))
     write_json(out / "advisor_state.json", sched.state_dict())
     write_summary(out, "local")
     return sched
