@@ -1,0 +1,57 @@
+"""README's "What the numbers say" (benchmarks/summary.section_findings): sentences built from the records by the
+same computations as the tables, so no number in them is typed by hand."""
+from __future__ import annotations
+
+import json
+
+from benchmarks.seed_stats import STRENGTH
+from benchmarks.summary import README_BLOCKS, headline_comparisons, section_findings
+from tests.demo.test_summary_seeds import _record as _seed_record
+from tests.ofa.test_bench_ofa import _record as ofa_record
+
+FLAT = {2048: {"mbf_x025": (0.840, 0.5, 0.6), "mbf_x05": (0.845, 1.5, 0.7)},
+        1: {"mbf_x025": (0.842, 0.52, 0.62), "mbf_x05": (0.850, 1.4, 0.75)},
+        2: {"mbf_x025": (0.841, 0.51, 0.61), "mbf_x05": (0.840, 1.6, 0.72)}}
+
+
+def _front(tmp_path, seeds=FLAT):
+    _seed_record(tmp_path, "reference_front_cpu", seeds, role="reference")
+
+
+def test_the_front_sentence_states_the_baseline_over_seeds_and_whether_accuracy_is_flat(tmp_path):
+    _front(tmp_path)
+    md = section_findings(tmp_path)
+    assert "MobileFaceNet x0.5 (10.0 MFLOPs, the 20-epoch protocol): LFW 0.8450 ± 0.0050 over seeds 2048, 1, 2." in md
+    assert "have means 0.8410-0.8450, 0.40 points apart: at this scale the data" in md  # flat: < one point
+    # mbf_x05 times 1.5 ms in onnxruntime and 0.72 in TFLite (medians): the runtimes disagree, said with the numbers
+    assert "**mbf_x05** runs 2.1x faster in TFLite than in onnxruntime (0.720 vs 1.500 ms)" in md
+    assert "**mbf_x025**" not in md  # 0.51 vs 0.61 ms: within 1.5x, nothing to say
+    for label in ("onnxruntime", "TFLite"):
+        assert f"**{label}**: no searched network with a recorded comparison yet" in md
+
+
+def test_a_front_that_is_not_flat_makes_no_claim_about_the_data(tmp_path):
+    steep = {s: {**nets, "mbf_x05": (nets["mbf_x05"][0] + 0.05, *nets["mbf_x05"][1:])} for s, nets in FLAT.items()}
+    _front(tmp_path, steep)
+    md = section_findings(tmp_path)
+    assert "5.40 points apart." in md and "the data, not the network" not in md
+
+
+def test_a_recorded_search_gives_its_strongest_verdict_per_runtime_with_its_numbers(tmp_path):
+    from benchmarks.seed_rows import ROW_SOURCES, gather_rows, networks
+
+    _front(tmp_path)
+    (tmp_path / "ofa_cpu.json").write_text(json.dumps({"benchmark": "ofa_cpu", "date": "2026-12-06",
+                                                       "result": ofa_record()}))
+    md = section_findings(tmp_path)
+    comps = headline_comparisons(networks(gather_rows(tmp_path, ROW_SOURCES)), ROW_SOURCES)["onnxruntime"]
+    strongest = [(c, c.comp.verdict("strongest")) for c in comps if c.comp.strongest]
+    assert strongest, "the fixture compares at least one pick on onnxruntime"
+    line = next(l for l in md.splitlines() if l.startswith("* **onnxruntime**"))
+    assert "the strongest comparison is ofa's" in line
+    c, v = max(strongest, key=lambda cv: (STRENGTH[cv[1].label], cv[1].gain or 0))
+    assert f"**{v.label}**" in line and f"against {c.comp.strongest}" in line
+
+
+def test_findings_is_a_readme_block():
+    assert "findings" in README_BLOCKS
