@@ -385,10 +385,10 @@ def _trial_at(path: Any, done: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]
 
 
 def ofa_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
-    """OFA: a fine-tuned pick is its step; the equal-budget reference (an ``engine.train`` reference) is named
-    with its epochs, the budget it is equal to."""
+    """OFA: a fine-tuned or retrained pick is its step; the equal-budget reference (an ``engine.train``
+    reference) is named with its epochs, the budget it is equal to."""
     epochs = _num((trial.get("metrics") or {}).get("epochs"))
-    if trial.get("stage") == "engine.train" and epochs is not None:
+    if trial.get("stage") == "engine.train" and trial.get("role") == "reference" and epochs is not None:
         return f"{trial.get('step')} ({epochs:g} epochs)"
     return None
 
@@ -438,11 +438,14 @@ def enas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> s
     return None if match is None else ("top" if trial.get("role") == "candidate" else "random") + match
 
 
-OFA_STEPS = {f"finetune_{rt}_{bound}": rt for rt in RUNTIMES for bound in ("mbf_x05", "07x_mbf_x05")}
+#: OFA's searched networks by step: each pick fine-tuned from the supernet, and the 0.7x picks also retrained from
+#: scratch with the reference's protocol (recipes/nni/ofa_cpu.yml)
+OFA_STEPS = {**{f"finetune_{rt}_{bound}": rt for rt in RUNTIMES for bound in ("mbf_x05", "07x_mbf_x05")},
+             **{f"retrain_{rt}_07x_mbf_x05": rt for rt in RUNTIMES}}
 #: the records rows are gathered from: the hand-designed reference front, and each method's experiment file
 ROW_SOURCES: tuple[RowSource, ...] = (
     RowSource("reference_front_cpu", "hand-designed", role="reference"),
-    # the 4 fine-tuned picks (a foreach over fine-tuning seeds each) and the equal-budget reference
+    # the 4 fine-tuned picks and the 2 retrained ones (a foreach over seeds each) and the equal-budget reference
     RowSource("ofa_cpu", "ofa", steps=(*OFA_STEPS, "equal_budget"), target_runtime=OFA_STEPS, label=ofa_label,
               budget=ofa_budget),
     # searched students vs the uniform ones of the same FLOPs target (target x seed foreach steps)

@@ -19,7 +19,7 @@ import pytest
 from benchmarks.publish_models import ROWS_FILE, Row, find, load_rows, main, publish, refresh
 from facenas.errors import ConfigError
 from tests.demo.test_headline_methods import _enas_record
-from tests.ofa.test_bench_ofa import _record as ofa_record
+from tests.ofa.test_bench_ofa import _record as ofa_record, with_retrain
 from tests.tnas.test_protocol import ACC, synthetic_record as tnas_record
 
 
@@ -70,12 +70,14 @@ def test_networks_timed_side_by_side_resolve_to_their_name_in_models():
 def test_the_rows_file_names_networks_the_method_records_give():
     """Every row of published_models.yml for an OFA / TNAS / ENAS record resolves in a record of that experiment
     file's shape (names, roles, methods, target runtimes agree with benchmarks.seed_rows)."""
-    records = {"ofa_cpu": ofa_record(), "tnas_cpu": tnas_record(), "enas_cpu": _enas_record()}
+    records = {"ofa_cpu": with_retrain(with_retrain(ofa_record()), "tflite"), "tnas_cpu": tnas_record(),
+               "enas_cpu": _enas_record()}
     rows = [r for r in load_rows(ROWS_FILE) if r.record in records]
-    assert len(rows) == 15
+    assert len(rows) == 17
     resolved = {r.file for r in rows if find(records[r.record], r) is not None}
-    # the synthetic OFA record has the onnxruntime picks only (no TFLite fine-tunings)
+    # the synthetic OFA record has the onnxruntime fine-tunes only (no TFLite fine-tunings), both runtimes' retrains
     assert resolved == {r.file for r in rows} - {"ofa_tflite_mbf_x05.onnx", "ofa_tflite_07x_mbf_x05.onnx"}
+    assert {"ofa_onnxruntime_07x_mbf_x05_retrain.onnx", "ofa_tflite_07x_mbf_x05_retrain.onnx"} <= resolved
 
 
 def test_a_row_must_name_which_network_of_a_multi_network_step_and_agree_with_its_source():

@@ -13,7 +13,7 @@ from benchmarks.seed_rows import ROW_SOURCES, RowSource, networks, pipeline_rows
 from benchmarks.seed_stats import FEW_SEEDS, verdict
 from benchmarks.summary import section_headline
 from tests.demo.test_summary_seeds import REF, _record as _seed_record
-from tests.ofa.test_bench_ofa import _record as ofa_record
+from tests.ofa.test_bench_ofa import _record as ofa_record, with_retrain
 from tests.tnas.test_protocol import ACC, synthetic_record as tnas_record
 
 SOURCES = {s.record: s for s in ROW_SOURCES}
@@ -163,3 +163,17 @@ def test_a_reference_architecture_timed_beside_the_picks_gives_the_side_by_side_
     else:  # another network under the name: the separate runs decide, and the front's mbf_x05 dominates
         assert len(rows) == 1 and "mbf_x05 |" not in rows[0].split(" | ")[5], rows
         assert rows[0].split(" | ")[-4] == "mbf_x05", rows  # "dominated by (faster, as accurate)"
+
+
+def test_a_pick_retrained_from_scratch_is_a_searched_network_at_the_references_budget(tmp_path):
+    """ofa_cpu.yml's retrain_<runtime>_07x_mbf_x05: engine.train of the pick's architecture, a foreach over seeds,
+    timed by side_by_side_07x -- a searched network of its runtime, named as its step (not as the equal-budget
+    reference, the other engine.train of the record), at the reference recipe's 20 epochs."""
+    record = with_retrain(ofa_record())
+    step = "retrain_onnxruntime_07x_mbf_x05"
+    nets = _nets(record, SOURCES["ofa_cpu"])
+    pick = nets[step]
+    assert pick.role == "searched" and pick.target_runtime == "onnxruntime" and pick.seeds == [2048, 1, 2]
+    assert pick.rows[0].budget == "20 epochs of celeba299_mbf_cpu"
+    assert pick.latency_ms == {"onnxruntime": pytest.approx(1.31), "tflite": 1.2}
+    assert "equal_budget (42 epochs)" in nets and f"{step} (20 epochs)" not in nets

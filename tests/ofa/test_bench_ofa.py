@@ -78,6 +78,23 @@ def _record(with_finetunes=True):
     return {"pipeline": "ofa_cpu", "trials": trials, "pending_steps": [] if with_finetunes else ["search_tflite"]}
 
 
+def with_retrain(record: dict, runtime: str = "onnxruntime", accs=(0.85, 0.86, 0.855)) -> dict:
+    """``record`` with ofa_cpu.yml's ``retrain_<runtime>_07x_mbf_x05``: the pick's architecture trained from scratch
+    (engine.train, a foreach over seeds), every seed's network timed by the side-by-side step."""
+    timing = next(t for t in record["trials"] if t["step"] == "side_by_side")
+    step = f"retrain_{runtime}_07x_mbf_x05"
+    for i, (seed, acc) in enumerate(zip((2048, 1, 2), accs)):
+        out = f"$RUN_DIR/{step}/{i:03d}/train"
+        record["trials"].append(_trial(step, "engine.train", i, params={"config": RECIPE, "arch": {"sample": {"s": 1}},
+                                                                        "seed": seed},
+                                       metrics={"lfw_acc": acc, "lfw_acc_std": 0.02, "epochs": 20, "output": out,
+                                                "mflops": 32.3}))
+        name = f"ofa_{runtime}_07x_mbf_x05_retrain_seed{seed}"
+        timing["params"]["models"][name] = f"{out}/last.pt"
+        timing["metrics"]["latency_ms"][name] = {"onnxruntime": 1.3 + 0.01 * i, "tflite": 1.2}
+    return record
+
+
 def _front(results):
     """The reference front's record with three seed runs (``runs``, as benchmarks.collect_pipeline merges them)."""
     runs = {}

@@ -37,10 +37,13 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         ("supernet", "ofa.train_supernet"), ("evaluate", "ofa.evaluate"), ("reference_latency", "runtime.latency"),
         ("search_onnxruntime", "ofa.search"), ("final_onnxruntime", "ofa.evaluate"),
         ("search_tflite", "ofa.search"), ("final_tflite", "ofa.evaluate"),
-        # the 0.7x picks are timed beside the front as soon as they are trained
-        *finetunes["07x_mbf_x05"], ("side_by_side_07x", "runtime.latency"),
+        # the 0.7x picks: fine-tuned (onnxruntime first) and retrained from scratch, timed beside the front as soon
+        # as the onnxruntime fine-tunes and the retrains are trained
+        finetunes["07x_mbf_x05"][0], *[(f"retrain_{rt}_07x_mbf_x05", "engine.train") for rt in RUNTIMES],
+        ("side_by_side_07x", "runtime.latency"), finetunes["07x_mbf_x05"][1],
         *finetunes["mbf_x05"], ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
-    timing_of = {"07x_mbf_x05": "side_by_side_07x", "mbf_x05": "side_by_side"}
+    timing_of = {("onnxruntime", "07x_mbf_x05"): "side_by_side_07x", ("tflite", "07x_mbf_x05"): "side_by_side",
+                 ("onnxruntime", "mbf_x05"): "side_by_side", ("tflite", "mbf_x05"): "side_by_side"}
     steps = {s.name: s for s in steps_list}
     # the reference points: the reference front's networks (same recipe, same width), timed untrained; not trained here
     front = {s.name: s for s in _pipeline("reference_front_cpu.yml")}
@@ -50,7 +53,9 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         assert points[name] == {"config": front[name].params["config"], "network_kwargs": {"width_mult": width}}
         recipe = load_config_module(str(REPO / front[name].params["config"]), TrainConfig)
         assert {**recipe.network_kwargs, **front[name].params.get("network_kwargs", {})} == {"width_mult": width}
-    assert not [s for s in steps_list if s.stage == "engine.train" and s.name != "equal_budget"]
+    # nothing of the front is trained again here: the engine.train steps are the equal-budget x0.5 and the retrains
+    assert {s.name for s in steps_list if s.stage == "engine.train"} == {
+        "equal_budget", *(f"retrain_{rt}_07x_mbf_x05" for rt in RUNTIMES)}
     seeds = yaml.safe_load((RECIPES / "ofa_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["finetune_seeds"]
     front_seed = yaml.safe_load((RECIPES / "reference_front_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["seed"]
     assert len(seeds) == len(set(seeds)) >= 3 and front_seed in seeds
@@ -83,16 +88,27 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
             assert finetune.params["head"] == "${supernet.result.head}"
             assert finetune.params["latency"] == {"runtime": rt}
             for i, seed in enumerate(seeds):  # every fine-tuned network, timed with the others in both runtimes
-                path = steps[timing_of[pick]].params["models"][f"ofa_{rt}_{pick}_seed{seed}"]
+                path = steps[timing_of[rt, pick]].params["models"][f"ofa_{rt}_{pick}_seed{seed}"]
                 assert path == f"${{finetune_{rt}_{pick}[{i}].result.output}}/last.pt"
         assert "lfw.bin" in steps[f"final_{rt}"].params["val"][0]
         assert steps[f"final_{rt}"].params["latency"]["runtime"] == rt
-    for pick, name in timing_of.items():
+    # the retrains: each 0.7x pick's architecture (its search's arch, as the fine-tune's sample) trained exactly as
+    # the reference front's networks (same recipe, no supernet), one trial per seed, timed in side_by_side_07x
+    for i_rt, rt in enumerate(RUNTIMES):
+        retrain = steps[f"retrain_{rt}_07x_mbf_x05"]
+        index = steps[f"finetune_{rt}_07x_mbf_x05"].params["sample"].split("[")[1].split("]")[0]
+        assert retrain.params["arch"] == f"${{search_{rt}[{index}].result.arch}}"
+        assert retrain.params["config"] == front["mbf_x05"].params["config"] and retrain.params["seed"] == "${item}"
+        assert not {"supernet", "head", "num_epoch", "lr"} & set(retrain.params)  # the recipe's protocol, from scratch
+        assert retrain.foreach == "${vars.finetune_seeds}" or retrain.foreach == seeds
+        for i, seed in enumerate(seeds):
+            assert steps["side_by_side_07x"].params["models"][f"ofa_{rt}_07x_mbf_x05_retrain_seed{seed}"] == (
+                f"${{retrain_{rt}_07x_mbf_x05[{i}].result.output}}/last.pt")
+    for name, networks in (("side_by_side_07x", 3 + 6), ("side_by_side", 1 + 3 * len(seeds))):
         side = steps[name].params
         assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
         untrained = sum(isinstance(v, dict) for v in side["models"].values())  # the front's six (test_side_by_side_references)
-        equal = int(name == "side_by_side")  # the equal-budget network: timed with the 1x picks, after it trained
-        assert untrained == 6 and len(side["models"]) == untrained + equal + len(RUNTIMES) * len(seeds)
+        assert untrained == 6 and len(side["models"]) == untrained + networks
         assert side["runtimes"] == list(RUNTIMES)
     assert steps["side_by_side"].params["models"]["equal_budget"] == "${equal_budget.result.output}/last.pt"
     # equal budget: x0.5 for the epochs a fine-tuned pick saw, supernet (its phases: the defaults) + fine-tuning
