@@ -14,19 +14,23 @@ class _Interrupt(Exception):
     pass
 
 
+def _killed_at(step: int, real_train):
+    """``trainer.train`` that stops the run (as a kill would) when it reaches ``step``."""
+    def train(cfg, **kwargs):
+        def on_step(info):
+            if info["step"] == step:
+                raise _Interrupt
+        return real_train(cfg, on_step=on_step, **kwargs)
+    return train
+
+
 def test_stage_resumes_the_checkpoint_of_a_stopped_trial_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "_make_loader", lambda cfg, dist: tiny_loader())
     params = {"config": tiny_config(tmp_path, checkpoint_every=2, num_epoch=2).to_dict() | {"output": None}}
     reference = run_stage_locally("engine.train", params, str(tmp_path / "reference"))
     real_train = trainer.train
 
-    def killed_at_step_7(cfg, **kwargs):
-        def on_step(info):
-            if info["step"] == 7:  # the last checkpoint is at step 6
-                raise _Interrupt
-        return real_train(cfg, on_step=on_step, **kwargs)
-
-    monkeypatch.setattr(trainer, "train", killed_at_step_7)
+    monkeypatch.setattr(trainer, "train", _killed_at(7, real_train))  # the last checkpoint is at step 6
     with pytest.raises(_Interrupt):
         run_stage_locally("engine.train", params, str(tmp_path / "trial"))
     state = torch.load(tmp_path / "trial" / "train" / "checkpoint.pt", weights_only=True)
@@ -54,13 +58,7 @@ def test_stage_starts_over_a_trial_stopped_before_its_first_checkpoint(tmp_path,
     reference = run_stage_locally("engine.train", params, str(tmp_path / "reference"))
     real_train = trainer.train
 
-    def killed_at_step_2(cfg, **kwargs):
-        def on_step(info):
-            if info["step"] == 2:
-                raise _Interrupt
-        return real_train(cfg, on_step=on_step, **kwargs)
-
-    monkeypatch.setattr(trainer, "train", killed_at_step_2)
+    monkeypatch.setattr(trainer, "train", _killed_at(2, real_train))
     with pytest.raises(_Interrupt):
         run_stage_locally("engine.train", params, str(tmp_path / "trial"))
     left = tmp_path / "trial" / "train"
