@@ -44,7 +44,9 @@ def load_record(results: Path = RESULTS, name: str = RECORD) -> dict[str, Any] |
 
 
 def _sample(trial: dict[str, Any]) -> str | None:
-    sample = (trial.get("arch") or {}).get("sample") or (trial.get("params") or {}).get("sample")
+    params = trial.get("params") or {}
+    arch = params.get("arch") if isinstance(params.get("arch"), dict) else {}  # an engine.train of an architecture
+    sample = (trial.get("arch") or {}).get("sample") or params.get("sample") or arch.get("sample")
     return json.dumps(sample, sort_keys=True) if sample is not None else None
 
 
@@ -164,6 +166,10 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
     finetunes: dict[str, list[dict[str, Any]]] = {}  # by step: one pick, a trial per fine-tuning seed
     for t in _ok(record, "ofa.finetune"):
         finetunes.setdefault(str(t["step"]), []).append(t)
+    retrains: dict[str, list[dict[str, Any]]] = {}  # by step: a pick's architecture from scratch, a trial per seed
+    for t in _ok(record, "engine.train"):
+        if t.get("role") != "reference" and isinstance((t.get("params") or {}).get("arch"), dict):
+            retrains.setdefault(str(t["step"]), []).append(t)
     runtimes: dict[str, Any] = {}
     searches = [t for t in record.get("trials") or [] if t.get("stage") == "ofa.search"]
     for t in sorted(searches, key=lambda t: (str(t.get("step")), t.get("index") or 0)):
@@ -182,7 +188,8 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
                  "bound_ms": bound * scale if scaled and isinstance(bound, (int, float)) else bound,
                  "bound_from": f"{scale:g}x {source}" if scaled else source, "bound_reference": source,
                  "bound_scale": scale if isinstance(scale, (int, float)) else 1, "runtime": runtime}
-        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": [], "finetuned": [], "failed": []})
+        rt = runtimes.setdefault(runtime, {"table": tables.get(runtime), "searches": [], "finetuned": [], "retrained": [],
+                                           "failed": []})
         if t.get("status") == "FAILED":  # e.g. a bound below the space's smallest subnet: the message says so
             rt["failed"].append({**entry, "error": t.get("error")})
             continue
@@ -191,11 +198,12 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
         rt["searches"].append({**entry, "predicted_ms": m.get("best_cost"), "search_seconds": m.get("search_seconds"),
                                "sample": (t.get("arch") or {}).get("sample"), **_acc(fm),
                                "latency_ms": fm.get("latency_ms"), "final_step": (final or {}).get("step")})
-    for step, runs in finetunes.items():
-        search = _search_of(step, _sample(runs[0]), [e for rt in runtimes.values() for e in rt["searches"]])
-        if search is not None:
-            runtimes[search["runtime"]]["finetuned"].append(
-                _pick(record, runs, search, search["runtime"], references.get(search["bound_reference"]), metric))
+    for kind, steps in (("finetuned", finetunes), ("retrained", retrains)):
+        for step, runs in steps.items():
+            search = _search_of(step, _sample(runs[0]), [e for rt in runtimes.values() for e in rt["searches"]])
+            if search is not None:
+                runtimes[search["runtime"]][kind].append(
+                    _pick(record, runs, search, search["runtime"], references.get(search["bound_reference"]), metric))
     accs = [t.get("metrics", {}).get("lfw_devtest_auc") for t in evaluated]
     accs = [a for a in accs if isinstance(a, (int, float))]
     equal = [t for t in _ok(record, "engine.train") if t.get("role") == "reference"]
@@ -239,7 +247,7 @@ def _search_of(step: str, sample: str | None, searches: list[dict[str, Any]]) ->
 
 def _pick(record: dict[str, Any], runs: list[dict[str, Any]], search: dict[str, Any], runtime: str,
           reference: dict[str, Any] | None, metric: str) -> dict[str, Any]:
-    """A fine-tuned pick over its seeds (one ofa.finetune trial each) vs the reference whose latency bounded it."""
+    """A fine-tuned (or retrained) pick over its seeds (one trial each) vs the reference whose latency bounded it."""
     runs = sorted(runs, key=lambda t: (str(t["step"]), t.get("index") or 0))
     values = [float(t["metrics"][metric]) for t in runs if isinstance((t.get("metrics") or {}).get(metric), (int, float))]
     latencies = [_latency_of(record, _output_of(t)) for t in runs]
@@ -323,15 +331,18 @@ def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
                          "search_min": round(e["search_seconds"] / 60, 3) if e.get("search_seconds") else None,
                          "budget": f"supernet weights, BN recalibrated, no fine-tuning; {runtime} "
                                    f"{_ms(lat)} ms measured, {_ms(e.get('predicted_ms'))} ms predicted"})
-        for ft in rt.get("finetuned") or []:
+        for kind, ft in [("fine-tuned", f) for f in rt.get("finetuned") or []] + [
+                ("retrained from scratch", f) for f in rt.get("retrained") or []]:
             lat = ft.get("latency_ms") or {}
             acc = ft.get("lfw_acc") or {}
-            rows.append({"method": "OFA + comparator, fine-tuned", "network": f"ofa [{runtime}] {ft['search']}, fine-tuned",
+            scratch = kind != "fine-tuned"
+            rows.append({"method": f"OFA + comparator, {kind}", "network": f"ofa [{runtime}] {ft['search']}, {kind}",
                          "lfw_acc": acc.get("mean"), "lfw_acc_std": acc.get("std"),
                          **{k: ft.get(k) for k in ("mflops", "params_m")}, "latency_ms": lat.get("onnxruntime"),
-                         "time_min": round(supernet_min + (ft.get("train_seconds_mean") or 0) / 60, 1),
-                         "budget": f"supernet + {_ms(ft.get('epochs'))} epochs fine-tuning; mean ± std over "
-                                   f"{acc.get('n')} seed(s); TFLite {_ms(lat.get('tflite'))} ms"})
+                         "time_min": round((0 if scratch else supernet_min) + (ft.get("train_seconds_mean") or 0) / 60, 1),
+                         "budget": (f"{_ms(ft.get('epochs'))} epochs from scratch (the reference's recipe)" if scratch else
+                                    f"supernet + {_ms(ft.get('epochs'))} epochs fine-tuning")
+                                   + f"; mean ± std over {acc.get('n')} seed(s); TFLite {_ms(lat.get('tflite'))} ms"})
     eq = s.get("equal_budget")
     if eq:
         lat = eq.get("latency_ms") or {}

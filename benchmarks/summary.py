@@ -412,15 +412,16 @@ def section_ofa(results: Path) -> str:
         for e in rt.get("failed") or []:
             parts.append(f"Search {e['ranker']} under {e['bound_from']} ({_f(e.get('bound_ms'))} ms): no subnet -- "
                          f"{e.get('error') or 'failed'}")
-        picks = rt.get("finetuned") or []
+        picks = [("fine-tuned", f) for f in rt.get("finetuned") or []] + [
+            ("retrained from scratch", f) for f in rt.get("retrained") or []]
         if not picks:
             parts.append("Fine-tuned picks: missing (not recorded yet).")
             continue
         rows = []
-        for ft in picks:
+        for kind, ft in picks:
             vs = ft.get("vs_reference") or {}
             ref = refs.get(ft.get("reference")) or {}
-            rows.append([f"OFA {ft['search']}, fine-tuned", stat(ft.get("lfw_acc")), ft.get("reference"),
+            rows.append([f"OFA {ft['search']}, {kind}", stat(ft.get("lfw_acc")), ft.get("reference"),
                          stat(ref.get("lfw_acc")) if ref else "missing",
                          vs.get("difference") if vs.get("difference") is not None else "missing",
                          vs.get("p") if vs.get("p") is not None else ("–" if vs else "missing"), vs.get("verdict") or "missing",
@@ -428,7 +429,7 @@ def section_ofa(results: Path) -> str:
                          vs.get("latency_ratio") if vs.get("latency_ratio") is not None else "missing", ft.get("epochs")])
         parts.append(_table(["network", "LFW acc mean ± std (seeds)", "reference", "reference LFW (seeds)", "difference",
                              "Welch p", "verdict (benchmarks/seed_stats.py)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
-                             f"latency ratio ({runtime})", "fine-tune epochs"], rows))
+                             f"latency ratio ({runtime})", "epochs (fine-tune / from scratch)"], rows))
     eq = s.get("equal_budget")
     title = "### Equal budget: MobileFaceNet trained once for the epochs a fine-tuned pick saw (supernet + fine-tuning)"
     if not eq:

@@ -178,3 +178,23 @@ def test_section_ofa_renders_seeds_p_values_and_missing_rows(tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
     assert "_missing: `benchmarks/results/ofa_cpu.json`" in section_ofa(empty)
+
+
+def test_a_pick_retrained_from_scratch_is_its_own_row_against_the_same_reference(tmp_path):
+    """retrain_<runtime>_07x_mbf_x05 (engine.train of the pick's arch): matched to its search by the architecture,
+    compared with the reference that bounded it over seeds, reported beside the fine-tuned rows."""
+    _front(tmp_path)
+    record = with_retrain(_record())
+    s = summarise(record, tmp_path)
+    (re,) = s["runtimes"]["onnxruntime"]["retrained"]
+    assert re["step"] == "retrain_onnxruntime_07x_mbf_x05" and re["search"] == "comparator under 0.7x mbf_x05"
+    assert re["seeds"] == [2048, 1, 2] and re["lfw_acc"]["mean"] == pytest.approx(0.855)
+    assert re["latency_ms"]["onnxruntime"] == pytest.approx(1.31)
+    assert re["vs_reference"]["reference"] == "mbf_x05" and re["vs_reference"]["latency_ratio"] == pytest.approx(1.31 / 2.1)
+    assert len(s["runtimes"]["onnxruntime"]["finetuned"]) == 2  # the equal-budget engine.train is not a retrain
+    _write(tmp_path, "ofa_cpu", record)
+    md = section_ofa(tmp_path)
+    assert "| OFA comparator under 0.7x mbf_x05, retrained from scratch | 0.8550 ± 0.0050 (n=3) | mbf_x05 |" in md
+    rows = {r["network"]: r for r in report_rows(tmp_path)}
+    row = rows["ofa [onnxruntime] comparator under 0.7x mbf_x05, retrained from scratch"]
+    assert row["budget"].startswith("20.000 epochs from scratch") and row["lfw_acc"] == pytest.approx(0.855)
