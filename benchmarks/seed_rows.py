@@ -154,8 +154,13 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
     timer, name = _timing(trial, done)
     if timer is not None:
         return _latency(timer.get("metrics") or {}, name), _cpu(timer)
-    if isinstance((trial.get("metrics") or {}).get("latency_ms"), dict):
+    own = (trial.get("metrics") or {}).get("latency_ms")
+    if isinstance(own, dict):
         return _latency(trial.get("metrics") or {}), None
+    timed_in = ((trial.get("params") or {}).get("latency") or {}).get("runtime") \
+        if isinstance((trial.get("params") or {}).get("latency"), dict) else None
+    if _num(own) is not None and timed_in in RUNTIMES:  # one runtime, e.g. ofa.finetune's latency: {runtime: ...}
+        return {rt: float(own) if rt == timed_in else None for rt in RUNTIMES}, None
     return {rt: None for rt in RUNTIMES}, None
 
 

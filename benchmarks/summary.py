@@ -773,7 +773,9 @@ def _finding_headline(nets: Sequence[Any], sources: Sequence[Any]) -> list[str]:
                    f"({_mean_std(c.net.accuracy)}, {c.net.accuracy.n} seeds) against {c.comp.strongest} "
                    f"({_mean_std(ref.accuracy)}, {ref.accuracy.n} seeds): "
                    + _verdict_words(v, c.pairs.get(c.comp.strongest),
-                                    (c.net.latency_ms.get(runtime), ref.latency_ms.get(runtime))) + ".")
+                                    (c.net.latency_ms.get(runtime), ref.latency_ms.get(runtime)))
+                   + (f"; it is dominated by {', '.join(c.comp.dominated_by)} (faster and at least as accurate)"
+                      if c.comp.dominated_by else "") + ".")
     for net, ref, v, pair in own_verdicts(nets, sources):
         rt = net.target_runtime
         out.append(f"**{net.method}, own reference**: {net.name} ({_mean_std(net.accuracy)}, {net.accuracy.n} seeds) vs "

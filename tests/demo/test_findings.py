@@ -51,6 +51,7 @@ def test_a_recorded_search_gives_its_strongest_verdict_per_runtime_with_its_numb
     assert "the strongest comparison is ofa's" in line
     c, v = max(strongest, key=lambda cv: (STRENGTH[cv[1].label], cv[1].gain or 0))
     assert f"**{v.label}**" in line and f"against {c.comp.strongest}" in line
+    assert ("dominated by " + ", ".join(c.comp.dominated_by) in line) == bool(c.comp.dominated_by)
 
 
 def test_findings_is_a_readme_block():

@@ -177,3 +177,15 @@ def test_a_pick_retrained_from_scratch_is_a_searched_network_at_the_references_b
     assert pick.rows[0].budget == "20 epochs of celeba299_mbf_cpu"
     assert pick.latency_ms == {"onnxruntime": pytest.approx(1.31), "tflite": 1.2}
     assert "equal_budget (42 epochs)" in nets and f"{step} (20 epochs)" not in nets
+
+
+def test_a_fine_tune_timed_only_by_its_own_stage_has_that_runtimes_latency():
+    """Before any side-by-side step timed it, an ofa.finetune trial's own measurement (``latency_ms``, a number, in
+    the runtime its ``latency`` parameter names) is its latency there, and none elsewhere."""
+    record = ofa_record()
+    record["trials"] = [t for t in record["trials"] if t["step"] != "side_by_side"]
+    for t in record["trials"]:
+        if t["stage"] == "ofa.finetune":
+            t["params"]["latency"] = {"runtime": "onnxruntime"}
+    pick = _nets(record, SOURCES["ofa_cpu"])["finetune_onnxruntime_mbf_x05"]
+    assert pick.latency_ms == {"onnxruntime": 1.9, "tflite": None}  # the fixture's stage measurement, 3 seeds
