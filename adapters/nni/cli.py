@@ -274,7 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("--port", type=int, default=8080)
             q.add_argument("--bind-host", help="interface the NNI server binds (default 127.0.0.1)")
 
-    q = add("run-local", cmd_run_local, "run an experiment file's pipeline on this machine without NNI (debugging, runs without nnictl)")
+    q = add("run-local", cmd_run_local, "run an experiment file's pipeline on this machine without NNI")
     q.add_argument("config")
     q.add_argument("--output", required=True, help="output folder")
     q.add_argument("--retry-failed", action="store_true",
