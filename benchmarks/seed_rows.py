@@ -443,14 +443,14 @@ def enas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> s
     return None if match is None else ("top" if trial.get("role") == "candidate" else "random") + match
 
 
-#: OFA's searched networks by step: each pick fine-tuned from the supernet, and the 0.7x picks also retrained from
-#: scratch with the reference's protocol (recipes/nni/ofa_cpu.yml)
+#: OFA's searched networks by step: each pick fine-tuned from the supernet, and the onnxruntime 0.7x pick also
+#: retrained from scratch with the reference's protocol (recipes/nni/ofa_cpu.yml)
 OFA_STEPS = {**{f"finetune_{rt}_{bound}": rt for rt in RUNTIMES for bound in ("mbf_x05", "07x_mbf_x05")},
-             **{f"retrain_{rt}_07x_mbf_x05": rt for rt in RUNTIMES}}
+             "retrain_onnxruntime_07x_mbf_x05": "onnxruntime"}
 #: the records rows are gathered from: the hand-designed reference front, and each method's experiment file
 ROW_SOURCES: tuple[RowSource, ...] = (
     RowSource("reference_front_cpu", "hand-designed", role="reference"),
-    # the 4 fine-tuned picks and the 2 retrained ones (a foreach over seeds each) and the equal-budget reference
+    # the 4 fine-tuned picks and the retrained one (a foreach over seeds each) and the equal-budget reference
     RowSource("ofa_cpu", "ofa", steps=(*OFA_STEPS, "equal_budget"), target_runtime=OFA_STEPS, label=ofa_label,
               budget=ofa_budget),
     # searched students vs the uniform ones of the same FLOPs target (target x seed foreach steps)
