@@ -51,11 +51,12 @@ def _trial_process(spec: Any, out_dir: str, info: Mapping[str, Any], level: int)
     sys.exit(run_trial(spec, out_dir, dict(info)))
 
 
-def run_concurrently(sched: Any, out: Path, concurrency: int, on_end: Callable[[int, int], None]) -> None:
+def run_concurrently(sched: Any, out: Path, concurrency: int, on_end: Callable[[int, int], None],
+                     started: Callable[[], None] = lambda: None) -> None:
     """Run ``sched``'s trials, up to ``concurrency`` at a time, until it is finished.
 
     ``on_end(param_id, exit_code)`` records each trial's end (metrics, status, the saved state) in this
-    process, in the order the trials end. If this process is interrupted, its running trials are ended
+    process, in the order the trials end; ``started()`` is called after each start (to save the state). If this process is interrupted, its running trials are ended
     (they continue from their checkpoints when the run is resumed).
     """
     from facenas.errors import FacenasError
@@ -73,6 +74,7 @@ def run_concurrently(sched: Any, out: Path, concurrency: int, on_end: Callable[[
                                    name=f"facenas-trial-{spec.step}-{spec.index}")
                 proc.start()
                 running[proc.sentinel] = (param_id, proc)
+                started()
                 log.info("run-local: trial %s/%s started in process %d (%d running)", spec.step, spec.index,
                          proc.pid, len(running))
             if not running:

@@ -989,17 +989,20 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
     if retry_failed:
         sched.retry_failed()
 
+    def save() -> None:  # after every start and end: a run killed mid-trial resumes that trial (and a retry)
+        write_json(out / "advisor_state.json", sched.state_dict())
+
     def ended(param_id: int, code: int) -> None:
         metrics = sched._metrics_from_file(sched.units[param_id])
         if metrics is not None:
             sched.on_final(param_id, metrics)
         sched.on_end(param_id, code == 0, "SUCCEEDED" if code == 0 else "FAILED", f"local-{param_id}")
-        write_json(out / "advisor_state.json", sched.state_dict())
+        save()
 
     if concurrency > 1:
         from facenas.adapters.nni.local_workers import run_concurrently
 
-        run_concurrently(sched, out, concurrency, ended)
+        run_concurrently(sched, out, concurrency, ended, started=save)
     while not sched.finished:
         nxt = sched.next_trial()
         if nxt is None and sched.finished:  # the steps left were all skipped (what they need failed)
@@ -1007,9 +1010,10 @@ def run_pipeline_locally(config: PipelineConfig | Mapping[str, Any], output_dir:
         if nxt is None:  # pragma: no cover - sequential runs end every trial before asking again
             raise FacenasError(f"pipeline '{cfg.name}' is stuck: no trial to run and {len(sched.pending_units())} pending")
         param_id, spec = nxt
+        save()
         ended(param_id, run_trial(spec, spec.out_dir or out / "trials" / str(param_id),
                                   {"trial_id": f"local-{param_id}", "local": True}))
-    write_json(out / "advisor_state.json", sched.state_dict())
+    save()
     write_summary(out, "local")
     return sched
 

@@ -348,6 +348,36 @@ def test_retry_failed_runs_a_failed_first_step_again_and_the_steps_it_skipped(tm
     assert (out / "teacher" / "000-retry1" / "result.json").is_file()
 
 
+def test_a_retried_trial_killed_mid_run_is_run_again_by_a_plain_resume(tmp_path, monkeypatch):
+    """--retry-failed queued the failed first step again and its trial started; the run was killed during it. The
+    state saved at the start knows that trial, so the next run (without --retry-failed) runs it again instead of
+    finding the step done with no success and skipping everything after it."""
+    import facenas.adapters.nni.trial as trial_module
+
+    supernet = tmp_path / "supernet.json"
+    cfg = {"name": "killed_retry", "steps": [
+        {"name": "teacher", "stage": "toy.evaluate", "space": "toy",
+         "params": {"sample": _toy_sample(8), "supernet": str(supernet), "epochs": 1}},
+        {"name": "student", "stage": "toy.evaluate", "space": "toy",
+         "params": {"sample": _toy_sample(16), "seed": "${teacher.index}", "epochs": 1}},
+    ]}
+    out = tmp_path / "run"
+    run_pipeline_locally(cfg, out)  # the teacher fails: no supernet file yet
+    write_json(supernet, {"format": "facenas.toy_supernet/1", "space": "toy", "epochs": 1})
+    real = trial_module.run_trial
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies while the retried trial runs
+
+    monkeypatch.setattr(trial_module, "run_trial", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline_locally(cfg, out, retry_failed=True)
+    monkeypatch.setattr(trial_module, "run_trial", real)
+    resumed = run_pipeline_locally(cfg, out)  # no --retry-failed this time
+    assert resumed.finished and [len(resumed.records(s)) for s in ("teacher", "student")] == [1, 1]
+    assert (out / "teacher" / "000-retry1" / "result.json").is_file()
+
+
 def test_retry_failed_leaves_a_step_whose_results_a_started_step_used(tmp_path, caplog):
     cfg = PipelineConfig.from_dict({"steps": [
         {"name": "cands", "stage": "toy.evaluate", "trials": 2},
