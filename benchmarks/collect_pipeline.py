@@ -44,7 +44,12 @@ KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest
         "target_mflops", "argmax_mflops", "within_tolerance", "argmax_within_tolerance", "arch_entropy",
         "expected_mflops", "per_epoch", "repair_moves",
         # the verification accuracy of test-scale runs (their val.bin), read where lfw.bin's is absent
-        "val_acc", "val_acc_std")
+        "val_acc", "val_acc_std",
+        # several-model timings (runtime.latency ``models``): which networks were untrained architectures; with their
+        # ``mflops_<name>`` (KEPT_PREFIXES) the headline pairs a searched network with a reference timed beside it
+        "trained")
+#: metric names kept by prefix: a several-model timing's per-network MFLOPs
+KEPT_PREFIXES = ("mflops_",)
 #: the key of a run whose seed cannot be read (its folder has no advisor state and its trials no ``seed``)
 UNKNOWN_SEED = "unknown"
 
@@ -85,7 +90,7 @@ def collect(output_dir: Path) -> dict[str, Any]:
                        "role": record.get("role"), "status": record.get("status"), "params": _params(record.get("params")),
                        "arch": record.get("arch") or (metrics["arch"] if isinstance(metrics.get("arch"), dict) else None),
                        "host": (record.get("process") or {}).get("host"),
-                       "metrics": {k: metrics[k] for k in KEPT if k in metrics},
+                       "metrics": {k: v for k, v in metrics.items() if k in KEPT or k.startswith(KEPT_PREFIXES)},
                        **({"error": record.get("error")} if record.get("status") == "FAILED" else {})})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]

@@ -132,3 +132,31 @@ def test_a_failed_trial_keeps_its_error_message(tmp_path):
     trials = {t["step"]: t for t in _result(tmp_path / "results")["trials"]}
     assert trials["b"]["status"] == "FAILED" and trials["b"]["error"].startswith("InfeasibleConstraintError")
     assert "traceback" not in trials["b"] and "error" not in trials["a"]
+
+
+def test_a_several_model_timing_keeps_what_the_side_by_side_pairing_reads(tmp_path):
+    """runtime.latency over ``models`` (OFA's side_by_side_07x): the record keeps which networks were untrained
+    architectures (``trained``) and each one's MFLOPs (``mflops_<name>``), so the headline pairs a searched
+    network with a reference architecture timed in the same rounds (benchmarks.seed_rows.side_by_side)."""
+    from benchmarks.seed_rows import side_by_side
+
+    run = _run(tmp_path / "run", 0, {"a": 0.8})
+    trial = run / "timing" / "000"
+    trial.mkdir(parents=True)
+    (trial / "result.json").write_text(json.dumps({
+        "step": "timing", "index": 0, "stage": "runtime.latency", "role": "auxiliary", "status": "SUCCEEDED",
+        "params": {"models": {"ref": {"config": "c.py"}, "pick": f"{run}/a/000/train/last.pt"}},
+        "metrics": {"latency_ms": {"ref": {"onnxruntime": 2.0, "tflite": 1.8}, "pick": {"onnxruntime": 1.0, "tflite": 1.5}},
+                    "trained": {"ref": False, "pick": True}, "mflops_ref": 37.9, "mflops_pick": 32.3,
+                    "clock": "thread_time"}}))
+    assert _collect(tmp_path / "results", run, name="search") == 0
+    result = _result(tmp_path / "results", "search")
+    timing = next(t for t in result["trials"] if t["step"] == "timing")
+    assert timing["metrics"]["trained"] == {"ref": False, "pick": True}
+    assert timing["metrics"]["mflops_ref"] == 37.9 and "clock" not in timing["metrics"]
+    searched = networks(pipeline_rows("search", result, RowSource("search", "ofa", steps=("a",))))[0]
+    reference = networks(pipeline_rows("front", {"trials": [
+        {"step": "ref", "index": 0, "stage": "engine.train", "role": "reference", "status": "SUCCEEDED",
+         "params": {"config": "c.py", "seed": 1}, "metrics": {"lfw_acc": 0.8, "mflops": 37.9}}]},
+        RowSource("front", "hand-designed", role="reference")))[0]
+    assert side_by_side(searched, reference, "onnxruntime") == (1.0, 2.0)
