@@ -157,8 +157,8 @@ def _timed(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> tuple
     own = (trial.get("metrics") or {}).get("latency_ms")
     if isinstance(own, dict):
         return _latency(trial.get("metrics") or {}), None
-    timed_in = ((trial.get("params") or {}).get("latency") or {}).get("runtime") \
-        if isinstance((trial.get("params") or {}).get("latency"), dict) else None
+    asked = (trial.get("params") or {}).get("latency")
+    timed_in = asked.get("runtime") if isinstance(asked, dict) else None
     if _num(own) is not None and timed_in in RUNTIMES:  # one runtime, e.g. ofa.finetune's latency: {runtime: ...}
         return {rt: float(own) if rt == timed_in else None for rt in RUNTIMES}, None
     return {rt: None for rt in RUNTIMES}, None
