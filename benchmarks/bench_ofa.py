@@ -168,7 +168,7 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
         finetunes.setdefault(str(t["step"]), []).append(t)
     retrains: dict[str, list[dict[str, Any]]] = {}  # by step: a pick's architecture from scratch, a trial per seed
     for t in _ok(record, "engine.train"):
-        if t.get("role") != "reference" and isinstance((t.get("params") or {}).get("arch"), dict):
+        if t.get("role") not in ("reference", "auxiliary") and isinstance((t.get("params") or {}).get("arch"), dict):
             retrains.setdefault(str(t["step"]), []).append(t)
     runtimes: dict[str, Any] = {}
     searches = [t for t in record.get("trials") or [] if t.get("stage") == "ofa.search"]
@@ -220,7 +220,7 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
                                     for rt, r in runtimes.items()}
     return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"), "metric": metric,
             "supernet": (supernet or {}).get("metrics"), "references": references, "runtimes": runtimes,
-            "equal_budget": equal_budget,
+            "equal_budget": equal_budget, "ablation": ablation(record),
             "accuracy_set": {"n": len(evaluated), "lfw_devtest_auc_min": min(accs, default=None),
                              "lfw_devtest_auc_max": max(accs, default=None)},
             "pending_steps": record.get("pending_steps", [])}
@@ -308,6 +308,44 @@ def _output_of(trial: dict[str, Any]) -> str | None:
     """The training folder of an engine.train / ofa.finetune trial (``<trial folder>/train``)."""
     out = (trial.get("metrics") or {}).get("output")
     return str(out) if out else None
+
+
+#: the ablation's steps (recipes/nni/ofa_cpu.yml): the pick's variants and MobileFaceNet at the same budget
+ABLATION_STEPS = ("ablation_07x", "ablation_reference")
+
+
+def ablation_variant(params: dict[str, Any]) -> str:
+    """An ablation trial's network in words, from its parameters: the pick ``as searched`` or with the space
+    options it overrides (no SE, ReLU for h-swish), or the hand-designed network it trains."""
+    kwargs = params.get("network_kwargs") or {}
+    if not isinstance(params.get("arch"), dict):
+        return "MobileFaceNet " + ", ".join(f"{k} {v}" for k, v in kwargs.items())
+    over = kwargs.get("space_config") or {}
+    words = []
+    acts = {a for a in over.get("stage_activations") or []} | {over[k] for k in ("stem_activation", "head_activation")
+                                                               if k in over}
+    if acts:
+        words.append("ReLU for h-swish" if acts == {"relu"} else "activations " + "/".join(sorted(acts)))
+    if "stage_se" in over:
+        words.append("no SE" if not any(over["stage_se"]) else "SE " + "".join("1" if v else "0" for v in over["stage_se"]))
+    rest = sorted(set(over) - {"stage_activations", "stem_activation", "head_activation", "stage_se"})
+    words += [f"{k} {json.dumps(over[k])}" for k in rest]
+    return "pick, " + ", ".join(words) if words else "pick as searched"
+
+
+def ablation(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ablation's networks (the pick's variants, then the reference) with their final training loss, LFW
+    accuracy, cost and budget; ``[]`` until a trial of it is recorded."""
+    rows = []
+    for step in ABLATION_STEPS:
+        for t in sorted(_ok(record, "engine.train"), key=lambda t: t.get("index") or 0):
+            if t.get("step") != step:
+                continue
+            p, m = t.get("params") or {}, t.get("metrics") or {}
+            rows.append({"step": step, "index": t.get("index"), "network": ablation_variant(p), "loss": m.get("loss"),
+                         **_acc(m), "epochs": m.get("epochs"), "seed": p.get("seed"),
+                         "train_seconds": m.get("train_seconds")})
+    return rows
 
 
 def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:

@@ -430,6 +430,7 @@ def section_ofa(results: Path) -> str:
         parts.append(_table(["network", "LFW acc mean ± std (seeds)", "reference", "reference LFW (seeds)", "difference",
                              "Welch p", "verdict (benchmarks/seed_stats.py)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
                              f"latency ratio ({runtime})", "epochs (fine-tune / from scratch)"], rows))
+    parts.append(_ofa_ablation(s.get("ablation") or []))
     eq = s.get("equal_budget")
     title = "### Equal budget: MobileFaceNet trained once for the epochs a fine-tuned pick saw (supernet + fine-tuning)"
     if not eq:
@@ -449,6 +450,18 @@ def section_ofa(results: Path) -> str:
             ["runtime", "pick", "LFW: pick mean - equal budget", "pick ms", "equal budget ms", "latency ratio", "test"],
             rows))
     return "\n\n".join(parts)
+
+
+def _ofa_ablation(rows: list[dict[str, Any]]) -> str:
+    title = ("### Ablation: the onnxruntime 0.7x pick without SE / with ReLU, beside MobileFaceNet x0.5 "
+             "(from scratch, one short budget)")
+    if not rows:
+        return title + "\n\nmissing (the ablation_07x / ablation_reference steps have not been recorded yet)."
+    return title + "\n\n" + _table(
+        ["network", "final training loss", "LFW acc ± fold std", "MFLOPs", "params M", "epochs", "seed", "train min"],
+        [[r["network"], r.get("loss"), _acc(r.get("lfw_acc"), r.get("lfw_acc_std")), r.get("mflops"), r.get("params_m"),
+          r.get("epochs"), r.get("seed"), round(r["train_seconds"] / 60, 1) if r.get("train_seconds") else None]
+         for r in rows])
 
 
 def section_deploy(results: Path, report_rows: list[dict[str, Any]] | None = None) -> str:

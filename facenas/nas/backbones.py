@@ -50,7 +50,9 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
             ``input_size`` rebuilds the space at that size (its head re-sized; an architecture
             that cannot run there fails naming why), ``fp16`` runs the body under CUDA autocast
             and the head in float32 as arcface_torch's backbones do; ``dropout`` is ignored with a
-            warning (searched networks have no dropout layer).
+            warning (searched networks have no dropout layer); ``space_config`` (a dict) rebuilds
+            the architecture in its space with those options changed (e.g. an OFA pick with
+            ``stage_se`` all false: the same depths, kernels and expand ratios without SE).
 
     The returned module carries ``facenas_network`` (how to rebuild it), which
     :func:`~facenas.adapters.insightface.backbones.save_backbone` stores in ``facenas.model/1`` checkpoints.
@@ -70,10 +72,17 @@ def get_model(name: Any, **kwargs: Any) -> nn.Module:
 
 def _from_description(source: Any, kwargs: Mapping[str, Any]) -> nn.Module:
     desc = copy.deepcopy(load_description(source))
-    extra = {k: v for k, v in kwargs.items() if k not in ("num_features", "fp16", "dropout", "input_size")}
+    extra = {k: v for k, v in kwargs.items()
+             if k not in ("num_features", "fp16", "dropout", "input_size", "space_config")}
     if extra:
-        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout/input_size, "
-                          f"not {sorted(extra)}")
+        raise ConfigError(f"an architecture description takes only num_features/fp16/dropout/input_size/"
+                          f"space_config, not {sorted(extra)}")
+    override = kwargs.get("space_config")
+    if override is not None:
+        if not isinstance(override, Mapping) or "input_size" in override or "embedding_size" in override:
+            raise ConfigError(f"network_kwargs space_config={override!r} must be a dict of the space's options "
+                              f"(input_size and embedding_size have their own keys: input_size, num_features)")
+        desc["space_config"] = {**desc["space_config"], **copy.deepcopy(dict(override))}
     searched_size = desc["space_config"].get("input_size")
     if kwargs.get("input_size") is not None:
         from facenas.nas.searched import at_input_size

@@ -204,7 +204,13 @@ class SearchSpace(abc.ABC):
 
 def create_space(name: str, **config: Any) -> SearchSpace:
     """Build the registered space ``name`` with ``config`` (its :meth:`SearchSpace.config`)."""
-    space = SPACES.create(name, **config)
+    try:
+        space = SPACES.create(name, **config)
+    except TypeError as exc:  # a factory's own keyword check: name the option, not a Python signature
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ConfigError(f"space '{name}' has no option {str(exc).split('argument', 1)[1].strip()} "
+                          f"(space config {sorted(config)})") from None
     if not isinstance(space, SearchSpace):  # pragma: no cover - registry misuse
         raise ConfigError(f"space factory '{name}' returned {type(space).__name__}, not a SearchSpace")
     return space

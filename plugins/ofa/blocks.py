@@ -203,7 +203,8 @@ class ElasticMBConv(nn.Module):
 
 
 class ConvHead(nn.Module):
-    """The paper's / OFA's head: 1x1 expand + BN + h-swish, global pooling, 1x1 conv to the descriptor.
+    """The paper's / OFA's head: 1x1 expand + BN + h-swish (``activation``), global pooling, 1x1 conv to the
+    descriptor.
 
     OFA's classifier network ends its ``feature_mix_layer`` with h-swish; a face embedding must not:
     a cosine-margin loss needs descriptors that can point anywhere, and after h-swish they all lie
@@ -212,9 +213,9 @@ class ConvHead(nn.Module):
     arcface_torch's backbones end (``features`` BatchNorm).
     """
 
-    def __init__(self, in_channels: int, mid_channels: int, embedding_size: int):
+    def __init__(self, in_channels: int, mid_channels: int, embedding_size: int, activation: str = "hswish"):
         super().__init__()
-        self.final_expand = ConvBNAct(in_channels, mid_channels, 1, activation="hswish")
+        self.final_expand = ConvBNAct(in_channels, mid_channels, 1, activation=activation)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feature_mix = nn.Conv2d(mid_channels, embedding_size, 1, bias=False)
         self.features = nn.BatchNorm2d(embedding_size)
@@ -225,13 +226,14 @@ class ConvHead(nn.Module):
 
 
 class GDCHead(nn.Module):
-    """1x1 expand + BN + h-swish, then MobileFaceNet's global depthwise conv to the embedding."""
+    """1x1 expand + BN + h-swish (``activation``), then MobileFaceNet's global depthwise conv to the embedding."""
 
-    def __init__(self, in_channels: int, mid_channels: int, embedding_size: int, feature_size: tuple[int, int]):
+    def __init__(self, in_channels: int, mid_channels: int, embedding_size: int, feature_size: tuple[int, int],
+                 activation: str = "hswish"):
         super().__init__()
         from facenas.adapters.insightface.backbones.mobilefacenet import GDC
 
-        self.final_expand = ConvBNAct(in_channels, mid_channels, 1, activation="hswish")
+        self.final_expand = ConvBNAct(in_channels, mid_channels, 1, activation=activation)
         self.gdc = GDC(mid_channels, embedding_size, tuple(feature_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,11 +241,11 @@ class GDCHead(nn.Module):
 
 
 def build_head(kind: str, in_channels: int, mid_channels: int, embedding_size: int,
-               feature_size: tuple[int, int]) -> nn.Module:
+               feature_size: tuple[int, int], activation: str = "hswish") -> nn.Module:
     if kind == "conv":
-        return ConvHead(in_channels, mid_channels, embedding_size)
+        return ConvHead(in_channels, mid_channels, embedding_size, activation)
     if kind == "gdc":
-        return GDCHead(in_channels, mid_channels, embedding_size, feature_size)
+        return GDCHead(in_channels, mid_channels, embedding_size, feature_size, activation)
     raise ValueError(f"head '{kind}' is not one of {list(HEADS)}")
 
 

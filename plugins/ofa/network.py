@@ -44,6 +44,8 @@ class Layout:
         stage_activations: ``relu`` / ``hswish`` per stage (the first block uses the first one).
         stage_se: SE per stage.
         first_block_activation: activation of the fixed first block (OFA: relu).
+        stem_activation: activation of the first conv (OFA: hswish).
+        head_activation: activation of the head's 1x1 expansion (OFA: hswish).
         head: ``conv`` or ``gdc``.
         head_channels: width of the head's 1x1 expansion (OFA's final expand layer, 960 x w).
         embedding_size: output features.
@@ -65,6 +67,8 @@ class Layout:
     kernel_sizes: tuple[int, ...]
     expand_ratios: tuple[float, ...]
     depths: tuple[int, ...]
+    stem_activation: str = "hswish"
+    head_activation: str = "hswish"
 
     @property
     def num_stages(self) -> int:
@@ -151,11 +155,11 @@ class OFAFaceNet(nn.Module):
         self.layout = layout
         self.arch = tuple(arch)
         self.input_size = tuple(layout.input_size)  # deployment (export, latency) reads the native resolution
-        self.first_conv = ConvBNAct(3, layout.stem_channels, 3, 2, activation="hswish")
+        self.first_conv = ConvBNAct(3, layout.stem_channels, 3, 2, activation=layout.stem_activation)
         self.first_block = MBConv(layout.first_block_spec())
         self.stages = nn.ModuleList(nn.Sequential(*[MBConv(s) for s in specs]) for specs in layout.active_specs(arch))
         self.head = build_head(layout.head, layout.stage_channels[-1], layout.head_channels, layout.embedding_size,
-                               layout.final_size())
+                               layout.final_size(), layout.head_activation)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +180,7 @@ class OFASupernet(nn.Module):
     def __init__(self, layout: Layout):
         super().__init__()
         self.layout = layout
-        self.first_conv = ConvBNAct(3, layout.stem_channels, 3, 2, activation="hswish")
+        self.first_conv = ConvBNAct(3, layout.stem_channels, 3, 2, activation=layout.stem_activation)
         self.first_block = MBConv(layout.first_block_spec())
         stages = []
         for stage in range(layout.num_stages):
@@ -188,7 +192,7 @@ class OFASupernet(nn.Module):
             stages.append(nn.ModuleList(blocks))
         self.stages = nn.ModuleList(stages)
         self.head = build_head(layout.head, layout.stage_channels[-1], layout.head_channels, layout.embedding_size,
-                               layout.final_size())
+                               layout.final_size(), layout.head_activation)
         _init_weights(self)
         self.active_depths = [layout.max_depth] * layout.num_stages
 

@@ -39,6 +39,10 @@ OFA_BASE_CHANNELS = (16, 16, 24, 40, 80, 112, 160, 960)
 OFA_STAGE_STRIDES = (2, 2, 2, 1, 2)
 OFA_STAGE_ACTIVATIONS = ("relu", "relu", "hswish", "hswish", "hswish")
 OFA_STAGE_SE = (False, True, False, True, True)
+#: OFA's activation of the first conv and of the head's expansion
+OFA_OUTER_ACTIVATION = "hswish"
+#: the activations a space's blocks may use
+SPACE_ACTIVATIONS = ("relu", "hswish")
 
 #: the test-scale configuration registered as ``ofa_tiny``
 TINY_CONFIG: dict[str, Any] = {
@@ -79,6 +83,12 @@ class OFASpace(SearchSpace):
         base_channels: stem, first block, five stages and head widths before ``width_mult``.
         stage_strides: stride of each stage's first block (OFA: 2, 2, 2, 1, 2).
         first_block_stride: stride of the fixed first block (OFA: 1).
+        stage_activations: ``relu`` / ``hswish`` per stage; the fixed first block uses the first stage's
+            (OFA: relu relu hswish hswish hswish).
+        stage_se: squeeze-and-excitation per stage (OFA: no yes no yes yes).
+        stem_activation, head_activation: of the first conv and of the head's 1x1 expansion (OFA: hswish).
+            A ReLU-only face space (every activation ``relu``, no SE) is MobileFaceNet's kind of
+            network without its PReLU, which onnxruntime and TFLite run fastest.
     """
 
     name = "ofa"
@@ -87,7 +97,9 @@ class OFASpace(SearchSpace):
                  head: str = "conv", kernel_sizes: Sequence[int] = (3, 5, 7),
                  expand_ratios: Sequence[float] = (3, 4, 6), depths: Sequence[int] = (2, 3, 4),
                  base_channels: Sequence[int] = OFA_BASE_CHANNELS, stage_strides: Sequence[int] = OFA_STAGE_STRIDES,
-                 first_block_stride: int = 1):
+                 first_block_stride: int = 1, stage_activations: Sequence[str] = OFA_STAGE_ACTIVATIONS,
+                 stage_se: Sequence[bool] = OFA_STAGE_SE, stem_activation: str = OFA_OUTER_ACTIVATION,
+                 head_activation: str = OFA_OUTER_ACTIVATION):
         def bad(field: str, value: Any, why: str) -> ConfigError:
             return ConfigError(f"ofa space: {field}={value!r} {why}")
 
@@ -115,6 +127,15 @@ class OFASpace(SearchSpace):
             raise bad("stage_strides", list(stage_strides), "needs 5 strides of 1 or 2 (OFA: 2 2 2 1 2)")
         if first_block_stride not in (1, 2):
             raise bad("first_block_stride", first_block_stride, "must be 1 or 2")
+        if (isinstance(stage_activations, str) or len(stage_activations) != 5
+                or any(a not in SPACE_ACTIVATIONS for a in stage_activations)):
+            raise bad("stage_activations", stage_activations,
+                      f"needs 5 of {list(SPACE_ACTIVATIONS)} (OFA: relu relu hswish hswish hswish)")
+        if len(stage_se) != 5 or any(not isinstance(v, bool) for v in stage_se):
+            raise bad("stage_se", stage_se, "needs 5 booleans (OFA: false true false true true)")
+        for field, value in (("stem_activation", stem_activation), ("head_activation", head_activation)):
+            if value not in SPACE_ACTIVATIONS:
+                raise bad(field, value, f"is not one of {list(SPACE_ACTIVATIONS)} (OFA: hswish)")
         self.input_size = (input_size, input_size)
         self.embedding_size = int(embedding_size)
         self.width_mult = float(width_mult)
@@ -123,13 +144,17 @@ class OFASpace(SearchSpace):
         self.base_channels = tuple(int(c) for c in base_channels)
         self.stage_strides = tuple(int(s) for s in stage_strides)
         self.first_block_stride = int(first_block_stride)
+        self.stage_activations = tuple(stage_activations)
+        self.stage_se = tuple(stage_se)
+        self.stem_activation, self.head_activation = stem_activation, head_activation
         widths = [make_divisible(c * self.width_mult) for c in self.base_channels]
         self.layout = Layout(
             input_size=self.input_size, stem_channels=widths[0], first_block_channels=widths[1],
             stage_channels=tuple(widths[2:7]), first_block_stride=self.first_block_stride,
-            stage_strides=self.stage_strides, stage_activations=OFA_STAGE_ACTIVATIONS, stage_se=OFA_STAGE_SE,
-            first_block_activation="relu", head=head, head_channels=widths[7], embedding_size=self.embedding_size,
-            kernel_sizes=ks, expand_ratios=es, depths=ds)
+            stage_strides=self.stage_strides, stage_activations=self.stage_activations, stage_se=self.stage_se,
+            first_block_activation=self.stage_activations[0], head=head, head_channels=widths[7],
+            embedding_size=self.embedding_size, kernel_sizes=ks, expand_ratios=es, depths=ds,
+            stem_activation=stem_activation, head_activation=head_activation)
         self._choices = self._make_choices()
         self._genome = self._make_genome_layout()
 
@@ -140,7 +165,22 @@ class OFASpace(SearchSpace):
             "head": self.head, "kernel_sizes": list(self.kernel_sizes), "expand_ratios": list(self.expand_ratios),
             "depths": list(self.depths), "base_channels": list(self.base_channels),
             "stage_strides": list(self.stage_strides), "first_block_stride": self.first_block_stride,
+            **self._non_default_blocks(),
         }
+
+    def _non_default_blocks(self) -> dict[str, Any]:
+        """The block options that differ from OFA's, only: a default space's config (and so every recorded
+        architecture and latency table of one) reads as before these options existed."""
+        out: dict[str, Any] = {}
+        if self.stage_activations != OFA_STAGE_ACTIVATIONS:
+            out["stage_activations"] = list(self.stage_activations)
+        if self.stage_se != OFA_STAGE_SE:
+            out["stage_se"] = list(self.stage_se)
+        if self.stem_activation != OFA_OUTER_ACTIVATION:
+            out["stem_activation"] = self.stem_activation
+        if self.head_activation != OFA_OUTER_ACTIVATION:
+            out["head_activation"] = self.head_activation
+        return out
 
     def _make_choices(self) -> list[Choice]:
         out = []
@@ -309,14 +349,18 @@ class OFASpace(SearchSpace):
         stem_out = lay.stem_output_size()
         inp = self.input_size
         stem = LatencyBlock(
-            f"conv|in={self._shape(3, inp)}|out={self._shape(lay.stem_channels, stem_out)}|k=3|s=2|act=hswish",
-            (3, *inp), lambda: ConvBNAct(3, lay.stem_channels, 3, 2, "hswish"))
+            f"conv|in={self._shape(3, inp)}|out={self._shape(lay.stem_channels, stem_out)}|k=3|s=2"
+            f"|act={lay.stem_activation}",
+            (3, *inp), lambda: ConvBNAct(3, lay.stem_channels, 3, 2, lay.stem_activation))
         first = self._block(lay.first_block_spec(), stem_out)
         fsize = lay.final_size()
         cin = lay.stage_channels[-1]
+        # the head's key names its activation only when it is not OFA's, so shipped tables keep their keys
+        act = "" if lay.head_activation == OFA_OUTER_ACTIVATION else f"|act={lay.head_activation}"
         head = LatencyBlock(
-            f"head_{lay.head}|in={self._shape(cin, fsize)}|mid={lay.head_channels}|out={lay.embedding_size}",
-            (cin, *fsize), lambda: build_head(lay.head, cin, lay.head_channels, lay.embedding_size, fsize))
+            f"head_{lay.head}|in={self._shape(cin, fsize)}|mid={lay.head_channels}|out={lay.embedding_size}{act}",
+            (cin, *fsize),
+            lambda: build_head(lay.head, cin, lay.head_channels, lay.embedding_size, fsize, lay.head_activation))
         return [stem, first, head]
 
     def latency_blocks(self, sample: Mapping[str, Value]) -> list[LatencyBlock]:

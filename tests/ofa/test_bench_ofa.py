@@ -198,3 +198,39 @@ def test_a_pick_retrained_from_scratch_is_its_own_row_against_the_same_reference
     rows = {r["network"]: r for r in report_rows(tmp_path)}
     row = rows["ofa [onnxruntime] comparator under 0.7x mbf_x05, retrained from scratch"]
     assert row["budget"].startswith("20.000 epochs from scratch") and row["lfw_acc"] == pytest.approx(0.855)
+
+
+def with_ablation(record: dict) -> dict:
+    """``record`` with ofa_cpu.yml's ablation: the pick's architecture in 4 variants (auxiliary engine.train trials
+    with the pick's arch dict, like the retrains) and MobileFaceNet x0.5 at the same short budget."""
+    relu = {"stage_activations": ["relu"] * 5, "stem_activation": "relu", "head_activation": "relu"}
+    for i, (over, loss) in enumerate(((({}), 30.0), ({"stage_se": [False] * 5}, 29.0), (relu, 25.0),
+                                       ({**relu, "stage_se": [False] * 5}, 24.0))):
+        record["trials"].append(_trial("ablation_07x", "engine.train", i, role="auxiliary",
+                                       params={"config": RECIPE, "arch": {"sample": {"s": 1}}, "seed": 2048,
+                                               "network_kwargs": {"space_config": over}, "num_epoch": 6},
+                                       metrics={"loss": loss, "lfw_acc": 0.7 + i / 100, "lfw_acc_std": 0.01,
+                                                "epochs": 6, "mflops": 32.0 - i, "train_seconds": 600}))
+    record["trials"].append(_trial("ablation_reference", "engine.train", 0, role="auxiliary",
+                                   params={"config": RECIPE, "network_kwargs": {"width_mult": 0.5}, "seed": 2048,
+                                           "num_epoch": 6},
+                                   metrics={"loss": 20.0, "lfw_acc": 0.78, "lfw_acc_std": 0.01, "epochs": 6,
+                                            "mflops": 37.9, "train_seconds": 540}))
+    return record
+
+
+def test_the_ablation_is_its_own_table_and_never_a_retrained_pick(tmp_path):
+    _front(tmp_path)
+    record = with_ablation(with_retrain(_record()))
+    s = summarise(record, tmp_path)
+    (re,) = s["runtimes"]["onnxruntime"]["retrained"]  # the auxiliary ablation trials are not retrains of the pick
+    assert re["step"] == "retrain_onnxruntime_07x_mbf_x05" and re["seeds"] == [2048, 1, 2]
+    assert [(r["network"], r["loss"]) for r in s["ablation"]] == [
+        ("pick as searched", 30.0), ("pick, no SE", 29.0), ("pick, ReLU for h-swish", 25.0),
+        ("pick, ReLU for h-swish, no SE", 24.0), ("MobileFaceNet width_mult 0.5", 20.0)]
+    _write(tmp_path, "ofa_cpu", record)
+    md = section_ofa(tmp_path)
+    assert "| pick, ReLU for h-swish, no SE | 24.0000 | 0.7300 ± 0.0100 | 29.0000 |" in md
+    assert "| MobileFaceNet width_mult 0.5 | 20.0000 | 0.7800 ± 0.0100 | 37.9000 |" in md
+    _write(tmp_path, "ofa_cpu", _record())
+    assert "the ablation_07x / ablation_reference steps have not been recorded yet" in section_ofa(tmp_path)

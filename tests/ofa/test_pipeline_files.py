@@ -41,6 +41,8 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         # trained
         finetunes["07x_mbf_x05"][0], ("retrain_onnxruntime_07x_mbf_x05", "engine.train"),
         ("side_by_side_07x", "runtime.latency"), finetunes["07x_mbf_x05"][1],
+        # the onnxruntime 0.7x pick's MobileNetV3 parts ablated at a short budget, beside MobileFaceNet x0.5
+        ("ablation_07x", "engine.train"), ("ablation_reference", "engine.train"),
         *finetunes["mbf_x05"], ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
     timing_of = {("onnxruntime", "07x_mbf_x05"): "side_by_side_07x", ("tflite", "07x_mbf_x05"): "side_by_side",
                  ("onnxruntime", "mbf_x05"): "side_by_side", ("tflite", "mbf_x05"): "side_by_side"}
@@ -53,8 +55,10 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         assert points[name] == {"config": front[name].params["config"], "network_kwargs": {"width_mult": width}}
         recipe = load_config_module(str(REPO / front[name].params["config"]), TrainConfig)
         assert {**recipe.network_kwargs, **front[name].params.get("network_kwargs", {})} == {"width_mult": width}
-    # nothing of the front is trained again here: the engine.train steps are the equal-budget x0.5 and the retrains
-    assert {s.name for s in steps_list if s.stage == "engine.train"} == {"equal_budget", "retrain_onnxruntime_07x_mbf_x05"}
+    # nothing of the front is trained again at the protocol's budget: the engine.train steps are the equal-budget
+    # x0.5, the retrains and the short ablation
+    assert {s.name for s in steps_list if s.stage == "engine.train"} == {
+        "equal_budget", "retrain_onnxruntime_07x_mbf_x05", "ablation_07x", "ablation_reference"}
     seeds = yaml.safe_load((RECIPES / "ofa_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["finetune_seeds"]
     front_seed = yaml.safe_load((RECIPES / "reference_front_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["seed"]
     assert len(seeds) == len(set(seeds)) >= 3 and front_seed in seeds
@@ -147,3 +151,26 @@ def test_ofa_test_runs_the_same_stages():
     test = {s.stage for s in _pipeline("ofa_test.yml")}
     assert cpu <= test, cpu - test
     assert check_experiment_file(RECIPES / "ofa_test.yml").problems == []
+
+
+def test_ofa_cpu_ablation_varies_only_the_space_options_of_the_pick_at_one_budget():
+    """ablation_07x: the onnxruntime 0.7x pick's architecture (the retrain's) as searched, without SE, with ReLU
+    and with both; ablation_reference: MobileFaceNet x0.5; same recipe, epochs, seed and data; auxiliary (no
+    headline row)."""
+    steps = {s.name: s for s in _pipeline("ofa_cpu.yml")}
+    ab, ref, retrain = steps["ablation_07x"], steps["ablation_reference"], steps["retrain_onnxruntime_07x_mbf_x05"]
+    assert ab.role == ref.role == "auxiliary"
+    assert ab.params["arch"] == retrain.params["arch"]
+    overrides = [item["space_config"] for item in ab.foreach]
+    relu = {"stage_activations": ["relu"] * 5, "stem_activation": "relu", "head_activation": "relu"}
+    assert overrides == [{}, {"stage_se": [False] * 5}, relu, {**relu, "stage_se": [False] * 5}]
+    assert ab.params["network_kwargs"] == {"space_config": "${item.space_config}"}
+    assert ref.params["network_kwargs"] == {"width_mult": 0.5}
+    same = ("config", "num_epoch", "rec", "seed", "threads")
+    assert {k: ab.params[k] for k in same} == {k: ref.params[k] for k in same}
+    assert ab.params["num_epoch"] < 20 and ab.params["seed"] == 2048
+    from facenas.nas.space import create_space
+
+    space_config = yaml.safe_load((RECIPES / "ofa_cpu.yml").read_text())["tuner"]["classArgs"]["variables"]["space_config"]
+    for over in overrides:  # every variant is a valid space of the same samples
+        create_space("ofa", **{**space_config, **over})

@@ -202,3 +202,75 @@ def test_bn_recalibration_sets_statistics_of_the_data():
         feats = net.first_conv.conv(images)
     torch.testing.assert_close(stem_bn.running_mean, feats.mean((0, 2, 3)), rtol=1e-3, atol=1e-4)
     assert stem_bn.momentum == 0.1
+
+
+RELU_NO_SE = {"stage_activations": ["relu"] * 5, "stem_activation": "relu", "head_activation": "relu",
+              "stage_se": [False] * 5}
+
+
+def test_block_options_default_to_ofa_and_appear_in_the_config_only_when_changed():
+    """stage_activations / stage_se / stem_activation / head_activation: a default space's config, latency keys
+    and network are as before the options existed (recorded architectures and shipped tables still match)."""
+    default = create_space("ofa", input_size=64, embedding_size=32, head="gdc")
+    assert not {"stage_activations", "stage_se", "stem_activation", "head_activation"} & set(default.config())
+    relu = create_space("ofa", input_size=64, embedding_size=32, head="gdc", **RELU_NO_SE)
+    assert {k: relu.config()[k] for k in RELU_NO_SE} == RELU_NO_SE
+    assert create_space("ofa", **relu.config()).config() == relu.config()
+    sample = default.largest()
+    kinds = lambda net: {type(m).__name__ for m in net.modules()}  # noqa: E731
+    assert {"Hardswish", "SqueezeExcite"} <= kinds(default.build(sample))
+    assert not {"Hardswish", "SqueezeExcite"} & kinds(relu.build(sample))
+    # same samples, same latency-table layout; the keys say what changed
+    assert [c.label for c in relu.choices()] == [c.label for c in default.choices()]
+    keys = [b.key for b in default.fixed_latency_blocks()]
+    assert keys[0].endswith("|act=hswish") and "|act=" not in keys[2]
+    relu_keys = [b.key for b in relu.fixed_latency_blocks()]
+    assert relu_keys[0].endswith("|act=relu") and relu_keys[2].endswith("|act=relu")
+    assert all("|se=0|act=relu" in b.key for b in relu.latency_blocks(sample)[1:-1])
+    assert count_flops(relu.build(sample), (1, 3, 64, 64)) < count_flops(default.build(sample), (1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("options", [RELU_NO_SE, {"stage_se": [True] * 5}])
+def test_extracted_subnet_equals_supernet_with_changed_block_options(options):
+    space = create_space("ofa_tiny", **options)
+    supernet = space.supernet()
+    _perturb(supernet)
+    supernet.eval()
+    x = torch.randn(2, 3, *space.input_size, generator=torch.Generator().manual_seed(0))
+    for sample in (space.largest(), space.sample(np.random.default_rng(2))):
+        supernet.set_active(space.arch(sample))
+        with torch.no_grad():
+            torch.testing.assert_close(supernet.get_active_subnet()(x), supernet(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"stage_activations": ["prelu"] * 5}, "stage_activations=['prelu', 'prelu', 'prelu', 'prelu', 'prelu'] needs 5 of"),
+    ({"stage_activations": "relu"}, "stage_activations='relu' needs 5 of"),
+    ({"stage_se": [1, 0, 0, 0, 0]}, "stage_se=[1, 0, 0, 0, 0] needs 5 booleans"),
+    ({"head_activation": "gelu"}, "head_activation='gelu' is not one of ['relu', 'hswish']"),
+    ({"se": True}, "space 'ofa' has no option 'se'"),
+])
+def test_bad_block_options_name_the_field(options, message):
+    with pytest.raises(ConfigError) as err:
+        create_space("ofa", **options)
+    assert message in str(err.value)
+
+
+def test_a_description_rebuilds_with_changed_space_options_and_reloads(tmp_path):
+    """network_kwargs space_config: the same architecture with SE off and ReLU (an ablation of a pick); the
+    checkpoint records the changed description, so it reloads (and exports) as trained."""
+    space = create_space("ofa", input_size=64, embedding_size=32, head="gdc")
+    desc = space.describe(space.largest())
+    net = get_model(desc, num_features=32, space_config=RELU_NO_SE).eval()
+    assert not {"Hardswish", "SqueezeExcite"} & {type(m).__name__ for m in net.modules()}
+    assert net.facenas_network["arch"]["space_config"]["stage_se"] == [False] * 5
+    assert desc["space_config"] == space.config()  # the caller's description is not changed
+    save_backbone(net, tmp_path / "n.pt", network=net.facenas_network, embedding_size=32)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(load_backbone(tmp_path / "n.pt").eval()(x), net(x))
+    for bad, message in (({"input_size": 32}, "input_size and embedding_size have their own keys"),
+                         ([1], "must be a dict of the space's options"),
+                         ({"stage_se": [False]}, "stage_se=[False] needs 5 booleans")):
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            get_model(desc, space_config=bad)
