@@ -319,7 +319,9 @@ def ablation_variant(params: dict[str, Any]) -> str:
     options it overrides (no SE, ReLU for h-swish), or the hand-designed network it trains."""
     kwargs = params.get("network_kwargs") or {}
     if not isinstance(params.get("arch"), dict):
-        return "MobileFaceNet " + ", ".join(f"{k} {v}" for k, v in kwargs.items())
+        width = kwargs.get("width_mult")
+        rest = ", ".join(f"{k} {v}" for k, v in kwargs.items() if k != "width_mult")
+        return "MobileFaceNet" + (f" x{width:g}" if isinstance(width, (int, float)) else "") + (f", {rest}" if rest else "")
     over = kwargs.get("space_config") or {}
     words = []
     acts = {a for a in over.get("stage_activations") or []} | {over[k] for k in ("stem_activation", "head_activation")

@@ -835,6 +835,31 @@ def _finding_earlier(results: Path) -> list[str]:
     return out
 
 
+def _finding_ofa_ablation(results: Path) -> list[str]:
+    """OFA's ablation (ofa_cpu.yml): each variant's final training loss and the share of the pick's loss gap to
+    MobileFaceNet it closes; nothing until the pick as searched and the reference are both recorded."""
+    from benchmarks.bench_ofa import ablation, load_record
+
+    rows = ablation(load_record(results) or {})
+    base = next((r for r in rows if r["network"] == "pick as searched"), None)
+    ref = next((r for r in rows if r["step"] == "ablation_reference"), None)
+    if not base or not ref or not all(isinstance(r.get("loss"), (int, float)) for r in (base, ref)):
+        return []
+    gap = base["loss"] - ref["loss"]
+    parts = []
+    for r in rows:
+        if r is base or r is ref or not isinstance(r.get("loss"), (int, float)):
+            continue
+        closed = f", {(base['loss'] - r['loss']) / gap * 100:.0f}% of the gap" if gap > 0 else ""
+        parts.append(f"{r['network'].removeprefix('pick, ')} {r['loss']:.2f}{closed}")
+    lfw = ", ".join(f"{r['network'].removeprefix('pick, ')} {r['lfw_acc']:.4f}" for r in rows
+                    if isinstance(r.get("lfw_acc"), (int, float)))
+    return [f"**OFA ablation** ({_f(base.get('epochs'), 0)} epochs from scratch, seed {base.get('seed')}, one run each): "
+            f"final training loss of the onnxruntime 0.7x pick as searched {base['loss']:.2f} against "
+            f"{ref['network']}'s {ref['loss']:.2f}; " + ("; ".join(parts) or "no variant recorded yet")
+            + f". LFW: {lfw}."]
+
+
 def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str:
     """What the numbers say, in sentences built from the same records and computations as the tables."""
     from benchmarks import seed_rows
@@ -842,7 +867,8 @@ def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str
 
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
     nets = networks(gather_rows(results, sources))
-    bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_earlier(results)]
+    bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_ofa_ablation(results),
+               *_finding_earlier(results)]
     return "## What the numbers say\n\n" + "\n".join(f"* {b}" for b in bullets)
 
 

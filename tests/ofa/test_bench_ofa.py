@@ -227,10 +227,24 @@ def test_the_ablation_is_its_own_table_and_never_a_retrained_pick(tmp_path):
     assert re["step"] == "retrain_onnxruntime_07x_mbf_x05" and re["seeds"] == [2048, 1, 2]
     assert [(r["network"], r["loss"]) for r in s["ablation"]] == [
         ("pick as searched", 30.0), ("pick, no SE", 29.0), ("pick, ReLU for h-swish", 25.0),
-        ("pick, ReLU for h-swish, no SE", 24.0), ("MobileFaceNet width_mult 0.5", 20.0)]
+        ("pick, ReLU for h-swish, no SE", 24.0), ("MobileFaceNet x0.5", 20.0)]
     _write(tmp_path, "ofa_cpu", record)
     md = section_ofa(tmp_path)
     assert "| pick, ReLU for h-swish, no SE | 24.0000 | 0.7300 ± 0.0100 | 29.0000 |" in md
-    assert "| MobileFaceNet width_mult 0.5 | 20.0000 | 0.7800 ± 0.0100 | 37.9000 |" in md
+    assert "| MobileFaceNet x0.5 | 20.0000 | 0.7800 ± 0.0100 | 37.9000 |" in md
     _write(tmp_path, "ofa_cpu", _record())
     assert "the ablation_07x / ablation_reference steps have not been recorded yet" in section_ofa(tmp_path)
+
+
+def test_the_findings_say_what_share_of_the_loss_gap_each_variant_closes(tmp_path):
+    from benchmarks.summary import _finding_ofa_ablation
+
+    _write(tmp_path, "ofa_cpu", _record())
+    assert _finding_ofa_ablation(tmp_path) == []  # not recorded yet: no sentence
+    _write(tmp_path, "ofa_cpu", with_ablation(_record()))
+    (line,) = _finding_ofa_ablation(tmp_path)
+    assert line.startswith("**OFA ablation** (6 epochs from scratch, seed 2048, one run each): final training loss "
+                           "of the onnxruntime 0.7x pick as searched 30.00 against MobileFaceNet x0.5's 20.00; ")
+    assert "no SE 29.00, 10% of the gap; ReLU for h-swish 25.00, 50% of the gap; ReLU for h-swish, no SE 24.00, 60%" in line
+    assert line.endswith("LFW: pick as searched 0.7000, no SE 0.7100, ReLU for h-swish 0.7200, ReLU for h-swish, no SE "
+                         "0.7300, MobileFaceNet x0.5 0.7800.")
