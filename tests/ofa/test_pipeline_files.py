@@ -40,11 +40,11 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         # the onnxruntime 0.7x pick, fine-tuned and retrained from scratch, timed beside the front as soon as it is
         # trained
         finetunes["07x_mbf_x05"][0], ("retrain_onnxruntime_07x_mbf_x05", "engine.train"),
-        ("side_by_side_07x", "runtime.latency"), finetunes["07x_mbf_x05"][1],
+        ("side_by_side_07x", "runtime.latency"), finetunes["07x_mbf_x05"][1], ("side_by_side_tflite_07x", "runtime.latency"),
         # the onnxruntime 0.7x pick's MobileNetV3 parts ablated at a short budget, beside MobileFaceNet x0.5
         ("ablation_07x", "engine.train"), ("ablation_reference", "engine.train"),
         *finetunes["mbf_x05"], ("equal_budget", "engine.train"), ("side_by_side", "runtime.latency")]
-    timing_of = {("onnxruntime", "07x_mbf_x05"): "side_by_side_07x", ("tflite", "07x_mbf_x05"): "side_by_side",
+    timing_of = {("onnxruntime", "07x_mbf_x05"): "side_by_side_07x", ("tflite", "07x_mbf_x05"): "side_by_side_tflite_07x",
                  ("onnxruntime", "mbf_x05"): "side_by_side", ("tflite", "mbf_x05"): "side_by_side"}
     steps = {s.name: s for s in steps_list}
     # the reference points: the reference front's networks (same recipe, same width), timed untrained; not trained here
@@ -107,7 +107,7 @@ def test_ofa_cpu_holds_every_step_behind_the_ofa_rows():
         for i, seed in enumerate(seeds):
             assert steps["side_by_side_07x"].params["models"][f"ofa_{rt}_07x_mbf_x05_retrain_seed{seed}"] == (
                 f"${{retrain_{rt}_07x_mbf_x05[{i}].result.output}}/last.pt")
-    for name, networks in (("side_by_side_07x", 3 + 3), ("side_by_side", 1 + 3 * len(seeds))):
+    for name, networks in (("side_by_side_07x", 3 + 3), ("side_by_side_tflite_07x", 3), ("side_by_side", 1 + 2 * len(seeds))):
         side = steps[name].params
         assert {k: side["models"][k] for k in REFERENCES} == points  # the references in the same rounds, untrained
         untrained = sum(isinstance(v, dict) for v in side["models"].values())  # the front's six (test_side_by_side_references)
