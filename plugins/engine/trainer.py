@@ -85,6 +85,10 @@ class TrainResult:
     rank: int = 0
 
 
+#: the network_kwargs an architecture description (a ``.json`` network) is rebuilt with (``get_model``)
+DESCRIPTION_KWARGS = ("space_config", "input_size")
+
+
 # -- helpers the search methods use -----------------------------------------------------------
 def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
     """The config's backbone (facenas registry, a description, or the user's arcface_torch)."""
@@ -95,6 +99,12 @@ def build_backbone(cfg: TrainConfig, bridge: Any | None = None) -> nn.Module:
         return bridge.get_model(cfg.network, **kwargs)
     if cfg.network_kwargs and not str(cfg.network).endswith(".json"):
         kwargs.update(cfg.network_kwargs)
+    elif cfg.network_kwargs:  # a description: its space options and input size; a recipe's width_mult is not its
+        kwargs.update({k: v for k, v in cfg.network_kwargs.items() if k in DESCRIPTION_KWARGS})
+        ignored = sorted(set(cfg.network_kwargs) - set(DESCRIPTION_KWARGS))
+        if ignored:
+            log.warning("network_kwargs %s ignored for the architecture description %s (it takes %s)", ignored,
+                        cfg.network, list(DESCRIPTION_KWARGS))
     if cfg.image_size is not None and "input_size" not in kwargs:
         kwargs["input_size"] = cfg.image_size  # a description is rebuilt at that size when it was searched at another
     return get_model(cfg.network, **kwargs)

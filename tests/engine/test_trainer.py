@@ -271,3 +271,22 @@ def test_select_metric_auc_keeps_best_by_pooled_auc_and_says_so(tmp_path, caplog
     assert acc.metrics["default"] == acc.metrics["tiny_acc"]
     with pytest.raises(ConfigError, match="select_metric"):
         TrainConfig.from_dict({"rec": "x", "select_metric": "f1"})
+
+
+def test_stage_trains_an_architecture_with_changed_space_options_and_the_checkpoint_keeps_them(tmp_path, monkeypatch):
+    """engine.train with ``arch`` + ``network_kwargs: {space_config: ...}`` (ofa_cpu.yml's ablation): the network
+    trained is the architecture with those options, and its checkpoints rebuild it so."""
+    import facenas.plugins.engine.trainer as trainer
+    from facenas.nas.space import create_space
+
+    monkeypatch.setattr(trainer, "_make_loader", lambda cfg, dist: tiny_loader())
+    space = create_space("ofa_tiny")
+    params = {"config": tiny_config(tmp_path).to_dict() | {"output": None, "embedding_size": space.embedding_size},
+              "arch": space.describe(space.largest()), "num_epoch": 1,
+              "network_kwargs": {"space_config": {"stage_se": [False] * 5, "stage_activations": ["relu"] * 5}}}
+    final = run_stage_locally("engine.train", params, str(tmp_path / "trial"))
+    assert math.isfinite(final["loss"]) and final["mflops"] > 0
+    model = load_backbone(tmp_path / "trial" / "train" / "last.pt")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "SqueezeExcite" not in kinds and "ReLU" in kinds
+    assert model.facenas_network["arch"]["space_config"]["stage_se"] == [False] * 5
