@@ -88,7 +88,7 @@ class OFASpace(SearchSpace):
         stage_se: squeeze-and-excitation per stage (OFA: no yes no yes yes).
         stem_activation, head_activation: of the first conv and of the head's 1x1 expansion (OFA: hswish).
             A ReLU-only face space (every activation ``relu``, no SE) is MobileFaceNet's kind of
-            network without its PReLU, which onnxruntime and TFLite run fastest.
+            network with ReLU in place of its PReLU (its usual mobile variant).
     """
 
     name = "ofa"
