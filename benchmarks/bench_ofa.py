@@ -263,11 +263,30 @@ def _pick(record: dict[str, Any], runs: list[dict[str, Any]], search: dict[str, 
             "predicted_ms": search.get("predicted_ms"), "latency_ms": latency,
             "latency_ms_stage": [m.get("latency_ms") for m in ms]}
     if reference is not None:
-        a, b = latency.get(runtime), (reference.get("latency_ms") or {}).get(runtime)
+        beside = _reference_beside(record, runs, reference["step"], runtime)
+        a, b = latency.get(runtime), beside if beside is not None else (reference.get("latency_ms") or {}).get(runtime)
         pick["vs_reference"] = {"reference": reference["step"], "runtime": runtime, "reference_ms": b, "ofa_ms": a,
                                 "reference_" + metric: reference[metric],
                                 **versus(values, reference[metric]["values"], a, b)}
     return pick
+
+
+def _reference_beside(record: dict[str, Any], runs: list[dict[str, Any]], name: str, runtime: str) -> float | None:
+    """The reference ``name``'s latency in the timing step that timed each of the pick's networks side by side
+    (the one :func:`_latency_of` reads: the same interleaved rounds), the median over the pick's seeds; None when
+    no such step timed the reference too."""
+    found = []
+    for run in runs:
+        prefix = str(_output_of(run) or "").rstrip("/") + "/"
+        for t in _ok(record, "runtime.latency"):
+            models, lat = (t.get("params") or {}).get("models") or {}, (t.get("metrics") or {}).get("latency_ms") or {}
+            if prefix != "/" and any(isinstance(src, str) and src.startswith(prefix) and isinstance(lat.get(k), dict)
+                                     for k, src in models.items()):
+                ms = (lat.get(name) or {}).get(runtime) if isinstance(lat.get(name), dict) else None
+                if isinstance(ms, (int, float)):
+                    found.append(float(ms))
+                break  # the first step that timed it side by side, as _latency_of
+    return _median(found)
 
 
 def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, metric: str) -> dict[str, Any]:

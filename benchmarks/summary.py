@@ -425,10 +425,12 @@ def section_ofa(results: Path) -> str:
                          stat(ref.get("lfw_acc")) if ref else "missing",
                          vs.get("difference") if vs.get("difference") is not None else "missing",
                          vs.get("p") if vs.get("p") is not None else ("–" if vs else "missing"), vs.get("verdict") or "missing",
-                         lat(ft, "onnxruntime"), lat(ft, "tflite"), lat(ref, runtime) if ref else "missing",
+                         lat(ft, "onnxruntime"), lat(ft, "tflite"),
+                         vs.get("reference_ms") if vs.get("reference_ms") is not None else (
+                             lat(ref, runtime) if ref else "missing"),
                          vs.get("latency_ratio") if vs.get("latency_ratio") is not None else "missing", ft.get("epochs")])
         parts.append(_table(["network", "LFW acc mean ± std (seeds)", "reference", "reference LFW (seeds)", "difference",
-                             "Welch p", "verdict (benchmarks/seed_stats.py)", "ORT ms", "TFLite ms", f"reference {runtime} ms",
+                             "Welch p", "verdict (benchmarks/seed_stats.py)", "ORT ms", "TFLite ms", f"reference {runtime} ms (same rounds)",
                              f"latency ratio ({runtime})", "epochs (fine-tune / from scratch)"], rows))
     parts.append(_ofa_ablation(s.get("ablation") or []))
     eq = s.get("equal_budget")

@@ -248,3 +248,32 @@ def test_the_findings_say_what_share_of_the_loss_gap_each_variant_closes(tmp_pat
     assert "no SE 29.00, 10% of the gap; ReLU for h-swish 25.00, 50% of the gap; ReLU for h-swish, no SE 24.00, 60%" in line
     assert line.endswith("LFW: pick as searched 0.7000, no SE 0.7100, ReLU for h-swish 0.7200, ReLU for h-swish, no SE "
                          "0.7300, MobileFaceNet x0.5 0.7800.")
+
+
+def test_a_pick_is_compared_with_the_reference_timed_in_its_own_rounds(tmp_path):
+    """Two side-by-side steps timed the reference (as ofa_cpu.yml's side_by_side_07x and side_by_side_tflite_07x):
+    a pick's latency ratio uses the reference's time from the step that timed that pick, not from the step that
+    timed the most networks (the reference points' latency)."""
+    _front(tmp_path)
+    record = _record()
+    big = next(t for t in record["trials"] if t["step"] == "side_by_side")
+    own = {"mbf_x05": {"onnxruntime": 2.4, "tflite": 1.6}}
+    models = {"mbf_x05": POINTS["mbf_x05"]}
+    for seed in (2048, 1, 2):  # the 1x pick moves from the big step to its own, smaller one
+        name = f"ofa_onnxruntime_mbf_x05_seed{seed}"
+        models[name] = big["params"]["models"].pop(name)
+        own[name] = {"onnxruntime": 1.8, "tflite": 3.0}
+        del big["metrics"]["latency_ms"][name]
+    for extra in ("mbf_x075", "mbf_x1"):  # the big step still times more networks (the front, as in ofa_cpu.yml)
+        big["params"]["models"][extra] = {"config": RECIPE, "network_kwargs": {"width_mult": 0.75}}
+        big["metrics"]["latency_ms"][extra] = {"onnxruntime": 3.0, "tflite": 3.0}
+    record["trials"].append(_trial("side_by_side_x05", "runtime.latency", role="auxiliary", params={"models": models},
+                                   metrics={"latency_ms": own}))
+    s = summarise(record, tmp_path)
+    assert s["references"]["mbf_x05"]["latency_ms"]["onnxruntime"] == 2.1  # the step timing the most networks
+    picks = {p["step"]: p for p in s["runtimes"]["onnxruntime"]["finetuned"]}
+    x05, x075 = picks["finetune_onnxruntime_mbf_x05"], picks["finetune_onnxruntime_07x_mbf_x05"]
+    assert x05["latency_ms"]["onnxruntime"] == pytest.approx(1.8)
+    assert x05["vs_reference"]["reference_ms"] == pytest.approx(2.4)  # beside it, in its own rounds
+    assert x05["vs_reference"]["latency_ratio"] == pytest.approx(1.8 / 2.4)
+    assert x075["vs_reference"]["reference_ms"] == pytest.approx(2.1)  # the 0.7x pick was timed in the big step
