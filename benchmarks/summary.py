@@ -848,18 +848,24 @@ def _finding_ofa_ablation(results: Path) -> list[str]:
     if not base or not ref or not all(isinstance(r.get("loss"), (int, float)) for r in (base, ref)):
         return []
     gap = base["loss"] - ref["loss"]
-    parts = []
+    parts, shares = [], []
     for r in rows:
         if r is base or r is ref or not isinstance(r.get("loss"), (int, float)):
             continue
         closed = f", {(base['loss'] - r['loss']) / gap * 100:.0f}% of the gap" if gap > 0 else ""
+        if gap > 0:
+            shares.append((base["loss"] - r["loss"]) / gap)
         parts.append(f"{r['network'].removeprefix('pick, ')} {r['loss']:.2f}{closed}")
     lfw = ", ".join(f"{r['network'].removeprefix('pick, ')} {r['lfw_acc']:.4f}" for r in rows
                     if isinstance(r.get("lfw_acc"), (int, float)))
+    rest = ""
+    if shares and max(shares) < 0.5:  # the variants leave most of it: it is in what they share
+        rest = (f" Most of the gap (at least {(1 - max(shares)) * 100:.0f}%) stays without SE and h-swish: it lies in "
+                "the layout the variants share (depths, widths, expand ratios, head).")
     return [f"**OFA ablation** ({_f(base.get('epochs'), 0)} epochs from scratch, seed {base.get('seed')}, one run each): "
             f"final training loss of the onnxruntime 0.7x pick as searched {base['loss']:.2f} against "
             f"{ref['network']}'s {ref['loss']:.2f}; " + ("; ".join(parts) or "no variant recorded yet")
-            + f". LFW: {lfw}."]
+            + f". LFW: {lfw}.{rest}"]
 
 
 def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str:
