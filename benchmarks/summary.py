@@ -559,8 +559,11 @@ def _record_status(results: Path, sources: Sequence[Any]) -> str:
         if result is None:
             status.append(f"`{record}` not recorded")
         else:
+            # a run's seed is its pipeline's (sampling) seed; the networks' training seeds are the rows' own
             seeds = [run.get("seed") for run in record_runs(result)]
-            status.append(f"`{record}` recorded (seed runs: {', '.join(map(str, seeds))})" +
+            runs = f"{len(seeds)} run{'s' if len(seeds) != 1 else ''}"
+            status.append(f"`{record}` recorded ({runs}, pipeline seed{'s' if len(seeds) != 1 else ''} "
+                          f"{', '.join(map(str, seeds))})" +
                           ("" if record in wired else ", not yet a row source (benchmarks/seed_rows.py ROW_SOURCES)"))
     return "; ".join(status)
 

@@ -93,7 +93,7 @@ def test_tnas_students_are_grouped_per_target_over_seeds_and_compared_with_the_u
     runtimes = md.split("### onnxruntime")[1].split("### Each method")[0]
     assert "| tnas: student ratio 0.5 | – | " in runtimes
     assert "uniform ratio" not in runtimes  # the uniform students are the other side of TNAS's own comparison only
-    assert "`ofa_cpu` not recorded; `tnas_cpu` recorded (seed runs: None); `enas_cpu` not recorded" in md
+    assert "`ofa_cpu` not recorded; `tnas_cpu` recorded (1 run, pipeline seed None); `enas_cpu` not recorded" in md
 
 
 def _enas_record() -> dict:

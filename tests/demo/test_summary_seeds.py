@@ -91,9 +91,9 @@ def test_headline_without_searched_networks_says_what_is_missing(tmp_path):
     assert "`ofa_cpu` not recorded; `tnas_cpu` not recorded; `enas_cpu` not recorded" in md
     assert "(network seeds): small 2, big 2." in md and "| ofa" not in md
     _record(tmp_path, "tnas_cpu", {3: {"student": (0.8, 1.0, 1.0)}})  # recorded but not wired as a row source
-    assert "`tnas_cpu` recorded (seed runs: 3), not yet a row source" in section_headline(tmp_path, SOURCES[:1])
+    assert "`tnas_cpu` recorded (1 run, pipeline seed 3), not yet a row source" in section_headline(tmp_path, SOURCES[:1])
     md = section_headline(tmp_path)  # wired by default (seed_rows.ROW_SOURCES): its student is a searched network
-    assert "| tnas: student |" in md and "Records: `ofa_cpu` not recorded; `tnas_cpu` recorded (seed runs: 3); " \
+    assert "| tnas: student |" in md and "Records: `ofa_cpu` not recorded; `tnas_cpu` recorded (1 run, pipeline seed 3); " \
                                       "`enas_cpu` not recorded." in md
     (tmp_path / "tnas_cpu.json").unlink()
     # a searched network without a latency trial: no comparison, and it says why
