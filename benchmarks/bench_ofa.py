@@ -54,9 +54,10 @@ def _close(a: Any, b: Any) -> bool:
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _timings(record: dict[str, Any], model_prefix: str | None) -> list[tuple[bool, dict[str, float]]]:
+def _timings(record: dict[str, Any], model_prefix: str | None) -> list[tuple[bool, dict[str, float], dict[str, Any]]]:
     """Every ``runtime.latency`` timing of the network written under ``model_prefix``, as ``(side by side,
-    {runtime: ms})``: side by side when the step timed several networks in the same rounds (``models``)."""
+    {runtime: ms}, the timing trial)``: side by side when the step timed several networks in the same rounds
+    (``models``)."""
     if not model_prefix:
         return []
     prefix = str(model_prefix).rstrip("/") + "/"
@@ -65,16 +66,22 @@ def _timings(record: dict[str, Any], model_prefix: str | None) -> list[tuple[boo
         p, m = t.get("params") or {}, t.get("metrics", {})
         for name, path in (p.get("models") or {}).items():
             if str(path).startswith(prefix) and isinstance((m.get("latency_ms") or {}).get(name), dict):
-                out.append((True, dict(m["latency_ms"][name])))
+                out.append((True, dict(m["latency_ms"][name]), t))
         if str(p.get("model", "")).startswith(prefix):
-            out.append((False, {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if f"latency_{rt}_ms" in m}))
+            out.append((False, {rt: m[f"latency_{rt}_ms"] for rt in RUNTIMES if f"latency_{rt}_ms" in m}, t))
     return out
+
+
+def _first_timing(record: dict[str, Any], model_prefix: str | None) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """The network's times and the trial that took them: the side-by-side step's when there is one, else its own
+    step's."""
+    timings = sorted(_timings(record, model_prefix), key=lambda t: not t[0])
+    return (timings[0][1], timings[0][2] if timings[0][0] else None) if timings else ({}, None)
 
 
 def _latency_of(record: dict[str, Any], model_prefix: str | None) -> dict[str, float]:
     """The network's times: the side-by-side step's when there is one, else its own step's."""
-    timings = sorted(_timings(record, model_prefix), key=lambda t: not t[0])
-    return timings[0][1] if timings else {}
+    return _first_timing(record, model_prefix)[0]
 
 
 def _acc(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -277,15 +284,10 @@ def _reference_beside(record: dict[str, Any], runs: list[dict[str, Any]], name: 
     no such step timed the reference too."""
     found = []
     for run in runs:
-        prefix = str(_output_of(run) or "").rstrip("/") + "/"
-        for t in _ok(record, "runtime.latency"):
-            models, lat = (t.get("params") or {}).get("models") or {}, (t.get("metrics") or {}).get("latency_ms") or {}
-            if prefix != "/" and any(isinstance(src, str) and src.startswith(prefix) and isinstance(lat.get(k), dict)
-                                     for k, src in models.items()):
-                ms = (lat.get(name) or {}).get(runtime) if isinstance(lat.get(name), dict) else None
-                if isinstance(ms, (int, float)):
-                    found.append(float(ms))
-                break  # the first step that timed it side by side, as _latency_of
+        trial = _first_timing(record, _output_of(run))[1]
+        ms = (((trial or {}).get("metrics") or {}).get("latency_ms") or {}).get(name)
+        if isinstance(ms, dict) and isinstance(ms.get(runtime), (int, float)):
+            found.append(float(ms[runtime]))
     return _median(found)
 
 

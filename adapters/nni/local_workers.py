@@ -56,8 +56,9 @@ def run_concurrently(sched: Any, out: Path, concurrency: int, on_end: Callable[[
     """Run ``sched``'s trials, up to ``concurrency`` at a time, until it is finished.
 
     ``on_end(param_id, exit_code)`` records each trial's end (metrics, status, the saved state) in this
-    process, in the order the trials end; ``started()`` is called after each start (to save the state). If this process is interrupted, its running trials are ended
-    (they continue from their checkpoints when the run is resumed).
+    process, in the order the trials end; ``started()`` is called after each start (to save the state). If this
+    process is interrupted, its running trials are ended (they continue from their checkpoints when the run is
+    resumed).
     """
     from facenas.errors import FacenasError
 
