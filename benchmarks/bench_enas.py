@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
-from benchmarks.seed_stats import verdict
+from benchmarks.seed_rows import _trial_seed
+from benchmarks.seed_stats import seed_stats, verdict
 
 
 RECORD = "enas_cpu"
@@ -79,7 +80,7 @@ def _network(record: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
             **{k: m.get(k) for k in ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "mflops", "params_m",
                                       "epochs", "train_seconds")},
             "predicted_ms": m.get("latency_ms"), "measured_ms": _measured(record, m.get("output")),
-            "threads": p.get("threads"),
+            "threads": p.get("threads"), "seed": _trial_seed(trial, record),
             # a top arc: its rank and shared-weight validation accuracy in the search; a random arc: which top
             # arc it matches, the target latency and the draws it took (its enas.random_arcs entry)
             "search": {k: search.get(k) for k in ("rank", "val_acc", "matches", "target_latency_ms",
@@ -114,8 +115,21 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
                       "settings": {k: cfg.get(k) for k in ("epochs", "steps_per_epoch", "controller_steps", "arcs_per_step",
                                                             "candidates", "top_k", "reward", "controller") if k in cfg}}
     retrains = [_network(record, t) for t in _ok(record, "enas.retrain")]
-    top = sorted((n for n in retrains if n["role"] == "candidate"), key=lambda n: n["index"] or 0)
     random = sorted((n for n in retrains if n["role"] == "reference"), key=lambda n: n["index"] or 0)
+    # the top arcs of the comparison are those retrained with the random arcs' seed; a top arc retrained with
+    # other seeds (enas_cpu.yml's top1_seeds) is reported beside it, over its seeds
+    control_seeds = {n["seed"] for n in random}
+    candidates = [n for n in retrains if n["role"] == "candidate"]
+    rank = lambda n: n["search"].get("rank") or (n["index"] or 0) + 1  # noqa: E731
+    top = sorted((n for n in candidates if not random or n["seed"] in control_seeds), key=rank)
+    more = [n for n in candidates if n not in top]
+    top_seeds = []
+    for t in top:
+        runs = [t, *(n for n in more if rank(n) == rank(t))]
+        if len(runs) > 1:
+            v = seed_stats([n["lfw_acc"] for n in runs if _num(n.get("lfw_acc"))])
+            top_seeds.append({"rank": rank(t), "seeds": [n["seed"] for n in runs],
+                              "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
     pairs = []
     for i, t in enumerate(top, 1):
         r = next((x for x in random if x["search"].get("matches") == i), None)
@@ -134,7 +148,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
     epochs = sorted({n["epochs"] for n in retrains if _num(n.get("epochs"))})  # the epochs each retrain ran
     return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
             "date": record.get("_date"), "table": table, "search": search_out, "top": top, "random": random,
-            "pairs": pairs, "lfw_acc_top_vs_random": _versus(accs(top), accs(random)),
+            "pairs": pairs, "lfw_acc_top_vs_random": _versus(accs(top), accs(random)), "top_seeds": top_seeds,
             "retrain_epochs": epochs, "pending_steps": record.get("pending_steps", [])}
 
 

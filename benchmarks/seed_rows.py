@@ -428,12 +428,14 @@ def tnas_label(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> s
 
 
 def enas_match(trial: Mapping[str, Any], done: Sequence[Mapping[str, Any]]) -> str | None:
-    """ENAS: the top arc a network stands for: a top arc's rank (its trial index + 1); a random arc's
-    ``matches`` (its ``enas.random_arcs`` entry, ``params.search``)."""
-    if trial.get("role") == "candidate":
-        index = trial.get("index")
-        return str(index + 1) if isinstance(index, int) else None
+    """ENAS: the top arc a network stands for: a top arc's ``rank`` in the search's ranking (its search entry,
+    ``params.search``; else its trial index + 1), so that the top arc retrained with other seeds (enas_cpu.yml's
+    ``top1_seeds``) joins it; a random arc's ``matches`` (its ``enas.random_arcs`` entry)."""
     search = (trial.get("params") or {}).get("search")
+    if trial.get("role") == "candidate":
+        rank = _int(search.get("rank")) if isinstance(search, dict) else None
+        index = _int(trial.get("index"))
+        return str(rank) if rank is not None else (str(index + 1) if index is not None else None)
     matches = search.get("matches") if isinstance(search, dict) else None
     return str(matches) if isinstance(matches, int) else None
 
@@ -457,8 +459,10 @@ ROW_SOURCES: tuple[RowSource, ...] = (
     RowSource("tnas_cpu", "tnas", steps=("student", "uniform"), own_references=False, label=tnas_label,
               pair=tnas_target,
               pair_title="searched vs uniformly narrowed students of the same FLOPs target, same teacher and seeds"),
-    # the top arcs vs the random arcs of matching predicted latency (its table: onnxruntime), one seed each
-    RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain"), target_runtime={"retrain": "onnxruntime"},
+    # the top arcs vs the random arcs of matching predicted latency (its table: onnxruntime), one seed each; the
+    # top arc's runs with more seeds join its row
+    RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain", "top1_seeds"),
+              target_runtime={"retrain": "onnxruntime", "top1_seeds": "onnxruntime"},
               own_references=False, label=enas_label, pair=enas_match,
               pair_title="a top arc vs the random arc of matching predicted latency (onnxruntime table), one seed each"),
 )

@@ -256,6 +256,10 @@ def section_enas(results: Path) -> str:
         parts.append(f"LFW accuracy, top-3 vs random arcs (mean ± std over the networks, one seed each): "
                      f"{_acc(mean[0], std[0])} vs {_acc(mean[1], std[1])}; difference {_f(c.get('difference'))}, "
                      f"Welch's t-test p = {_f(c.get('p_value'), 3)}: {c.get('verdict') or 'not enough networks yet'}.")
+        for t in s.get("top_seeds") or []:
+            parts.append(f"Top arc {t['rank']} over seeds {', '.join(str(x) for x in t['seeds'])} (the same recipe): "
+                         f"LFW {', '.join(_f(a) for a in t['lfw_acc'])}, {_acc(t['mean'], t['std'])} (its headline row "
+                         f"against the reference front).")
     r = _load(results, "bench_enas")
     if r:
         budget = r.get("budget") or {}

@@ -133,6 +133,42 @@ def test_enas_top_arcs_against_their_matched_random_arcs_one_seed_each(tmp_path)
     assert "| enas: top3 | random3 | 0.7100 | 1 (2048) | 0.6900 | 1 (2048) | +0.0200 |" in own
 
 
+def _enas_record_with_top1_seeds() -> dict:
+    """enas_cpu.yml's ``top1_seeds``: the top arc (search rank 1) retrained again with seeds 1 and 2 (trial
+    indices 0 and 1 of their own step), not timed again."""
+    record = _enas_record()
+    top1 = next(t for t in record["trials"] if t["step"] == "retrain" and t["index"] == 0)
+    for i, (seed, acc) in enumerate(((1, 0.72), (2, 0.74))):
+        params = {**top1["params"], "seed": seed}
+        record["trials"].insert(-1, {**top1, "step": "top1_seeds", "index": i, "params": params,
+                                     "metrics": {**top1["metrics"], "lfw_acc": acc,
+                                                 "output": f"$RUN_DIR/top1_seeds/{i:03d}/train"}})
+    return record
+
+
+def test_the_top_arc_retrained_with_more_seeds_is_one_network_over_its_seeds(tmp_path):
+    """top1_seeds' runs join the top arc by its search rank (not their trial index: index 1 is not top2), keep
+    its side-by-side latency, and make it a headline row; bench_enas keeps the one-seed comparison apart."""
+    from benchmarks.bench_enas import summarise
+
+    nets = _nets(_enas_record_with_top1_seeds(), SOURCES["enas_cpu"])
+    assert set(nets) == {"top1", "top2", "top3", "random1", "random2", "random3"}
+    assert sorted(nets["top1"].seeds) == [1, 2, 2048] and nets["top2"].seeds == [2048]
+    assert nets["top1"].accuracy.mean == pytest.approx(0.72)
+    assert nets["top1"].latency_ms == {"onnxruntime": 1.0, "tflite": 2.0}  # side_by_side timed the seed-2048 run
+    _seed_record(tmp_path, "reference_front_cpu", REF)
+    _write(tmp_path, "enas_cpu", _enas_record_with_top1_seeds())
+    runtimes = section_headline(tmp_path).split("### Each method against its own reference")[0]
+    assert "| enas: top1 | onnxruntime | 0.7200 ± 0.0200 | 3 | 1.0000 | closest = strongest: big |" in runtimes
+    s = summarise(_enas_record_with_top1_seeds())
+    assert [(n["step"], n["seed"]) for n in s["top"]] == [("retrain", 2048)] * 3  # the random arcs' seed
+    assert [p["top_lfw_acc"] for p in s["pairs"]] == [0.70, 0.69, 0.71]
+    assert s["lfw_acc_top_vs_random"]["n"] == [3, 3]
+    (seeds,) = s["top_seeds"]
+    assert (seeds["rank"], seeds["seeds"], seeds["lfw_acc"]) == (1, [2048, 1, 2], [0.70, 0.72, 0.74])
+    assert (seeds["mean"], seeds["std"]) == (pytest.approx(0.72), pytest.approx(0.02))
+
+
 def test_without_method_records_the_own_comparisons_say_missing(tmp_path):
     _seed_record(tmp_path, "reference_front_cpu", REF)
     md = section_headline(tmp_path)
