@@ -602,7 +602,8 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
             "comparison (the best verdict, then the largest gain) are shown; *dominated by* names faster "
             "references at least as accurate. Which is slower, and the latency ratio, come from one timing run where "
             "the experiment timed both networks side by side (the same interleaved rounds: OFA's `side_by_side` "
-            "times the references' architectures beside the picks), else from each network's own timing run.")
+            "times the references' architectures beside the picks), else from each network's own timing run; the "
+            "two *ms (its record)* columns are each network's own timing (the median over its seed runs).")
     nets = networks(gather_rows(results, sources))
     refs = [n for n in nets if n.role == "reference"]
     status = _record_status(results, sources)
@@ -635,8 +636,9 @@ def section_headline(results: Path, sources: Sequence[Any] | None = None) -> str
                                     None if v.gain is None else f"{v.gain:+.4f}", None if v.p is None else f"{v.p:.3g}",
                                     v.label] + tail + [ref.rows[0].budget])
         parts.append(f"### {label}\n\n" + (_table(
-            ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms", "reference",
-             "reference LFW", "seeds", f"reference {label} ms", "latency ratio", "gain", "p (Welch)", "verdict",
+            ["searched network", "target runtime", "LFW mean ± std", "seeds", f"{label} ms (its record)", "reference",
+             "reference LFW", "seeds", f"reference {label} ms (its record)", "latency ratio", "gain", "p (Welch)",
+             "verdict",
              "dominated by (faster, as accurate)", "budget", "device", "reference budget"], rows)
             if rows else "_no searched network._"))
     parts.append(_own_comparisons(nets, sources))
