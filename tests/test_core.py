@@ -185,3 +185,12 @@ def test_ranked_result_saves_each_architecture_and_points_at_the_best(tmp_path):
                                                                 str(tmp_path / "top2_arch.json")]
     assert [e["score"] for e in out["architectures"]] == [0.9, 0.5]
     assert json.loads((tmp_path / "top2_arch.json").read_text())["sample"] == {"w": 1}
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_every_space_names_an_option_it_does_not_take(name):
+    """create_space checks options against the space (its factory, or the class the factory builds), so a typo in
+    an experiment file's space_config is one ConfigError naming it, not a Python signature error."""
+    with pytest.raises(ConfigError) as err:
+        create_space(name, no_such_option=1)
+    assert "no_such_option" in str(err.value) and f"space '{name}'" in str(err.value)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import difflib
+import inspect
 import json
 import os
+import typing
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -202,15 +204,40 @@ class SearchSpace(abc.ABC):
         return n
 
 
-def create_space(name: str, **config: Any) -> SearchSpace:
-    """Build the registered space ``name`` with ``config`` (its :meth:`SearchSpace.config`)."""
+def _keywords(obj: Any) -> tuple[list[str], bool] | None:
+    """``(named keyword parameters, whether it also takes **kwargs)`` of a callable; None without a signature."""
     try:
-        space = SPACES.create(name, **config)
-    except TypeError as exc:  # a factory's own keyword check: name the option, not a Python signature
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        raise ConfigError(f"space '{name}' has no option {str(exc).split('argument', 1)[1].strip()} "
-                          f"(space config {sorted(config)})") from None
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return ([p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)],
+            any(p.kind is p.VAR_KEYWORD for p in params))
+
+
+def _options(factory: Any) -> list[str] | None:
+    """The options a space factory takes: its own keyword parameters, or, where it passes ``**config`` on to the
+    space class its return annotation names, that class's; None when they cannot be known."""
+    own = _keywords(factory)
+    if own is None or not own[1]:
+        return None if own is None else own[0]
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: the options cannot be known
+        return None
+    inner = _keywords(cls) if isinstance(cls, type) and issubclass(cls, SearchSpace) else None
+    return inner[0] if inner is not None and not inner[1] else None
+
+
+def create_space(name: str, **config: Any) -> SearchSpace:
+    """Build the registered space ``name`` with ``config`` (its :meth:`SearchSpace.config`); an option the
+    space does not take is a :class:`ConfigError` naming it and the options it takes."""
+    factory = SPACES.get(name)
+    options = _options(factory)
+    unknown = sorted(set(config) - set(options)) if options is not None else []
+    if unknown:
+        raise ConfigError(f"space '{name}' has no option {', '.join(repr(k) for k in unknown)} (its options: "
+                          f"{', '.join(options)})")
+    space = factory(**config)
     if not isinstance(space, SearchSpace):  # pragma: no cover - registry misuse
         raise ConfigError(f"space factory '{name}' returned {type(space).__name__}, not a SearchSpace")
     return space
