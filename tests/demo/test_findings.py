@@ -56,3 +56,31 @@ def test_a_recorded_search_gives_its_strongest_verdict_per_runtime_with_its_numb
 
 def test_findings_is_a_readme_block():
     assert "findings" in README_BLOCKS
+
+
+def _tnas(tmp_path, uniform_r04=None):
+    from tests.tnas.test_protocol import synthetic_record
+
+    record = synthetic_record()
+    uniform = [t for t in record["trials"] if t["step"] == "uniform" and t["params"]["uniform_ratio"] == 0.4]
+    for t, acc in zip(uniform, uniform_r04 or []):
+        t["metrics"]["lfw_acc"] = acc
+    (tmp_path / "tnas_cpu.json").write_text(json.dumps({"benchmark": "tnas_cpu", "date": "2026-12-06", "result": record}))
+
+
+def _line(tmp_path, label="onnxruntime"):
+    return next(l for l in section_findings(tmp_path).splitlines() if l.startswith(f"* **{label}**"))
+
+
+def test_a_strongest_win_that_ties_its_own_reference_says_the_gain_is_not_the_searchs(tmp_path):
+    """TNAS's searched student compares best with the front but ties the uniform student of its FLOPs (the same
+    teacher): the sentence says so with that reference's numbers; when it beats the uniform one it does not."""
+    _front(tmp_path)
+    _tnas(tmp_path)  # ratio 0.4: student 0.8407 vs uniform 0.8417, a tie
+    line = _line(tmp_path)
+    assert "the strongest comparison is tnas's student ratio 0.4" in line
+    assert line.endswith("but tnas's own reference for it, uniform ratio 0.4 (0.8417 ± 0.0035), ties it (p = 0.893): "
+                         "what it gains over mbf_x05 is not the search's.")
+    _tnas(tmp_path, uniform_r04=[0.800, 0.790, 0.810])  # now the student beats the uniform one
+    line = _line(tmp_path)
+    assert "the strongest comparison is tnas's student ratio 0.4" in line and "not the search's" not in line
