@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._records import RESULTS, ok_trials as _ok, read_record, reader_main
-from benchmarks.seed_rows import _trial_seed
+from benchmarks.seed_rows import _trial_seed, enas_match
 from benchmarks.seed_stats import seed_stats, verdict
 
 
@@ -81,6 +81,7 @@ def _network(record: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
                                       "epochs", "train_seconds")},
             "predicted_ms": m.get("latency_ms"), "measured_ms": _measured(record, m.get("output")),
             "threads": p.get("threads"), "seed": _trial_seed(trial, record),
+            "top": int(top) if (top := enas_match(trial, ())) is not None else None,  # the top arc it is or matches
             # a top arc: its rank and shared-weight validation accuracy in the search; a random arc: which top
             # arc it matches, the target latency and the draws it took (its enas.random_arcs entry)
             "search": {k: search.get(k) for k in ("rank", "val_acc", "matches", "target_latency_ms",
@@ -120,15 +121,14 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
     # other seeds (enas_cpu.yml's top1_seeds) is reported beside it, over its seeds
     control_seeds = {n["seed"] for n in random}
     candidates = [n for n in retrains if n["role"] == "candidate"]
-    rank = lambda n: n["search"].get("rank") or (n["index"] or 0) + 1  # noqa: E731
-    top = sorted((n for n in candidates if not random or n["seed"] in control_seeds), key=rank)
+    top = sorted((n for n in candidates if not random or n["seed"] in control_seeds), key=lambda n: n["top"] or 0)
     more = [n for n in candidates if n not in top]
     top_seeds = []
     for t in top:
-        runs = [t, *(n for n in more if rank(n) == rank(t))]
+        runs = [t, *(n for n in more if n["top"] == t["top"])]
         if len(runs) > 1:
             v = seed_stats([n["lfw_acc"] for n in runs if _num(n.get("lfw_acc"))])
-            top_seeds.append({"rank": rank(t), "seeds": [n["seed"] for n in runs],
+            top_seeds.append({"rank": t["top"], "seeds": [n["seed"] for n in runs],
                               "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
     pairs = []
     for i, t in enumerate(top, 1):
