@@ -810,6 +810,37 @@ def _finding_headline(nets: Sequence[Any], sources: Sequence[Any]) -> list[str]:
     return out
 
 
+def _finding_fastest(nets: Sequence[Any]) -> list[str]:
+    """Per runtime, the reference front's fastest network against every searched network with enough seeds, by
+    the headline's rule turned around (the reference as the candidate): a searched network it is as accurate as
+    and faster than, or better than, is beaten by hand design at a lower latency."""
+    from benchmarks import seed_stats as st
+    from benchmarks.seed_rows import side_by_side
+
+    out = []
+    front = [n for n in nets if n.role == "reference" and n.record == "reference_front_cpu"]
+    searched = [n for n in nets if n.role == "searched" and n.accuracy.n >= st.MIN_SEEDS]
+    for runtime, label in FRONT_RUNTIMES.items():
+        timed = [n for n in front if isinstance(n.latency_ms.get(runtime), (int, float))]
+        if not timed or not searched:
+            continue
+        ref = min(timed, key=lambda n: n.latency_ms[runtime])
+        verdicts = []
+        for net in searched:
+            pair = side_by_side(net, ref, runtime)
+            net_ms, ref_ms = pair or (net.latency_ms.get(runtime), ref.latency_ms[runtime])
+            verdicts.append((net, st.verdict(ref.accuracy.values, net.accuracy.values, ref_ms, net_ms,
+                                             side_by_side=pair is not None)))
+        groups: dict[str, list[str]] = {}
+        for net, v in sorted(verdicts, key=lambda nv: -st.STRENGTH[nv[1].label]):
+            groups.setdefault(v.label, []).append(f"{net.method}'s {net.name}")
+        out.append(f"**Fastest reference, {label}**: {ref.name} ({_mean_std(ref.accuracy)}, "
+                   f"{ref.latency_ms[runtime]:.3f} ms) against each of the {len(searched)} searched networks with "
+                   f"{st.MIN_SEEDS}+ seeds, by the headline's rule with the reference as the candidate: "
+                   + "; ".join(f"**{k}** than {', '.join(names)}" for k, names in groups.items()) + ".")
+    return out
+
+
 def _own_tie(net: Any, own: Sequence[tuple[Any, Any, Any, Any]], strongest: str) -> str:
     """Where the searched network ties its method's own reference (TNAS's uniform student of the same FLOPs), a
     clause saying so: then a gain over the hand-designed ``strongest`` is not the search's doing."""
@@ -898,7 +929,8 @@ def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str
 
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
     nets = networks(gather_rows(results, sources))
-    bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_ofa_ablation(results),
+    bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_fastest(nets),
+               *_finding_ofa_ablation(results),
                *_finding_earlier(results)]
     return "## What the numbers say\n\n" + "\n".join(f"* {b}" for b in bullets)
 

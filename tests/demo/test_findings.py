@@ -84,3 +84,21 @@ def test_a_strongest_win_that_ties_its_own_reference_says_the_gain_is_not_the_se
     _tnas(tmp_path, uniform_r04=[0.800, 0.790, 0.810])  # now the student beats the uniform one
     line = _line(tmp_path)
     assert "the strongest comparison is tnas's student ratio 0.4" in line and "not the search's" not in line
+
+
+def test_the_fastest_reference_is_judged_against_every_searched_network_by_the_rule_turned_around(tmp_path):
+    """MobileFaceNet x0.25 (the fixture front's fastest) is as accurate as TNAS's ratio-0.4 student and ~3x faster,
+    but 2.3 points below the ratio-0.5 one: the sentence groups the searched networks by that verdict."""
+    _front(tmp_path)
+    _tnas(tmp_path)
+    line = _line(tmp_path, "Fastest reference, onnxruntime")
+    assert line.startswith("* **Fastest reference, onnxruntime**: mbf_x025 (0.8410 ± 0.0010, 0.510 ms) against each "
+                           "of the 2 searched networks with 3+ seeds")
+    assert line.endswith("**as accurate, faster** than tnas's student ratio 0.4; **worse** than tnas's student "
+                         "ratio 0.5.")
+    assert "**Fastest reference, TFLite**: mbf_x025 (0.8410 ± 0.0010, 0.610 ms)" in section_findings(tmp_path)
+
+
+def test_no_fastest_reference_sentence_without_a_searched_network(tmp_path):
+    _front(tmp_path)
+    assert "Fastest reference" not in section_findings(tmp_path)
