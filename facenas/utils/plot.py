@@ -70,14 +70,17 @@ def plot_runtime_fronts(panels: Mapping[str, Sequence[Mapping[str, Any]]], path:
             ax.scatter([x for x, _ in xy], [y for _, y in xy], color=colours[g], label=g, zorder=3)
             front = pareto_front(xy)
             ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color=colours[g], lw=1, zorder=2)
+            below = groups.index(g) % 2 == 1  # the second group's labels go under its points: fewer overlaps
             for p, (x, y) in zip(mine, xy):
-                ax.annotate(str(p["label"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                ax.annotate(str(p["label"]), (x, y), textcoords="offset points", xytext=(4, -11 if below else 4),
+                            fontsize=8, color=colours[g] if below else "black")
+        ax.margins(x=0.1, y=0.1)  # room for the labels at the edges
         ax.set_xlabel(f"latency (ms, {runtime}, batch 1, 1 thread)")
         ax.set_ylabel(ylabel)
         ax.set_title(runtime)
         ax.grid(alpha=0.3)
         if pts:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.suptitle(title)
     return _save(fig, path)
 

@@ -63,6 +63,24 @@ def _reference_front(results, steps):
     _write(results, "reference_front_cpu", {"trials": trials, "pending_steps": ["later"]})
 
 
+def test_fronts_plot_puts_a_published_network_at_its_mean_over_seeds(tmp_path):
+    """The plot's searched points are compared with the references' means over seeds, so they are drawn at their own
+    mean and median latency over seeds (the manifest's ``seeds``), not at the one published seed's numbers."""
+    from benchmarks.summary import _front_points
+
+    _reference_front(tmp_path, {"small": (0.80, 0.5, 0.6)})
+    (tmp_path / "models").mkdir()
+    entry = {"role": "searched", "lfw_acc": 0.86, "latency_ms": {"onnxruntime": 1.0, "tflite": 0.9}}
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps({"models": [
+        {**entry, "file": "seeded.onnx", "seeds": {"n": 3, "mean": 0.84, "latency_ms_median": {"onnxruntime": 1.1,
+                                                                                           "tflite": None}}},
+        {**entry, "file": "single.onnx"}]}))
+    points = {p["label"]: p for p in _front_points(tmp_path)}
+    assert (points["seeded"]["accuracy"], points["seeded"]["latency_ms"]) == (0.84, {"onnxruntime": 1.1})
+    assert (points["single"]["accuracy"], points["single"]["latency_ms"]) == (0.86, entry["latency_ms"])
+    assert points["small"]["group"] == "hand-designed reference"
+
+
 def test_fronts_plot_and_published_section_come_from_the_records(tmp_path):
     _reference_front(tmp_path, {"small": (0.80, 0.5, 0.6), "big": (0.85, 1.5, 1.2)})
     (tmp_path / "models").mkdir()
