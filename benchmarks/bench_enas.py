@@ -131,9 +131,9 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             top_seeds.append({"rank": t["top"], "seeds": [n["seed"] for n in runs],
                               "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
     pairs = []
-    for i, t in enumerate(top, 1):
-        r = next((x for x in random if x["search"].get("matches") == i), None)
-        pair: dict[str, Any] = {"top": i, "top_lfw_acc": t.get("lfw_acc"), "random_lfw_acc": (r or {}).get("lfw_acc"),
+    for t in top:
+        r = next((x for x in random if x["top"] == t["top"]), None)
+        pair: dict[str, Any] = {"top": t["top"], "top_lfw_acc": t.get("lfw_acc"), "random_lfw_acc": (r or {}).get("lfw_acc"),
                                 "top_predicted_ms": t.get("predicted_ms"), "random_predicted_ms": (r or {}).get("predicted_ms"),
                                 "random_draws": (r or {}).get("search", {}).get("draws")}
         if r and _num(t.get("lfw_acc")) and _num(r.get("lfw_acc")):

@@ -691,23 +691,29 @@ def _ratio(v: Any, pair: tuple[float, float] | None) -> str:
     return f"{v.latency_ratio:.2f}x (separate runs)"
 
 
+def _timed_verdict(net: Any, ref: Any, runtime: str | None, turned: bool = False) -> tuple[Any, tuple[float, float] | None]:
+    """The verdict rule for searched ``net`` vs reference ``ref`` on ``runtime`` (None: accuracy only), with the
+    latencies of the one run that timed both side by side where there is one, else each one's own; ``turned``:
+    the reference judged as the candidate. Returns ``(verdict, (searched ms, reference ms) side by side or None)``."""
+    from benchmarks import seed_stats as st
+    from benchmarks.seed_rows import side_by_side
+
+    pair = side_by_side(net, ref, runtime) if runtime else None
+    net_ms, ref_ms = pair or ((net.latency_ms.get(runtime), ref.latency_ms.get(runtime)) if runtime else (None, None))
+    a, b = ((ref, ref_ms), (net, net_ms)) if turned else ((net, net_ms), (ref, ref_ms))
+    return st.verdict(a[0].accuracy.values, b[0].accuracy.values, a[1], b[1], side_by_side=pair is not None), pair
+
+
 def own_verdicts(nets: Sequence[Any], sources: Sequence[Any]) -> list[tuple[Any, Any, Any, tuple[float, float] | None]]:
     """``(searched, reference, verdict, side-by-side pair)`` for each searched network of a source that pairs its
     networks (TNAS: the uniform student of the same FLOPs; ENAS: the random arc of matching latency), the
     verdict rule on the searched network's target runtime (no latency rule when it has none)."""
-    from benchmarks import seed_stats as st
-    from benchmarks.seed_rows import side_by_side
-
     out = []
     for source in (s for s in sources if s.pair is not None):
         mine = [n for n in nets if n.record == source.record and n.pair is not None]
         for net in (n for n in mine if n.role == "searched"):
             for ref in (n for n in mine if n.role == "reference" and n.pair == net.pair):
-                rt = net.target_runtime
-                pair = side_by_side(net, ref, rt) if rt else None
-                lat = pair or ((net.latency_ms.get(rt), ref.latency_ms.get(rt)) if rt else (None, None))
-                out.append((net, ref, st.verdict(net.accuracy.values, ref.accuracy.values, *lat,
-                                                 side_by_side=pair is not None), pair))
+                out.append((net, ref, *_timed_verdict(net, ref, net.target_runtime)))
     return out
 
 
@@ -815,7 +821,6 @@ def _finding_fastest(nets: Sequence[Any]) -> list[str]:
     the headline's rule turned around (the reference as the candidate): a searched network it is as accurate as
     and faster than, or better than, is beaten by hand design at a lower latency."""
     from benchmarks import seed_stats as st
-    from benchmarks.seed_rows import side_by_side
 
     out = []
     front = [n for n in nets if n.role == "reference" and n.record == "reference_front_cpu"]
@@ -825,12 +830,7 @@ def _finding_fastest(nets: Sequence[Any]) -> list[str]:
         if not timed or not searched:
             continue
         ref = min(timed, key=lambda n: n.latency_ms[runtime])
-        verdicts = []
-        for net in searched:
-            pair = side_by_side(net, ref, runtime)
-            net_ms, ref_ms = pair or (net.latency_ms.get(runtime), ref.latency_ms[runtime])
-            verdicts.append((net, st.verdict(ref.accuracy.values, net.accuracy.values, ref_ms, net_ms,
-                                             side_by_side=pair is not None)))
+        verdicts = [(net, _timed_verdict(net, ref, runtime, turned=True)[0]) for net in searched]
         groups: dict[str, list[str]] = {}
         for net, v in sorted(verdicts, key=lambda nv: -st.STRENGTH[nv[1].label]):
             groups.setdefault(v.label, []).append(f"{net.method}'s {net.name}")
