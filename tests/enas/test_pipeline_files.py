@@ -148,12 +148,12 @@ def test_enas_test_search_targets_the_built_tables_p20(enas_test_run):
     search = result("search")
     assert search["params"]["config"]["reward"]["target_ms"] == target
     recorded = json.loads((Path(search["out_dir"]) / "search" / "config.json").read_text())
-    assert recorded["reward"] == {"target_ms": target, "exponent": -0.07}
+    assert recorded["reward"] == {"target_ms": target, "exponent": -3}
     assert recorded["latency"] == {"lut": lut["table"]}
     # every controller arc's reward is Eq. 5 with that target, and it penalised the arcs slower than it
     from facenas.plugins.enas.reward import RewardConfig, latency_reward
 
-    reward = RewardConfig(target_ms=target, exponent=-0.07)
+    reward = RewardConfig(target_ms=target, exponent=-3)
     arcs = json.loads((Path(search["out_dir"]) / "search" / "arcs_history.json").read_text())
     for arc in arcs:
         assert arc["reward"] == pytest.approx(latency_reward(arc["accuracy"], arc["latency_ms"], reward), abs=1e-6)
