@@ -1,8 +1,13 @@
 """Pipelines of stages: what the facenas NNI advisors schedule as trials.
 
 A pipeline is a list of *steps*; each step runs one ``STAGES`` entry as one or more NNI trials.
-Steps run in order (a step starts when every trial of the previous one has ended); the trials of
-one step run in parallel, up to NNI's ``trialConcurrency``. A method's whole search becomes one
+Steps start in order; the trials of one step run in parallel, up to NNI's ``trialConcurrency``. A
+step starts when every trial of the previous one has ended, or earlier, beside the previous step's
+last running trials, once every trial of that step has been issued and every step it refers to
+(``${STEP...}`` in its ``params`` or ``foreach``) has ended: free trial slots are not left idle
+while a step's last trials run (e.g. 3 retrainings at ``trialConcurrency`` 2 then 3 more). A step
+that refers to ``${experiment...}`` (paths other steps may write) waits for every earlier step, and
+nothing starts beside an ``exclusive`` step's trial (below). A method's whole search becomes one
 experiment in the portal, e.g. for OFA: supernet training (1 trial, per-epoch intermediate
 results) -> N candidate evaluations -> search (1 trial) -> retrain of the k chosen architectures.
 
@@ -380,7 +385,7 @@ class PipelineScheduler:
 
     @property
     def finished(self) -> bool:
-        return self.current >= len(self.steps) and not self.pending_units()
+        return self.current >= len(self.steps) and not self.pending_units() and not self._draining()
 
     def status(self) -> str:
         if not self.finished:
@@ -558,18 +563,54 @@ class PipelineScheduler:
             return False
         return st["exhausted"] or st["next_index"] >= st["total"]
 
+    def _mark_done(self, step: StepConfig) -> None:
+        st = self.step_state[step.name]
+        if st["status"] == "running":
+            ok = sum(1 for u in self.units.values() if u.step == step.name and u.status == SUCCEEDED)
+            total = st["next_index"] if st["exhausted"] else st["total"]
+            st["status"], st["note"] = "done", f"{ok}/{total} succeeded"
+            log.info("pipeline %s: step '%s' done: %s", self.config.name, step.name, st["note"])
+
+    def _fully_issued(self, step: StepConfig) -> bool:
+        """Every trial of a running step has been issued (some may still run): nothing left to hand out."""
+        st = self.step_state[step.name]
+        return st["status"] == "running" and not st["queue"] and (st["exhausted"] or st["next_index"] >= st["total"])
+
+    def _draining(self) -> list[StepConfig]:
+        """Steps before the current one that still run trials (the next step started beside them)."""
+        return [s for s in self.steps[:max(self.current, 0)] if self.step_state[s.name]["status"] == "running"]
+
+    def _may_start_beside(self, k: int) -> bool:
+        """Step ``k`` may start while earlier steps' last trials run: everything before it is issued, no
+        exclusive (timing) trial runs, and every step it refers to has ended."""
+        if k >= len(self.steps) or self.step_state[self.steps[k].name]["status"] != "waiting":
+            return False
+        running = [s for s in self.steps[:k] if self.step_state[s.name]["status"] == "running"]
+        if not all(self._fully_issued(s) for s in running):
+            return False
+        if any(self.exclusive[u.step] for u in self.pending_units()):
+            return False
+        step = self.steps[k]
+        names = {_step_name(r) for r in references([step.params, step.foreach])}
+        if any(r.strip().split(".")[0] == "experiment" for r in references([step.params, step.foreach])):
+            return not running  # it may read any earlier step's files by path
+        ended = {s.name for s in self.steps[:k] if self.step_state[s.name]["status"] in ("done", "skipped")}
+        return names & {s.name for s in self.steps[:k]} <= ended
+
     def _advance(self) -> None:
+        for step in self._draining():
+            if self._step_done(step):
+                self._mark_done(step)
         while self.current < len(self.steps):
             if self.current >= 0:
                 step = self.steps[self.current]
-                if not self._step_done(step):
+                if self._step_done(step):
+                    self._mark_done(step)
+                elif self._may_start_beside(self.current + 1):
+                    log.info("pipeline %s: step '%s' starts beside the last trial(s) of '%s' (it does not use their "
+                             "results)", self.config.name, self.steps[self.current + 1].name, step.name)
+                else:
                     return
-                st = self.step_state[step.name]
-                if st["status"] == "running":
-                    ok = sum(1 for u in self.units.values() if u.step == step.name and u.status == SUCCEEDED)
-                    total = st["next_index"] if st["exhausted"] else st["total"]
-                    st["status"], st["note"] = "done", f"{ok}/{total} succeeded"
-                    log.info("pipeline %s: step '%s' done: %s", self.config.name, step.name, st["note"])
             self.current += 1
             if self.current < len(self.steps) and self.step_state[self.steps[self.current].name]["status"] == "waiting":
                 self._start(self.current)  # (a step kept done by a resume is not started again)
@@ -619,9 +660,12 @@ class PipelineScheduler:
         from facenas.nas.strategy import SearchExhausted
 
         self._advance()
-        if self.current >= len(self.steps):
-            return None
-        step = self.steps[self.current]
+        # a retry queued by an earlier step that is still running goes first, then the current step's trials
+        step = next((s for s in self._draining() if self.step_state[s.name]["queue"]), None)
+        if step is None:
+            if self.current >= len(self.steps):
+                return None
+            step = self.steps[self.current]
         st = self.step_state[step.name]
         if st["status"] != "running":
             return None

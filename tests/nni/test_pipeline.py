@@ -159,22 +159,25 @@ def test_resume_with_a_revised_pipeline_keeps_unchanged_steps_and_reruns_changed
     a step whose params changed runs again, and so does a step that uses its results; new steps run."""
     old = PipelineConfig.from_dict({"steps": [
         {"name": "a", "stage": "toy.evaluate", "params": {"x": 1}},
-        {"name": "b", "stage": "toy.evaluate", "params": {"x": 2}},
+        {"name": "b", "stage": "toy.evaluate", "params": {"x": 2, "after": "${a.index}"}},
         {"name": "c", "stage": "toy.evaluate", "params": {"ckpt": "${b.result.checkpoint}"}},
         {"name": "d", "stage": "toy.evaluate", "params": {"ckpt": "${a.result.checkpoint}"}},
         {"name": "e", "stage": "toy.evaluate", "trials": 2, "params": {"ckpt": "${a.result.checkpoint}"}},
-        {"name": "gone", "stage": "toy.evaluate"},
+        {"name": "gone", "stage": "toy.evaluate", "params": {"after": "${e[*].index}"}},
     ]})
     sched = PipelineScheduler(old, tmp_path)
-    for _ in range(4):  # a, b, c, d done
+    for _ in range(2):  # a, then b (it refers to a)
         _finish(sched, *_drain(sched)[0])
-    (pe0, se0), (pe1, se1) = _drain(sched)
-    _finish(sched, pe0, se0)  # e: trial 0 done, trial 1 interrupted by the stop
+    # c (it uses b), and beside it d and e, which use a only
+    (pc, sc), (pd, sd), (pe0, se0), (pe1, se1) = _drain(sched)
+    assert [s.step for s in (sc, sd, se0, se1)] == ["c", "d", "e", "e"]
+    for pid, spec in ((pc, sc), (pd, sd), (pe0, se0)):
+        _finish(sched, pid, spec)  # e: trial 0 done, trial 1 interrupted by the stop
     state = json.loads(json.dumps(sched.state_dict()))
     new = PipelineConfig.from_dict({"steps": [
         {"name": "a", "stage": "toy.evaluate", "params": {"x": 1}, "role": "reference", "retries": 2},  # reporting only
         {"name": "new", "stage": "toy.evaluate"},
-        {"name": "b", "stage": "toy.evaluate", "params": {"x": 3}},  # changed
+        {"name": "b", "stage": "toy.evaluate", "params": {"x": 3, "after": "${a.index}"}},  # changed
         {"name": "c", "stage": "toy.evaluate", "params": {"ckpt": "${b.result.checkpoint}"}},  # uses b
         {"name": "d", "stage": "toy.evaluate", "params": {"ckpt": "${a.result.checkpoint}"}},
         {"name": "e", "stage": "toy.evaluate", "trials": 2, "params": {"ckpt": "${a.result.checkpoint}"}},
@@ -198,7 +201,8 @@ def test_resume_with_a_revised_pipeline_keeps_unchanged_steps_and_reruns_changed
         for pid, spec in batch:
             ran.append((spec.step, spec.index, spec.attempt))
             _finish(again, pid, spec)
-    assert ran == [("new", 0, 0), ("b", 0, 0), ("c", 0, 0), ("e", 1, 1)]  # a, d and e's trial 0 are not run again
+    # a, d and e's trial 0 are not run again; b (its reference a done) starts beside the new step
+    assert ran == [("new", 0, 0), ("b", 0, 0), ("c", 0, 0), ("e", 1, 1)]
     assert again.status() == "finished"
     assert [(r["step"], r["index"]) for r in again.records("e")] == [("e", 0), ("e", 1)]
 
@@ -206,12 +210,13 @@ def test_resume_with_a_revised_pipeline_keeps_unchanged_steps_and_reruns_changed
 def test_resume_takes_the_running_step_of_the_saved_run_as_it_was(tmp_path):
     """The running step (e.g. a supernet training) stays running under an unchanged config: its trial is
     issued again in the same folder (where its checkpoint is), not re-numbered."""
-    steps = [{"name": "a", "stage": "toy.evaluate"}, {"name": "b", "stage": "toy.evaluate", "params": {"k": 1}},
-             {"name": "c", "stage": "toy.evaluate"}]
+    steps = [{"name": "a", "stage": "toy.evaluate"},
+             {"name": "b", "stage": "toy.evaluate", "params": {"k": 1, "after": "${a.index}"}},
+             {"name": "c", "stage": "toy.evaluate", "params": {"after": "${b.index}"}}]
     sched = PipelineScheduler(PipelineConfig.from_dict({"steps": steps}), tmp_path)
     _finish(sched, *_drain(sched)[0])
     state = json.loads(json.dumps(sched.state_dict()))  # as run-local saves it: a done, b running, no trial yet
-    steps[2] = {"name": "c2", "stage": "toy.search"}
+    steps[2] = {"name": "c2", "stage": "toy.search", "params": {"after": "${b.index}"}}
     again = PipelineScheduler(PipelineConfig.from_dict({"steps": steps}), tmp_path)
     again.load_state_dict(state)
     (pid, spec), = _drain(again)
