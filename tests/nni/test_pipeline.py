@@ -45,6 +45,18 @@ def _drain(sched):
     return out
 
 
+def _run_to_end(sched) -> list[tuple[str, int, int]]:
+    """Run every trial left, each batch as it becomes available; (step, index, attempt) in the order issued."""
+    ran = []
+    while not sched.finished:
+        batch = _drain(sched)
+        assert batch, "stuck"
+        for pid, spec in batch:
+            ran.append((spec.step, spec.index, spec.attempt))
+            _finish(sched, pid, spec)
+    return ran
+
+
 def test_steps_run_in_order_with_parallel_trials_and_references(tmp_path):
     cfg = PipelineConfig.from_dict({"steps": [
         {"name": "supernet", "stage": "toy.train_supernet"},
@@ -194,13 +206,7 @@ def test_resume_with_a_revised_pipeline_keeps_unchanged_steps_and_reruns_changed
     assert (tmp_path / "replaced" / "b.1" / "000" / "result.json").is_file() and not (tmp_path / "b").exists()
     assert (tmp_path / "a" / "000" / "result.json").is_file()
     assert again.reissue_interrupted() == [pe1]  # e's interrupted trial, as before a revision
-    ran = []
-    while not again.finished:
-        batch = _drain(again)
-        assert batch, "stuck"
-        for pid, spec in batch:
-            ran.append((spec.step, spec.index, spec.attempt))
-            _finish(again, pid, spec)
+    ran = _run_to_end(again)
     # a, d and e's trial 0 are not run again; b (its reference a done) starts beside the new step
     assert ran == [("new", 0, 0), ("b", 0, 0), ("c", 0, 0), ("e", 1, 1)]
     assert again.status() == "finished"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from facenas.adapters.nni.pipeline import PipelineConfig, PipelineScheduler
-from tests.nni.test_pipeline import _drain, _finish
+from tests.nni.test_pipeline import _drain, _finish, _run_to_end
 
 
 def _take(sched, slots):
@@ -112,11 +112,9 @@ def test_a_retry_of_a_step_that_is_still_running_goes_before_the_next_steps_tria
     (retry,) = _take(sched, 1)
     assert (retry[1].step, retry[1].index, retry[1].attempt) == ("a", 0, 1)
     assert not sched.finished
-    for trial in running + [retry] + _drain(sched):
+    for trial in running + [retry]:
         _finish(sched, *trial)
-    while not sched.finished:
-        for trial in _drain(sched):
-            _finish(sched, *trial)
+    _run_to_end(sched)
     assert sched.step_state["a"]["note"] == "2/2 succeeded" and sched.step_state["b"]["note"] == "3/3 succeeded"
 
 
@@ -134,13 +132,7 @@ def test_a_run_stopped_with_two_steps_running_resumes_each_interrupted_trial_onc
     again = PipelineScheduler(cfg, tmp_path)
     again.load_state_dict(state)
     assert sorted(again.reissue_interrupted()) == sorted(pid for pid, _ in running)
-    ran = []
-    while not again.finished:
-        batch = _drain(again)
-        assert batch, "stuck"
-        for pid, spec in batch:
-            ran.append((spec.step, spec.index, spec.attempt))
-            _finish(again, pid, spec)
+    ran = _run_to_end(again)
     assert sorted(ran) == [("random_retrain", 0, 1), ("random_retrain", 1, 0), ("random_retrain", 2, 0),
                            ("retrain", 2, 1), ("side_by_side", 0, 0)]
     assert [r["index"] for r in again.records("retrain")] == [0, 1, 2]
