@@ -115,6 +115,10 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         search_out = {**{k: m.get(k) for k in ("latency_ms", "mflops", "params_m", "epochs", "search_seconds")},
                       "settings": {k: cfg.get(k) for k in ("epochs", "steps_per_epoch", "controller_steps", "arcs_per_step",
                                                             "candidates", "top_k", "reward", "controller") if k in cfg}}
+        curve = [c for c in search.get("curve") or [] if _num(c.get("latency_ms"))]
+        if curve:  # the controller's sampled arcs per epoch: did the latency term steer them?
+            search_out["sampled"] = {"epochs": [c.get("epoch") for c in curve], "latency_ms": [c["latency_ms"] for c in curve],
+                                     "entropy": [curve[0].get("entropy"), curve[-1].get("entropy")]}
     retrains = [_network(record, t) for t in _ok(record, "enas.retrain")]
     random = sorted((n for n in retrains if n["role"] == "reference"), key=lambda n: n["index"] or 0)
     # the top arcs of the comparison are those retrained with the random arcs' seed; a top arc retrained with

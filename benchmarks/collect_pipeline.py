@@ -50,6 +50,9 @@ KEPT = ("lfw_acc", "lfw_acc_std", "lfw_tar_at_far_1e-3", "lfw_auc", "lfw_devtest
         "trained")
 #: metric names kept by prefix: a several-model timing's per-network MFLOPs
 KEPT_PREFIXES = ("mflops_",)
+#: per-epoch intermediate results kept (``curve``) for the trials of these stages, by stage: what the portal plots
+#: for a search (whether the latency term steered the controller), read from the trial's ``metrics.jsonl``
+CURVE_KEYS = {"enas.search": ("epoch", "accuracy", "latency_ms", "greedy_latency_ms", "entropy", "reward")}
 #: the key of a run whose seed cannot be read (its folder has no advisor state and its trials no ``seed``)
 UNKNOWN_SEED = "unknown"
 
@@ -78,6 +81,21 @@ def run_seed(state: dict[str, Any], trials: list[dict[str, Any]]) -> int | None:
     return _trials_seed(trials)
 
 
+def _curve(trial_dir: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The trial's intermediate results (``metrics.jsonl``, as NNI got them), each cut to ``keys``; a line that is
+    not JSON (a trial killed mid-write) is left out."""
+    out = []
+    path = trial_dir / "metrics.jsonl"
+    for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("type") == "intermediate":
+            out.append({k: row[k] for k in keys if k in row})
+    return out
+
+
 def collect(output_dir: Path) -> dict[str, Any]:
     """The pipeline run in ``output_dir``: its seed and its trials (finished or not), in step order."""
     state_file = output_dir / "advisor_state.json"
@@ -91,7 +109,9 @@ def collect(output_dir: Path) -> dict[str, Any]:
                        "arch": record.get("arch") or (metrics["arch"] if isinstance(metrics.get("arch"), dict) else None),
                        "host": (record.get("process") or {}).get("host"),
                        "metrics": {k: v for k, v in metrics.items() if k in KEPT or k.startswith(KEPT_PREFIXES)},
-                       **({"error": record.get("error")} if record.get("status") == "FAILED" else {})})
+                       **({"error": record.get("error")} if record.get("status") == "FAILED" else {}),
+                       **({"curve": _curve(result.parent, CURVE_KEYS[record["stage"]])}
+                          if record.get("stage") in CURVE_KEYS else {})})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
     return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials,

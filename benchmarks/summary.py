@@ -235,9 +235,14 @@ def section_enas(results: Path) -> str:
     else:
         s = summarise(record)
         tb, search = s.get("table") or {}, s.get("search") or {}
+        reward, sampled = (search.get("settings") or {}).get("reward") or {}, search.get("sampled")
+        steer = (f"; reward target {_f(reward.get('target_ms'))} ms, q = {reward.get('exponent')}" if reward else "") + (
+            f"; the controller's sampled arcs, mean predicted ms per epoch ({sampled['epochs'][0]} to "
+            f"{sampled['epochs'][-1]}): {', '.join(_f(v, 3) for v in sampled['latency_ms'])}; policy entropy "
+            f"{_f(sampled['entropy'][0], 1)} -> {_f(sampled['entropy'][1], 1)} nats" if sampled else "")
         parts.append(f"Latency table ({tb.get('runtime')}, {tb.get('threads')} thread): {tb.get('entries')} blocks, validation "
                      f"Spearman {_f(tb.get('spearman'))}, MAPE {_f(tb.get('mape'))}, within +-10% {_f(tb.get('within_10pct'))}. "
-                     f"Search: {search.get('epochs')} epochs, {_f(search.get('search_seconds'), 0)} s. Retraining: "
+                     f"Search: {search.get('epochs')} epochs, {_f(search.get('search_seconds'), 0)} s{steer}. Retraining: "
                      f"{', '.join(_f(e, 0) for e in s.get('retrain_epochs') or []) or '–'} epochs each, one seed. "
                      f"Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
         rows = []

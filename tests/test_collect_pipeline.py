@@ -160,3 +160,31 @@ def test_a_several_model_timing_keeps_what_the_side_by_side_pairing_reads(tmp_pa
          "params": {"config": "c.py", "seed": 1}, "metrics": {"lfw_acc": 0.8, "mflops": 37.9}}]},
         RowSource("front", "hand-designed", role="reference")))[0]
     assert side_by_side(searched, reference, "onnxruntime") == (1.0, 2.0)
+
+
+def test_a_search_keeps_its_per_epoch_curve_and_the_enas_summary_shows_it(tmp_path):
+    """An ENAS search trial keeps the controller's per-epoch results (metrics.jsonl, what the portal plots: did the
+    latency term steer it?), cut to the curve's keys, a torn last line left out; the ENAS section prints them."""
+    from benchmarks.summary import section_enas
+
+    run = _run(tmp_path / "run", 0, {})
+    trial = run / "search" / "000"
+    trial.mkdir(parents=True)
+    (trial / "result.json").write_text(json.dumps({
+        "step": "search", "index": 0, "stage": "enas.search", "role": "auxiliary", "status": "SUCCEEDED",
+        "params": {"config": {"epochs": 3, "reward": {"target_ms": 0.38, "exponent": -3}}},
+        "metrics": {"epochs": 3, "search_seconds": 60.0, "latency_ms": 0.36}}))
+    lines = [{"type": "intermediate", "epoch": e, "latency_ms": lat, "entropy": ent, "accuracy": 0.01 * e,
+              "child_loss": 5.0, "controller_seconds": 10.0}
+             for e, lat, ent in ((1, 0.47, 48.2), (2, 0.41, 45.0), (3, 0.36, 42.7))]
+    (trial / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines)
+                                         + '\n{"type": "final"}\n{"type": "intermedi')
+    assert _collect(tmp_path / "results", run, name="enas_cpu", experiment="recipes/nni/enas_cpu.yml") == 0
+    search = next(t for t in _result(tmp_path / "results", "enas_cpu")["trials"] if t["step"] == "search")
+    assert search["curve"] == [{"epoch": 1, "accuracy": 0.01, "latency_ms": 0.47, "entropy": 48.2},
+                               {"epoch": 2, "accuracy": 0.02, "latency_ms": 0.41, "entropy": 45.0},
+                               {"epoch": 3, "accuracy": 0.03, "latency_ms": 0.36, "entropy": 42.7}]
+    assert all("curve" not in t for t in _result(tmp_path / "results", "enas_cpu")["trials"] if t["step"] != "search")
+    text = section_enas(tmp_path / "results")
+    assert ("reward target 0.3800 ms, q = -3; the controller's sampled arcs, mean predicted ms per epoch (1 to 3): "
+            "0.470, 0.410, 0.360; policy entropy 48.2 -> 42.7 nats") in text

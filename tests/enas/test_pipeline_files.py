@@ -177,6 +177,7 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
         assert all(v > 0 for rt in ("onnxruntime", "tflite") for v in pair[f"{rt}_ms"])
     assert s["random"][0]["search"]["matches"] == 1 and s["random"][0]["search"]["draws"] >= 1
     assert s["table"]["runtime"] == "onnxruntime" and s["pending_steps"] == []
+    assert s["search"]["sampled"]["epochs"] == [1, 2]  # the search's per-epoch curve, kept by the collector
     text = section_enas(tmp_path)
     assert "_missing" not in text.split("### Earlier study")[0]
     assert "| top1 | rank 1 |" in text and "| random2 | top2 " in text
