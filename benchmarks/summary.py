@@ -859,6 +859,32 @@ def _own_tie(net: Any, own: Sequence[tuple[Any, Any, Any, Any]], strongest: str)
             f"(p = {_f(v.p, 3)}): what it gains over {strongest} is not the search's")
 
 
+def _finding_enas(results: Path) -> list[str]:
+    """ENAS's top-3 against random arcs of matching predicted latency (enas_cpu.yml, one seed each: a comparison of
+    networks, not of seeds) and where the controller's sampled arcs ended against the reward's target."""
+    from benchmarks.bench_enas import load_record, summarise
+
+    record = load_record(results)
+    if not record:
+        return []
+    s = summarise(record)
+    c = s.get("lfw_acc_top_vs_random") or {}
+    if not c.get("verdict"):
+        return []
+    (n_top, n_random), (m_top, m_random), (s_top, s_random) = c["n"], c["mean"], c["std"]
+    epochs = ", ".join(_f(e, 0) for e in s.get("retrain_epochs") or [])
+    text = (f"**ENAS, top-3 vs random arcs** ({epochs}-epoch retrains, one seed each, {n_top} vs {n_random} networks): "
+            f"{_acc(m_top, s_top)} against {_acc(m_random, s_random)} for random arcs within +-10% of their predicted "
+            f"latency: **{c['verdict']}** (difference {c['difference']:+.4f}, p = {_f(c.get('p_value'), 3)}).")
+    search = s.get("search") or {}
+    reward, sampled = (search.get("settings") or {}).get("reward") or {}, search.get("sampled")
+    if sampled and isinstance(reward.get("target_ms"), (int, float)):
+        lat = sampled["latency_ms"]
+        text += (f" The controller's sampled arcs ended at {lat[-1]:.3f} ms predicted (epoch mean; highest "
+                 f"{max(lat):.3f} ms) against the target {reward['target_ms']:.3f} ms (q = {reward.get('exponent')}).")
+    return [text]
+
+
 def _finding_earlier(results: Path) -> list[str]:
     """The earlier short-budget studies (one seed each), labelled with their budgets."""
     from benchmarks.bench_tnas_table3 import load_short_budget
@@ -935,7 +961,7 @@ def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
     nets = networks(gather_rows(results, sources))
     bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_fastest(nets),
-               *_finding_ofa_ablation(results),
+               *_finding_ofa_ablation(results), *_finding_enas(results),
                *_finding_earlier(results)]
     return "## What the numbers say\n\n" + "\n".join(f"* {b}" for b in bullets)
 

@@ -188,3 +188,33 @@ def test_a_search_keeps_its_per_epoch_curve_and_the_enas_summary_shows_it(tmp_pa
     text = section_enas(tmp_path / "results")
     assert ("reward target 0.3800 ms, q = -3; the controller's sampled arcs, mean predicted ms per epoch (1 to 3): "
             "0.470, 0.410, 0.360; policy entropy 48.2 -> 42.7 nats") in text
+
+
+def test_the_findings_say_how_enas_top3_compares_with_random_arcs_and_where_the_search_ended(tmp_path):
+    """The ENAS finding: the top-3 against their latency-matched random arcs (one seed each: Welch over networks,
+    the verdict rule), and the controller's sampled arcs at the end against the reward's target."""
+    from benchmarks.summary import _finding_enas
+
+    assert _finding_enas(tmp_path / "results") == []  # no record: no sentence
+    run = _run(tmp_path / "run", 0, {})
+    trials = [("search", 0, "enas.search", "auxiliary", {"config": {"reward": {"target_ms": 0.38, "exponent": -3}}},
+               {"epochs": 10})]
+    for i, (top, rnd) in enumerate(((0.84, 0.83), (0.83, 0.84), (0.82, 0.835))):
+        trials.append(("retrain", i, "enas.retrain", "candidate", {"seed": 2048, "search": {"rank": i + 1}},
+                       {"lfw_acc": top, "epochs": 20.0}))
+        trials.append(("random_retrain", i, "enas.retrain", "reference", {"seed": 2048, "search": {"matches": i + 1}},
+                       {"lfw_acc": rnd, "epochs": 20.0}))
+    for step, index, stage, role, params, metrics in trials:
+        trial = run / step / f"{index:03d}"
+        trial.mkdir(parents=True)
+        (trial / "result.json").write_text(json.dumps({"step": step, "index": index, "stage": stage, "role": role,
+                                                       "status": "SUCCEEDED", "params": params, "metrics": metrics}))
+    (run / "search" / "000" / "metrics.jsonl").write_text("\n".join(json.dumps(
+        {"type": "intermediate", "epoch": e, "latency_ms": lat, "entropy": 40.0}) for e, lat in ((1, 0.47), (2, 0.36))))
+    assert _collect(tmp_path / "results", run, name="enas_cpu", experiment="recipes/nni/enas_cpu.yml") == 0
+    (text,) = _finding_enas(tmp_path / "results")
+    assert text.startswith("**ENAS, top-3 vs random arcs** (20-epoch retrains, one seed each, 3 vs 3 networks): "
+                           "0.8300 ± 0.0100 against 0.8350 ± 0.0050 for random arcs")
+    assert "**tie** (difference -0.0050, p = 0." in text
+    assert text.endswith("ended at 0.360 ms predicted (epoch mean; highest 0.470 ms) against the target 0.380 ms "
+                         "(q = -3).")
