@@ -581,10 +581,11 @@ class PipelineScheduler:
         return [s for s in self.steps[:max(self.current, 0)] if self.step_state[s.name]["status"] == "running"]
 
     def _may_start_beside(self, k: int) -> bool:
-        """Step ``k`` may start while earlier steps' last trials run: everything before it is issued, no
-        exclusive (timing) trial runs, and every step it refers to has ended."""
-        if k >= len(self.steps) or self.step_state[self.steps[k].name]["status"] != "waiting":
-            return False
+        """Step ``k`` may start while earlier steps' last trials run: it is not a timing (exclusive) step,
+        everything before it is issued, no exclusive trial runs, and every step it refers to has ended."""
+        if k >= len(self.steps) or self.step_state[self.steps[k].name]["status"] != "waiting" or self.exclusive[
+                self.steps[k].name]:
+            return False  # a timing step starts when everything before it has ended
         running = [s for s in self.steps[:k] if self.step_state[s.name]["status"] == "running"]
         if not all(self._fully_issued(s) for s in running):
             return False

@@ -84,6 +84,7 @@ def test_nothing_starts_beside_an_exclusive_trial_and_it_waits_for_every_running
     assert _names(a) == [("a", 0), ("a", 1)]  # the timing does not start beside them
     _finish(sched, *a[0])
     assert _drain(sched) == []
+    assert sched.step_state["timed"]["status"] == "waiting"  # it starts when everything before it has ended
     _finish(sched, *a[1])
     (timed,) = _drain(sched)
     assert _drain(sched) == []  # c, which uses nothing, still does not run beside the measurement
