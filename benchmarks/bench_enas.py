@@ -120,20 +120,28 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             search_out["sampled"] = {"epochs": [c.get("epoch") for c in curve], "latency_ms": [c["latency_ms"] for c in curve],
                                      "entropy": [curve[0].get("entropy"), curve[-1].get("entropy")]}
     retrains = [_network(record, t) for t in _ok(record, "enas.retrain")]
-    random = sorted((n for n in retrains if n["role"] == "reference"), key=lambda n: n["index"] or 0)
-    # the top arcs of the comparison are those retrained with the random arcs' seed; a top arc retrained with
-    # other seeds (enas_cpu.yml's top1_seeds) is reported beside it, over its seeds
-    control_seeds = {n["seed"] for n in random}
+    references = [n for n in retrains if n["role"] == "reference"]
     candidates = [n for n in retrains if n["role"] == "candidate"]
+    # the comparison is one seed each, at the seed every random arc was retrained with; an arc retrained with other
+    # seeds as well (enas_cpu.yml's top1_seeds, random1_seeds) is reported beside it, over its seeds
+    by_arc: dict[Any, set[Any]] = {}
+    for n in references:
+        by_arc.setdefault(n["top"], set()).add(n["seed"])
+    control_seeds = set.intersection(*by_arc.values()) if by_arc else set()
+    random = sorted((n for n in references if n["seed"] in control_seeds), key=lambda n: n["top"] or 0)
     top = sorted((n for n in candidates if not random or n["seed"] in control_seeds), key=lambda n: n["top"] or 0)
-    more = [n for n in candidates if n not in top]
-    top_seeds = []
-    for t in top:
-        runs = [t, *(n for n in more if n["top"] == t["top"])]
-        if len(runs) > 1:
-            v = seed_stats([n["lfw_acc"] for n in runs if _num(n.get("lfw_acc"))])
-            top_seeds.append({"rank": t["top"], "seeds": [n["seed"] for n in runs],
-                              "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
+
+    def over_seeds(group: list[dict[str, Any]], pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for t in group:
+            runs = [t, *(n for n in pool if n not in group and n["top"] == t["top"])]
+            if len(runs) > 1:
+                v = seed_stats([n["lfw_acc"] for n in runs if _num(n.get("lfw_acc"))])
+                out.append({"rank": t["top"], "seeds": [n["seed"] for n in runs],
+                            "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
+        return out
+
+    top_seeds, random_seeds = over_seeds(top, candidates), over_seeds(random, references)
     pairs = []
     for t in top:
         r = next((x for x in random if x["top"] == t["top"]), None)
@@ -153,6 +161,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
     return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
             "date": record.get("_date"), "table": table, "search": search_out, "top": top, "random": random,
             "pairs": pairs, "lfw_acc_top_vs_random": _versus(accs(top), accs(random)), "top_seeds": top_seeds,
+            "random_seeds": random_seeds,
             "retrain_epochs": epochs, "pending_steps": record.get("pending_steps", [])}
 
 

@@ -114,6 +114,11 @@ def collect(output_dir: Path) -> dict[str, Any]:
                           if record.get("stage") in CURVE_KEYS else {})})
     done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
+    # the folders list alphabetically (random1_seeds/ before random_retrain/): put the trials in the pipeline's step
+    # order, so a network's first seed run is its first step's (readers take it as the primary one)
+    order = {name: k for k, name in enumerate(steps)}
+    trials.sort(key=lambda t: (order.get(t["step"], len(order)), str(t["step"]),
+                               t["index"] if isinstance(t["index"], int) else -1))
     return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials,
             "pending_steps": [s for s in steps if s not in done]}
 

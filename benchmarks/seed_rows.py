@@ -460,11 +460,12 @@ ROW_SOURCES: tuple[RowSource, ...] = (
               pair=tnas_target,
               pair_title="searched vs uniformly narrowed students of the same FLOPs target, same teacher and seeds"),
     # the top arcs vs the random arcs of matching predicted latency (its table: onnxruntime), one seed each; the
-    # top arc's runs with more seeds join its row
-    RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain", "top1_seeds"),
+    # runs of the top arc and of its random arc with more seeds join their rows
+    RowSource("enas_cpu", "enas", steps=("retrain", "random_retrain", "top1_seeds", "random1_seeds"),
               target_runtime={"retrain": "onnxruntime", "top1_seeds": "onnxruntime"},
               own_references=False, label=enas_label, pair=enas_match,
-              pair_title="a top arc vs the random arc of matching predicted latency (onnxruntime table), one seed each"),
+              pair_title="a top arc vs the random arc of matching predicted latency (onnxruntime table), one seed each "
+                         "(the top arc and its random arc: three)"),
 )
 
 

@@ -265,6 +265,10 @@ def section_enas(results: Path) -> str:
             parts.append(f"Top arc {t['rank']} over seeds {', '.join(str(x) for x in t['seeds'])} (the same recipe): "
                          f"LFW {', '.join(_f(a) for a in t['lfw_acc'])}, {_acc(t['mean'], t['std'])} (its headline row "
                          f"against the reference front).")
+        for t in s.get("random_seeds") or []:
+            parts.append(f"Random arc {t['rank']} (matching top arc {t['rank']}) over seeds "
+                         f"{', '.join(str(x) for x in t['seeds'])}: LFW {', '.join(_f(a) for a in t['lfw_acc'])}, "
+                         f"{_acc(t['mean'], t['std'])} (the top arc's own reference in the headline).")
     r = _load(results, "bench_enas")
     if r:
         budget = r.get("budget") or {}

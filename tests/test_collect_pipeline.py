@@ -218,3 +218,21 @@ def test_the_findings_say_how_enas_top3_compares_with_random_arcs_and_where_the_
     assert "**tie** (difference -0.0050, p = 0." in text
     assert text.endswith("ended at 0.360 ms predicted (epoch mean; highest 0.470 ms) against the target 0.380 ms "
                          "(q = -3).")
+
+
+def test_trials_are_recorded_in_the_pipelines_step_order_not_the_folders(tmp_path):
+    """random1_seeds/ lists before random_retrain/ alphabetically; the record keeps the pipeline's order, so the
+    first run of a network (the one readers publish and time) is its first step's."""
+    run = tmp_path / "run"
+    steps = ["random_retrain", "random1_seeds"]
+    run.mkdir()
+    (run / "advisor_state.json").write_text(json.dumps({"name": "p", "config": {"steps": [{"name": s} for s in steps]}}))
+    for step in steps:
+        for index in (1, 0):
+            trial = run / step / f"{index:03d}"
+            trial.mkdir(parents=True)
+            (trial / "result.json").write_text(json.dumps({"step": step, "index": index, "stage": "x",
+                                                           "status": "SUCCEEDED", "params": {}, "metrics": {}}))
+    assert _collect(tmp_path / "results", run, name="p") == 0
+    assert [(t["step"], t["index"]) for t in _result(tmp_path / "results", "p")["trials"]] == [
+        ("random_retrain", 0), ("random_retrain", 1), ("random1_seeds", 0), ("random1_seeds", 1)]

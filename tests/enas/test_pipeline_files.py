@@ -17,7 +17,7 @@ RECIPES = REPO / "recipes" / "nni"
 SHAPE = [("lut", "runtime.lut", None), ("search", "enas.search", "auxiliary"),
          ("random_arcs", "enas.random_arcs", None), ("retrain", "enas.retrain", "candidate"),
          ("random_retrain", "enas.retrain", "reference"), ("top1_seeds", "enas.retrain", "candidate"),
-         ("side_by_side", "runtime.latency", "auxiliary")]
+         ("random1_seeds", "enas.retrain", "reference"), ("side_by_side", "runtime.latency", "auxiliary")]
 
 
 def _steps(name: str):
@@ -52,13 +52,15 @@ def test_enas_cpu_holds_every_step_of_the_top3_vs_random_comparison(monkeypatch)
     assert top["config"] == "recipes/configs/celeba299_enas_retrain_cpu.py"
     assert (top["num_epoch"], top["threads"], top["seed"]) == (20, 1, 2048)  # the protocol's 20 epochs, its seed
     assert top["max_minutes"] >= 180  # 20 one-thread epochs fit (the protocol's 60-minute cap is for 2 threads)
-    # the top arc again with two more seeds, the same recipe otherwise: three seeds for the headline
-    seeds = steps["top1_seeds"]
-    assert seeds.foreach == [1, 2] and 2048 not in seeds.foreach
-    assert {k: v for k, v in seeds.params.items() if k not in ("arch", "search", "seed")} == \
-        {k: v for k, v in top.items() if k not in ("arch", "search", "seed")}
-    assert (seeds.params["arch"], seeds.params["search"], seeds.params["seed"]) == (
-        "${search.result.architectures.0.arch}", "${search.result.architectures.0}", "${item}")
+    # the top arc and its random arc again with two more seeds, the same recipe otherwise: three seeds each for the
+    # headline and for the top arc's own reference
+    for step, source in (("top1_seeds", "search"), ("random1_seeds", "random_arcs")):
+        seeds = steps[step]
+        assert seeds.foreach == [1, 2] and 2048 not in seeds.foreach
+        assert {k: v for k, v in seeds.params.items() if k not in ("arch", "search", "seed")} == \
+            {k: v for k, v in top.items() if k not in ("arch", "search", "seed")}
+        assert (seeds.params["arch"], seeds.params["search"], seeds.params["seed"]) == (
+            f"${{{source}.result.architectures.0.arch}}", f"${{{source}.result.architectures.0}}", "${item}")
     # every retrained network is timed in both runtimes, side by side, 1 thread, best export (the stage's default)
     timing = steps["side_by_side"].params
     assert timing["runtimes"] == ["onnxruntime", "tflite"] and timing["threads"] == 1 and "passes" not in timing
@@ -118,7 +120,7 @@ def test_enas_test_runs_locally_with_random_arcs_of_matching_latency(enas_test_r
     roles = {(r["step"], r["role"]) for r in summary["trials"]}
     assert roles == {("data", "auxiliary"), ("lut", "auxiliary"), ("search", "auxiliary"), ("random_arcs", "auxiliary"),
                      ("retrain", "candidate"), ("random_retrain", "reference"), ("top1_seeds", "candidate"),
-                     ("side_by_side", "auxiliary")}
+                     ("random1_seeds", "reference"), ("side_by_side", "auxiliary")}
     assert all(r["status"] == "SUCCEEDED" for r in summary["trials"])
     result = lambda step, i=0: json.loads((enas_test_run / step / f"{i:03d}" / "result.json").read_text())  # noqa: E731
     table = result("lut")["result"]["table"]
@@ -191,10 +193,12 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
     source = dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "enas_cpu"), metric="val_acc")
     nets = {n.name: n for n in networks(gather_rows(tmp_path, (source,)))}
     assert set(nets) == {"top1", "top2", "random1", "random2"}
-    for name, net in nets.items():  # the run seed; the top arc also top1_seeds' seed
-        assert net.seeds == ([0, 1] if name == "top1" else [0])
+    for name, net in nets.items():  # the run seed; the top arc and its random arc also top1_seeds' / random1_seeds'
+        assert net.seeds == ([0, 1] if name in ("top1", "random1") else [0])
         assert all(net.latency_ms[rt] > 0 for rt in ("onnxruntime", "tflite"))
     assert [(t["rank"], t["seeds"]) for t in s["top_seeds"]] == [(1, [0, 1])]
+    assert [(t["rank"], t["seeds"]) for t in s["random_seeds"]] == [(1, [0, 1])]
+    assert [n["seed"] for n in s["random"]] == [0, 0]  # the comparison stays at the seed every random arc has
     own = section_headline(tmp_path, (source,)).split("### Each method against its own reference")[1]
     assert "| enas: top1 | random1 |" in own and "| enas: top2 | random2 |" in own and "n<3: not a headline" in own
 
@@ -241,6 +245,7 @@ def test_published_arcs_are_the_networks_side_by_side_timed(enas_test_run, tmp_p
         output = trials[(src["step"], src["index"])]["metrics"]["output"]
         assert side["params"]["models"][name] == f"{output}/last.pt"
         assert src["checkpoint"] == "$RUN_DIR" + side["params"]["models"][name][len(str(enas_test_run.resolve())):]
-        seeds = [trials[(src["step"], src["index"])]] + ([trials[("top1_seeds", 0)]] if name == "top1" else [])
-        assert e["seeds"]["values"] == [t["metrics"]["val_acc"] for t in seeds]  # the top arc: also top1_seeds' run
+        more = {"top1": [trials[("top1_seeds", 0)]], "random1": [trials[("random1_seeds", 0)]]}.get(name, [])
+        seeds = [trials[(src["step"], src["index"])]] + more
+        assert e["seeds"]["values"] == [t["metrics"]["val_acc"] for t in seeds]  # also top1_seeds' / random1_seeds'
         assert e["seed"] == 0  # the file is the timed network (the retrain step's)
