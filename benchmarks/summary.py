@@ -846,7 +846,8 @@ def _finding_fastest(nets: Sequence[Any]) -> list[str]:
         out.append(f"**Fastest reference, {label}**: {ref.name} ({_mean_std(ref.accuracy)}, "
                    f"{ref.latency_ms[runtime]:.3f} ms) against each of the {len(searched)} searched networks with "
                    f"{st.MIN_SEEDS}+ seeds, by the headline's rule with the reference as the candidate: "
-                   + "; ".join(f"**{k}** than {', '.join(names)}" for k, names in groups.items()) + ".")
+                   + "; ".join(f"**{k}** {'with' if k == st.TIE else 'than'} {', '.join(names)}"
+                               for k, names in groups.items()) + ".")
     return out
 
 

@@ -102,3 +102,18 @@ def test_the_fastest_reference_is_judged_against_every_searched_network_by_the_r
 def test_no_fastest_reference_sentence_without_a_searched_network(tmp_path):
     _front(tmp_path)
     assert "Fastest reference" not in section_findings(tmp_path)
+
+
+def test_the_fastest_reference_ties_with_a_network_not_than_it(tmp_path):
+    """A tie reads 'tie with', the other verdicts 'than'."""
+    _front(tmp_path)
+    _tnas(tmp_path)
+    path = tmp_path / "tnas_cpu.json"
+    data = json.loads(path.read_text())
+    students = [t for t in data["result"]["trials"] if t["step"] == "student" and "/search/000/" in t["params"]["arch"]]
+    for t, acc in zip(students, (0.80, 0.90, 0.85)):  # 0.9 points above x0.25 on average, spread wide: a tie
+        t["metrics"]["lfw_acc"] = acc
+    path.write_text(json.dumps(data))
+    line = _line(tmp_path, "Fastest reference, onnxruntime")
+    assert line.endswith("**as accurate, faster** than tnas's student ratio 0.4; **tie** with tnas's student "
+                         "ratio 0.5.")
