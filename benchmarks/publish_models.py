@@ -12,7 +12,9 @@ resolved through seed_rows only (:func:`find`: ``pipeline_rows`` of the record's
 trial that timed that trial's checkpoint, alone (``model``) or among several (``models``). The published
 weights are that checkpoint (the step's ``last.pt``: the final weights, which are also the ones the training
 evaluated for its recorded ``lfw_acc``; ``best.pt``'s figures are ``best_lfw_*``). ``--run RECORD=DIR`` says
-where that run's folder is on this machine (the record writes it as ``$RUN_DIR``).
+where that run's folder is on this machine (the record writes it as ``$RUN_DIR``); a published row of a
+record whose folder is not given keeps its file and entry (checked as ``--refresh`` checks them), so
+publishing one new run needs only that run's folder.
 
 Each network is exported with the project's exporter (``export_onnx``: InsightFace's 112x112
 aligned-face input, the data layer's resize in front of a network trained at 64x64, the graph
@@ -359,7 +361,16 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
             skipped.append(f)
             del recorded[f]
         waiting = [f for f, (r, _) in recorded.items() if r.compare_with is not None and r.compare_with not in recorded]
+    manifest_path = out_dir / MANIFEST
+    old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    old_entries = {e.get("file"): e for e in old.get("models", [])}
     for row, found in recorded.values():
+        if row.record not in run_dirs and row.file in old_entries:
+            # its run folder is not given (only the runs that changed are): the published file stays, checked
+            # against its entry and the record, with its record-derived fields rewritten
+            entries.append(_refreshed(row, old_entries[row.file], found, out_dir))
+            log.info("kept %s (no --run %s=RUN_DIR given: not exported again)", row.file, row.record)
+            continue
         record, train, latency = records[row.record] or {}, found.train, found.latency
         recorded_ckpt, ckpt = _checkpoint(found, row, run_dirs)
         m, lm = train.get("metrics") or {}, latency.get("metrics") or {}
@@ -387,8 +398,6 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
         log.info("published %s (%.2f MB, %s %.4f, parity min cosine %.6f)", row.file, size / 1e6,
                  found.source.metric, found.primary.lfw_acc, exported["parity_min_cosine"])
     published = {e["file"] for e in entries}
-    manifest_path = out_dir / MANIFEST
-    old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     for stale in {e.get("file") for e in old.get("models", [])} - published:
         if stale and (out_dir / stale).is_file():
             log.info("removing %s: no longer published", stale)
@@ -396,6 +405,24 @@ def publish(rows: list[Row], run_dirs: Mapping[str, Path], results: Path = RESUL
     manifest = {"models": entries}
     write_json(manifest_path, manifest)
     return {"manifest": str(manifest_path), "published": sorted(published), "not_recorded_yet": skipped}
+
+
+def _refreshed(row: Row, old: Mapping[str, Any], found: Found | None, out_dir: Path) -> dict[str, Any]:
+    """A published entry with its record-derived fields rewritten, no export: the file must be the one the entry
+    describes (sha256) and the record's primary run must still hold its network (checkpoint, accuracy, size)."""
+    path = out_dir / row.file
+    if not path.is_file() or _sha256(path) != old.get("sha256"):
+        raise FacenasError(f"{path}: missing or not the file the manifest describes (sha256): publish it again "
+                           "with --run")
+    if found is None or found.checkpoint != (old.get("source") or {}).get("checkpoint"):
+        raise FacenasError(f"{row.file}: the primary run of {row.record} no longer holds the published network "
+                           f"(step {row.step}): publish again with --run")
+    fields = _record_fields(row, found)
+    for key in ("lfw_acc", "mflops", "params_m", "seed"):
+        if fields[key] != old.get(key):
+            raise FacenasError(f"{row.file}: {key} {old.get(key)} in the manifest, {fields[key]} in {row.record}'s "
+                               "primary run: publish again with --run")
+    return {**old, **fields, "source": {**(old.get("source") or {}), **_source_fields(row, found)}}
 
 
 def refresh(rows: list[Row], results: Path = RESULTS_DIR, out_dir: Path = MODELS_DIR,
@@ -417,20 +444,7 @@ def refresh(rows: list[Row], results: Path = RESULTS_DIR, out_dir: Path = MODELS
         if row is None:
             raise FacenasError(f"{old.get('file')} is published but not listed in the rows file: publish again "
                                "with --run to drop it")
-        path = out_dir / row.file
-        if not path.is_file() or _sha256(path) != old.get("sha256"):
-            raise FacenasError(f"{path}: missing or not the file the manifest describes (sha256): publish it again "
-                               "with --run")
-        found = _find_recorded(row, results, records, sources)
-        if found is None or found.checkpoint != (old.get("source") or {}).get("checkpoint"):
-            raise FacenasError(f"{row.file}: the primary run of {row.record} no longer holds the published network "
-                               f"(step {row.step}): publish again with --run")
-        fields = _record_fields(row, found)
-        for key in ("lfw_acc", "mflops", "params_m", "seed"):
-            if fields[key] != old.get(key):
-                raise FacenasError(f"{row.file}: {key} {old.get(key)} in the manifest, {fields[key]} in {row.record}'s "
-                                   "primary run: publish again with --run")
-        out.append({**old, **fields, "source": {**(old.get("source") or {}), **_source_fields(row, found)}})
+        out.append(_refreshed(row, old, _find_recorded(row, results, records, sources), out_dir))
     write_json(manifest_path, {"models": out})
     return {"manifest": str(manifest_path), "refreshed": [e["file"] for e in out]}
 

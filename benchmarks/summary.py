@@ -816,6 +816,19 @@ def _finding_headline(nets: Sequence[Any], sources: Sequence[Any]) -> list[str]:
                                     (c.net.latency_ms.get(runtime), ref.latency_ms.get(runtime)))
                    + (f"; it is dominated by {', '.join(c.comp.dominated_by)} (faster and at least as accurate)"
                       if c.comp.dominated_by else "") + _own_tie(c.net, own, c.comp.strongest) + ".")
+        # the issue's question is a win at the lowest latency: the win against the fastest reference, if another
+        wins = [(c.references[name].latency_ms.get(runtime), c, name, v) for c in comparisons[runtime]
+                for name, v in c.comp.eligible.items() if v.label in (st.BETTER, st.AS_ACCURATE_FASTER)
+                and isinstance(c.references[name].latency_ms.get(runtime), (int, float))]
+        if wins:
+            _, c, name, v = min(wins, key=lambda w: (w[0], -st.STRENGTH[w[3].label], -(w[3].gain or 0)))
+            if (c, name) != (best[0], best[0].comp.strongest):
+                ref = c.references[name]
+                out.append(f"**{label}, the win against the fastest reference**: {c.net.method}'s {c.net.name} "
+                           f"({_mean_std(c.net.accuracy)}, {c.net.accuracy.n} seeds) against {name} "
+                           f"({_mean_std(ref.accuracy)}, {ref.accuracy.n} seeds): "
+                           + _verdict_words(v, c.pairs.get(name), (c.net.latency_ms.get(runtime), ref.latency_ms.get(runtime)))
+                           + _own_tie(c.net, own, name) + ".")
     for net, ref, v, pair in own:
         rt = net.target_runtime
         out.append(f"**{net.method}, own reference**: {net.name} ({_mean_std(net.accuracy)}, {net.accuracy.n} seeds) vs "

@@ -247,3 +247,19 @@ def test_publish_states_the_seed_statistics_and_refresh_rewrites_them_without_ex
     (models / "a.onnx").write_bytes(b"x")
     with pytest.raises(FacenasError, match="not the file the manifest describes"):
         refresh(load_rows(tmp_path / "rows.yml"), results, models)
+
+
+def test_publishing_without_a_records_run_folder_keeps_its_published_files_as_they_are(tmp_path):
+    """Only the runs that changed need their folders: a published row of a record whose folder is not given keeps
+    its file and entry (not exported again), checked against the manifest (sha256) and the record."""
+    run, results, _ = _fake_run(tmp_path)
+    models = tmp_path / "models"
+    publish(load_rows(tmp_path / "rows.yml"), {"rec": run}, results, models)
+    (entry,) = json.loads((models / "manifest.json").read_text())["models"]
+    before = (models / "a.onnx").stat().st_mtime_ns
+    out = publish(load_rows(tmp_path / "rows.yml"), {}, results, models)
+    assert out["published"] == ["a.onnx"] and (models / "a.onnx").stat().st_mtime_ns == before
+    assert json.loads((models / "manifest.json").read_text())["models"] == [entry]
+    (models / "a.onnx").write_bytes(b"not the published network")
+    with pytest.raises(FacenasError, match="a.onnx: missing or not the file the manifest describes"):
+        publish(load_rows(tmp_path / "rows.yml"), {}, results, models)
