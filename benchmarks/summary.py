@@ -816,7 +816,8 @@ def _finding_headline(nets: Sequence[Any], sources: Sequence[Any]) -> list[str]:
                                     (c.net.latency_ms.get(runtime), ref.latency_ms.get(runtime)))
                    + (f"; it is dominated by {', '.join(c.comp.dominated_by)} (faster and at least as accurate)"
                       if c.comp.dominated_by else "") + _own_tie(c.net, own, c.comp.strongest) + ".")
-        # the question is a win at the lowest latency: the win against the fastest reference, if another
+        # the question is a win at the lowest latency: the win against the fastest reference it is won
+        # against, when that is not the strongest comparison above
         wins = [(c.references[name].latency_ms.get(runtime), c, name, v) for c in comparisons[runtime]
                 for name, v in c.comp.eligible.items() if v.label in (st.BETTER, st.AS_ACCURATE_FASTER)
                 and isinstance(c.references[name].latency_ms.get(runtime), (int, float))]
@@ -892,7 +893,7 @@ def _finding_enas(results: Path) -> list[str]:
     (n_top, n_random), (m_top, m_random), (s_top, s_random) = c["n"], c["mean"], c["std"]
     epochs = ", ".join(_f(e, 0) for e in s.get("retrain_epochs") or [])
     text = (f"**ENAS, top-3 vs random arcs** ({epochs}-epoch retrains, one seed each, {n_top} vs {n_random} networks): "
-            f"{_acc(m_top, s_top)} against {_acc(m_random, s_random)} for random arcs within +-10% of their predicted "
+            f"{_acc(m_top, s_top)} against {_acc(m_random, s_random)} for the random arcs of matching predicted "
             f"latency: **{c['verdict']}** (difference {c['difference']:+.4f}, p = {_f(c.get('p_value'), 3)}).")
     search = s.get("search") or {}
     reward, sampled = (search.get("settings") or {}).get("reward") or {}, search.get("sampled")

@@ -214,7 +214,7 @@ def test_the_findings_say_how_enas_top3_compares_with_random_arcs_and_where_the_
     assert _collect(tmp_path / "results", run, name="enas_cpu", experiment="recipes/nni/enas_cpu.yml") == 0
     (text,) = _finding_enas(tmp_path / "results")
     assert text.startswith("**ENAS, top-3 vs random arcs** (20-epoch retrains, one seed each, 3 vs 3 networks): "
-                           "0.8300 ± 0.0100 against 0.8350 ± 0.0050 for random arcs")
+                           "0.8300 ± 0.0100 against 0.8350 ± 0.0050 for the random arcs of matching predicted")
     assert "**tie** (difference -0.0050, p = 0." in text
     assert text.endswith("ended at 0.360 ms predicted (epoch mean; highest 0.470 ms) against the target 0.380 ms "
                          "(q = -3).")
