@@ -29,6 +29,7 @@ from typing import Any
 
 from benchmarks._common import RESULTS_DIR, save_result
 from facenas.errors import ConfigError, FacenasError
+from facenas.utils.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,8 @@ def run_seed(state: dict[str, Any], trials: list[dict[str, Any]]) -> int | None:
 def _curve(trial_dir: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     """The trial's intermediate results (``metrics.jsonl``, as NNI got them), each cut to ``keys``; a line that is
     not JSON (a trial killed mid-write) is left out."""
-    out = []
-    path = trial_dir / "metrics.jsonl"
-    for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and row.get("type") == "intermediate":
-            out.append({k: row[k] for k in keys if k in row})
-    return out
+    return [{k: row[k] for k in keys if k in row} for row in read_jsonl(trial_dir / "metrics.jsonl")
+            if isinstance(row, dict) and row.get("type") == "intermediate"]
 
 
 def collect(output_dir: Path) -> dict[str, Any]:

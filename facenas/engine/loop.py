@@ -36,7 +36,7 @@ from facenas.errors import ConfigError, DataFormatError, FacenasError, OutputFol
 from facenas.nas.results import CONFIG as CONFIG_FILE
 from facenas.nas.results import FINAL as FINAL_FILE
 from facenas.nas.results import METRICS as METRICS_FILE
-from facenas.utils.io import append_jsonl, atomic_write, dumps, read_json, write_json
+from facenas.utils.io import append_jsonl, atomic_write, dumps, read_json, read_jsonl, write_json
 from facenas.utils.progress import Progress
 
 from . import distributed as D
@@ -468,16 +468,8 @@ class Loop:
         return final
 
 
-def metric_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of a metrics log (a line a kill cut short is skipped)."""
-    records = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
+#: the JSON lines of a metrics log (a line a kill cut short is skipped)
+metric_records = read_jsonl
 
 
 def _plain(value: Any) -> Any:

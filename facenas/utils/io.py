@@ -170,6 +170,20 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
         raise _with_path(exc, Path(path)) from None
 
 
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The JSON lines of a log written by :func:`append_jsonl` ([] when there is none); a line a kill cut short
+    is skipped."""
+    path = Path(path)
+    records = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
 def emit_json(obj: Any, stream: IO[str] | None = None) -> None:
     """Print ``obj`` as one JSON line: the CLI's machine-readable last line of stdout."""
     stream = stream or sys.stdout

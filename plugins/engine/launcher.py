@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from facenas.errors import ConfigError, FacenasError
 from facenas.nas.report import Reporter
-from facenas.utils.io import read_json
+from facenas.utils.io import read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def run_torchrun(command: Sequence[str], config: Mapping[str, Any], output: str 
         raise FacenasError(f"torchrun ({nproc} process(es)) of `facenas {' '.join(command)}` exited with "
                            f"{proc.returncode}: {_error_line(out / LOG_NAME)} (log: {out / LOG_NAME})")
     if reporter is not None:
-        for record in _records(out / "train_metrics.jsonl"):
+        for record in read_jsonl(out / "train_metrics.jsonl"):
             if record.get("type") == "epoch":
                 numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                 numbers.setdefault("default", -float(numbers.get("loss", 0.0)))
@@ -67,18 +67,6 @@ def run_torchrun(command: Sequence[str], config: Mapping[str, Any], output: str 
         raise FacenasError(f"torchrun of `facenas {' '.join(command)}` ended without {out / 'final.json'} "
                            f"(log: {out / LOG_NAME})")
     return dict(read_json(out / "final.json"))
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def _error_line(log_file: Path) -> str:
