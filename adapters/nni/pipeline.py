@@ -263,6 +263,11 @@ def _step_name(ref: str) -> str:
     return m.group("name") if m else ""
 
 
+def _uses(step: StepConfig) -> set[str]:
+    """The names a step's ``params`` and ``foreach`` refer to: earlier steps, and context names (``experiment``)."""
+    return {_step_name(r) for r in references([step.params, step.foreach])}
+
+
 def search_pipeline(
     space: str,
     stage: str,
@@ -591,9 +596,8 @@ class PipelineScheduler:
             return False
         if any(self.exclusive[u.step] for u in self.pending_units()):
             return False
-        step = self.steps[k]
-        names = {_step_name(r) for r in references([step.params, step.foreach])}
-        if any(r.strip().split(".")[0] == "experiment" for r in references([step.params, step.foreach])):
+        names = _uses(self.steps[k])
+        if "experiment" in names:
             return not running  # it may read any earlier step's files by path
         ended = {s.name for s in self.steps[:k] if self.step_state[s.name]["status"] in ("done", "skipped")}
         return names & {s.name for s in self.steps[:k]} <= ended
@@ -889,8 +893,8 @@ class PipelineScheduler:
                 reason = f"its {', '.join(changed)} changed since the saved run"
             elif saved.get("stage", step.stage) != step.stage:
                 reason = "its stage changed since the saved run"
-            elif {_step_name(r) for r in references([step.params, step.foreach])} & rerun:
-                uses = sorted({_step_name(r) for r in references([step.params, step.foreach])} & rerun)
+            elif _uses(step) & rerun:
+                uses = sorted(_uses(step) & rerun)
                 reason = f"it uses the results of re-run step(s) {uses}"
             elif saved.get("status") == "skipped":
                 reason = "it was skipped in the saved run"
@@ -967,7 +971,7 @@ class PipelineScheduler:
             if not failed:
                 continue
             users = [s.name for s in self.steps[k + 1:] if s.name in started
-                     and step.name in {_step_name(r) for r in references([s.params, s.foreach])}]
+                     and step.name in _uses(s)]
             if users:
                 log.warning("pipeline %s: step '%s' has %d failed trial(s) but is not retried: step(s) %s used its "
                             "results already", self.config.name, step.name, len(failed), users)
