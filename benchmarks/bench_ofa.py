@@ -218,10 +218,18 @@ def summarise(record: dict[str, Any], results: Path | None = RESULTS, metric: st
     if equal:
         t = equal[0]
         m = t.get("metrics", {})
+        p = t.get("params") or {}
+        architecture = next((name for name, point in points.items()
+                             if point["model"].get("config") == p.get("config")
+                             and (point["model"].get("network_kwargs") or {}) == (p.get("network_kwargs") or {})), None)
+        own = _latency_of(record, _output_of(t))
         equal_budget = {"step": t["step"], **_acc(m), metric: m.get(metric), "epochs": m.get("epochs"),
-                        "seed": (t.get("params") or {}).get("seed"), "train_seconds": m.get("train_seconds"),
-                        "network_kwargs": (t.get("params") or {}).get("network_kwargs"),
-                        "latency_ms": _latency_of(record, _output_of(t))}
+                        "seed": p.get("seed"), "train_seconds": m.get("train_seconds"),
+                        "network_kwargs": p.get("network_kwargs"), "architecture": architecture,
+                        # not timed itself (the last side-by-side step has not run): its architecture's times, the
+                        # reference point of the same recipe, untrained -- latency does not depend on the weights
+                        "latency_ms": own or dict((points.get(architecture) or {}).get("latency_ms") or {}),
+                        "latency_from": t["step"] if own else architecture}
         equal_budget["supernet_epochs"] = _supernet_epochs(supernet)
         equal_budget["vs_picks"] = {rt: [_equal_versus(f, equal_budget, rt, metric) for f in r["finetuned"]]
                                     for rt, r in runtimes.items()}
@@ -295,6 +303,10 @@ def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, met
     """A fine-tuned pick (mean over its seeds) vs the equal-budget reference (one seed: no test)."""
     theirs = equal.get(metric)
     a, b = pick["latency_ms"].get(runtime), (equal.get("latency_ms") or {}).get(runtime)
+    vs = pick.get("vs_reference") or {}
+    if equal.get("latency_from") != equal.get("step") and vs.get("reference") == equal.get("architecture") \
+            and vs.get("reference_ms") is not None:
+        b = vs["reference_ms"]  # its architecture timed in the pick's own rounds
     return {"pick": pick["search"], "ofa_ms": a, "equal_budget_ms": b,
             **versus(pick[metric]["values"], [theirs] if isinstance(theirs, (int, float)) else [], a, b)}
 

@@ -16,6 +16,12 @@ collecting a run again (it progressed) replaces that seed's earlier, partial ent
 ``seed``, ``trials`` and ``pending_steps`` repeat its *primary* run (the first seed recorded), so
 readers of one run (``benchmarks.bench_ofa``, ``benchmarks.publish_models``) keep working;
 :func:`record_runs` gives every run, also of a record written before seeds were kept.
+
+Steps run on their own (``facenas nni run-local FILE --steps STEP --output OUT2``, e.g. a longer-budget
+reference after the rest of the run was collected) join that seed's entry with ``--steps STEP``: their
+trials are added (or replace that step's), the entry's other trials are kept, and ``merged_steps`` names the
+folder each came from. Refused (exit 2) when a step the entry holds used a merged step's results, and when a
+run of only some steps is collected without ``--steps`` over an entry holding others' trials.
 """
 from __future__ import annotations
 
@@ -112,7 +118,7 @@ def collect(output_dir: Path) -> dict[str, Any]:
     order = {name: k for k, name in enumerate(steps)}
     trials.sort(key=lambda t: (order.get(t["step"], len(order)), str(t["step"]),
                                t["index"] if isinstance(t["index"], int) else -1))
-    return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials,
+    return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials, "steps": steps,
             "pending_steps": [s for s in steps if s not in done]}
 
 
@@ -134,9 +140,12 @@ def record_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
              "pending_steps": result.get("pending_steps") or []}]
 
 
-def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file: str, folder: str) -> dict[str, Any]:
+def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file: str, folder: str,
+          experiment_steps: list[str] | None = None) -> dict[str, Any]:
     """The record ``previous`` (its ``result`` part, or None) with ``run`` (:func:`collect`) stored under its
-    seed: added, or replacing that seed's earlier entry (a run collected again after it progressed)."""
+    seed: added, or replacing that seed's earlier entry (a run collected again after it progressed).
+    ``experiment_steps``: the experiment file's steps; a run of only some of them (``run-local --steps``) does
+    not replace an entry holding others' trials (:func:`merge_steps` adds it to that entry)."""
     previous = previous or {}
     for field, have in (("pipeline", run.get("pipeline")), ("experiment_file", experiment_file)):
         was = previous.get(field)
@@ -145,6 +154,11 @@ def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file:
                               "give this run its own --name")
     runs = {_key(r.get("seed")): r for r in record_runs(previous)}
     key = _key(run.get("seed"))
+    if key in runs and experiment_steps is not None and run.get("steps") and set(run["steps"]) < set(experiment_steps):
+        others = sorted({str(t.get("step")) for t in runs[key].get("trials") or []} - set(run["steps"]))
+        if others:  # a run of some steps (run-local --steps) would drop the others' trials from the record
+            raise ConfigError(f"{folder}: the run there holds only steps {run['steps']} and seed {key}'s entry also "
+                              f"{others}: give --steps {','.join(run['steps'])} to merge those into it")
     if key == UNKNOWN_SEED and set(runs) - {UNKNOWN_SEED}:
         raise ConfigError(f"{folder}: the run's seed cannot be read (no advisor_state.json seed, no trial 'seed' "
                           f"parameter) and the record already holds seeds {sorted(runs)}: give it its own --name")
@@ -154,10 +168,72 @@ def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file:
     runs[key] = {"seed": run.get("seed"), "folder": folder,
                  "collected": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                  "pending_steps": run["pending_steps"], "trials": run["trials"]}
+    return _with_runs(previous, run, experiment_file, runs)
+
+
+def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file: str, folder: str,
+                steps: list[str], experiment: Any) -> dict[str, Any]:
+    """``previous`` with the trials of ``steps`` taken from ``run`` into its entry of the same seed, the others
+    kept: a step run on its own (``run-local --steps``) after the rest of the run was collected. Refused when a
+    step the entry holds used one of ``steps``' results (its trials would then describe other networks than the
+    merged ones) or the run has no finished trial of a named step. ``experiment``: the file's
+    :class:`~facenas.adapters.nni.pipeline.PipelineConfig` (step order, what each step uses)."""
+    from facenas.adapters.nni.pipeline import _uses
+
+    configs = experiment.step_configs(experiment_file)
+    order = [c.name for c in configs]
+    unknown = [s for s in steps if s not in order]
+    if unknown:
+        raise ConfigError(f"--steps: {experiment_file} has no step(s) {unknown} (steps: {order})")
+    runs = {_key(r.get("seed")): r for r in record_runs(previous or {})}
+    key = _key(run.get("seed"))
+    if key not in runs:
+        raise ConfigError(f"--steps: the record has no run of seed {key} to merge into (seeds: {sorted(runs)}): "
+                          "collect the whole run without --steps")
+    entry = dict(runs[key])
+    held = {str(t.get("step")) for t in entry.get("trials") or []} - set(steps)
+    users = sorted((c.name, sorted(_uses(c) & set(steps))) for c in configs if c.name in held and _uses(c) & set(steps))
+    if users:
+        raise ConfigError(f"--steps: seed {key}'s entry holds {[u[0] for u in users]}, which used the results of "
+                          f"{sorted({n for u in users for n in u[1]})} from another run: merge them too, or collect "
+                          "the whole run without --steps")
+    ended = {str(t.get("step")) for t in run["trials"] if t.get("status") in ("SUCCEEDED", "FAILED")}
+    missing = [s for s in steps if s not in ended]
+    if missing:
+        raise ConfigError(f"--steps: {folder} has no finished trial of {missing}: let them end first")
+    trials = [t for t in entry.get("trials") or [] if t.get("step") not in steps] + [
+        t for t in run["trials"] if t.get("step") in steps]
+    trials.sort(key=lambda t: (order.index(t["step"]) if t.get("step") in order else len(order),
+                               t["index"] if isinstance(t.get("index"), int) else -1))
+    done = {str(t.get("step")) for t in trials if t.get("status") == "SUCCEEDED"}
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    entry.update(trials=trials, pending_steps=[s for s in order if s not in done],
+                 merged_steps={**(entry.get("merged_steps") or {}),
+                               **{s: {"folder": folder, "collected": stamp} for s in steps}})
+    log.info("seed %s: steps %s merged from %s; the entry's other steps kept (collected %s from %s)", key, steps,
+             folder, entry.get("collected", "earlier"), entry.get("folder", "an unnamed folder"))
+    runs[key] = entry
+    return _with_runs(previous or {}, run, experiment_file, runs)
+
+
+def _with_runs(previous: dict[str, Any], run: dict[str, Any], experiment_file: str,
+               runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The record's ``result`` over ``runs``: its top level repeats the primary (first) run."""
     primary = runs[next(iter(runs))]
     return {"pipeline": previous.get("pipeline") or run.get("pipeline"), "experiment_file": experiment_file,
             "seed": primary["seed"], "seeds": [r["seed"] for r in runs.values()],
             "trials": primary["trials"], "pending_steps": primary["pending_steps"], "runs": runs}
+
+
+def _experiment(path: str) -> Any:
+    """The experiment file's pipeline (:class:`~facenas.adapters.nni.pipeline.PipelineConfig`); None when the file
+    is not there or not a facenas pipeline (the record then only names it)."""
+    from facenas.adapters.nni.launch import load_yaml
+    from facenas.adapters.nni.pipeline import pipeline_config_of
+
+    if not Path(path).is_file():
+        return None
+    return pipeline_config_of(load_yaml(path).get("tuner"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output_dir", type=Path, help="the run's output folder (facenas nni run-local --output)")
     ap.add_argument("--name", required=True, help="record name: benchmarks/results/<name>.json")
     ap.add_argument("--experiment", required=True, help="the experiment file the run came from")
+    ap.add_argument("--steps", metavar="STEP[,STEP...]",
+                    help="merge only these steps' trials into the record's entry of the run's seed, keeping its other "
+                         "steps (a step run on its own: facenas nni run-local --steps)")
     ap.add_argument("--results", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -174,7 +253,17 @@ def main(argv: list[str] | None = None) -> int:
                                "folder of a pipeline run")
         existing = args.results / f"{args.name}.json"
         previous = json.loads(existing.read_text(encoding="utf-8")).get("result") if existing.is_file() else None
-        result = merge(previous, collect(args.output_dir), args.experiment, args.output_dir.resolve().name)
+        experiment = _experiment(args.experiment)
+        run, folder = collect(args.output_dir), args.output_dir.resolve().name
+        if args.steps:
+            if experiment is None:
+                raise ConfigError(f"--steps: {args.experiment} is not a facenas experiment file here: it names the "
+                                  "steps' order and what each uses")
+            steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+            result = merge_steps(previous, run, args.experiment, folder, steps, experiment)
+        else:
+            result = merge(previous, run, args.experiment, folder,
+                           [c.name for c in experiment.step_configs(args.experiment)] if experiment else None)
     except FacenasError as exc:
         print(f"collect_pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -460,7 +460,10 @@ def section_ofa(results: Path) -> str:
                  v.get("latency_ratio") if v.get("latency_ratio") is not None else "missing", v.get("verdict") or "–"]
                 for runtime, versus in (eq.get("vs_picks") or {}).items() for v in versus]
         sup = eq.get("supernet_epochs")
-        parts.append(title + f"\n\nSupernet: {f'{sup:g}' if isinstance(sup, (int, float)) else '–'} epochs.\n\n" + net
+        times = "" if eq.get("latency_from") in (None, eq["step"]) else (
+            f" Its times are its architecture's ({eq['latency_from']}, untrained, timed beside the picks: latency does "
+            "not depend on the weights); the side-by-side step that times the trained network has not run.")
+        parts.append(title + f"\n\nSupernet: {f'{sup:g}' if isinstance(sup, (int, float)) else '–'} epochs.{times}\n\n" + net
                      + "\n\n" + _table(
             ["runtime", "pick", "LFW: pick mean - equal budget", "pick ms", "equal budget ms", "latency ratio", "test"],
             rows))

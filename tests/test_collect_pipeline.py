@@ -236,3 +236,61 @@ def test_trials_are_recorded_in_the_pipelines_step_order_not_the_folders(tmp_pat
     assert _collect(tmp_path / "results", run, name="p") == 0
     assert [(t["step"], t["index"]) for t in _result(tmp_path / "results", "p")["trials"]] == [
         ("random_retrain", 0), ("random_retrain", 1), ("random1_seeds", 0), ("random1_seeds", 1)]
+
+
+def _experiment(tmp_path: Path) -> str:
+    """An experiment file of STEPS, each ``*_latency`` step timing its network (it uses that step's result)."""
+    steps = []
+    for s in STEPS:
+        uses = {"model": "${%s.result.output}/last.pt" % s[:-len("_latency")]} if s.endswith("_latency") else {}
+        steps.append({"name": s, "stage": "runtime.latency" if uses else "engine.train", "params": uses})
+    path = tmp_path / "front.yml"
+    path.write_text(json.dumps({"tuner": {"name": "FacenasPipeline", "classArgs": {"name": "front", "steps": steps}}}))
+    return str(path)
+
+
+def _only(folder: Path, seed: int, steps: list[str], done: dict[str, float]) -> Path:
+    """A run of some steps only (facenas nni run-local --steps): its advisor state names just those."""
+    _run(folder, seed, done)
+    config = {"name": "front", "seed": seed, "steps": [{"name": s, "stage": "x"} for s in steps]}
+    (folder / "advisor_state.json").write_text(json.dumps({"name": "front", "config": config}))
+    for extra in {p.name for p in folder.iterdir() if p.is_dir()} - set(steps):
+        for f in (folder / extra).glob("*/result.json"):
+            f.unlink()
+    return folder
+
+
+def test_a_step_run_on_its_own_merges_into_its_seeds_entry(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    experiment = _experiment(tmp_path)
+    assert _collect(results, _run(tmp_path / "whole", 7, {"a": 0.80}), experiment=experiment) == 0
+    before = _result(results)["runs"]["7"]
+    assert before["pending_steps"] == ["b", "b_latency"]
+
+    alone = _only(tmp_path / "alone", 7, ["b"], {"b": 0.86})
+    capsys.readouterr()
+    assert _collect(results, alone, experiment=experiment) == 2  # a plain collect would drop a and a_latency
+    assert "holds only steps ['b']" in capsys.readouterr().err and _result(results)["runs"]["7"] == before
+
+    steps = ["--steps", "b"]
+    assert main([str(alone), "--name", "front", "--experiment", experiment, "--results", str(results), *steps]) == 0
+    entry = _result(results)["runs"]["7"]
+    assert [t["step"] for t in entry["trials"]] == ["a", "a_latency", "b"]
+    assert entry["pending_steps"] == ["b_latency"] and entry["folder"] == "whole"
+    assert entry["merged_steps"]["b"]["folder"] == "alone"
+    assert entry["trials"][:2] == before["trials"]
+
+    # refused: a_latency (kept) used a's result; a step the folder did not finish; a seed the record lacks
+    for argv, message in ((["--steps", "a"], "holds ['a_latency'], which used the results of ['a']"),
+                          (["--steps", "b_latency"], "no finished trial of ['b_latency']"),
+                          (["--steps", "c"], "has no step(s) ['c']")):
+        capsys.readouterr()
+        assert main([str(alone), "--name", "front", "--experiment", experiment, "--results", str(results),
+                     *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    other = _only(tmp_path / "seed1", 1, ["b"], {"b": 0.84})
+    capsys.readouterr()
+    assert main([str(other), "--name", "front", "--experiment", experiment, "--results", str(results), *steps]) == 2
+    assert "no run of seed 1 to merge into" in capsys.readouterr().err
+    assert _result(results)["runs"]["7"] == entry

@@ -193,11 +193,32 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     if pipeline is None:
         raise FacenasError(f"{args.config}: its tuner is not a facenas advisor (FacenasPipeline / FacenasSearch)")
     concurrency = _concurrency(args.concurrency, cfg, args.config)
+    if args.steps:
+        pipeline = _selected(pipeline, args.steps, args.config, Path(args.output))
     sched = run_pipeline_locally(pipeline, args.output, retry_failed=args.retry_failed, concurrency=concurrency)
     out = Path(args.output)
     _emit(args, {"status": sched.status(), "output_dir": str(out)},
           (out / SUMMARY_MD).read_text(encoding="utf-8").rstrip())
     return 0
+
+
+def _selected(pipeline: Any, steps: str, path: str, output: Path) -> Any:
+    """The pipeline cut to ``--steps``; refused when ``output`` holds a run of steps outside them (resuming it with
+    fewer steps would move their trials out of the run)."""
+    from facenas.adapters.nni.pipeline import select_steps
+    from facenas.utils.io import read_json
+
+    cut = select_steps(pipeline, steps.split(","), source=f"{path}: --steps {steps}")
+    state = output / "advisor_state.json"
+    if state.is_file():
+        saved = [s.get("name") for s in read_json(state).get("steps", []) if isinstance(s, dict)]
+        chosen = {s["name"] for s in cut.steps}
+        beyond = [n for n in saved if n not in chosen]
+        if beyond:
+            raise ConfigError(f"{state}: the run there also holds steps {beyond}, which --steps {steps} leaves out "
+                              f"(its trials would be moved out of the run): resume it with --steps "
+                              f"{','.join(saved)} or more, or without --steps")
+    return cut
 
 
 def cmd_e2e(args: argparse.Namespace) -> int:
@@ -283,6 +304,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--concurrency", default="1", metavar="N|file",
                    help="trials at a time, each in its own process (default 1: one after another in this process); "
                         "'file': the experiment file's trialConcurrency")
+    q.add_argument("--steps", metavar="STEP[,STEP...]",
+                   help="run only these steps of the file (each may use only these steps' results), e.g. a "
+                        "longer-budget reference on its own; a later run of the whole file in the same --output "
+                        "keeps their trials")
 
     q = add("e2e", cmd_e2e, "the end-to-end nnictl check of an experiment file (temporary NNI home)")
     q.add_argument("config")

@@ -268,6 +268,36 @@ def _uses(step: StepConfig) -> set[str]:
     return {_step_name(r) for r in references([step.params, step.foreach])}
 
 
+def select_steps(config: PipelineConfig, names: list[str], source: str = "--steps") -> PipelineConfig:
+    """``config`` cut to the steps ``names`` (the file's order kept): ``facenas nni run-local --steps``.
+
+    For a step that does not need the rest of its pipeline (a longer-budget reference, a supernet)
+    run on its own, in its own folder or ahead of the whole file in the run's folder: a run of the
+    whole file resumed there keeps it (its parameters are the file's). A selected step may only use
+    selected steps' results; an unknown name or a missing dependency is a :class:`ConfigError`.
+    """
+    import difflib
+
+    steps = config.step_configs(source)
+    known = [s.name for s in steps]
+    wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{source}: pipeline '{config.name}' has no step '{name}'{hint} (steps: {known})")
+    if not wanted:
+        raise ConfigError(f"{source}: name at least one step (steps: {known})")
+    for step in steps:
+        missing = sorted((_uses(step) - set(CONTEXT_NAMES)) - set(wanted)) if step.name in wanted else []
+        if missing:
+            raise ConfigError(f"{source}: step '{step.name}' uses the results of {missing}, which are not selected: "
+                              f"add them (--steps {','.join(n for n in known if n in set(wanted) | set(missing))}) "
+                              "or run the whole file")
+    kept = [dict(raw) for raw, step in zip(config.steps, steps) if step.name in wanted]
+    return dataclasses.replace(config, steps=kept)
+
+
 def search_pipeline(
     space: str,
     stage: str,

@@ -285,3 +285,27 @@ def test_a_pick_is_compared_with_the_reference_timed_in_its_own_rounds(tmp_path)
     assert x05["vs_reference"]["reference_ms"] == pytest.approx(2.4)  # beside it, in its own rounds
     assert x05["vs_reference"]["latency_ratio"] == pytest.approx(1.8 / 2.4)
     assert x075["vs_reference"]["reference_ms"] == pytest.approx(2.1)  # the 0.7x pick was timed in the big step
+
+
+def test_an_equal_budget_network_not_timed_yet_takes_its_architectures_times_from_the_picks_rounds(tmp_path):
+    """equal_budget trained, the last side-by-side step not run: its architecture (the reference point of the same
+    recipe and kwargs, mbf_x05) was timed untrained beside each pick; the comparison uses those rounds."""
+    _front(tmp_path)
+    record = _record()
+    timing = next(t for t in record["trials"] if t["step"] == "side_by_side")
+    del timing["params"]["models"]["equal_budget"], timing["metrics"]["latency_ms"]["equal_budget"]
+    eq = summarise(record, tmp_path)["equal_budget"]
+    assert eq["architecture"] == "mbf_x05" and eq["latency_from"] == "mbf_x05"
+    assert eq["latency_ms"] == {"onnxruntime": 2.1, "tflite": 1.7}
+    versus = {v["pick"]: v for v in eq["vs_picks"]["onnxruntime"]}
+    assert versus["comparator under mbf_x05"]["equal_budget_ms"] == 2.1
+    assert versus["comparator under mbf_x05"]["latency_ratio"] == pytest.approx(1.91 / 2.1)
+    _write(tmp_path, "ofa_cpu", record)
+    md = section_ofa(tmp_path)
+    assert "| equal_budget (seed 2048, 42 epochs) | 0.8600 ± 0.0200 | 2.1000 | 1.7000 |" in md
+    assert "Its times are its architecture's (mbf_x05, untrained, timed beside the picks" in md
+    # a network of another recipe has no such stand-in: its times stay missing
+    eq_trial = next(t for t in record["trials"] if t["step"] == "equal_budget")
+    eq_trial["params"]["network_kwargs"] = {"width_mult": 0.75}
+    eq = summarise(record, tmp_path)["equal_budget"]
+    assert eq["architecture"] is None and eq["latency_ms"] == {}
