@@ -976,6 +976,32 @@ def _finding_ofa_ablation(results: Path) -> list[str]:
             + f". LFW: {lfw}.{rest}"]
 
 
+def _finding_ofa_equal_budget(results: Path) -> list[str]:
+    """OFA's equal-budget reference (ofa_cpu.yml's ``equal_budget``): the reference trained for the epochs a
+    fine-tuned pick saw, against the same architecture at the protocol's budget (its reference-front seeds) and
+    against each fine-tuned pick; nothing until it is recorded."""
+    from benchmarks.bench_ofa import load_record, summarise
+
+    record = load_record(results)
+    s = summarise(record, results) if record else None
+    eq = (s or {}).get("equal_budget") or {}
+    if not isinstance(eq.get("lfw_acc"), (int, float)):
+        return []
+    sup, epochs = eq.get("supernet_epochs"), eq.get("epochs")
+    split = (f", as many as a fine-tuned pick saw ({sup:g} supernet + {epochs - sup:g} fine-tuning)"
+             if isinstance(sup, (int, float)) and isinstance(epochs, (int, float)) and epochs > sup else "")
+    ref = ((s.get("references") or {}).get(eq.get("architecture")) or {}).get("lfw_acc") or {}
+    protocol = (f", against {_acc(ref['mean'], ref.get('std'))} over its {ref['n']} reference-front seeds at the "
+                "protocol's budget" if ref.get("n") else "")
+    picks = [f"{rt} {v['pick']} {v['difference']:+.4f}"
+             + (f" at {v['latency_ratio']:.2f}x its latency" if isinstance(v.get("latency_ratio"), (int, float)) else "")
+             for rt, versus in (eq.get("vs_picks") or {}).items() for v in versus
+             if isinstance(v.get("difference"), (int, float))]
+    return [f"**OFA at equal budget**: {eq.get('architecture') or eq['step']} trained once for {_f(epochs, 0)} epochs"
+            f"{split}, seed {eq.get('seed')}: LFW {eq['lfw_acc']:.4f}{protocol}. Each fine-tuned pick's mean minus "
+            "it (one run of the reference: no test): " + ("; ".join(picks) or "no pick recorded") + "."]
+
+
 def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str:
     """What the numbers say, in sentences built from the same records and computations as the tables."""
     from benchmarks import seed_rows
@@ -984,7 +1010,7 @@ def section_findings(results: Path, sources: Sequence[Any] | None = None) -> str
     sources = seed_rows.ROW_SOURCES if sources is None else tuple(sources)
     nets = networks(gather_rows(results, sources))
     bullets = [*_finding_front(nets), *_finding_headline(nets, sources), *_finding_fastest(nets),
-               *_finding_ofa_ablation(results), *_finding_enas(results),
+               *_finding_ofa_ablation(results), *_finding_ofa_equal_budget(results), *_finding_enas(results),
                *_finding_earlier(results)]
     return "## What the numbers say\n\n" + "\n".join(f"* {b}" for b in bullets)
 

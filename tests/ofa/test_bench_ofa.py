@@ -309,3 +309,18 @@ def test_an_equal_budget_network_not_timed_yet_takes_its_architectures_times_fro
     eq_trial["params"]["network_kwargs"] = {"width_mult": 0.75}
     eq = summarise(record, tmp_path)["equal_budget"]
     assert eq["architecture"] is None and eq["latency_ms"] == {}
+
+
+def test_the_findings_say_what_the_equal_budget_reference_gives(tmp_path):
+    from benchmarks.summary import _finding_ofa_equal_budget
+
+    _front(tmp_path)
+    _write(tmp_path, "ofa_cpu", _record())
+    (text,) = _finding_ofa_equal_budget(tmp_path)
+    assert text.startswith("**OFA at equal budget**: mbf_x05 trained once for 42 epochs, as many as a fine-tuned pick "
+                           "saw (22 supernet + 20 fine-tuning), seed 2048: LFW 0.8600, against 0.8450 ± 0.0050 over "
+                           "its 3 reference-front seeds")
+    assert "onnxruntime comparator under mbf_x05 +0.0200 at 0.93x its latency" in text
+    assert "onnxruntime comparator under 0.7x mbf_x05 -0.0600" in text
+    _write(tmp_path, "ofa_cpu", _record(with_finetunes=False))
+    assert _finding_ofa_equal_budget(tmp_path) == []
