@@ -178,7 +178,7 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
     step the entry holds used one of ``steps``' results (its trials would then describe other networks than the
     merged ones) or the run has no finished trial of a named step. ``experiment``: the file's
     :class:`~facenas.adapters.nni.pipeline.PipelineConfig` (step order, what each step uses)."""
-    from facenas.adapters.nni.pipeline import _uses
+    from facenas.adapters.nni.pipeline import step_uses
 
     configs = experiment.step_configs(experiment_file)
     order = [c.name for c in configs]
@@ -192,7 +192,8 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
                           "collect the whole run without --steps")
     entry = dict(runs[key])
     held = {str(t.get("step")) for t in entry.get("trials") or []} - set(steps)
-    users = sorted((c.name, sorted(_uses(c) & set(steps))) for c in configs if c.name in held and _uses(c) & set(steps))
+    users = sorted((c.name, sorted(step_uses(c) & set(steps))) for c in configs
+                   if c.name in held and step_uses(c) & set(steps))
     if users:
         raise ConfigError(f"--steps: seed {key}'s entry holds {[u[0] for u in users]}, which used the results of "
                           f"{sorted({n for u in users for n in u[1]})} from another run: merge them too, or collect "

@@ -263,7 +263,7 @@ def _step_name(ref: str) -> str:
     return m.group("name") if m else ""
 
 
-def _uses(step: StepConfig) -> set[str]:
+def step_uses(step: StepConfig) -> set[str]:
     """The names a step's ``params`` and ``foreach`` refer to: earlier steps, and context names (``experiment``)."""
     return {_step_name(r) for r in references([step.params, step.foreach])}
 
@@ -289,7 +289,7 @@ def select_steps(config: PipelineConfig, names: list[str], source: str = "--step
     if not wanted:
         raise ConfigError(f"{source}: name at least one step (steps: {known})")
     for step in steps:
-        missing = sorted((_uses(step) - set(CONTEXT_NAMES)) - set(wanted)) if step.name in wanted else []
+        missing = sorted((step_uses(step) - set(CONTEXT_NAMES)) - set(wanted)) if step.name in wanted else []
         if missing:
             raise ConfigError(f"{source}: step '{step.name}' uses the results of {missing}, which are not selected: "
                               f"add them (--steps {','.join(n for n in known if n in set(wanted) | set(missing))}) "
@@ -626,7 +626,7 @@ class PipelineScheduler:
             return False
         if any(self.exclusive[u.step] for u in self.pending_units()):
             return False
-        names = _uses(self.steps[k])
+        names = step_uses(self.steps[k])
         if "experiment" in names:
             return not running  # it may read any earlier step's files by path
         ended = {s.name for s in self.steps[:k] if self.step_state[s.name]["status"] in ("done", "skipped")}
@@ -923,8 +923,8 @@ class PipelineScheduler:
                 reason = f"its {', '.join(changed)} changed since the saved run"
             elif saved.get("stage", step.stage) != step.stage:
                 reason = "its stage changed since the saved run"
-            elif _uses(step) & rerun:
-                uses = sorted(_uses(step) & rerun)
+            elif step_uses(step) & rerun:
+                uses = sorted(step_uses(step) & rerun)
                 reason = f"it uses the results of re-run step(s) {uses}"
             elif saved.get("status") == "skipped":
                 reason = "it was skipped in the saved run"
@@ -1001,7 +1001,7 @@ class PipelineScheduler:
             if not failed:
                 continue
             users = [s.name for s in self.steps[k + 1:] if s.name in started
-                     and step.name in _uses(s)]
+                     and step.name in step_uses(s)]
             if users:
                 log.warning("pipeline %s: step '%s' has %d failed trial(s) but is not retried: step(s) %s used its "
                             "results already", self.config.name, step.name, len(failed), users)
