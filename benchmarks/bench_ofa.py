@@ -424,7 +424,9 @@ def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
                          "lfw_acc", "lfw_acc_std", "mflops", "params_m")}, "tar": eq.get("lfw_tar_at_far_1e-3"),
                      "latency_ms": lat.get("onnxruntime"), "time_min": round((eq.get("train_seconds") or 0) / 60, 1),
                      "budget": f"{_ms(eq.get('epochs'))} epochs (supernet + fine-tuning), seed {eq.get('seed')}; "
-                               f"TFLite {_ms(lat.get('tflite'))} ms"})
+                               f"TFLite {_ms(lat.get('tflite'))} ms"
+                               + ("" if eq.get("latency_from") in (None, eq["step"]) else
+                                  f" (times: its architecture, {eq['latency_from']}, untrained)")})
     return rows
 
 

@@ -157,8 +157,9 @@ def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file:
     if key in runs and experiment_steps is not None and run.get("steps") and set(run["steps"]) < set(experiment_steps):
         others = sorted({str(t.get("step")) for t in runs[key].get("trials") or []} - set(run["steps"]))
         if others:  # a run of some steps (run-local --steps) would drop the others' trials from the record
+            ended = [s for s in run["steps"] if s not in run["pending_steps"]]
             raise ConfigError(f"{folder}: the run there holds only steps {run['steps']} and seed {key}'s entry also "
-                              f"{others}: give --steps {','.join(run['steps'])} to merge those into it")
+                              f"{others}: give --steps with those to merge into it (finished: {ended or 'none yet'})")
     if key == UNKNOWN_SEED and set(runs) - {UNKNOWN_SEED}:
         raise ConfigError(f"{folder}: the run's seed cannot be read (no advisor_state.json seed, no trial 'seed' "
                           f"parameter) and the record already holds seeds {sorted(runs)}: give it its own --name")

@@ -992,7 +992,8 @@ def _finding_ofa_equal_budget(results: Path) -> list[str]:
              if isinstance(sup, (int, float)) and isinstance(epochs, (int, float)) and epochs > sup else "")
     ref = ((s.get("references") or {}).get(eq.get("architecture")) or {}).get("lfw_acc") or {}
     protocol = (f", against {_acc(ref['mean'], ref.get('std'))} over its {ref['n']} reference-front seeds at the "
-                "protocol's budget" if ref.get("n") else "")
+                f"protocol's budget ({eq['lfw_acc'] - ref['mean']:+.4f}: the longer budget "
+                f"{'raised' if eq['lfw_acc'] > ref['mean'] else 'did not raise'} its accuracy here)" if ref.get("n") else "")
     picks = [f"{rt} {v['pick']} {v['difference']:+.4f}"
              + (f" at {v['latency_ratio']:.2f}x its latency" if isinstance(v.get("latency_ratio"), (int, float)) else "")
              for rt, versus in (eq.get("vs_picks") or {}).items() for v in versus

@@ -271,7 +271,8 @@ def test_a_step_run_on_its_own_merges_into_its_seeds_entry(tmp_path, capsys):
     alone = _only(tmp_path / "alone", 7, ["b"], {"b": 0.86})
     capsys.readouterr()
     assert _collect(results, alone, experiment=experiment) == 2  # a plain collect would drop a and a_latency
-    assert "holds only steps ['b']" in capsys.readouterr().err and _result(results)["runs"]["7"] == before
+    err = capsys.readouterr().err
+    assert "holds only steps ['b']" in err and "(finished: ['b'])" in err and _result(results)["runs"]["7"] == before
 
     steps = ["--steps", "b"]
     assert main([str(alone), "--name", "front", "--experiment", experiment, "--results", str(results), *steps]) == 0

@@ -304,6 +304,8 @@ def test_an_equal_budget_network_not_timed_yet_takes_its_architectures_times_fro
     md = section_ofa(tmp_path)
     assert "| equal_budget (seed 2048, 42 epochs) | 0.8600 ± 0.0200 | 2.1000 | 1.7000 |" in md
     assert "Its times are its architecture's (mbf_x05, untrained, timed beside the picks" in md
+    rows = {r["network"]: r for r in report_rows(tmp_path)}
+    assert rows['equal_budget (mbf {"width_mult": 0.5})']["budget"].endswith("(times: its architecture, mbf_x05, untrained)")
     # a network of another recipe has no such stand-in: its times stay missing
     eq_trial = next(t for t in record["trials"] if t["step"] == "equal_budget")
     eq_trial["params"]["network_kwargs"] = {"width_mult": 0.75}
@@ -319,7 +321,8 @@ def test_the_findings_say_what_the_equal_budget_reference_gives(tmp_path):
     (text,) = _finding_ofa_equal_budget(tmp_path)
     assert text.startswith("**OFA at equal budget**: mbf_x05 trained once for 42 epochs, as many as a fine-tuned pick "
                            "saw (22 supernet + 20 fine-tuning), seed 2048: LFW 0.8600, against 0.8450 ± 0.0050 over "
-                           "its 3 reference-front seeds")
+                           "its 3 reference-front seeds at the protocol's budget (+0.0150: the longer budget raised "
+                           "its accuracy here)")
     assert "onnxruntime comparator under mbf_x05 +0.0200 at 0.93x its latency" in text
     assert "onnxruntime comparator under 0.7x mbf_x05 -0.0600" in text
     _write(tmp_path, "ofa_cpu", _record(with_finetunes=False))
