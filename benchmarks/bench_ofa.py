@@ -299,13 +299,18 @@ def _reference_beside(record: dict[str, Any], runs: list[dict[str, Any]], name: 
     return _median(found)
 
 
+def stand_in(equal: dict[str, Any]) -> str | None:
+    """The reference point whose untrained times stand for the equal-budget network's (None: timed itself)."""
+    source = equal.get("latency_from")
+    return None if source in (None, equal.get("step")) else str(source)
+
+
 def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, metric: str) -> dict[str, Any]:
     """A fine-tuned pick (mean over its seeds) vs the equal-budget reference (one seed: no test)."""
     theirs = equal.get(metric)
     a, b = pick["latency_ms"].get(runtime), (equal.get("latency_ms") or {}).get(runtime)
     vs = pick.get("vs_reference") or {}
-    if equal.get("latency_from") != equal.get("step") and vs.get("reference") == equal.get("architecture") \
-            and vs.get("reference_ms") is not None:
+    if stand_in(equal) is not None and vs.get("reference") == stand_in(equal) and vs.get("reference_ms") is not None:
         b = vs["reference_ms"]  # its architecture timed in the pick's own rounds
     return {"pick": pick["search"], "ofa_ms": a, "equal_budget_ms": b,
             **versus(pick[metric]["values"], [theirs] if isinstance(theirs, (int, float)) else [], a, b)}
@@ -425,8 +430,7 @@ def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
                      "latency_ms": lat.get("onnxruntime"), "time_min": round((eq.get("train_seconds") or 0) / 60, 1),
                      "budget": f"{_ms(eq.get('epochs'))} epochs (supernet + fine-tuning), seed {eq.get('seed')}; "
                                f"TFLite {_ms(lat.get('tflite'))} ms"
-                               + ("" if eq.get("latency_from") in (None, eq["step"]) else
-                                  f" (times: its architecture, {eq['latency_from']}, untrained)")})
+                               + (f" (times: its architecture, {stand_in(eq)}, untrained)" if stand_in(eq) else "")})
     return rows
 
 

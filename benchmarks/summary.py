@@ -384,7 +384,7 @@ def _ofa(results: Path) -> dict[str, Any] | None:
 def section_ofa(results: Path) -> str:
     """OFA per runtime from the record of recipes/nni/ofa_cpu.yml: table, searches, fine-tuned picks over seeds vs their
     reference (Welch's t-test), the equal-budget reference; "missing" for what is not recorded yet."""
-    from benchmarks.bench_ofa import load_record, summarise
+    from benchmarks.bench_ofa import load_record, stand_in, summarise
 
     head = "## OFA + LightGBM comparator vs MLP predictor, per runtime (recipes/nni/ofa_cpu.yml)"
     record = load_record(results)
@@ -460,8 +460,8 @@ def section_ofa(results: Path) -> str:
                  v.get("latency_ratio") if v.get("latency_ratio") is not None else "missing", v.get("verdict") or "–"]
                 for runtime, versus in (eq.get("vs_picks") or {}).items() for v in versus]
         sup = eq.get("supernet_epochs")
-        times = "" if eq.get("latency_from") in (None, eq["step"]) else (
-            f" Its times are its architecture's ({eq['latency_from']}, untrained, timed beside the picks: latency does "
+        times = "" if not stand_in(eq) else (
+            f" Its times are its architecture's ({stand_in(eq)}, untrained, timed beside the picks: latency does "
             "not depend on the weights); the side-by-side step that times the trained network has not run.")
         parts.append(title + f"\n\nSupernet: {f'{sup:g}' if isinstance(sup, (int, float)) else '–'} epochs.{times}\n\n" + net
                      + "\n\n" + _table(
