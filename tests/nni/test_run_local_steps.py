@@ -67,3 +67,29 @@ def test_bad_steps_are_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "step 'retrain' uses the results of ['search']" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_step_interrupted_in_a_steps_run_continues_in_its_folder_when_the_whole_file_resumes(tmp_path):
+    """The ofa_cpu.yml case: a supernet started alone (--steps), stopped mid-trial, then the whole file run in its
+    folder; the new earlier step runs first, and the interrupted trial is issued again with its attempt and folder
+    (where its checkpoint is), not as a new trial."""
+    from facenas.adapters.nni.pipeline import PipelineConfig, PipelineScheduler, _resume_local
+    from facenas.utils.io import write_json
+
+    whole = PipelineConfig.from_dict({"name": "p", "steps": [
+        {"name": "lut", "stage": "toy.evaluate"},
+        {"name": "supernet", "stage": "toy.evaluate", "params": {"epochs": 3}},
+        {"name": "evaluate", "stage": "toy.evaluate", "params": {"supernet": "${supernet.index}"}}]})
+    alone = PipelineScheduler(select_steps(whole, ["supernet"]), tmp_path)
+    pid, spec = alone.next_trial()
+    assert (spec.step, spec.out_dir) == ("supernet", str(tmp_path / "supernet" / "000"))
+    write_json(tmp_path / "advisor_state.json", alone.state_dict())  # stopped while the trial ran
+
+    sched = PipelineScheduler(whole, tmp_path)
+    _resume_local(sched, tmp_path / "advisor_state.json")
+    first = sched.next_trial()
+    assert first is not None and first[1].step == "lut"
+    again = sched.next_trial()  # the supernet does not use lut's results: it starts beside it
+    assert again is not None and (again[1].step, again[1].index, again[1].attempt, again[1].out_dir) == (
+        "supernet", 0, 0, spec.out_dir)
+    assert sched.next_trial() is None  # evaluate waits for the supernet
