@@ -111,15 +111,29 @@ def collect(output_dir: Path) -> dict[str, Any]:
                        **({"error": record.get("error")} if record.get("status") == "FAILED" else {}),
                        **({"curve": _curve(result.parent, CURVE_KEYS[record["stage"]])}
                           if record.get("stage") in CURVE_KEYS else {})})
-    done = {t["step"] for t in trials if t["status"] == "SUCCEEDED"}
     steps = [s.get("name") for s in (state.get("config") or {}).get("steps", []) if isinstance(s, dict)]
     # the folders list alphabetically (random1_seeds/ before random_retrain/): put the trials in the pipeline's step
     # order, so a network's first seed run is its first step's (readers take it as the primary one)
-    order = {name: k for k, name in enumerate(steps)}
-    trials.sort(key=lambda t: (order.get(t["step"], len(order)), str(t["step"]),
-                               t["index"] if isinstance(t["index"], int) else -1))
+    trials = _in_step_order(trials, steps)
     return {"pipeline": state.get("name"), "seed": run_seed(state, trials), "trials": trials, "steps": steps,
-            "pending_steps": [s for s in steps if s not in done]}
+            "pending_steps": _pending(trials, steps)}
+
+
+def _in_step_order(trials: list[dict[str, Any]], steps: list[str]) -> list[dict[str, Any]]:
+    """``trials`` sorted by their step's place in ``steps`` (unknown steps last, by name), then by index."""
+    order = {name: k for k, name in enumerate(steps)}
+    return sorted(trials, key=lambda t: (order.get(t.get("step"), len(order)), str(t.get("step")),
+                                         t["index"] if isinstance(t.get("index"), int) else -1))
+
+
+def _pending(trials: list[dict[str, Any]], steps: list[str]) -> list[str]:
+    """The steps without a succeeded trial, in order."""
+    done = {t.get("step") for t in trials if t.get("status") == "SUCCEEDED"}
+    return [s for s in steps if s not in done]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _key(seed: Any) -> str:
@@ -166,8 +180,7 @@ def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file:
     if key in runs:
         log.info("seed %s: replacing the entry collected %s from %s", key, runs[key].get("collected", "earlier"),
                  runs[key].get("folder", "an unnamed folder"))
-    runs[key] = {"seed": run.get("seed"), "folder": folder,
-                 "collected": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    runs[key] = {"seed": run.get("seed"), "folder": folder, "collected": _now(),
                  "pending_steps": run["pending_steps"], "trials": run["trials"]}
     return _with_runs(previous, run, experiment_file, runs)
 
@@ -203,13 +216,10 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
     missing = [s for s in steps if s not in ended]
     if missing:
         raise ConfigError(f"--steps: {folder} has no finished trial of {missing}: let them end first")
-    trials = [t for t in entry.get("trials") or [] if t.get("step") not in steps] + [
-        t for t in run["trials"] if t.get("step") in steps]
-    trials.sort(key=lambda t: (order.index(t["step"]) if t.get("step") in order else len(order),
-                               t["index"] if isinstance(t.get("index"), int) else -1))
-    done = {str(t.get("step")) for t in trials if t.get("status") == "SUCCEEDED"}
-    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    entry.update(trials=trials, pending_steps=[s for s in order if s not in done],
+    trials = _in_step_order([t for t in entry.get("trials") or [] if t.get("step") not in steps]
+                           + [t for t in run["trials"] if t.get("step") in steps], order)
+    stamp = _now()
+    entry.update(trials=trials, pending_steps=_pending(trials, order),
                  merged_steps={**(entry.get("merged_steps") or {}),
                                **{s: {"folder": folder, "collected": stamp} for s in steps}})
     log.info("seed %s: steps %s merged from %s; the entry's other steps kept (collected %s from %s)", key, steps,
