@@ -89,8 +89,9 @@ def _network(record: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def _versus(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Top vs random accuracies (one value per network): mean and std of each group, the difference, Welch's p and
-    issue 16's verdict (:func:`benchmarks.seed_stats.verdict`, accuracy only; the groups are networks, one seed each)."""
+    """Top vs random accuracies (one value per network: its run, or its mean over the seeds every arc has): mean and
+    std of each group, the difference, Welch's p and issue 16's verdict (:func:`benchmarks.seed_stats.verdict`,
+    accuracy only; the groups are networks)."""
     v = verdict(a, b, None, None)
     return {"n": [v.searched.n, v.reference.n], "mean": [v.searched.mean, v.reference.mean],
             "std": [v.searched.std, v.reference.std], "difference": v.gain, "p_value": v.p,
@@ -119,29 +120,42 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         if curve:  # the controller's sampled arcs per epoch: did the latency term steer them?
             search_out["sampled"] = {"epochs": [c.get("epoch") for c in curve], "latency_ms": [c["latency_ms"] for c in curve],
                                      "entropy": [curve[0].get("entropy"), curve[-1].get("entropy")]}
-    retrains = [_network(record, t) for t in _ok(record, "enas.retrain")]
-    references = [n for n in retrains if n["role"] == "reference"]
-    candidates = [n for n in retrains if n["role"] == "candidate"]
-    # the comparison is one seed each, at the seed every random arc was retrained with; an arc retrained with other
-    # seeds as well (enas_cpu.yml's top1_seeds, random1_seeds) is reported beside it, over its seeds
-    by_arc: dict[Any, set[Any]] = {}
-    for n in references:
-        by_arc.setdefault(n["top"], set()).add(n["seed"])
-    control_seeds = set.intersection(*by_arc.values()) if by_arc else set()
-    random = sorted((n for n in references if n["seed"] in control_seeds), key=lambda n: n["top"] or 0)
-    top = sorted((n for n in candidates if not random or n["seed"] in control_seeds), key=lambda n: n["top"] or 0)
+    # in the record's order (the experiment file's): each arc's runs list its seeds as the file ran them
+    ok = {id(t) for t in _ok(record, "enas.retrain")}
+    retrains = [_network(record, t) for t in record.get("trials", []) if id(t) in ok]
+    # one network per arc in the table and the pairs: its run at the first seed every arc of both groups was
+    # retrained with (the retrain steps' seed: the runs timed side by side); the top-vs-random comparison takes
+    # each arc's mean over all those common seeds (one seed each until every arc has more: enas_cpu.yml's
+    # top1_seeds ... random23_seeds)
+    by_arc: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for n in retrains:
+        by_arc.setdefault((n["role"], n["top"]), []).append(n)
+    common = [x for x in dict.fromkeys(n["seed"] for n in retrains)
+              if all(x in {n["seed"] for n in runs} for runs in by_arc.values())]
+    first = lambda runs: next((n for n in runs if n["seed"] in common[:1]), runs[0])  # noqa: E731
+    random = sorted((first(r) for (role, _), r in by_arc.items() if role == "reference"), key=lambda n: n["top"] or 0)
+    top = sorted((first(r) for (role, _), r in by_arc.items() if role == "candidate"), key=lambda n: n["top"] or 0)
 
-    def over_seeds(group: list[dict[str, Any]], pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def over_seeds(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for t in group:
-            runs = [t, *(n for n in pool if n not in group and n["top"] == t["top"])]
+            runs = by_arc[(t["role"], t["top"])]
             if len(runs) > 1:
                 v = seed_stats([n["lfw_acc"] for n in runs if _num(n.get("lfw_acc"))])
                 out.append({"rank": t["top"], "seeds": [n["seed"] for n in runs],
                             "lfw_acc": [n.get("lfw_acc") for n in runs], "mean": v.mean, "std": v.std})
         return out
 
-    top_seeds, random_seeds = over_seeds(top, candidates), over_seeds(random, references)
+    def arc_accs(group: list[dict[str, Any]]) -> list[float]:
+        """Each arc's LFW accuracy: its mean over the common seeds (its one run when there is one common seed)."""
+        out = []
+        for t in group:
+            accs = [n["lfw_acc"] for n in by_arc[(t["role"], t["top"])] if n["seed"] in common and _num(n.get("lfw_acc"))]
+            if accs:
+                out.append(float(np.mean(accs)))
+        return out
+
+    top_seeds, random_seeds = over_seeds(top), over_seeds(random)
     pairs = []
     for t in top:
         r = next((x for x in random if x["top"] == t["top"]), None)
@@ -156,11 +170,11 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             if _num(a) and _num(b) and b:
                 pair[f"{rt}_ratio"] = a / b
         pairs.append(pair)
-    accs = lambda group: [n["lfw_acc"] for n in group if _num(n.get("lfw_acc"))]  # noqa: E731
     epochs = sorted({n["epochs"] for n in retrains if _num(n.get("epochs"))})  # the epochs each retrain ran
     return {"pipeline": record.get("pipeline"), "experiment_file": record.get("experiment_file"),
             "date": record.get("_date"), "table": table, "search": search_out, "top": top, "random": random,
-            "pairs": pairs, "lfw_acc_top_vs_random": _versus(accs(top), accs(random)), "top_seeds": top_seeds,
+            "pairs": pairs, "lfw_acc_top_vs_random": {**_versus(arc_accs(top), arc_accs(random)), "seeds": common},
+            "top_seeds": top_seeds,
             "random_seeds": random_seeds,
             "retrain_epochs": epochs, "pending_steps": record.get("pending_steps", [])}
 

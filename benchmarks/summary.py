@@ -221,6 +221,18 @@ def section_li_arcface(results: Path) -> str:
     return head + "\n\n" + _table(["head", "diverged (NaN/inf)", "LFW acc ± std", "train min"], rows)
 
 
+def _enas_seeds(comparison: dict[str, Any]) -> str:
+    """How the top-vs-random comparison counts each network: one seed, or its mean over the seeds every arc has."""
+    seeds = comparison.get("seeds") or []
+    return (f"each network's mean over seeds {', '.join(str(x) for x in seeds)}" if len(seeds) > 1
+            else "one seed each")
+
+
+def _enas_steering(search: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The search's reward settings and the controller's sampled-latency curve (None when not recorded)."""
+    return (search.get("settings") or {}).get("reward") or {}, search.get("sampled")
+
+
 def section_enas(results: Path) -> str:
     """ENAS's top-3 vs random arcs of matching latency from the record of recipes/nni/enas_cpu.yml; below it the
     earlier study (bench_enas.json: latency targets, 2-epoch retrains), labelled with its budget."""
@@ -235,7 +247,7 @@ def section_enas(results: Path) -> str:
     else:
         s = summarise(record)
         tb, search = s.get("table") or {}, s.get("search") or {}
-        reward, sampled = (search.get("settings") or {}).get("reward") or {}, search.get("sampled")
+        reward, sampled = _enas_steering(search)
         steer = (f"; reward target {_f(reward.get('target_ms'))} ms, q = {reward.get('exponent')}" if reward else "") + (
             f"; the controller's sampled arcs, mean predicted ms per epoch ({sampled['epochs'][0]} to "
             f"{sampled['epochs'][-1]}): {', '.join(_f(v, 3) for v in sampled['latency_ms'])}; policy entropy "
@@ -243,7 +255,7 @@ def section_enas(results: Path) -> str:
         parts.append(f"Latency table ({tb.get('runtime')}, {tb.get('threads')} thread): {tb.get('entries')} blocks, validation "
                      f"Spearman {_f(tb.get('spearman'))}, MAPE {_f(tb.get('mape'))}, within +-10% {_f(tb.get('within_10pct'))}. "
                      f"Search: {search.get('epochs')} epochs, {_f(search.get('search_seconds'), 0)} s{steer}. Retraining: "
-                     f"{', '.join(_f(e, 0) for e in s.get('retrain_epochs') or []) or '–'} epochs each, one seed. "
+                     f"{', '.join(_f(e, 0) for e in s.get('retrain_epochs') or []) or '–'} epochs each. "
                      f"Not run yet: {', '.join(s.get('pending_steps') or []) or 'none'}.")
         rows = []
         for group, label in (("top", "top"), ("random", "random")):
@@ -258,7 +270,7 @@ def section_enas(results: Path) -> str:
                                  "predicted ms", "ORT ms", "TFLite ms", "MFLOPs", "epochs"], rows))
         c = s.get("lfw_acc_top_vs_random") or {}
         mean, std = c.get("mean") or [None, None], c.get("std") or [None, None]
-        parts.append(f"LFW accuracy, top-3 vs random arcs (mean ± std over the networks, one seed each): "
+        parts.append(f"LFW accuracy, top-3 vs random arcs (mean ± std over the networks, {_enas_seeds(c)}): "
                      f"{_acc(mean[0], std[0])} vs {_acc(mean[1], std[1])}; difference {_f(c.get('difference'))}, "
                      f"Welch's t-test p = {_f(c.get('p_value'), 3)}: {c.get('verdict') or 'not enough networks yet'}.")
         for t in s.get("top_seeds") or []:
@@ -883,8 +895,8 @@ def _own_tie(net: Any, own: Sequence[tuple[Any, Any, Any, Any]], front_ref: str)
 
 
 def _finding_enas(results: Path) -> list[str]:
-    """ENAS's top-3 against random arcs of matching predicted latency (enas_cpu.yml, one seed each: a comparison of
-    networks, not of seeds) and where the controller's sampled arcs ended against the reward's target."""
+    """ENAS's top-3 against random arcs of matching predicted latency (enas_cpu.yml: a comparison of networks, each
+    at one seed or its mean over the seeds every arc has) and where the controller's sampled arcs ended against the reward's target."""
     from benchmarks.bench_enas import load_record, summarise
 
     record = load_record(results)
@@ -896,11 +908,10 @@ def _finding_enas(results: Path) -> list[str]:
         return []
     (n_top, n_random), (m_top, m_random), (s_top, s_random) = c["n"], c["mean"], c["std"]
     epochs = ", ".join(_f(e, 0) for e in s.get("retrain_epochs") or [])
-    text = (f"**ENAS, top-3 vs random arcs** ({epochs}-epoch retrains, one seed each, {n_top} vs {n_random} networks): "
+    text = (f"**ENAS, top-3 vs random arcs** ({epochs}-epoch retrains, {_enas_seeds(c)}, {n_top} vs {n_random} networks): "
             f"{_acc(m_top, s_top)} against {_acc(m_random, s_random)} for the random arcs of matching predicted "
             f"latency: **{c['verdict']}** (difference {c['difference']:+.4f}, p = {_f(c.get('p_value'), 3)}).")
-    search = s.get("search") or {}
-    reward, sampled = (search.get("settings") or {}).get("reward") or {}, search.get("sampled")
+    reward, sampled = _enas_steering(s.get("search") or {})
     if sampled and isinstance(reward.get("target_ms"), (int, float)):
         lat = sampled["latency_ms"]
         text += (f" The controller's sampled arcs ended at {lat[-1]:.3f} ms predicted (epoch mean; highest "

@@ -169,6 +169,48 @@ def test_the_top_arc_retrained_with_more_seeds_is_one_network_over_its_seeds(tmp
     assert (seeds["mean"], seeds["std"]) == (pytest.approx(0.72), pytest.approx(0.02))
 
 
+def _enas_record_every_arc_three_seeds() -> dict:
+    """Every arc retrained again with seeds 1 and 2 (enas_cpu.yml's top1_seeds, random1_seeds, top23_seeds,
+    random23_seeds): seed 1 adds 0.01 to the arc's seed-2048 accuracy, seed 2 adds 0.02 to top arcs and subtracts
+    0.02 from random ones."""
+    record = _enas_record()
+    for base in [t for t in record["trials"] if t["step"] in ("retrain", "random_retrain")]:
+        top = base["role"] == "candidate"
+        arc = base["params"]["search"]["rank" if top else "matches"]
+        step = ("top" if top else "random") + ("1" if arc == 1 else "23") + "_seeds"
+        for seed, delta in ((1, 0.01), (2, 0.02 if top else -0.02)):
+            index = sum(t["step"] == step for t in record["trials"])
+            record["trials"].insert(-1, {**base, "step": step, "index": index,
+                                         "params": {**base["params"], "seed": seed},
+                                         "metrics": {**base["metrics"], "lfw_acc": base["metrics"]["lfw_acc"] + delta,
+                                                     "output": f"$RUN_DIR/{step}/{index:03d}/train"}})
+    return record
+
+
+def test_with_every_arc_over_three_seeds_top_vs_random_compares_arc_means(tmp_path):
+    """Once every arc has the same three seeds, each is a headline row with its own reference over them, and bench_enas
+    compares the top-3 with the random arcs by each arc's mean over those seeds (still one network per arc in its
+    table and pairs: the seed-2048 run, the one timed side by side)."""
+    from benchmarks.bench_enas import summarise
+    from benchmarks.summary import section_enas
+
+    record = _enas_record_every_arc_three_seeds()
+    nets = _nets(record, SOURCES["enas_cpu"])
+    assert {n: sorted(net.seeds) for n, net in nets.items()} == {n: [1, 2, 2048] for n in nets} and len(nets) == 6
+    s = summarise(record)
+    assert [(n["top"], n["seed"]) for n in s["top"]] == [(1, 2048), (2, 2048), (3, 2048)]
+    assert [(n["top"], n["seed"]) for n in s["random"]] == [(1, 2048), (2, 2048), (3, 2048)]
+    c = s["lfw_acc_top_vs_random"]
+    assert c["seeds"] == [2048, 1, 2] and c["n"] == [3, 3]
+    # arc means: top (0.70, 0.69, 0.71) + 0.01; random (0.68, 0.70, 0.69) - 0.01/3
+    assert c["mean"] == [pytest.approx(0.71), pytest.approx(0.69 - 0.01 / 3)]
+    assert [t["rank"] for t in s["top_seeds"]] == [1, 2, 3] and [t["rank"] for t in s["random_seeds"]] == [1, 2, 3]
+    _write(tmp_path, "enas_cpu", record)
+    assert "mean ± std over the networks, each network's mean over seeds 2048, 1, 2)" in section_enas(tmp_path)
+    own = section_headline(tmp_path).split("### Each method against its own reference")[1]
+    assert "| enas: top2 | random2 | 0.7000 ± 0.0100 | 3 (2048, 1, 2) | 0.6967 ± 0.0153 | 3 (2048, 1, 2) | +0.0033 |" in own
+
+
 def test_without_method_records_the_own_comparisons_say_missing(tmp_path):
     _seed_record(tmp_path, "reference_front_cpu", REF)
     md = section_headline(tmp_path)

@@ -17,7 +17,8 @@ RECIPES = REPO / "recipes" / "nni"
 SHAPE = [("lut", "runtime.lut", None), ("search", "enas.search", "auxiliary"),
          ("random_arcs", "enas.random_arcs", None), ("retrain", "enas.retrain", "candidate"),
          ("random_retrain", "enas.retrain", "reference"), ("top1_seeds", "enas.retrain", "candidate"),
-         ("random1_seeds", "enas.retrain", "reference"), ("side_by_side", "runtime.latency", "auxiliary")]
+         ("random1_seeds", "enas.retrain", "reference"), ("top23_seeds", "enas.retrain", "candidate"),
+         ("random23_seeds", "enas.retrain", "reference"), ("side_by_side", "runtime.latency", "auxiliary")]
 
 
 def _steps(name: str):
@@ -61,6 +62,15 @@ def test_enas_cpu_holds_every_step_of_the_top3_vs_random_comparison(monkeypatch)
             {k: v for k, v in top.items() if k not in ("arch", "search", "seed")}
         assert (seeds.params["arch"], seeds.params["search"], seeds.params["seed"]) == (
             f"${{{source}.result.architectures.0.arch}}", f"${{{source}.result.architectures.0}}", "${item}")
+    # the second and third arcs of each group too: {search entry, seed} pairs, so every arc has the same three seeds
+    for step, source in (("top23_seeds", "search"), ("random23_seeds", "random_arcs")):
+        more = steps[step]
+        assert more.foreach == [{"search": f"${{{source}.result.architectures.{i}}}", "seed": seed}
+                                for i in (1, 2) for seed in (1, 2)]
+        assert {k: v for k, v in more.params.items() if k not in ("arch", "search", "seed")} == \
+            {k: v for k, v in top.items() if k not in ("arch", "search", "seed")}
+        assert (more.params["arch"], more.params["search"], more.params["seed"]) == (
+            "${item.search.arch}", "${item.search}", "${item.seed}")
     # every retrained network is timed in both runtimes, side by side, 1 thread, best export (the stage's default)
     timing = steps["side_by_side"].params
     assert timing["runtimes"] == ["onnxruntime", "tflite"] and timing["threads"] == 1 and "passes" not in timing
@@ -120,7 +130,8 @@ def test_enas_test_runs_locally_with_random_arcs_of_matching_latency(enas_test_r
     roles = {(r["step"], r["role"]) for r in summary["trials"]}
     assert roles == {("data", "auxiliary"), ("lut", "auxiliary"), ("search", "auxiliary"), ("random_arcs", "auxiliary"),
                      ("retrain", "candidate"), ("random_retrain", "reference"), ("top1_seeds", "candidate"),
-                     ("random1_seeds", "reference"), ("side_by_side", "auxiliary")}
+                     ("random1_seeds", "reference"), ("top23_seeds", "candidate"), ("random23_seeds", "reference"),
+                     ("side_by_side", "auxiliary")}
     assert all(r["status"] == "SUCCEEDED" for r in summary["trials"])
     result = lambda step, i=0: json.loads((enas_test_run / step / f"{i:03d}" / "result.json").read_text())  # noqa: E731
     table = result("lut")["result"]["table"]
@@ -184,7 +195,7 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
     assert "_missing" not in text.split("### Earlier study")[0]
     assert "| top1 | rank 1 |" in text and "| random2 | top2 " in text
 
-    # the headline reads the same record: top arcs vs their matched random arcs, one seed each (n<3: no headline)
+    # the headline reads the same record: top arcs vs their matched random arcs, two seeds each (n<3: no headline)
     import dataclasses
 
     from benchmarks.seed_rows import ROW_SOURCES, gather_rows, networks
@@ -193,12 +204,13 @@ def test_bench_enas_and_the_summary_read_the_collected_record(enas_test_run, tmp
     source = dataclasses.replace(next(x for x in ROW_SOURCES if x.record == "enas_cpu"), metric="val_acc")
     nets = {n.name: n for n in networks(gather_rows(tmp_path, (source,)))}
     assert set(nets) == {"top1", "top2", "random1", "random2"}
-    for name, net in nets.items():  # the run seed; the top arc and its random arc also top1_seeds' / random1_seeds'
-        assert net.seeds == ([0, 1] if name in ("top1", "random1") else [0])
+    for name, net in nets.items():  # the run seed, and seed 1 from top1_seeds / random1_seeds / *23_seeds
+        assert net.seeds == [0, 1]
         assert all(net.latency_ms[rt] > 0 for rt in ("onnxruntime", "tflite"))
-    assert [(t["rank"], t["seeds"]) for t in s["top_seeds"]] == [(1, [0, 1])]
-    assert [(t["rank"], t["seeds"]) for t in s["random_seeds"]] == [(1, [0, 1])]
-    assert [n["seed"] for n in s["random"]] == [0, 0]  # the comparison stays at the seed every random arc has
+    assert [(t["rank"], t["seeds"]) for t in s["top_seeds"]] == [(1, [0, 1]), (2, [0, 1])]
+    assert [(t["rank"], t["seeds"]) for t in s["random_seeds"]] == [(1, [0, 1]), (2, [0, 1])]
+    assert [n["seed"] for n in s["random"]] == [0, 0]  # the table's networks: the runs timed side by side
+    assert s["lfw_acc_top_vs_random"]["seeds"] == [0, 1]  # each arc's mean over both
     own = section_headline(tmp_path, (source,)).split("### Each method against its own reference")[1]
     assert "| enas: top1 | random1 |" in own and "| enas: top2 | random2 |" in own and "n<3: not a headline" in own
 
@@ -245,7 +257,8 @@ def test_published_arcs_are_the_networks_side_by_side_timed(enas_test_run, tmp_p
         output = trials[(src["step"], src["index"])]["metrics"]["output"]
         assert side["params"]["models"][name] == f"{output}/last.pt"
         assert src["checkpoint"] == "$RUN_DIR" + side["params"]["models"][name][len(str(enas_test_run.resolve())):]
-        more = {"top1": [trials[("top1_seeds", 0)]], "random1": [trials[("random1_seeds", 0)]]}.get(name, [])
+        more = {"top1": [trials[("top1_seeds", 0)]], "random1": [trials[("random1_seeds", 0)]],
+                "top2": [trials[("top23_seeds", 0)]], "random2": [trials[("random23_seeds", 0)]]}[name]
         seeds = [trials[(src["step"], src["index"])]] + more
-        assert e["seeds"]["values"] == [t["metrics"]["val_acc"] for t in seeds]  # also top1_seeds' / random1_seeds'
+        assert e["seeds"]["values"] == [t["metrics"]["val_acc"] for t in seeds]  # also the seed steps' runs
         assert e["seed"] == 0  # the file is the timed network (the retrain step's)
