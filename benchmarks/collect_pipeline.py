@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS_DIR, save_result
+from benchmarks._common import RESULTS_DIR, portable, save_result
 from facenas.errors import ConfigError, FacenasError
 from facenas.utils.io import read_jsonl
 
@@ -186,12 +186,14 @@ def merge(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file:
 
 
 def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment_file: str, folder: str,
-                steps: list[str], experiment: Any) -> dict[str, Any]:
+                steps: list[str], experiment: Any, places: dict[str, str] | None = None) -> dict[str, Any]:
     """``previous`` with the trials of ``steps`` taken from ``run`` into its entry of the same seed, the others
     kept: a step run on its own (``run-local --steps``) after the rest of the run was collected. Refused when a
     step the entry holds used one of ``steps``' results (its trials would then describe other networks than the
-    merged ones) or the run has no finished trial of a named step. ``experiment``: the file's
-    :class:`~facenas.adapters.nni.pipeline.PipelineConfig` (step order, what each step uses)."""
+    merged ones), when a merged step used a step the entry keeps and the run's trials of that step gave other
+    results than the entry's (:func:`_check_inputs`), or when the run has no finished trial of a named step.
+    ``experiment``: the file's :class:`~facenas.adapters.nni.pipeline.PipelineConfig` (step order, what each step
+    uses); ``places``: the run folder's ``{path: name}`` as the record writes it (``$RUN_DIR``)."""
     from facenas.adapters.nni.pipeline import step_uses
 
     configs = experiment.step_configs(experiment_file)
@@ -216,6 +218,7 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
     missing = [s for s in steps if s not in ended]
     if missing:
         raise ConfigError(f"--steps: {folder} has no finished trial of {missing}: let them end first")
+    _check_inputs(entry, run, configs, steps, folder, places)
     trials = _in_step_order([t for t in entry.get("trials") or [] if t.get("step") not in steps]
                            + [t for t in run["trials"] if t.get("step") in steps], order)
     stamp = _now()
@@ -226,6 +229,47 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
              folder, entry.get("collected", "earlier"), entry.get("folder", "an unnamed folder"))
     runs[key] = entry
     return _with_runs(previous or {}, run, experiment_file, runs)
+
+
+def _outcome(trial: dict[str, Any], places: dict[str, str] | None) -> dict[str, Any]:
+    """What a trial gave the steps after it, as the record writes it: status, architecture and metrics, without
+    how long it took (``*_seconds``: a repeated run differs there and nowhere else when it reproduces)."""
+    metrics = {k: v for k, v in (trial.get("metrics") or {}).items() if not k.endswith("_seconds")}
+    return portable({"index": trial.get("index"), "status": trial.get("status"), "arch": trial.get("arch"),
+                     "metrics": metrics}, places)
+
+
+def _check_inputs(entry: dict[str, Any], run: dict[str, Any], configs: list[Any], steps: list[str], folder: str,
+                  places: dict[str, str] | None) -> None:
+    """A merged step that used a step the entry keeps describes the run's results of that step: refused unless the
+    run's trials of it equal the entry's (a deterministic step run again, e.g. a training from the same seed, gives
+    the same numbers; a measurement does not)."""
+    from facenas.adapters.nni.pipeline import step_uses
+
+    by_step = lambda trials, name: [t for t in trials if t.get("step") == name]  # noqa: E731
+    for config in configs:
+        if config.name not in steps:
+            continue
+        for used in sorted(step_uses(config) - set(steps)):
+            kept = [_outcome(t, None) for t in by_step(entry.get("trials") or [], used)]
+            if not kept:
+                continue  # not a step of the entry (a context name, or a step the entry never ran)
+            ran = [_outcome(t, places) for t in by_step(run["trials"], used)]
+            if ran != kept:
+                diff = next((f"trial {a.get('index')}: {_first_difference(a, b)}" for a, b in zip(ran, kept) if a != b),
+                            f"{len(ran)} trial(s) against {len(kept)}")
+                raise ConfigError(f"--steps: {config.name} used {used}, which the entry keeps from another run, and "
+                                  f"{folder}'s {used} gave other results ({diff}): merge {used} too, or collect the "
+                                  "whole run without --steps")
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two outcomes first differ, as ``path: this run's value vs the entry's``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+    return f"{path or 'value'}: {str(a)[:80]} vs {str(b)[:80]}"
 
 
 def _with_runs(previous: dict[str, Any], run: dict[str, Any], experiment_file: str,
@@ -267,19 +311,20 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(existing.read_text(encoding="utf-8")).get("result") if existing.is_file() else None
         experiment = _experiment(args.experiment)
         run, folder = collect(args.output_dir), args.output_dir.resolve().name
+        places = {str(args.output_dir.resolve()): "$RUN_DIR"}  # the run folder as the record names it
         if args.steps:
             if experiment is None:
                 raise ConfigError(f"--steps: {args.experiment} is not a facenas experiment file here: it names the "
                                   "steps' order and what each uses")
             steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-            result = merge_steps(previous, run, args.experiment, folder, steps, experiment)
+            result = merge_steps(previous, run, args.experiment, folder, steps, experiment, places)
         else:
             result = merge(previous, run, args.experiment, folder,
                            [c.name for c in experiment.step_configs(args.experiment)] if experiment else None)
     except FacenasError as exc:
         print(f"collect_pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    save_result(args.name, result, out_dir=args.results, places={str(args.output_dir.resolve()): "$RUN_DIR"})
+    save_result(args.name, result, out_dir=args.results, places=places)
     return 0
 
 

@@ -295,3 +295,34 @@ def test_a_step_run_on_its_own_merges_into_its_seeds_entry(tmp_path, capsys):
     assert main([str(other), "--name", "front", "--experiment", experiment, "--results", str(results), *steps]) == 2
     assert "no run of seed 1 to merge into" in capsys.readouterr().err
     assert _result(results)["runs"]["7"] == entry
+
+
+def test_a_merged_step_whose_input_the_entry_keeps_needs_that_input_reproduced(tmp_path, capsys):
+    """a_latency times a's network: merged alone, it must come from a run whose `a` gave the entry's results (a
+    deterministic training run again: the same accuracy, only its duration differs), else it would time another
+    network than the one the entry's `a` describes."""
+    results = tmp_path / "results"
+    results.mkdir()
+    experiment = _experiment(tmp_path)
+    assert _collect(results, _run(tmp_path / "whole", 7, {"a": 0.80}), experiment=experiment) == 0
+    entry = _result(results)["runs"]["7"]
+
+    def again(name: str, acc: float) -> Path:
+        run = _run(tmp_path / name, 7, {"a": acc})
+        f = run / "a" / "000" / "result.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "metrics": {
+            **json.loads(f.read_text())["metrics"], "train_seconds": 123.0}}))  # another duration: not a result
+        return run
+
+    argv = ["--name", "front", "--experiment", experiment, "--results", str(results), "--steps", "a_latency"]
+    capsys.readouterr()
+    assert main([str(again("changed", 0.81)), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "a_latency used a, which the entry keeps from another run, and changed's a gave other results " \
+           "(trial 0: metrics.lfw_acc: 0.81 vs 0.8): merge a too" in err
+    assert _result(results)["runs"]["7"] == entry
+
+    assert main([str(again("reproduced", 0.80)), *argv]) == 0  # its output folder differs: $RUN_DIR in both
+    merged = _result(results)["runs"]["7"]
+    assert merged["merged_steps"]["a_latency"]["folder"] == "reproduced"
+    assert [t for t in merged["trials"] if t["step"] == "a"] == [t for t in entry["trials"] if t["step"] == "a"]
