@@ -206,7 +206,9 @@ def test_with_every_arc_over_three_seeds_top_vs_random_compares_arc_means(tmp_pa
     assert c["mean"] == [pytest.approx(0.71), pytest.approx(0.69 - 0.01 / 3)]
     assert [t["rank"] for t in s["top_seeds"]] == [1, 2, 3] and [t["rank"] for t in s["random_seeds"]] == [1, 2, 3]
     _write(tmp_path, "enas_cpu", record)
-    assert "mean ± std over the networks, each network's mean over seeds 2048, 1, 2)" in section_enas(tmp_path)
+    text = section_enas(tmp_path)
+    assert "mean ± std over the networks, each network's mean over seeds 2048, 1, 2)" in text
+    assert "| LFW acc ± std (seed 2048, over LFW's folds) |" in text  # the table's networks: one run per arc
     own = section_headline(tmp_path).split("### Each method against its own reference")[1]
     assert "| enas: top2 | random2 | 0.7000 ± 0.0100 | 3 (2048, 1, 2) | 0.6967 ± 0.0153 | 3 (2048, 1, 2) | +0.0033 |" in own
 
