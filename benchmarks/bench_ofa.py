@@ -310,7 +310,8 @@ def _equal_versus(pick: dict[str, Any], equal: dict[str, Any], runtime: str, met
     theirs = equal.get(metric)
     a, b = pick["latency_ms"].get(runtime), (equal.get("latency_ms") or {}).get(runtime)
     vs = pick.get("vs_reference") or {}
-    if stand_in(equal) is not None and vs.get("reference") == stand_in(equal) and vs.get("reference_ms") is not None:
+    source = stand_in(equal)
+    if source is not None and vs.get("reference") == source and vs.get("reference_ms") is not None:
         b = vs["reference_ms"]  # its architecture timed in the pick's own rounds
     return {"pick": pick["search"], "ofa_ms": a, "equal_budget_ms": b,
             **versus(pick[metric]["values"], [theirs] if isinstance(theirs, (int, float)) else [], a, b)}
@@ -423,14 +424,14 @@ def report_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
                                    + f"; mean ± std over {acc.get('n')} seed(s); TFLite {_ms(lat.get('tflite'))} ms"})
     eq = s.get("equal_budget")
     if eq:
-        lat = eq.get("latency_ms") or {}
+        lat, source = eq.get("latency_ms") or {}, stand_in(eq)
         rows.append({"method": "baseline (hand-designed), equal budget", "network": f"{eq['step']} (mbf "
                      f"{json.dumps(eq.get('network_kwargs') or {})})", **{k: eq.get(k) for k in (
                          "lfw_acc", "lfw_acc_std", "mflops", "params_m")}, "tar": eq.get("lfw_tar_at_far_1e-3"),
                      "latency_ms": lat.get("onnxruntime"), "time_min": round((eq.get("train_seconds") or 0) / 60, 1),
                      "budget": f"{_ms(eq.get('epochs'))} epochs (supernet + fine-tuning), seed {eq.get('seed')}; "
                                f"TFLite {_ms(lat.get('tflite'))} ms"
-                               + (f" (times: its architecture, {stand_in(eq)}, untrained)" if stand_in(eq) else "")})
+                               + (f" (times: its architecture, {source}, untrained)" if source else "")})
     return rows
 
 

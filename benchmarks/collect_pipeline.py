@@ -231,12 +231,11 @@ def merge_steps(previous: dict[str, Any] | None, run: dict[str, Any], experiment
     return _with_runs(previous or {}, run, experiment_file, runs)
 
 
-def _outcome(trial: dict[str, Any], places: dict[str, str] | None) -> dict[str, Any]:
-    """What a trial gave the steps after it, as the record writes it: status, architecture and metrics, without
-    how long it took (``*_seconds``: a repeated run differs there and nowhere else when it reproduces)."""
+def _outcome(trial: dict[str, Any]) -> dict[str, Any]:
+    """What a trial gave the steps after it: status, architecture and metrics, without how long it took
+    (``*_seconds``: a repeated run differs there and nowhere else when it reproduces)."""
     metrics = {k: v for k, v in (trial.get("metrics") or {}).items() if not k.endswith("_seconds")}
-    return portable({"index": trial.get("index"), "status": trial.get("status"), "arch": trial.get("arch"),
-                     "metrics": metrics}, places)
+    return {"index": trial.get("index"), "status": trial.get("status"), "arch": trial.get("arch"), "metrics": metrics}
 
 
 def _check_inputs(entry: dict[str, Any], run: dict[str, Any], configs: list[Any], steps: list[str], folder: str,
@@ -251,10 +250,11 @@ def _check_inputs(entry: dict[str, Any], run: dict[str, Any], configs: list[Any]
         if config.name not in steps:
             continue
         for used in sorted(step_uses(config) - set(steps)):
-            kept = [_outcome(t, None) for t in by_step(entry.get("trials") or [], used)]
+            kept = [_outcome(t) for t in by_step(entry.get("trials") or [], used)]
             if not kept:
                 continue  # not a step of the entry (a context name, or a step the entry never ran)
-            ran = [_outcome(t, places) for t in by_step(run["trials"], used)]
+            # the run's paths as the record (already written that way) names them
+            ran = portable([_outcome(t) for t in by_step(run["trials"], used)], places)
             if ran != kept:
                 diff = next((f"trial {a.get('index')}: {_first_difference(a, b)}" for a, b in zip(ran, kept) if a != b),
                             f"{len(ran)} trial(s) against {len(kept)}")

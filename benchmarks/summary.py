@@ -474,8 +474,9 @@ def section_ofa(results: Path) -> str:
                  v.get("latency_ratio") if v.get("latency_ratio") is not None else "missing", v.get("verdict") or "–"]
                 for runtime, versus in (eq.get("vs_picks") or {}).items() for v in versus]
         sup = eq.get("supernet_epochs")
-        times = "" if not stand_in(eq) else (
-            f" Its times are its architecture's ({stand_in(eq)}, untrained, timed beside the picks: latency does "
+        source = stand_in(eq)
+        times = "" if not source else (
+            f" Its times are its architecture's ({source}, untrained, timed beside the picks: latency does "
             "not depend on the weights); the side-by-side step that times the trained network has not run.")
         parts.append(title + f"\n\nSupernet: {f'{sup:g}' if isinstance(sup, (int, float)) else '–'} epochs.{times}\n\n" + net
                      + "\n\n" + _table(
@@ -898,7 +899,8 @@ def _own_tie(net: Any, own: Sequence[tuple[Any, Any, Any, Any]], front_ref: str)
 
 def _finding_enas(results: Path) -> list[str]:
     """ENAS's top-3 against random arcs of matching predicted latency (enas_cpu.yml: a comparison of networks, each
-    at one seed or its mean over the seeds every arc has) and where the controller's sampled arcs ended against the reward's target."""
+    at one seed or its mean over the seeds every arc has) and where the controller's sampled arcs ended against the
+    reward's target."""
     from benchmarks.bench_enas import load_record, summarise
 
     record = load_record(results)
