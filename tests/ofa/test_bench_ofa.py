@@ -256,6 +256,12 @@ def test_the_findings_say_what_share_of_the_loss_gap_each_variant_closes(tmp_pat
     (line,) = _finding_ofa_ablation(tmp_path)
     assert line.endswith("Most of the gap (at least 85%) stays without SE and h-swish: it lies in the layout the "
                          "variants share (depths, widths, expand ratios, head).")
+    for t in record["trials"]:
+        if t["step"] == "ablation_07x" and t["index"] == 1:
+            t["metrics"]["loss"] = 30.01  # no lower than the pick's: none of the gap, not "-0%"
+    _write(tmp_path, "ofa_cpu", record)
+    (line,) = _finding_ofa_ablation(tmp_path)
+    assert "no SE 30.01, none of the gap;" in line and "-0%" not in line
 
 
 def test_a_pick_is_compared_with_the_reference_timed_in_its_own_rounds(tmp_path):
