@@ -975,11 +975,12 @@ def _finding_ofa_ablation(results: Path) -> list[str]:
     for r in rows:
         if r is base or r is ref or not isinstance(r.get("loss"), (int, float)):
             continue
-        pct = round((base["loss"] - r["loss"]) / gap * 100) if gap > 0 else None
-        # a variant whose loss is no lower closes none of it (its loss is printed beside)
-        closed = "" if pct is None else f", {pct}% of the gap" if pct > 0 else ", none of the gap"
+        closed = ""
         if gap > 0:
             shares.append((base["loss"] - r["loss"]) / gap)
+            pct = round(shares[-1] * 100)
+            # a variant whose loss is no lower closes none of it (its loss is printed beside)
+            closed = f", {pct}% of the gap" if pct > 0 else ", none of the gap"
         parts.append(f"{r['network'].removeprefix('pick, ')} {r['loss']:.2f}{closed}")
     lfw = ", ".join(f"{r['network'].removeprefix('pick, ')} {r['lfw_acc']:.4f}" for r in rows
                     if isinstance(r.get("lfw_acc"), (int, float)))
